@@ -1,0 +1,29 @@
+"""datasette-glyph: Datasette hooks. Each delegates to the module that does the work."""
+
+import sys
+
+from datasette import hookimpl
+
+from . import cli as glyph_cli
+from . import migrate
+from .config import glyph_database, plugin_config, run_write
+
+
+@hookimpl
+def register_commands(cli):
+    glyph_cli.register(cli)
+
+
+@hookimpl
+def startup(datasette):
+    async def inner():
+        if not plugin_config(datasette)["migrate"]:
+            return
+        db = glyph_database(datasette)
+        steps = await run_write(db, migrate.migrate_if_managed)
+        if steps is None:
+            print(f"datasette-glyph: {db.name} is not a glyph database; run datasette glyph-migrate to adopt it", file=sys.stderr)
+        for step in steps or []:
+            print(f"datasette-glyph: applied {step.migration.label} ({step.direction}) to {db.name}", file=sys.stderr)
+
+    return inner

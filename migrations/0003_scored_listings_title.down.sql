@@ -1,0 +1,2 @@
+-- Drop scored_listings.title
+ALTER TABLE scored_listings DROP COLUMN title;
