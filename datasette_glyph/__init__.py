@@ -5,13 +5,19 @@ import sys
 from datasette import hookimpl
 
 from . import cli as glyph_cli
-from . import migrate
+from . import migrate, pages, routes, routes_lineage
 from .config import glyph_database, plugin_config, run_write
 
 
 @hookimpl
 def register_commands(cli):
     glyph_cli.register(cli)
+
+
+@hookimpl
+def register_routes():
+    # routes_lineage first: its paths are more specific than the batch detail route.
+    return routes_lineage.ROUTES + routes.ROUTES + pages.ROUTES
 
 
 @hookimpl

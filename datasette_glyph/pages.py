@@ -1,0 +1,3 @@
+"""HTML pages under /-/glyph/: upload, batch list, batch detail."""
+
+ROUTES = []

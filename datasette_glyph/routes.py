@@ -1,0 +1,3 @@
+"""JSON API views: import, listings and import batches."""
+
+ROUTES = []

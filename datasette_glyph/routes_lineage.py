@@ -1,0 +1,3 @@
+"""Views that put lineage to use: diffs between imports, listing history, rollback."""
+
+ROUTES = []
