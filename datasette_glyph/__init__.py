@@ -5,7 +5,7 @@ import sys
 from datasette import hookimpl
 
 from . import cli as glyph_cli
-from . import migrate, pages, routes, routes_lineage
+from . import migrate, pages, permissions, routes, routes_lineage
 from .config import glyph_database, plugin_config, run_write
 
 
@@ -23,6 +23,7 @@ def register_routes():
 @hookimpl
 def startup(datasette):
     async def inner():
+        routes.on_startup(datasette)
         if not plugin_config(datasette)["migrate"]:
             return
         db = glyph_database(datasette)
@@ -33,3 +34,27 @@ def startup(datasette):
             print(f"datasette-glyph: applied {step.migration.label} ({step.direction}) to {db.name}", file=sys.stderr)
 
     return inner
+
+
+@hookimpl
+def permission_allowed(datasette, actor, action, resource):
+    # Datasette 0.65; 1.0a never calls it.
+    return permissions.permission_allowed(datasette, actor, action)
+
+
+@hookimpl
+def register_actions(datasette):
+    # Datasette 1.0a; 0.65 never calls it.
+    return permissions.register_actions()
+
+
+@hookimpl
+def permission_resources_sql(datasette, actor, action):
+    # Datasette 1.0a; 0.65 never calls it.
+    return permissions.permission_resources_sql(datasette, actor, action)
+
+
+@hookimpl
+def skip_csrf(datasette, scope):
+    # Datasette 0.65; 1.0a never calls it.
+    return routes.skip_csrf(datasette, scope)

@@ -1,0 +1,161 @@
+"""glyph-import and glyph-rollback: denied by default, granted to root and to the plugin config's allow blocks,
+on Datasette 0.65 and 1.0a alike; Bearer-token clients and CSRF for cookie-authenticated browsers."""
+
+import types
+
+import pytest
+from datasette import hookimpl
+from datasette.plugins import pm
+from datasette.version import __version__ as datasette_version
+from datasette_test import Datasette, actor_cookie
+from packaging.version import parse
+
+from datasette_glyph.permissions import can_import, can_rollback
+
+# 0.65 protects POSTs with asgi-csrf tokens; 1.0a with the Origin / Sec-Fetch-Site headers
+TOKEN_CSRF = parse(datasette_version) < parse("1.0a0")
+
+ALICE = {"id": "alice"}
+BOB = {"id": "bob"}
+ROOT = {"id": "root"}
+IMPORTER = {"id": "carol", "roles": ["importer"]}
+
+
+async def make_ds(db_path, **config):
+    ds = Datasette([str(db_path)], plugin_config={"datasette-glyph": config})
+    ds.root_enabled = True  # what --root does on 1.0a; 0.65 has no such switch and ignores it
+    await ds.invoke_startup()
+    return ds
+
+
+@pytest.mark.asyncio
+@pytest.mark.parametrize(
+    "config,actor,expected",
+    [
+        # nothing configured: only root
+        ({}, None, (False, False)),
+        ({}, ALICE, (False, False)),
+        ({}, ROOT, (True, True)),
+        # an allow block per action
+        ({"allow_import": {"id": ["alice"]}}, ALICE, (True, False)),
+        ({"allow_import": {"id": ["alice"]}}, BOB, (False, False)),
+        ({"allow_import": {"id": ["alice"]}}, None, (False, False)),
+        ({"allow_import": {"id": ["alice"]}}, ROOT, (True, True)),
+        ({"allow_rollback": {"id": "alice"}}, ALICE, (False, True)),
+        ({"allow_import": {"id": "*"}, "allow_rollback": {"id": ["alice"]}}, BOB, (True, False)),
+        ({"allow_import": {"id": "*"}}, None, (False, False)),
+        ({"allow_import": {"roles": ["importer"]}}, IMPORTER, (True, False)),
+        ({"allow_import": {"roles": ["importer"]}}, ALICE, (False, False)),
+        # the quick-start demo: everyone may import, nobody but root may roll back
+        ({"allow_import": True}, None, (True, False)),
+        ({"allow_import": True}, BOB, (True, False)),
+        ({"allow_import": False, "allow_rollback": False}, ALICE, (False, False)),
+        ({"allow_import": {"unauthenticated": True}}, None, (True, False)),
+    ],
+)
+async def test_can_import_and_can_rollback(db_path, config, actor, expected):
+    ds = await make_ds(db_path, **config)
+    assert (await can_import(ds, actor), await can_rollback(ds, actor)) == expected
+
+
+NOT_AN_UPLOAD = (
+    "Send multipart/form-data with the CSV file as the field 'file', or application/json; got Content-Type 'text/plain'"
+)
+
+
+@pytest.mark.asyncio
+@pytest.mark.parametrize(
+    "actor,status,errors",
+    [
+        (None, 403, ["An anonymous request may not import: the glyph-import permission is required"]),
+        (BOB, 403, ["Actor 'bob' may not import: the glyph-import permission is required"]),
+        # allowed: the request gets as far as reading the body, which here is not an upload
+        (ALICE, 400, [NOT_AN_UPLOAD]),
+        (ROOT, 400, [NOT_AN_UPLOAD]),
+    ],
+)
+async def test_import_endpoint_checks_permission_first(db_path, actor, status, errors):
+    ds = await make_ds(db_path, allow_import={"id": ["alice"]})
+    headers = {"content-type": "text/plain"}
+    cookies = {"ds_actor": actor_cookie(ds, actor)} if actor else {}
+    if actor and TOKEN_CSRF:
+        # a cookie-authenticated request on 0.65 needs a valid token; get one the way a browser does
+        page = await ds.client.get("/", cookies=cookies)
+        cookies["ds_csrftoken"] = page.cookies["ds_csrftoken"]
+        headers["x-csrftoken"] = page.cookies["ds_csrftoken"]
+    response = await ds.client.post("/api/import", content=b"hello", headers=headers, cookies=cookies)
+    assert (response.status_code, response.json()) == (status, {"ok": False, "errors": errors, "more": 0})
+
+
+TOKENS = {"s3cret-bot": {"id": "bot"}, "s3cret-reader": {"id": "reader"}}
+
+
+@hookimpl
+def actor_from_request(datasette, request):
+    """A test plugin in the style of datasette-auth-tokens: ``Authorization: Bearer <token>`` names an actor."""
+    authorization = request.headers.get("authorization", "")
+    if authorization.startswith("Bearer "):
+        return TOKENS.get(authorization[len("Bearer ") :])
+    return None
+
+
+@pytest.fixture
+def static_tokens():
+    plugin = types.ModuleType("glyph_test_static_tokens")  # Datasette lists plugins by module name
+    plugin.actor_from_request = actor_from_request
+    pm.register(plugin, name="glyph_test_static_tokens")
+    yield plugin
+    pm.unregister(plugin)
+
+
+NO_FILE = b'--XX\r\nContent-Disposition: form-data; name="source"\r\n\r\nacme\r\n--XX--\r\n'
+NO_FILE_ERROR = "The multipart body has no 'file' field; send the CSV file as 'file'"
+
+
+@pytest.mark.asyncio
+@pytest.mark.parametrize(
+    "token,status,error",
+    [
+        ("s3cret-bot", 400, NO_FILE_ERROR),  # allowed, and past the CSRF check with no cookie at all
+        ("s3cret-reader", 403, "Actor 'reader' may not import: the glyph-import permission is required"),
+        ("wrong", 403, "An anonymous request may not import: the glyph-import permission is required"),
+    ],
+)
+async def test_bearer_token_clients(db_path, static_tokens, token, status, error):
+    ds = await make_ds(db_path, allow_import={"id": ["bot"]})
+    response = await ds.client.post(
+        "/api/import",
+        content=NO_FILE,
+        headers={"authorization": f"Bearer {token}", "content-type": "multipart/form-data; boundary=XX"},
+    )
+    assert (response.status_code, response.json()) == (status, {"ok": False, "errors": [error], "more": 0})
+
+
+CSRF_ERROR = "CSRF check failed: send the ds_csrftoken cookie's value in an X-CSRFToken header"
+
+
+@pytest.mark.asyncio
+@pytest.mark.parametrize("send_token", ["matching", "wrong", "none"])
+async def test_cookie_authenticated_browser_post_needs_the_csrf_header(db_path, send_token):
+    """0.65: a multipart POST with the actor cookie passes with X-CSRFToken equal to the ds_csrftoken cookie;
+    without it the answer is a JSON 403 (asgi-csrf would otherwise parse the body and crash).
+    1.0a: tokens play no part; a same-origin browser request passes, a cross-site one is refused."""
+    ds = await make_ds(db_path, allow_import={"id": ["alice"]})
+    cookies = {"ds_actor": actor_cookie(ds, ALICE)}
+    page = await ds.client.get("/", cookies=cookies)
+    headers = {"content-type": "multipart/form-data; boundary=XX"}
+    if TOKEN_CSRF:
+        token = page.cookies["ds_csrftoken"]  # set because the page rendered csrftoken() (the logout form)
+        cookies["ds_csrftoken"] = token
+        if send_token != "none":
+            headers["x-csrftoken"] = token if send_token == "matching" else token[:-4] + "abcd"
+    else:
+        assert "ds_csrftoken" not in page.cookies
+        headers["sec-fetch-site"] = {"matching": "same-origin", "wrong": "cross-site", "none": "same-site"}[send_token]
+    response = await ds.client.post("/api/import", content=NO_FILE, headers=headers, cookies=cookies)
+    if send_token == "matching":
+        assert (response.status_code, response.json()) == (400, {"ok": False, "errors": [NO_FILE_ERROR], "more": 0})
+    elif TOKEN_CSRF:
+        assert (response.status_code, response.json()) == (403, {"ok": False, "errors": [CSRF_ERROR], "more": 0})
+    else:
+        assert (response.status_code, response.headers["content-type"]) == (403, "text/html; charset=utf-8")
