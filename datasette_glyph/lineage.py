@@ -5,8 +5,13 @@ Synchronous functions over a ``sqlite3.Connection``; nothing here imports Datase
 
 from __future__ import annotations
 
+import datetime
+import heapq
 import sqlite3
-from typing import List, Optional
+from dataclasses import asdict, dataclass, field
+from typing import Dict, Iterable, Iterator, List, Optional
+
+from .db import transaction
 
 BATCH_COLUMNS = (
     "import_id",
@@ -71,7 +76,9 @@ def count_imports(conn: sqlite3.Connection) -> int:
 
 def get_import(conn: sqlite3.Connection, import_id: str) -> Optional[dict]:
     """One batch record plus ``models``: per-model row count, min/median/max price and mean score."""
-    rows = _dicts(conn.execute(f"SELECT {', '.join(BATCH_COLUMNS)} FROM import_batches WHERE import_id = ?", [import_id]))
+    rows = _dicts(
+        conn.execute(f"SELECT {', '.join(BATCH_COLUMNS)} FROM import_batches WHERE import_id = ?", [import_id])
+    )
     if not rows:
         return None
     batch = rows[0]
@@ -82,3 +89,351 @@ def get_import(conn: sqlite3.Connection, import_id: str) -> Optional[dict]:
 def model_summary(conn: sqlite3.Connection, import_id: str) -> List[dict]:
     """Per-model row count, min/median/max price and mean score of one batch, by model name."""
     return _dicts(conn.execute(MODEL_SUMMARY_SQL, {"import_id": import_id}))
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# Diffs between imports, listing history, rollback
+
+
+class LineageError(Exception):
+    """A lineage request cannot be carried out; the message says which import and why."""
+
+
+class UnknownImport(LineageError, LookupError):
+    """No batch record has this import_id."""
+
+    def __init__(self, import_id: str):
+        self.import_id = import_id
+        super().__init__(f"No import with import_id {import_id!r}")
+
+
+class AlreadyRolledBack(LineageError):
+    """The batch was rolled back before; a rollback happens once."""
+
+    def __init__(self, import_id: str, rolled_back_at: Optional[str], rolled_back_by: Optional[str]):
+        self.import_id = import_id
+        by = f" by {rolled_back_by}" if rolled_back_by else ""
+        super().__init__(f"Import {import_id} was already rolled back at {rolled_back_at}{by}")
+
+
+# Listing changes in the order a diff lists them.
+CHANGE_KINDS = ("changed", "added", "removed")
+
+# The rows of A and B that have a source_url, grouped by source_url; within a group A's rows come before B's,
+# each in file order. One sort, then one pass in Python matches them; when a file repeats a source_url, the
+# last row (the highest import_index) wins, as it would if the file were applied to a store row by row.
+# (When A and B are the same import, every row is B's and stands for both.)
+MATCH_ROWS_SQL = """
+SELECT source_url, import_id = :b AS in_b, import_index, canonical_model, price, score
+FROM scored_listings
+WHERE import_id IN (:a, :b) AND source_url IS NOT NULL
+ORDER BY source_url, in_b, import_index
+"""
+
+# Rows in all, and rows with a source_url, of one import (no sort needed, unlike COUNT(DISTINCT)).
+ROW_COUNTS_SQL = "SELECT COUNT(*), COUNT(source_url) FROM scored_listings WHERE import_id = ?"
+
+# The newest earlier complete batch from the same source, in the order list_imports uses (imported_at, then id).
+PREVIOUS_IMPORT_SQL = f"""
+SELECT {", ".join("p." + c for c in BATCH_COLUMNS)}
+FROM import_batches p, import_batches this
+WHERE this.import_id = :import_id
+    AND p.status = 'complete'
+    AND p.source IS this.source
+    AND (p.imported_at < this.imported_at OR (p.imported_at = this.imported_at AND p.id < this.id))
+ORDER BY p.imported_at DESC, p.id DESC
+LIMIT 1
+"""
+
+# One point per import that has the listing (the import's last row with that source_url), oldest first.
+LISTING_HISTORY_SQL = """
+SELECT b.import_id, b.imported_at, b.source, b.filename, b.status, s.import_index, s.canonical_model, s.price, s.score,
+    s.seen_at, s.rows_in_import
+FROM (
+    SELECT import_id, MAX(import_index) AS import_index, canonical_model, price, score, seen_at, COUNT(*) AS rows_in_import
+    FROM scored_listings
+    WHERE source_url = :source_url
+    GROUP BY import_id
+) s
+JOIN import_batches b ON b.import_id = s.import_id
+ORDER BY b.imported_at, b.id
+"""
+
+# Rollback, one statement per table; each finds the batch's rows through the (import_id, import_index) index.
+# Quantized rows go first, both those the batch wrote and those hanging off the batch's scored listings.
+ROLLBACK_QUANTIZED_SQL = """
+DELETE FROM quantized_listings
+WHERE import_id = :import_id OR scored_listing_id IN (SELECT id FROM scored_listings WHERE import_id = :import_id)
+"""
+ROLLBACK_SCORED_SQL = "DELETE FROM scored_listings WHERE import_id = :import_id"
+ROLLBACK_LISTINGS_SQL = "DELETE FROM listings WHERE import_id = :import_id"
+# A model row the batch introduced goes only when no remaining listing names the model; otherwise it stays,
+# still naming this batch, whose record stays too.
+ROLLBACK_MODELS_SQL = """
+DELETE FROM models
+WHERE import_id = :import_id
+    AND NOT EXISTS (SELECT 1 FROM scored_listings WHERE scored_listings.canonical_model = models.model)
+    AND NOT EXISTS (SELECT 1 FROM listings WHERE listings.canonical_model = models.model)
+"""
+ROLLBACK_RECORD_SQL = """
+UPDATE import_batches SET status = 'rolled_back', rolled_back_at = :rolled_back_at, rolled_back_by = :rolled_back_by
+WHERE import_id = :import_id
+"""
+
+
+@dataclass
+class ListingChange:
+    """One source_url that was added, removed or changed price between import A and import B."""
+
+    kind: str  # changed, added or removed
+    source_url: str
+    canonical_model: str  # B's, or A's for a removed listing
+    old_price: Optional[float]
+    new_price: Optional[float]
+    delta: Optional[float]  # new - old, rounded to cents
+    percent: Optional[float]  # delta as a percentage of the old price, two decimals; None when old is 0
+    old_score: Optional[float]
+    new_score: Optional[float]
+    old_import_index: Optional[int]
+    new_import_index: Optional[int]
+
+
+@dataclass
+class ImportDiff:
+    """What changed from import A to import B: per model, and per listing matched by source_url."""
+
+    a: dict  # batch record
+    b: dict
+    models: List[dict]  # canonical_model, a, b (summary or None), change
+    added: int
+    removed: int
+    changed: int
+    unchanged: int
+    without_source_url: Dict[str, int]  # rows counted but not matched, for "a" and "b"
+    duplicate_source_urls: Dict[str, int]  # rows overridden by a later row with the same source_url
+    kind: Optional[str]  # the filter applied to ``changes``; None for every kind
+    limit: Optional[int]
+    offset: int
+    total: int  # changes matching ``kind``, before limit/offset
+    changes: List[ListingChange] = field(default_factory=list)
+
+    @property
+    def next_offset(self) -> Optional[int]:
+        end = self.offset + len(self.changes)
+        return end if end < self.total else None
+
+    def to_dict(self) -> dict:
+        return {
+            "a": self.a,
+            "b": self.b,
+            "same_source": self.a["source"] == self.b["source"],
+            "models": self.models,
+            "listings": {
+                "added": self.added,
+                "removed": self.removed,
+                "changed": self.changed,
+                "unchanged": self.unchanged,
+                "without_source_url": self.without_source_url,
+                "duplicate_source_urls": self.duplicate_source_urls,
+            },
+            "kind": self.kind,
+            "limit": self.limit,
+            "offset": self.offset,
+            "total": self.total,
+            "next_offset": self.next_offset,
+            "changes": [asdict(c) for c in self.changes],
+        }
+
+
+@dataclass
+class RollbackResult:
+    """What a rollback removed, per table, and the batch record as it now stands."""
+
+    import_id: str
+    scored_listings: int
+    listings: int
+    quantized_listings: int
+    models: int
+    rolled_back_at: str
+    rolled_back_by: Optional[str]
+
+
+def _batch(conn: sqlite3.Connection, import_id: str) -> dict:
+    rows = _dicts(
+        conn.execute(f"SELECT {', '.join(BATCH_COLUMNS)} FROM import_batches WHERE import_id = ?", [import_id])
+    )
+    if not rows:
+        raise UnknownImport(import_id)
+    return rows[0]
+
+
+def _change(before: Optional[float], after: Optional[float], places: int) -> Optional[float]:
+    if before is None or after is None:
+        return None
+    return round(after - before, places)
+
+
+SUMMARY_FIELDS = (("row_count", 0), ("min_price", 2), ("median_price", 2), ("max_price", 2), ("mean_score", 6))
+
+
+def _model_changes(a_models: List[dict], b_models: List[dict]) -> List[dict]:
+    a_by = {m.pop("canonical_model"): m for m in a_models}
+    b_by = {m.pop("canonical_model"): m for m in b_models}
+    result = []
+    for model in sorted(set(a_by) | set(b_by)):
+        a, b = a_by.get(model), b_by.get(model)
+        change = {name: _change((a or {}).get(name), (b or {}).get(name), places) for name, places in SUMMARY_FIELDS}
+        change["row_count"] = (b or {}).get("row_count", 0) - (a or {}).get("row_count", 0)
+        result.append({"canonical_model": model, "a": a, "b": b, "change": change})
+    return result
+
+
+def _classify(url: str, old: Optional[tuple], new: Optional[tuple]) -> tuple:
+    """(kind, source_url, model, old/new price, old/new score, old/new import_index) from A's and B's row."""
+    if old is None:
+        return ("added", url, new[3], None, new[4], None, new[5], None, new[2])
+    if new is None:
+        return ("removed", url, old[3], old[4], None, old[5], None, old[2], None)
+    kind = "unchanged" if old[4] == new[4] else "changed"
+    return (kind, url, new[3], old[4], new[4], old[5], new[5], old[2], new[2])
+
+
+def _match_listings(rows: Iterable[tuple], same: bool) -> Iterator[tuple]:
+    """One classified tuple per source_url from the rows of MATCH_ROWS_SQL; the last row of each side wins."""
+    url = old = new = None
+    for row in rows:
+        if row[0] != url:
+            if url is not None:
+                yield _classify(url, old, new)
+            url, old, new = row[0], None, None
+        if row[1]:
+            new = row
+            if same:
+                old = row
+        else:
+            old = row
+    if url is not None:
+        yield _classify(url, old, new)
+
+
+def _listing_change(
+    kind, url, model, old_price, new_price, old_score, new_score, old_index, new_index
+) -> ListingChange:
+    delta = _change(old_price, new_price, 2)
+    percent = round((new_price - old_price) / old_price * 100, 2) if delta is not None and old_price else None
+    return ListingChange(
+        kind, url, model, old_price, new_price, delta, percent, old_score, new_score, old_index, new_index
+    )
+
+
+def diff_imports(
+    conn: sqlite3.Connection, a: str, b: str, kind: Optional[str] = None, limit: Optional[int] = 100, offset: int = 0
+) -> ImportDiff:
+    """Compare import ``a`` (before) with import ``b`` (after): per-model summaries, and listings by source_url.
+
+    Listings are matched by ``source_url``; within one import the last row with a given source_url wins.
+    Rows without a source_url are counted, not matched. ``kind`` (changed, added or removed) filters the
+    listed changes, ``limit``/``offset`` page them (``limit=None`` lists them all); the counts are always whole.
+    """
+    if kind is not None and kind not in CHANGE_KINDS:
+        raise ValueError(f"kind must be one of {', '.join(CHANGE_KINDS)}, not {kind!r}")
+    batch_a, batch_b = _batch(conn, a), _batch(conn, b)
+    counts = dict.fromkeys(CHANGE_KINDS + ("unchanged",), 0)
+
+    def wanted():
+        for change in _match_listings(conn.execute(MATCH_ROWS_SQL, {"a": a, "b": b}), same=a == b):
+            counts[change[0]] += 1
+            if change[0] != "unchanged" and (kind is None or change[0] == kind):
+                yield change
+
+    # Changes are listed by kind, then in file order: B's for changed and added listings, A's for removed ones.
+    # Only the changes up to the end of the requested page are kept while the rest are counted.
+    def order(change):
+        return CHANGE_KINDS.index(change[0]), change[8] if change[8] is not None else change[7]
+
+    if limit is None:
+        page = sorted(wanted(), key=order)[offset:]
+    else:
+        page = heapq.nsmallest(offset + limit, wanted(), key=order)[offset:]
+    changes = [_listing_change(*row) for row in page]
+    rows = {"a": conn.execute(ROW_COUNTS_SQL, [a]).fetchone(), "b": conn.execute(ROW_COUNTS_SQL, [b]).fetchone()}
+    urls = {
+        "a": counts["changed"] + counts["removed"] + counts["unchanged"],
+        "b": counts["changed"] + counts["added"] + counts["unchanged"],
+    }
+    return ImportDiff(
+        a=batch_a,
+        b=batch_b,
+        models=_model_changes(model_summary(conn, a), model_summary(conn, b)),
+        added=counts["added"],
+        removed=counts["removed"],
+        changed=counts["changed"],
+        unchanged=counts["unchanged"],
+        without_source_url={side: total - with_url for side, (total, with_url) in rows.items()},
+        duplicate_source_urls={side: rows[side][1] - urls[side] for side in rows},
+        kind=kind,
+        limit=limit,
+        offset=offset,
+        total=counts[kind] if kind else sum(counts[k] for k in CHANGE_KINDS),
+        changes=changes,
+    )
+
+
+def previous_import(conn: sqlite3.Connection, import_id: str) -> Optional[dict]:
+    """The newest complete import from the same source that came before ``import_id``, or None.
+
+    Batches with no source match each other. Raises ``UnknownImport`` for an unknown ``import_id``.
+    """
+    _batch(conn, import_id)
+    rows = _dicts(conn.execute(PREVIOUS_IMPORT_SQL, {"import_id": import_id}))
+    return rows[0] if rows else None
+
+
+def listing_history(conn: sqlite3.Connection, source_url: str) -> List[dict]:
+    """Price and score of one listing in every import that has it, oldest import first.
+
+    Each point also carries ``delta``: the price change from the point before (None for the first).
+    """
+    points = _dicts(conn.execute(LISTING_HISTORY_SQL, {"source_url": source_url}))
+    previous = None
+    for point in points:
+        point["delta"] = _change(previous, point["price"], 2)
+        previous = point["price"]
+    return points
+
+
+def rollback_import(
+    conn: sqlite3.Connection, import_id: str, actor: Optional[str] = None, now: Optional[str] = None
+) -> RollbackResult:
+    """Remove every row an import wrote, in one transaction, and mark its batch record ``rolled_back``.
+
+    Removes the batch's scored_listings, listings and quantized_listings (with quantized rows of its scored
+    listings written by other batches), and the models rows it introduced that no remaining listing names.
+    Other batches are not touched. Raises ``UnknownImport`` or ``AlreadyRolledBack``, changing nothing.
+    """
+    now = now or datetime.datetime.now(datetime.timezone.utc).replace(microsecond=0).isoformat()
+    params = {"import_id": import_id, "rolled_back_at": now, "rolled_back_by": actor}
+    # The rollback deletes dependent rows itself. With enforcement on, SQLite would also look for children
+    # of every deleted scored listing in quantized_listings, which has no index on scored_listing_id: one
+    # scan per row. The pragma only takes effect outside a transaction, where it is switched off meanwhile.
+    foreign_keys = conn.execute("PRAGMA foreign_keys").fetchone()[0]
+    if foreign_keys and not conn.in_transaction:
+        conn.execute("PRAGMA foreign_keys = OFF")
+    try:
+        with transaction(conn, "glyph_rollback"):
+            row = conn.execute(
+                "SELECT status, rolled_back_at, rolled_back_by FROM import_batches WHERE import_id = ?", [import_id]
+            ).fetchone()
+            if row is None:
+                raise UnknownImport(import_id)
+            if row[0] == "rolled_back":
+                raise AlreadyRolledBack(import_id, row[1], row[2])
+            quantized = conn.execute(ROLLBACK_QUANTIZED_SQL, params).rowcount
+            scored = conn.execute(ROLLBACK_SCORED_SQL, params).rowcount
+            listings = conn.execute(ROLLBACK_LISTINGS_SQL, params).rowcount
+            models = conn.execute(ROLLBACK_MODELS_SQL, params).rowcount
+            conn.execute(ROLLBACK_RECORD_SQL, params)
+    finally:
+        if foreign_keys and not conn.in_transaction:
+            conn.execute("PRAGMA foreign_keys = ON")
+    return RollbackResult(import_id, scored, listings, quantized, models, now, actor)

@@ -1,0 +1,476 @@
+import hashlib
+import sqlite3
+
+import pytest
+
+from datasette_glyph import lineage
+
+from .snapshots import insert_snapshot, market_snapshots
+
+A_ID = "aaaaaaaa-0000-4000-8000-000000000001"
+B_ID = "bbbbbbbb-0000-4000-8000-000000000002"
+C_ID = "cccccccc-0000-4000-8000-000000000003"
+URL = "https://market.example/listing/"
+
+
+def row(model, price, score, url=None):
+    return {"canonical_model": model, "price": price, "score": score, "source_url": url and URL + url}
+
+
+# Yesterday's and today's file from one source. u1 gets cheaper, u2 keeps its price (its score moves), u3 goes,
+# u5 appears twice in A (the later row, 2100, counts) and costs 2200 in B, u6 is new; rows without a source_url
+# are counted only.
+A_ROWS = [
+    row("H100_PCIE_80GB", 20000.0, 0.5, "u1"),
+    row("H100_PCIE_80GB", 22000.0, 0.25, "u2"),
+    row("RTX_4090", 1800.0, 0.75, "u3"),
+    row("RTX_4090", 1600.0, 0.5),
+    row("RTX_4090", 2000.0, 0.5, "u5"),
+    row("RTX_4090", 2100.0, 0.5, "u5"),
+]
+B_ROWS = [
+    row("H100_PCIE_80GB", 22000.0, 0.5, "u2"),
+    row("H100_PCIE_80GB", 19000.0, 0.75, "u1"),
+    row("RTX_4090", 2200.0, 0.5, "u5"),
+    row("L40S", 8000.0, 0.5, "u6"),
+    row("L40S", 7000.0, 0.5),
+    row("L40S", 7500.0, 0.5),
+]
+# Another source, later than both.
+C_ROWS = [row("RTX_4090", 1500.0, 1.0, "u1"), row("RTX_4090", 1700.0, 0.5, "u3")]
+
+
+def batch(import_id, imported_at, source, filename, record_count, status="complete", **extra):
+    record = dict.fromkeys(lineage.BATCH_COLUMNS)
+    record.update(import_id=import_id, imported_at=imported_at, source=source, filename=filename)
+    record.update(record_count=record_count, status=status, **extra)
+    return record
+
+
+BATCH_A = batch(A_ID, "2025-05-01 10:00:00", "market", "a.csv", 6)
+BATCH_B = batch(B_ID, "2025-05-02 10:00:00", "market", "b.csv", 6)
+BATCH_C = batch(C_ID, "2025-05-03 10:00:00", "broker", "c.csv", 2)
+
+
+@pytest.fixture
+def market(conn):
+    """Imports A and B from source "market", then C from source "broker"."""
+    insert_snapshot(conn, A_ROWS, A_ID, "market", "2025-05-01 10:00:00", "a.csv")
+    insert_snapshot(conn, B_ROWS, B_ID, "market", "2025-05-02 10:00:00", "b.csv")
+    insert_snapshot(conn, C_ROWS, C_ID, "broker", "2025-05-03 10:00:00", "c.csv")
+    return conn
+
+
+def change(kind, url, model, old, new, delta, percent, old_score, new_score, old_index, new_index):
+    return {
+        "kind": kind,
+        "source_url": URL + url,
+        "canonical_model": model,
+        "old_price": old,
+        "new_price": new,
+        "delta": delta,
+        "percent": percent,
+        "old_score": old_score,
+        "new_score": new_score,
+        "old_import_index": old_index,
+        "new_import_index": new_index,
+    }
+
+
+CHANGED_U1 = change("changed", "u1", "H100_PCIE_80GB", 20000.0, 19000.0, -1000.0, -5.0, 0.5, 0.75, 1, 2)
+CHANGED_U5 = change("changed", "u5", "RTX_4090", 2100.0, 2200.0, 100.0, 4.76, 0.5, 0.5, 6, 3)
+ADDED_U6 = change("added", "u6", "L40S", None, 8000.0, None, None, None, 0.5, None, 4)
+REMOVED_U3 = change("removed", "u3", "RTX_4090", 1800.0, None, None, None, 0.75, None, 3, None)
+
+
+def summary(rows, low, median, high, score):
+    return {"row_count": rows, "min_price": low, "median_price": median, "max_price": high, "mean_score": score}
+
+
+def test_diff_between_consecutive_imports(market):
+    assert lineage.diff_imports(market, A_ID, B_ID).to_dict() == {
+        "a": BATCH_A,
+        "b": BATCH_B,
+        "same_source": True,
+        "models": [
+            {
+                "canonical_model": "H100_PCIE_80GB",
+                "a": summary(2, 20000.0, 21000.0, 22000.0, 0.375),
+                "b": summary(2, 19000.0, 20500.0, 22000.0, 0.625),
+                "change": summary(0, -1000.0, -500.0, 0.0, 0.25),
+            },
+            {
+                "canonical_model": "L40S",
+                "a": None,
+                "b": summary(3, 7000.0, 7500.0, 8000.0, 0.5),
+                "change": summary(3, None, None, None, None),
+            },
+            {
+                "canonical_model": "RTX_4090",
+                "a": summary(4, 1600.0, 1900.0, 2100.0, 0.5625),
+                "b": summary(1, 2200.0, 2200.0, 2200.0, 0.5),
+                "change": summary(-3, 600.0, 300.0, 100.0, -0.0625),
+            },
+        ],
+        "listings": {
+            "added": 1,
+            "removed": 1,
+            "changed": 2,
+            "unchanged": 1,
+            "without_source_url": {"a": 1, "b": 2},
+            "duplicate_source_urls": {"a": 1, "b": 0},
+        },
+        "kind": None,
+        "limit": 100,
+        "offset": 0,
+        "total": 4,
+        "next_offset": None,
+        "changes": [CHANGED_U1, CHANGED_U5, ADDED_U6, REMOVED_U3],
+    }
+
+
+def test_diff_backwards_swaps_added_and_removed(market):
+    diff = lineage.diff_imports(market, B_ID, A_ID)
+    assert (diff.added, diff.removed, diff.changed, diff.unchanged) == (1, 1, 2, 1)
+    assert [(c.kind, c.source_url, c.old_price, c.new_price, c.delta, c.percent) for c in diff.changes] == [
+        ("changed", URL + "u1", 19000.0, 20000.0, 1000.0, 5.26),
+        ("changed", URL + "u5", 2200.0, 2100.0, -100.0, -4.55),
+        ("added", URL + "u3", None, 1800.0, None, None),
+        ("removed", URL + "u6", 8000.0, None, None, None),
+    ]
+
+
+def test_diff_of_an_import_with_itself_changes_nothing(market):
+    diff = lineage.diff_imports(market, A_ID, A_ID).to_dict()
+    assert diff["listings"] == {
+        "added": 0,
+        "removed": 0,
+        "changed": 0,
+        "unchanged": 4,
+        "without_source_url": {"a": 1, "b": 1},
+        "duplicate_source_urls": {"a": 1, "b": 1},
+    }
+    assert (diff["changes"], diff["total"], diff["same_source"]) == ([], 0, True)
+    assert [(m["canonical_model"], m["change"]) for m in diff["models"]] == [
+        ("H100_PCIE_80GB", summary(0, 0.0, 0.0, 0.0, 0.0)),
+        ("RTX_4090", summary(0, 0.0, 0.0, 0.0, 0.0)),
+    ]
+
+
+def test_diff_between_imports_from_different_sources(market):
+    diff = lineage.diff_imports(market, A_ID, C_ID).to_dict()
+    assert (diff["a"], diff["b"], diff["same_source"]) == (BATCH_A, BATCH_C, False)
+    assert diff["changes"] == [
+        change("changed", "u1", "RTX_4090", 20000.0, 1500.0, -18500.0, -92.5, 0.5, 1.0, 1, 1),
+        change("changed", "u3", "RTX_4090", 1800.0, 1700.0, -100.0, -5.56, 0.75, 0.5, 3, 2),
+        change("removed", "u2", "H100_PCIE_80GB", 22000.0, None, None, None, 0.25, None, 2, None),
+        change("removed", "u5", "RTX_4090", 2100.0, None, None, None, 0.5, None, 6, None),
+    ]
+
+
+@pytest.mark.parametrize(
+    "kind, limit, offset, expected, total, next_offset",
+    [
+        (None, 2, 0, [CHANGED_U1, CHANGED_U5], 4, 2),
+        (None, 2, 2, [ADDED_U6, REMOVED_U3], 4, None),
+        (None, 3, 1, [CHANGED_U5, ADDED_U6, REMOVED_U3], 4, None),
+        (None, 1, 4, [], 4, None),
+        (None, None, 1, [CHANGED_U5, ADDED_U6, REMOVED_U3], 4, None),
+        ("changed", 100, 0, [CHANGED_U1, CHANGED_U5], 2, None),
+        ("changed", 1, 0, [CHANGED_U1], 2, 1),
+        ("changed", 1, 1, [CHANGED_U5], 2, None),
+        ("added", 100, 0, [ADDED_U6], 1, None),
+        ("removed", 100, 0, [REMOVED_U3], 1, None),
+        ("removed", 100, 1, [], 1, None),
+    ],
+)
+def test_diff_pages_and_filters_listing_changes(market, kind, limit, offset, expected, total, next_offset):
+    diff = lineage.diff_imports(market, A_ID, B_ID, kind=kind, limit=limit, offset=offset).to_dict()
+    assert (diff["changes"], diff["total"], diff["next_offset"]) == (expected, total, next_offset)
+    assert (diff["listings"]["added"], diff["listings"]["removed"], diff["listings"]["changed"]) == (1, 1, 2)
+
+
+def test_diff_rejects_an_unknown_kind(market):
+    with pytest.raises(ValueError) as e:
+        lineage.diff_imports(market, A_ID, B_ID, kind="moved")
+    assert str(e.value) == "kind must be one of changed, added, removed, not 'moved'"
+
+
+@pytest.mark.parametrize("a, b", [("nope", B_ID), (A_ID, "nope")])
+def test_diff_of_an_unknown_import(market, a, b):
+    with pytest.raises(lineage.UnknownImport) as e:
+        lineage.diff_imports(market, a, b)
+    assert str(e.value) == "No import with import_id 'nope'"
+
+
+def test_diff_matches_what_the_snapshots_changed(conn):
+    (first, second), (changes,) = market_snapshots(2, 400, seed=7, moved=0.2, gone=0.1, new=0.1)
+    a = insert_snapshot(conn, first, imported_at="2025-05-01 00:00:00")
+    b = insert_snapshot(conn, second, imported_at="2025-05-02 00:00:00")
+    diff = lineage.diff_imports(conn, a, b, limit=None)
+    by_kind = {kind: [c for c in diff.changes if c.kind == kind] for kind in lineage.CHANGE_KINDS}
+    assert {c.source_url: (c.old_price, c.new_price) for c in by_kind["changed"]} == changes.moved
+    assert [c.source_url for c in by_kind["added"]] == changes.added
+    assert [c.source_url for c in by_kind["removed"]] == changes.gone
+    assert diff.unchanged == 400 - len(changes.gone) - len(changes.moved)
+    assert (diff.added, diff.removed, diff.changed) == (len(changes.added), len(changes.gone), len(changes.moved))
+    assert len(changes.moved) > 50 and len(changes.gone) > 20 and len(changes.added) == 40
+
+
+# (name, source, imported_at, status)
+SOURCED_BATCHES = [
+    ("m1", "market", "2025-05-01 10:00:00", "complete"),
+    ("b1", "broker", "2025-05-01 11:00:00", "complete"),
+    ("m2", "market", "2025-05-02 10:00:00", "failed"),
+    ("m3", "market", "2025-05-02 10:00:00", "rolled_back"),
+    ("m4", "market", "2025-05-03 10:00:00", "complete"),
+    ("m5", "market", "2025-05-03 10:00:00", "complete"),
+    ("n1", None, "2025-05-01 09:00:00", "complete"),
+    ("n2", None, "2025-05-04 09:00:00", "complete"),
+    ("m6", "market", "2025-05-04 10:00:00", "complete"),
+]
+
+
+@pytest.mark.parametrize(
+    "import_id, expected",
+    [
+        ("m1", None),
+        ("b1", None),
+        ("m2", "m1"),
+        ("m4", "m1"),
+        ("m5", "m4"),  # same imported_at: the earlier record counts as earlier
+        ("m6", "m5"),
+        ("n1", None),
+        ("n2", "n1"),  # no source matches no source
+    ],
+)
+def test_previous_import_is_the_newest_earlier_complete_one_from_the_same_source(conn, import_id, expected):
+    for name, source, imported_at, status in SOURCED_BATCHES:
+        insert_snapshot(conn, [row("L4", 2000.0, 0.5, name)], name, source, imported_at, name + ".csv", status)
+    previous = lineage.previous_import(conn, import_id)
+    assert (previous and previous["import_id"]) == expected
+
+
+def test_previous_import_of_an_unknown_import(conn):
+    with pytest.raises(lineage.UnknownImport):
+        lineage.previous_import(conn, "nope")
+
+
+def point(batch_record, index, model, price, score, delta, rows_in_import=1):
+    return {
+        "import_id": batch_record["import_id"],
+        "imported_at": batch_record["imported_at"],
+        "source": batch_record["source"],
+        "filename": batch_record["filename"],
+        "status": batch_record["status"],
+        "import_index": index,
+        "canonical_model": model,
+        "price": price,
+        "score": score,
+        "seen_at": None,
+        "rows_in_import": rows_in_import,
+        "delta": delta,
+    }
+
+
+@pytest.mark.parametrize(
+    "url, expected",
+    [
+        (
+            "u1",
+            [
+                point(BATCH_A, 1, "H100_PCIE_80GB", 20000.0, 0.5, None),
+                point(BATCH_B, 2, "H100_PCIE_80GB", 19000.0, 0.75, -1000.0),
+                point(BATCH_C, 1, "RTX_4090", 1500.0, 1.0, -17500.0),
+            ],
+        ),
+        (
+            "u5",
+            [
+                point(BATCH_A, 6, "RTX_4090", 2100.0, 0.5, None, rows_in_import=2),
+                point(BATCH_B, 3, "RTX_4090", 2200.0, 0.5, 100.0),
+            ],
+        ),
+        ("u6", [point(BATCH_B, 4, "L40S", 8000.0, 0.5, None)]),
+        ("nowhere", []),
+    ],
+)
+def test_listing_history_oldest_first(market, url, expected):
+    assert lineage.listing_history(market, URL + url) == expected
+
+
+def test_listing_history_leaves_out_rolled_back_imports(market):
+    lineage.rollback_import(market, B_ID, actor="ops")
+    assert [p["import_id"] for p in lineage.listing_history(market, URL + "u1")] == [A_ID, C_ID]
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# Rollback
+
+DATA_TABLES = ("scored_listings", "listings", "quantized_listings", "models")
+
+
+def checksum(conn, table, where="1", params=()):
+    digest = hashlib.sha256()
+    for values in conn.execute(f"SELECT * FROM {table} WHERE {where} ORDER BY id", params):
+        digest.update(repr(values).encode())
+    return digest.hexdigest()
+
+
+def database_checksum(conn):
+    return {table: checksum(conn, table) for table in DATA_TABLES + ("import_batches",)}
+
+
+def add_raw_and_quantized_rows(conn):
+    """Raw listings in A and B; quantized rows of A, of B, and one written by C for a listing of B."""
+    b_first = conn.execute(
+        "SELECT id FROM scored_listings WHERE import_id = ? AND import_index = 1", [B_ID]
+    ).fetchone()[0]
+    a_first = conn.execute(
+        "SELECT id FROM scored_listings WHERE import_id = ? AND import_index = 1", [A_ID]
+    ).fetchone()[0]
+    conn.executemany(
+        "INSERT INTO listings (title, price, canonical_model, match_type, match_score, import_id, import_index) "
+        "VALUES (?, ?, ?, 'exact', 1.0, ?, ?)",
+        [("H100 PCIe", 20000.0, "H100_PCIE_80GB", A_ID, 1), ("L40S card", 8000.0, "L40S", B_ID, 1)],
+    )
+    conn.executemany(
+        "INSERT INTO quantized_listings (scored_listing_id, model_7b, model_13b, model_70b, import_id, import_index) "
+        "VALUES (?, 1, 1, 0, ?, ?)",
+        [(a_first, A_ID, 1), (b_first, B_ID, 1), (b_first + 1, B_ID, 2), (b_first, C_ID, 1)],
+    )
+
+
+def counts_by_batch(conn, table):
+    return dict(conn.execute(f"SELECT import_id, COUNT(*) FROM {table} GROUP BY import_id ORDER BY import_id"))
+
+
+def test_rollback_removes_the_batch_and_keeps_its_record(market):
+    add_raw_and_quantized_rows(market)
+    others = {t: checksum(market, t, "import_id <> ?", [B_ID]) for t in ("scored_listings", "listings", "models")}
+    a_quantized = checksum(market, "quantized_listings", "import_id = ?", [A_ID])
+    other_batches = checksum(market, "import_batches", "import_id <> ?", [B_ID])
+    result = lineage.rollback_import(market, B_ID, actor="ops", now="2025-05-05T12:00:00+00:00")
+    assert result == lineage.RollbackResult(
+        import_id=B_ID,
+        scored_listings=6,
+        listings=1,
+        quantized_listings=3,
+        models=1,
+        rolled_back_at="2025-05-05T12:00:00+00:00",
+        rolled_back_by="ops",
+    )
+    assert lineage.get_import(market, B_ID) == dict(
+        BATCH_B, status="rolled_back", rolled_back_at="2025-05-05T12:00:00+00:00", rolled_back_by="ops", models=[]
+    )
+    assert {t: counts_by_batch(market, t) for t in DATA_TABLES} == {
+        "scored_listings": {A_ID: 6, C_ID: 2},
+        "listings": {A_ID: 1},
+        "quantized_listings": {A_ID: 1},  # C's row described a listing of B
+        "models": {A_ID: 2},  # L40S, which B introduced, is gone
+    }
+    # Every row of the other batches is as it was, byte for byte (less C's quantized row that hung off B).
+    assert {t: checksum(market, t, "import_id <> ?", [B_ID]) for t in others} == others
+    assert checksum(market, "quantized_listings", "import_id = ?", [A_ID]) == a_quantized
+    assert checksum(market, "import_batches", "import_id <> ?", [B_ID]) == other_batches
+    assert market.execute("PRAGMA foreign_key_check").fetchall() == []
+
+
+def test_rollback_keeps_models_that_other_batches_still_name(market):
+    add_raw_and_quantized_rows(market)
+    result = lineage.rollback_import(market, A_ID, actor="ops")
+    assert (result.scored_listings, result.listings, result.quantized_listings, result.models) == (6, 1, 1, 0)
+    # A introduced H100_PCIE_80GB and RTX_4090; B and C still list them, so their rows stay, naming A.
+    assert market.execute("SELECT model, import_id FROM models ORDER BY model").fetchall() == [
+        ("H100_PCIE_80GB", A_ID),
+        ("L40S", B_ID),
+        ("RTX_4090", A_ID),
+    ]
+    assert market.execute("PRAGMA foreign_key_check").fetchall() == []
+
+
+def test_rollback_keeps_a_model_a_raw_listing_still_names(market):
+    market.execute(
+        "INSERT INTO listings (title, price, canonical_model, match_type, match_score, import_id, import_index) "
+        "VALUES ('L40S', 8000.0, 'L40S', 'exact', 1.0, ?, 1)",
+        [C_ID],
+    )
+    assert lineage.rollback_import(market, B_ID).models == 0
+    assert market.execute("SELECT model FROM models ORDER BY model").fetchall() == [
+        ("H100_PCIE_80GB",),
+        ("L40S",),
+        ("RTX_4090",),
+    ]
+
+
+def test_rollback_twice_is_refused_and_changes_nothing(market):
+    lineage.rollback_import(market, B_ID, actor="ops", now="2025-05-05T12:00:00+00:00")
+    before = database_checksum(market)
+    with pytest.raises(lineage.AlreadyRolledBack) as e:
+        lineage.rollback_import(market, B_ID, actor="someone else")
+    assert str(e.value) == f"Import {B_ID} was already rolled back at 2025-05-05T12:00:00+00:00 by ops"
+    assert database_checksum(market) == before
+
+
+def test_rollback_of_an_unknown_import(market):
+    before = database_checksum(market)
+    with pytest.raises(lineage.UnknownImport) as e:
+        lineage.rollback_import(market, "nope")
+    assert str(e.value) == "No import with import_id 'nope'"
+    assert database_checksum(market) == before
+
+
+def test_rollback_stamps_the_time_in_utc(market):
+    result = lineage.rollback_import(market, C_ID)
+    record = lineage.get_import(market, C_ID)
+    assert (record["status"], record["rolled_back_at"], record["rolled_back_by"]) == (
+        "rolled_back",
+        result.rolled_back_at,
+        None,
+    )
+    assert (len(result.rolled_back_at), result.rolled_back_at[10], result.rolled_back_at[-6:]) == (25, "T", "+00:00")
+
+
+# A trigger that fails the rollback part way: on the Nth row deleted from (or updated in) a table.
+@pytest.mark.parametrize(
+    "table, event, nth",
+    [
+        ("quantized_listings", "DELETE", 2),
+        ("scored_listings", "DELETE", 1),
+        ("scored_listings", "DELETE", 4),
+        ("listings", "DELETE", 1),
+        ("models", "DELETE", 1),
+        ("import_batches", "UPDATE", 1),
+    ],
+)
+def test_rollback_that_fails_part_way_leaves_everything_as_it_was(market, table, event, nth):
+    add_raw_and_quantized_rows(market)
+    market.execute("CREATE TEMP TABLE deletes (n INTEGER)")
+    market.execute("INSERT INTO deletes VALUES (0)")
+    market.execute(
+        f"CREATE TEMP TRIGGER fail_part_way BEFORE {event} ON main.{table} BEGIN "
+        f"UPDATE deletes SET n = n + 1; SELECT RAISE(ABORT, 'disk on fire') WHERE (SELECT n FROM deletes) >= {nth}; END"
+    )
+    before = database_checksum(market)
+    with pytest.raises(sqlite3.IntegrityError) as e:
+        lineage.rollback_import(market, B_ID, actor="ops")
+    assert str(e.value) == "disk on fire"
+    assert database_checksum(market) == before
+    assert market.in_transaction is False
+
+
+@pytest.mark.parametrize("foreign_keys", [0, 1])
+def test_rollback_with_foreign_keys_enforced_or_not(market, foreign_keys):
+    add_raw_and_quantized_rows(market)
+    market.execute(f"PRAGMA foreign_keys = {foreign_keys}")
+    assert lineage.rollback_import(market, B_ID).scored_listings == 6
+    assert market.execute("PRAGMA foreign_keys").fetchone()[0] == foreign_keys
+    assert market.execute("PRAGMA foreign_key_check").fetchall() == []
+
+
+def test_rollback_inside_an_open_transaction_uses_a_savepoint(market):
+    market.execute("BEGIN")
+    lineage.rollback_import(market, C_ID)
+    assert market.in_transaction is True
+    market.execute("ROLLBACK")
+    assert counts_by_batch(market, "scored_listings") == {A_ID: 6, B_ID: 6, C_ID: 2}
