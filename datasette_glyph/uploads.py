@@ -273,8 +273,10 @@ async def multipart_upload(
                 continue  # the epilogue after the closing boundary carries nothing
             try:
                 parser.write(chunk)
-            except MultipartParseError as e:
-                raise UploadError(400, f"Malformed multipart body: {e}") from None
+            except MultipartParseError:
+                raise UploadError(
+                    400, "Malformed multipart body: it does not follow the boundary given in Content-Type"
+                ) from None
         if not received:
             raise UploadError(400, f"The request body is empty; send the file as the multipart field {file_field!r}")
         if not sink.ended:
