@@ -58,3 +58,24 @@ def permission_resources_sql(datasette, actor, action):
 def skip_csrf(datasette, scope):
     # Datasette 0.65; 1.0a never calls it.
     return routes.skip_csrf(datasette, scope)
+
+
+@hookimpl
+def menu_links(datasette, actor):
+    async def inner():
+        return await pages.menu_links(datasette, actor)
+
+    return inner
+
+
+@hookimpl
+def table_actions(datasette, actor, database, table):
+    async def inner():
+        return await pages.table_actions(datasette, actor, database, table)
+
+    return inner
+
+
+@hookimpl
+def render_cell(value, column, table, database, datasette):
+    return pages.render_cell(value, column, table, database, datasette)
