@@ -1,3 +1,307 @@
-"""Views that put lineage to use: diffs between imports, listing history, rollback."""
+"""Views that put lineage to use: diffs between imports, listing history, rollback.
 
-ROUTES = []
+JSON under ``/api/...`` (errors as ``{"ok": false, "errors": [...]}``), pages under ``/-/glyph/...`` rendering
+``glyph_diff.html`` and ``glyph_history.html``. Reads go through ``db.execute_fn``, the rollback through
+``run_write``; the work is done by ``lineage``.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from typing import List, Optional
+from urllib.parse import quote, urlencode
+
+from datasette.utils.asgi import BadRequest, Forbidden, NotFound, Response
+
+from . import lineage
+from .config import glyph_database, run_write
+from .listings import InvalidParameter, parse_int
+from .permissions import can_rollback, can_view_table
+
+DIFF_PAGE_SIZE = 100
+MAX_DIFF_PAGE_SIZE = 1000
+
+# Geometry of a history chart, in SVG user units (pixels at 100%).
+CHART_WIDTH = 640
+CHART_HEIGHT = 160
+CHART_LEFT = 80  # room for the value labels
+CHART_RIGHT = 20
+CHART_TOP = 12
+CHART_BOTTOM = 30  # room for the first and last date
+
+
+def _errors(status: int, errors) -> Response:
+    return Response.json({"ok": False, "errors": list(errors)}, status=status)
+
+
+def _actor_id(actor) -> Optional[str]:
+    return actor.get("id") if actor else None
+
+
+async def _cannot_view(datasette, actor, database: str, tables) -> Optional[str]:
+    """The first of ``tables`` the actor may not see, or None: lineage shows no more than the tables would."""
+    for table in tables:
+        if not await can_view_table(datasette, actor, database, table):
+            return table
+    return None
+
+
+def _path(datasette, path: str, **params) -> str:
+    query = {k: v for k, v in params.items() if v is not None}
+    return datasette.urls.path(path) + ("?" + urlencode(query) if query else "")
+
+
+def _diff_path(prefix: str, a: str, b: str) -> str:
+    return f"{prefix}/imports/{quote(a, safe='')}/diff/{quote(b, safe='')}"
+
+
+def _diff_params(args) -> tuple:
+    """(kind, limit, offset) from the query string; InvalidParameter for a bad value."""
+    kind = args.get("kind") or None
+    if kind is not None and kind not in lineage.CHANGE_KINDS:
+        raise InvalidParameter("kind", kind, f"must be one of {', '.join(lineage.CHANGE_KINDS)}")
+    limit = parse_int(args, "limit", DIFF_PAGE_SIZE, 1, MAX_DIFF_PAGE_SIZE)
+    offset = parse_int(args, "offset", 0, 0)
+    return kind, limit, offset
+
+
+# Diff ----------------------------------------------------------------------------------------------------------
+
+
+async def diff_view(request, datasette):
+    """``GET /api/imports/<a>/diff/<b>``: what changed from import A to import B, per model and per listing.
+
+    Listing changes are paginated with ``limit`` (1..1000, default 100) and ``offset``, and filtered with
+    ``kind`` (changed, added or removed); ``next`` is the URL of the next page.
+    """
+    if request.method != "GET":
+        return _errors(405, [f"{request.method} is not allowed here; use GET"])
+    db = glyph_database(datasette)
+    hidden = await _cannot_view(datasette, request.actor, db.name, ("import_batches", "scored_listings"))
+    if hidden:
+        return _errors(403, [f"You may not view {hidden}"])
+    a, b = request.url_vars["a"], request.url_vars["b"]
+    try:
+        kind, limit, offset = _diff_params(request.args)
+    except InvalidParameter as e:
+        return _errors(422, [str(e)])
+    try:
+        diff = await db.execute_fn(lambda conn: lineage.diff_imports(conn, a, b, kind=kind, limit=limit, offset=offset))
+    except lineage.UnknownImport as e:
+        return _errors(404, [str(e)])
+    body = {"ok": True, **diff.to_dict(), "next": None}
+    if diff.next_offset is not None:
+        path = _path(datasette, _diff_path("/api", a, b), kind=kind, limit=limit, offset=diff.next_offset)
+        body["next"] = datasette.absolute_url(request, path)
+    return Response.json(body)
+
+
+async def diff_page(request, datasette):
+    """``/-/glyph/imports/<a>/diff/<b>``: the diff as a page, listing changes a page at a time."""
+    db = glyph_database(datasette)
+    hidden = await _cannot_view(datasette, request.actor, db.name, ("import_batches", "scored_listings"))
+    if hidden:
+        raise Forbidden(f"You may not view {db.name}/{hidden}")
+    a, b = request.url_vars["a"], request.url_vars["b"]
+    try:
+        kind, limit, offset = _diff_params(request.args)
+    except InvalidParameter as e:
+        raise BadRequest(str(e))
+    try:
+        diff = await db.execute_fn(lambda conn: lineage.diff_imports(conn, a, b, kind=kind, limit=limit, offset=offset))
+    except lineage.UnknownImport as e:
+        raise NotFound(str(e))
+    data = diff.to_dict()
+    page_path = _diff_path("/-/glyph", a, b)
+    for change in data["changes"]:
+        change["history_url"] = _path(datasette, "/-/glyph/history", source_url=change["source_url"])
+    size = None if limit == DIFF_PAGE_SIZE else limit
+    counts = data["listings"]
+    counts_by_kind = {
+        None: sum(counts[k] for k in lineage.CHANGE_KINDS),
+        **{k: counts[k] for k in lineage.CHANGE_KINDS},
+    }
+    context = {
+        "glyph_database": db.name,
+        "diff": data,
+        "a": _batch_context(datasette, data["a"]),
+        "b": _batch_context(datasette, data["b"]),
+        "kinds": [
+            {
+                "kind": k,
+                "count": counts_by_kind[k],
+                "label": k or "all changes",
+                "url": _path(datasette, page_path, kind=k, limit=size),
+                "current": k == kind,
+            }
+            for k in (None,) + lineage.CHANGE_KINDS
+        ],
+        "previous_url": (
+            _path(datasette, page_path, kind=kind, limit=size, offset=max(0, offset - limit) or None)
+            if offset > 0
+            else None
+        ),
+        "next_url": (
+            _path(datasette, page_path, kind=kind, limit=size, offset=diff.next_offset)
+            if diff.next_offset is not None
+            else None
+        ),
+        "first_shown": offset + 1,
+        "last_shown": offset + len(data["changes"]),
+        "json_url": _path(datasette, _diff_path("/api", a, b), kind=kind, limit=size, offset=offset or None),
+        "swap_url": _path(datasette, _diff_path("/-/glyph", b, a)),
+    }
+    return Response.html(await datasette.render_template("glyph_diff.html", context, request=request))
+
+
+def _batch_context(datasette, batch: dict) -> dict:
+    return dict(
+        batch,
+        page_url=datasette.urls.path(f"/-/glyph/imports/{quote(batch['import_id'], safe='')}"),
+        name=batch["filename"] or batch["description"] or batch["import_id"],
+    )
+
+
+# Listing history ---------------------------------------------------------------------------------------------
+
+
+async def history_view(request, datasette):
+    """``GET /api/listings/history?source_url=...``: the listing's price and score in every import that has it,
+    oldest first."""
+    if request.method != "GET":
+        return _errors(405, [f"{request.method} is not allowed here; use GET"])
+    db = glyph_database(datasette)
+    hidden = await _cannot_view(datasette, request.actor, db.name, ("import_batches", "scored_listings"))
+    if hidden:
+        return _errors(403, [f"You may not view {hidden}"])
+    source_url = request.args.get("source_url")
+    if not source_url:
+        return _errors(400, ["source_url is required, e.g. /api/listings/history?source_url=https://..."])
+    history = await db.execute_fn(lambda conn: lineage.listing_history(conn, source_url))
+    return Response.json({"ok": True, "source_url": source_url, "history": history})
+
+
+async def history_page(request, datasette):
+    """``/-/glyph/history?source_url=...``: the listing's price and score across imports, as inline SVG charts
+    and a table. Without ``source_url``, a form asking for one."""
+    db = glyph_database(datasette)
+    hidden = await _cannot_view(datasette, request.actor, db.name, ("import_batches", "scored_listings"))
+    if hidden:
+        raise Forbidden(f"You may not view {db.name}/{hidden}")
+    source_url = request.args.get("source_url") or ""
+    history = await db.execute_fn(lambda conn: lineage.listing_history(conn, source_url)) if source_url else []
+    previous = None
+    for point in history:
+        point["page_url"] = datasette.urls.path(f"/-/glyph/imports/{quote(point['import_id'], safe='')}")
+        point["diff_url"] = (
+            datasette.urls.path(_diff_path("/-/glyph", previous, point["import_id"])) if previous else None
+        )
+        previous = point["import_id"]
+    context = {
+        "glyph_database": db.name,
+        "source_url": source_url,
+        # Linked only when it is a web address: the value comes from imported files.
+        "source_link": source_url if source_url.lower().startswith(("http://", "https://")) else None,
+        "history": history,
+        "price_chart": line_chart([p["price"] for p in history], [p["imported_at"] for p in history], usd),
+        "score_chart": line_chart([p["score"] for p in history], [p["imported_at"] for p in history], _score),
+        "json_url": _path(datasette, "/api/listings/history", source_url=source_url) if source_url else None,
+        "form_action": datasette.urls.path("/-/glyph/history"),
+    }
+    return Response.html(await datasette.render_template("glyph_history.html", context, request=request))
+
+
+def usd(value) -> str:
+    """``$12,345.67``."""
+    return "" if value is None else f"${value:,.2f}"
+
+
+def _score(value) -> str:
+    return "" if value is None else f"{value:.4g}"
+
+
+def line_chart(values: List[float], labels: List[str], fmt) -> dict:
+    """Geometry of a small line chart of ``values`` in order (one point per import), for inline SVG.
+
+    The vertical axis spans the values' own range (a flat line sits in the middle); the first and last
+    ``labels`` go under the ends. Returns plain numbers and strings; ``points`` is empty when there is nothing.
+    """
+    chart = {"width": CHART_WIDTH, "height": CHART_HEIGHT, "points": [], "polyline": ""}
+    if not values:
+        return chart
+    left, right = CHART_LEFT, CHART_WIDTH - CHART_RIGHT
+    top, bottom = CHART_TOP, CHART_HEIGHT - CHART_BOTTOM
+    low, high = min(values), max(values)
+
+    def y(value):
+        # the highest value at top + 8, the lowest at bottom - 8: points clear of the axis
+        if high == low:
+            return round((top + bottom) / 2, 1)
+        return round(bottom - 8 - (value - low) / (high - low) * (bottom - top - 16), 1)
+
+    step = (right - left) / (len(values) - 1) if len(values) > 1 else 0
+    points = []
+    for i, (value, label) in enumerate(zip(values, labels)):
+        x = round(left + i * step, 1) if len(values) > 1 else round((left + right) / 2, 1)
+        points.append({"x": x, "y": y(value), "title": f"{label}: {fmt(value)}"})
+    chart.update(
+        points=points,
+        polyline=" ".join(f"{p['x']},{p['y']}" for p in points),
+        left=left,
+        right=right,
+        top=top,
+        bottom=bottom,
+        y_labels=[{"y": y(high), "label": fmt(high)}] + ([{"y": y(low), "label": fmt(low)}] if high != low else []),
+        x_labels=[{"x": points[0]["x"], "label": labels[0], "anchor": "start" if len(points) > 1 else "middle"}]
+        + ([{"x": points[-1]["x"], "label": labels[-1], "anchor": "end"}] if len(points) > 1 else []),
+    )
+    return chart
+
+
+# Rollback ----------------------------------------------------------------------------------------------------
+
+
+async def rollback_view(request, datasette):
+    """``DELETE /api/imports/<import_id>``: remove every row of the batch, keep its record as ``rolled_back``.
+
+    Needs the glyph-rollback permission. 404 for an unknown import, 409 for one already rolled back.
+    """
+    actor = request.actor
+    if not await can_rollback(datasette, actor):
+        who = f"Actor {_actor_id(actor)!r}" if actor else "An anonymous request"
+        return _errors(403, [f"{who} may not roll back imports: the glyph-rollback permission is required"])
+    import_id = request.url_vars["import_id"]
+    db = glyph_database(datasette)
+    try:
+        result = await run_write(db, lambda conn: lineage.rollback_import(conn, import_id, actor=_actor_id(actor)))
+    except lineage.UnknownImport as e:
+        return _errors(404, [str(e)])
+    except lineage.AlreadyRolledBack as e:
+        return _errors(409, [str(e)])
+    except sqlite3.Error as e:
+        return _errors(500, [f"Rollback of {import_id} failed: {e}. Nothing was changed."])
+    return Response.json(
+        {
+            "ok": True,
+            "import_id": result.import_id,
+            "status": "rolled_back",
+            "rolled_back_at": result.rolled_back_at,
+            "rolled_back_by": result.rolled_back_by,
+            "removed": {
+                "scored_listings": result.scored_listings,
+                "listings": result.listings,
+                "quantized_listings": result.quantized_listings,
+                "models": result.models,
+            },
+        }
+    )
+
+
+# Exact paths: these are registered before the other route modules' (see register_routes), so each must match
+# only its own URLs.
+ROUTES = [
+    (r"^/api/imports/(?P<a>[^/]+)/diff/(?P<b>[^/]+)$", diff_view),
+    (r"^/api/listings/history$", history_view),
+    (r"^/-/glyph/imports/(?P<a>[^/]+)/diff/(?P<b>[^/]+)$", diff_page),
+    (r"^/-/glyph/history$", history_page),
+]
