@@ -1,0 +1,829 @@
+"""The import engine: CSV and JSON records in, one batch with import_id/import_index out, or nothing at all."""
+
+import csv
+import datetime
+import gc
+import hashlib
+import io
+import json
+import re
+import threading
+import uuid
+from pathlib import Path
+
+import pytest
+
+from datasette_glyph import importer
+from datasette_glyph.db import connect
+from datasette_glyph.importer import ImportFailed, import_csv, import_records
+
+SAMPLE = Path(__file__).resolve().parent.parent / "sample" / "scored_sample.csv"
+HEADER = "canonical_model,vram_gb,mig_support,nvlink,tdp_watts,price,score"
+ROW = "A10,24,0,False,150,2397.01,0.6504"
+REQUIRED = ("canonical_model", "vram_gb", "mig_support", "nvlink", "tdp_watts", "price", "score")
+
+
+def data(*lines: str, newline: str = "\n") -> bytes:
+    return (newline.join(lines) + newline).encode("utf-8")
+
+
+def rows(conn, import_id, columns=REQUIRED + ("import_index",)):
+    sql = f"SELECT {', '.join(columns)} FROM scored_listings WHERE import_id = ? ORDER BY import_index"
+    return conn.execute(sql, [import_id]).fetchall()
+
+
+def checksum(conn) -> str:
+    """Every table's schema and rows."""
+    return hashlib.sha256("\n".join(conn.iterdump()).encode("utf-8")).hexdigest()
+
+
+def error(line, column, value, message):
+    return {"line": line, "column": column, "value": value, "message": message}
+
+
+@pytest.fixture
+def seeded(conn):
+    """A connection to a database that already holds one batch (the sample file)."""
+    import_csv(conn, SAMPLE, filename="scored_sample.csv")
+    return conn
+
+
+# --- What a successful import writes ---------------------------------------------------------------
+
+
+def test_sample_file_becomes_one_batch(conn):
+    before = datetime.datetime.now(datetime.timezone.utc)
+    result = import_csv(conn, SAMPLE, source_name="acme", description="first run", actor="alice")
+    after = datetime.datetime.now(datetime.timezone.utc)
+    content = SAMPLE.read_bytes()
+    with open(SAMPLE, newline="", encoding="utf-8") as f:
+        expected_models = [r["canonical_model"] for r in csv.DictReader(f)]
+
+    assert str(uuid.UUID(result.import_id, version=4)) == result.import_id
+    finished = datetime.datetime.strptime(result.timestamp, "%Y-%m-%dT%H:%M:%S.%fZ").replace(
+        tzinfo=datetime.timezone.utc
+    )
+    assert before <= finished <= after
+    assert result.to_dict() == {
+        "import_id": result.import_id,
+        "record_count": len(expected_models),
+        "first_model": expected_models[0],
+        "last_model": expected_models[-1],
+        "timestamp": result.timestamp,
+        "filename": str(SAMPLE),
+        "sha256": hashlib.sha256(content).hexdigest(),
+        "bytes": len(content),
+        "source": "acme",
+        "description": "first run",
+        "actor": "alice",
+        "ignored_columns": [],
+        "previous_import_id": None,
+    }
+    batch = conn.execute(
+        "SELECT import_id, filename, sha256, bytes, source, description, actor, record_count, status,"
+        " imported_at, finished_at, started_at <= finished_at, error, rolled_back_at FROM import_batches"
+    ).fetchall()
+    db_finished = finished.strftime("%Y-%m-%d %H:%M:%S.%f")
+    assert batch == [
+        (
+            result.import_id,
+            str(SAMPLE),
+            hashlib.sha256(content).hexdigest(),
+            len(content),
+            "acme",
+            "first run",
+            "alice",
+            len(expected_models),
+            "complete",
+            db_finished,
+            db_finished,
+            1,
+            None,
+            None,
+        )
+    ]
+    assert [r[0] for r in conn.execute("SELECT canonical_model FROM scored_listings ORDER BY id")] == expected_models
+    assert [r[0] for r in conn.execute("SELECT import_index FROM scored_listings ORDER BY id")] == list(
+        range(1, len(expected_models) + 1)
+    )
+    assert conn.execute("SELECT COUNT(*) FROM scored_listings WHERE import_id != ?", [result.import_id]).fetchone() == (
+        0,
+    )
+    assert conn.execute("PRAGMA foreign_key_check").fetchall() == []
+
+
+def test_every_column_is_typed_and_empty_optional_cells_are_null(conn):
+    columns = list(importer.COLUMNS)
+    source = data(
+        ",".join(columns),
+        'H100_PCIE_80GB,80,7,True,350,21000.5,0.81,new,3,1,"Smith, Lee & Co",US,https://e.com/1,broker,'
+        '2025-04-19T06:25:43Z,Hopper,14592,2,5,PCIe,"said ""mint""",price_outlier,"NVIDIA H100, 80GB"',
+        "RTX_4090,24,0,no,450,0,87.5,,,,,,,,,,,,,,,,",
+    )
+    result = import_csv(conn, io.BytesIO(source))
+    assert rows(conn, result.import_id, tuple(columns) + ("import_index",)) == [
+        (
+            "H100_PCIE_80GB",
+            80,
+            7,
+            1,
+            350,
+            21000.5,
+            0.81,
+            "new",
+            3,
+            1,
+            "Smith, Lee & Co",
+            "US",
+            "https://e.com/1",
+            "broker",
+            "2025-04-19T06:25:43Z",
+            "Hopper",
+            14592,
+            2,
+            5,
+            "PCIe",
+            'said "mint"',
+            "price_outlier",
+            "NVIDIA H100, 80GB",
+            1,
+        ),
+        ("RTX_4090", 24, 0, 0, 450, 0.0, 87.5) + (None,) * 16 + (2,),
+    ]
+    assert conn.execute("SELECT typeof(price), typeof(score), typeof(nvlink) FROM scored_listings").fetchall() == [
+        ("real", "real", "integer"),
+        ("real", "real", "integer"),
+    ]
+
+
+def test_absent_optional_columns_take_the_schema_defaults(conn):
+    result = import_csv(conn, io.BytesIO(data(HEADER, ROW)))
+    assert rows(conn, result.import_id, ("form_factor", "title", "region")) == [("Standard", None, None)]
+
+
+@pytest.mark.parametrize(
+    "source,expected",
+    [
+        pytest.param(b"\xef\xbb\xbf" + data(HEADER, ROW), [("A10", 24, 0, 0, 150, 2397.01, 0.6504, 1)], id="bom"),
+        pytest.param(
+            data(HEADER, ROW, ROW, newline="\r\n"),
+            [("A10", 24, 0, 0, 150, 2397.01, 0.6504, i) for i in (1, 2)],
+            id="crlf",
+        ),
+        pytest.param(
+            data(HEADER, ROW).rstrip(b"\n"), [("A10", 24, 0, 0, 150, 2397.01, 0.6504, 1)], id="no-final-newline"
+        ),
+        pytest.param(data(HEADER, "", ROW, "", ""), [("A10", 24, 0, 0, 150, 2397.01, 0.6504, 1)], id="blank-lines"),
+        pytest.param(
+            data("score,price,tdp_watts,nvlink,mig_support,vram_gb,canonical_model", "0.5,10,60,TRUE,1,4,T4"),
+            [("T4", 4, 1, 1, 60, 10.0, 0.5, 1)],
+            id="column-order-free",
+        ),
+        pytest.param(
+            data(HEADER, "L4,24.0,0,yes,72,1e3,-0.25", "L4, 24 ,0, No ,72,+5,100"),
+            [("L4", 24, 0, 1, 72, 1000.0, -0.25, 1), ("L4", 24, 0, 0, 72, 5.0, 100.0, 2)],
+            id="number-and-boolean-spellings",
+        ),
+    ],
+)
+def test_accepted_variants(conn, source, expected):
+    result = import_csv(conn, io.BytesIO(source))
+    assert rows(conn, result.import_id) == expected
+
+
+@pytest.mark.parametrize(
+    "word,value",
+    [(w, 1) for w in ("True", "true", "TRUE", "1", "yes", "YeS")]
+    + [(w, 0) for w in ("False", "false", "0", "no", "NO")],
+)
+def test_boolean_spellings(conn, word, value):
+    result = import_csv(conn, io.BytesIO(data(HEADER, f"A10,24,0,{word},150,1,0.5")))
+    assert rows(conn, result.import_id, ("nvlink",)) == [(value,)]
+
+
+def test_quoted_newlines_and_commas_keep_rows_and_line_numbers(conn):
+    source = data(
+        HEADER + ",title,notes",
+        ROW + ',"two\r\nlines",plain',
+        ROW + ',"three\nlines\nhere","with, comma"',
+        ROW + ',"quote "" inside",',
+    )
+    result = import_csv(conn, io.BytesIO(source))
+    assert rows(conn, result.import_id, ("title", "notes", "import_index")) == [
+        ("two\r\nlines", "plain", 1),
+        ("three\nlines\nhere", "with, comma", 2),
+        ('quote " inside', None, 3),
+    ]
+    bad = source + data("A10,24,0,False,150,-1,0.5,x,y")
+    with pytest.raises(ImportFailed) as failure:
+        import_csv(conn, io.BytesIO(bad))
+    assert failure.value.errors == [
+        error(8, "price", "-1", "Line 8, column price: '-1' is negative; price must be >= 0")
+    ]
+
+
+def test_unknown_columns_are_ignored_and_named_in_file_order(conn):
+    source = data("zeta," + HEADER + ",quantization_capable,import_id", "z," + ROW + ",True,not-mine")
+    result = import_csv(conn, io.BytesIO(source))
+    assert result.ignored_columns == ["zeta", "quantization_capable", "import_id"]
+    assert rows(conn, result.import_id, ("import_id", "import_index")) == [(result.import_id, 1)]
+
+
+def test_new_models_are_added_once_with_specs_from_their_first_row(conn):
+    source = data(
+        HEADER + ",generation,cuda_cores",
+        "RTX_4090,24,0,False,450,1500,0.5,Ada Lovelace,16384",
+        "A10,24,0,False,150,2000,0.5,Ampere,9216",
+        "RTX_4090,99,1,True,999,1400,0.6,Other,1",
+    )
+    first = import_csv(conn, io.BytesIO(source))
+    second = import_csv(conn, io.BytesIO(data(HEADER, "L4,24,0,False,72,2400,0.5", "A10,24,0,False,150,1,0.5")))
+    models = conn.execute(
+        "SELECT model, vram_gb, tdp_watts, mig_support, nvlink, generation, cuda_cores, slot_width,"
+        " import_id, import_index FROM models ORDER BY id"
+    ).fetchall()
+    assert models == [
+        ("RTX_4090", 24, 450, 0, 0, "Ada Lovelace", 16384, None, first.import_id, 1),
+        ("A10", 24, 150, 0, 0, "Ampere", 9216, None, first.import_id, 2),
+        ("L4", 24, 72, 0, 0, None, None, None, second.import_id, 1),
+    ]
+
+
+def test_a_model_already_in_the_store_is_left_alone(conn):
+    conn.execute("INSERT INTO import_batches (import_id) VALUES ('old')")
+    conn.execute("INSERT INTO models (model, vram_gb, import_id, import_index) VALUES ('A10', 1, 'old', 1)")
+    result = import_csv(conn, io.BytesIO(data(HEADER, ROW)))
+    assert conn.execute("SELECT model, vram_gb, import_id FROM models").fetchall() == [("A10", 1, "old")]
+    assert rows(conn, result.import_id, ("canonical_model",)) == [("A10",)]
+
+
+def test_reimport_is_a_new_batch_naming_the_previous_one(conn):
+    results = [import_csv(conn, SAMPLE) for _ in range(3)]
+    other = import_csv(conn, io.BytesIO(data(HEADER, ROW)))
+    ids = [r.import_id for r in results]
+    assert len(set(ids + [other.import_id])) == 4
+    assert [r.previous_import_id for r in results + [other]] == [None, ids[0], ids[1], None]
+    counts = conn.execute(
+        "SELECT import_id, COUNT(*), MIN(import_index), MAX(import_index) FROM scored_listings GROUP BY import_id"
+    ).fetchall()
+    n = results[0].record_count
+    assert sorted(counts) == sorted([(i, n, 1, n) for i in ids] + [(other.import_id, 1, 1, 1)])
+
+
+def test_file_object_source_and_progress(conn):
+    content = SAMPLE.read_bytes()
+    seen = []
+    result = import_csv(conn, io.BytesIO(content), filename="upload.csv", progress=seen.append)
+    assert (result.filename, result.bytes, result.sha256) == (
+        "upload.csv",
+        len(content),
+        hashlib.sha256(content).hexdigest(),
+    )
+    assert seen == [len(content)]
+
+
+def test_progress_counts_bytes_as_they_are_read(conn, tmp_path, monkeypatch):
+    monkeypatch.setattr(importer, "READ_BUFFER_BYTES", 1000)
+    path = tmp_path / "big.csv"
+    path.write_bytes(data(HEADER, *[ROW] * 200))
+    seen = []
+    import_csv(conn, path, progress=seen.append)
+    size = path.stat().st_size
+    assert seen == list(range(1000, size, 1000)) + [size]
+
+
+def test_a_text_mode_file_is_refused(conn):
+    with pytest.raises(TypeError) as failure:
+        import_csv(conn, io.StringIO(data(HEADER, ROW).decode()))
+    assert str(failure.value) == "import_csv needs a binary file object (open the file with 'rb')"
+
+
+def test_settings_are_restored_after_success_and_failure(conn):
+    conn.execute("PRAGMA cache_size = -1234")
+    import_csv(conn, io.BytesIO(data(HEADER, ROW)))
+    with pytest.raises(ImportFailed):
+        import_csv(conn, io.BytesIO(data(HEADER, "A10,x,0,False,150,1,0.5")))
+    assert (conn.execute("PRAGMA cache_size").fetchone()[0], gc.isenabled(), conn.in_transaction) == (
+        -1234,
+        True,
+        False,
+    )
+
+
+def test_inside_an_open_transaction_only_the_import_is_undone(conn):
+    conn.execute("BEGIN")
+    conn.execute("INSERT INTO import_batches (import_id) VALUES ('kept')")
+    with pytest.raises(ImportFailed):
+        import_csv(conn, io.BytesIO(data(HEADER, ROW, "A10,x,0,False,150,1,0.5")))
+    result = import_csv(conn, io.BytesIO(data(HEADER, ROW)))
+    conn.execute("COMMIT")
+    assert conn.execute("SELECT import_id FROM import_batches ORDER BY id").fetchall() == [
+        ("kept",),
+        (result.import_id,),
+    ]
+
+
+# --- Bad input: exact errors, and nothing written --------------------------------------------------
+
+LONG = "x" * (importer.MAX_FIELD_CHARS + 1)
+TOO_LONG = f"a field is longer than {importer.MAX_FIELD_CHARS:,} characters (an unclosed quote, or not a CSV file?)"
+AS_UTF8 = "save the file as UTF-8"
+LATIN_1_OFFSET = len(data(HEADER, ROW)) + len("A10,24,0,False,150,1,0.5,Caf")
+BAD_INPUTS = [
+    ("empty", b"", [error(None, None, None, "The file is empty (0 bytes); expected a CSV header and rows")]),
+    ("header-only", data(HEADER), [error(None, None, None, "The file has a header but no rows")]),
+    (
+        "header-and-blank-lines",
+        data(HEADER, "", "", newline="\r\n"),
+        [error(None, None, None, "The file has a header but no rows")],
+    ),
+    (
+        "bom-only",
+        b"\xef\xbb\xbf",
+        [error(1, None, None, f"Line 1: the header is empty; expected column names such as {HEADER}")],
+    ),
+    (
+        "missing-column",
+        data("canonical_model,vram_gb,mig_support,nvlink,tdp_watts,score", "A10,24,0,False,150,0.5"),
+        [error(1, "price", None, "Line 1: required column price is missing from the header")],
+    ),
+    (
+        "missing-columns",
+        data("Canonical_Model,vram_gb,mig_support,nvlink,tdp_watts,price", "A10,24,0,False,150,1"),
+        [
+            error(1, "canonical_model", None, "Line 1: required column canonical_model is missing from the header"),
+            error(1, "score", None, "Line 1: required column score is missing from the header"),
+        ],
+    ),
+    (
+        "duplicate-column",
+        data(HEADER + ",region, price", ROW + ",US,3"),
+        [error(1, "price", None, "Line 1: column price appears more than once in the header (fields 6 and 9)")],
+    ),
+    (
+        "not-an-integer",
+        data(HEADER, "A10,24GB,0,False,150,1,0.5"),
+        [error(2, "vram_gb", "24GB", "Line 2, column vram_gb: '24GB' is not an integer")],
+    ),
+    (
+        "fractional-integer",
+        data(HEADER, "A10,24.5,0,False,150,1,0.5"),
+        [error(2, "vram_gb", "24.5", "Line 2, column vram_gb: '24.5' is not an integer")],
+    ),
+    (
+        "empty-required",
+        data(HEADER, "A10,24,0,False,,1,0.5"),
+        [error(2, "tdp_watts", "", "Line 2, column tdp_watts: a value is required")],
+    ),
+    (
+        "blank-required",
+        data(HEADER, "A10,24,0,False,150, ,0.5"),
+        [error(2, "price", " ", "Line 2, column price: a value is required, found ' '")],
+    ),
+    (
+        "empty-model",
+        data(HEADER, ",24,0,False,150,1,0.5"),
+        [error(2, "canonical_model", "", "Line 2, column canonical_model: a value is required")],
+    ),
+    (
+        "lowercase-model",
+        data(HEADER, "h100 pcie,24,0,False,150,1,0.5"),
+        [
+            error(
+                2,
+                "canonical_model",
+                "h100 pcie",
+                "Line 2, column canonical_model: 'h100 pcie' is not an UPPER_SNAKE model id such as H100_PCIE_80GB",
+            )
+        ],
+    ),
+    (
+        "negative-price",
+        data(HEADER, "A10,24,0,False,150,-0.01,0.5"),
+        [error(2, "price", "-0.01", "Line 2, column price: '-0.01' is negative; price must be >= 0")],
+    ),
+    (
+        "nan-price",
+        data(HEADER, "A10,24,0,False,150,NaN,0.5"),
+        [error(2, "price", "NaN", "Line 2, column price: 'NaN' is not a finite number")],
+    ),
+    (
+        "inf-score",
+        data(HEADER, "A10,24,0,False,150,1,inf"),
+        [error(2, "score", "inf", "Line 2, column score: 'inf' is not a finite number")],
+    ),
+    (
+        "overflow-score",
+        data(HEADER, "A10,24,0,False,150,1,1e999"),
+        [error(2, "score", "1e999", "Line 2, column score: '1e999' is not a finite number")],
+    ),
+    (
+        "word-score",
+        data(HEADER, "A10,24,0,False,150,1,high"),
+        [error(2, "score", "high", "Line 2, column score: 'high' is not a number")],
+    ),
+    (
+        "bad-boolean",
+        data(HEADER, "A10,24,0,maybe,150,1,0.5"),
+        [
+            error(
+                2,
+                "nvlink",
+                "maybe",
+                "Line 2, column nvlink: 'maybe' is not a boolean (use True/False, true/false, 1/0 or yes/no)",
+            )
+        ],
+    ),
+    (
+        "bad-optional-int",
+        data(HEADER + ",quantity", ROW + ",a few"),
+        [error(2, "quantity", "a few", "Line 2, column quantity: 'a few' is not an integer")],
+    ),
+    (
+        "bad-timestamp",
+        data(HEADER + ",seen_at", ROW + ",19/04/2025"),
+        [
+            error(
+                2,
+                "seen_at",
+                "19/04/2025",
+                "Line 2, column seen_at: '19/04/2025' is not an ISO 8601 timestamp such as 2025-04-19T06:25:43Z",
+            )
+        ],
+    ),
+    (
+        "too-many-fields",
+        data(HEADER, ROW + ",extra"),
+        [error(2, None, None, "Line 2: expected 7 fields as in the header, found 8")],
+    ),
+    (
+        "too-few-fields",
+        data(HEADER, ROW, "A10,24,0"),
+        [error(3, None, None, "Line 3: expected 7 fields as in the header, found 3")],
+    ),
+    (
+        "latin-1",
+        data(HEADER, ROW) + "A10,24,0,False,150,1,0.5,Café\n".encode("latin-1"),
+        [
+            error(
+                3,
+                None,
+                None,
+                f"Line 3: not valid UTF-8 (byte e9 at byte offset {LATIN_1_OFFSET} of the file); {AS_UTF8}",
+            )
+        ],
+    ),
+    (
+        "latin-1-header",
+        "prix_€,".encode("cp1252") + data(HEADER, ROW),
+        [
+            error(
+                1, None, None, "Line 1: not valid UTF-8 (byte 80 at byte offset 5 of the file); save the file as UTF-8"
+            )
+        ],
+    ),
+    (
+        "latin-1-after-bom",
+        b"\xef\xbb\xbf\xff" + data(HEADER),
+        [
+            error(
+                1, None, None, "Line 1: not valid UTF-8 (byte ff at byte offset 3 of the file); save the file as UTF-8"
+            )
+        ],
+    ),
+    (
+        "utf-16",
+        data(HEADER, ROW).decode().encode("utf-16"),
+        [error(1, None, None, "Line 1: this is not a CSV file; it starts like UTF-16 text; save it as UTF-8")],
+    ),
+    (
+        "html",
+        data("<!DOCTYPE html>", "<html><body>Not found</body></html>"),
+        [error(1, None, "<!DOCTYPE html>\n", "Line 1: this is not a CSV file; it starts like HTML or XML")],
+    ),
+    (
+        "json",
+        b'[{"canonical_model": "A10", "price": 1}]',
+        [
+            error(
+                1,
+                None,
+                '[{"canonical_model": "A10", "price": 1}]',
+                "Line 1: this is not a CSV file; it starts like JSON",
+            )
+        ],
+    ),
+    (
+        "binary-nul",
+        b"SQLite format 3\x00\x10\x00\x01\x01",
+        [error(1, None, None, "Line 1: this is not a CSV file; it starts like binary data")],
+    ),
+    (
+        "png",
+        b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR",
+        [
+            error(
+                1, None, None, "Line 1: not valid UTF-8 (byte 89 at byte offset 0 of the file); save the file as UTF-8"
+            )
+        ],
+    ),
+    (
+        "unclosed-quote",
+        data(HEADER + ",title", ROW + ",fine", ROW + ',"never closed', ROW + ",more"),
+        [error(3, None, None, "Line 3: malformed CSV: a quoted field is still open at the end of the file")],
+    ),
+    (
+        "text-after-closing-quote",
+        data(HEADER + ",title", ROW + ',"quoted"tail'),
+        [
+            error(
+                2,
+                None,
+                None,
+                "Line 2: malformed CSV: a closing quote must be followed by a comma or the end of the line",
+            )
+        ],
+    ),
+    (
+        "absurd-field",
+        data(HEADER + ",notes", ROW + ",short", ROW + "," + LONG),
+        [
+            error(
+                3,
+                None,
+                None,
+                f"Line 3: {TOO_LONG}",
+            )
+        ],
+    ),
+    (
+        "absurd-line-without-newlines",
+        data(HEADER) + b"A10," + b"x" * (importer.MAX_LINE_BYTES * 2),
+        [
+            error(
+                2,
+                None,
+                None,
+                f"Line 2: {TOO_LONG}",
+            )
+        ],
+    ),
+    (
+        "errors-in-file-order",
+        data(HEADER, "A10,24,0,False,150,1,x", ROW, "A10,y,0,False,150,-1,0.5", "A10,24"),
+        [
+            error(2, "score", "x", "Line 2, column score: 'x' is not a number"),
+            error(4, "vram_gb", "y", "Line 4, column vram_gb: 'y' is not an integer"),
+            error(4, "price", "-1", "Line 4, column price: '-1' is negative; price must be >= 0"),
+            error(5, None, None, "Line 5: expected 7 fields as in the header, found 2"),
+        ],
+    ),
+]
+
+
+@pytest.mark.parametrize("source,expected", [pytest.param(s, e, id=i) for i, s, e in BAD_INPUTS])
+def test_bad_input_is_refused_and_nothing_changes(seeded, source, expected):
+    before = checksum(seeded)
+    with pytest.raises(ImportFailed) as failure:
+        import_csv(seeded, io.BytesIO(source))
+    assert (failure.value.errors, failure.value.more) == (expected, 0)
+    summary = expected[0]["message"] + (
+        f" (and {len(expected) - 1} more error{'s' if len(expected) > 2 else ''})" if len(expected) > 1 else ""
+    )
+    assert str(failure.value) == summary
+    assert checksum(seeded) == before
+
+
+def test_bad_input_from_a_path_is_refused_too(seeded, tmp_path):
+    path = tmp_path / "bad.csv"
+    path.write_bytes(data(HEADER, ROW, "A10,24,0,False,150,-5,0.5"))
+    before = checksum(seeded)
+    with pytest.raises(ImportFailed) as failure:
+        import_csv(seeded, path)
+    assert failure.value.errors == [
+        error(3, "price", "-5", "Line 3, column price: '-5' is negative; price must be >= 0")
+    ]
+    assert checksum(seeded) == before
+
+
+def test_errors_are_capped_and_the_rest_counted(seeded):
+    before = checksum(seeded)
+    source = data(HEADER, *[f"A10,24,0,False,150,-{i},0.5" for i in range(1, 61)])
+    with pytest.raises(ImportFailed) as failure:
+        import_csv(seeded, io.BytesIO(source), max_errors=5)
+    assert failure.value.errors == [
+        error(i + 1, "price", f"-{i}", f"Line {i + 1}, column price: '-{i}' is negative; price must be >= 0")
+        for i in range(1, 6)
+    ]
+    assert failure.value.more == 55
+    assert str(failure.value) == "Line 2, column price: '-1' is negative; price must be >= 0 (and 59 more errors)"
+    assert checksum(seeded) == before
+
+
+def test_long_values_are_shortened_in_errors(conn):
+    value = "9" * 300 + "x"
+    with pytest.raises(ImportFailed) as failure:
+        import_csv(conn, io.BytesIO(data(HEADER, f"A10,{value},0,False,150,1,0.5")))
+    assert failure.value.errors == [
+        error(2, "vram_gb", "9" * 200 + "…", f"Line 2, column vram_gb: '{'9' * 60}…' is not an integer")
+    ]
+
+
+def test_line_numbers_across_chunks_with_quoted_newlines(conn, monkeypatch):
+    monkeypatch.setattr(importer, "CHUNK_ROWS", 3)
+    lines = [HEADER + ",notes"]
+    for i in range(1, 11):
+        notes = '"a\nb"' if i % 4 == 0 else "n"  # records 4 and 8 take two lines each
+        price = "-1" if i in (3, 5, 9) else "1"
+        lines.append(f"A10,24,0,False,150,{price},0.5,{notes}")
+    with pytest.raises(ImportFailed) as failure:
+        import_csv(conn, io.BytesIO(data(*lines)))
+    # Record i starts on line i + 1, plus one for each two-line record before it.
+    assert [(e["line"], e["value"]) for e in failure.value.errors] == [(4, "-1"), (7, "-1"), (12, "-1")]
+    ok = import_csv(conn, io.BytesIO(data(*[line.replace(",-1,", ",1,") for line in lines])))
+    assert rows(conn, ok.import_id, ("import_index",)) == [(i,) for i in range(1, 11)]
+
+
+def test_a_broken_encoding_late_in_a_multi_chunk_file_names_its_line(conn, monkeypatch):
+    monkeypatch.setattr(importer, "CHUNK_ROWS", 4)
+    good = data(HEADER, *[ROW] * 9)
+    with pytest.raises(ImportFailed) as failure:
+        import_csv(conn, io.BytesIO(good + b"A10,24,0,False,150,1,0.5\xff\n" + data(ROW)))
+    offset = len(good) + len("A10,24,0,False,150,1,0.5")
+    assert failure.value.errors == [
+        error(
+            11,
+            None,
+            None,
+            f"Line 11: not valid UTF-8 (byte ff at byte offset {offset} of the file); save the file as UTF-8",
+        )
+    ]
+    assert conn.execute("SELECT COUNT(*) FROM scored_listings").fetchone() == (0,)
+
+
+# --- JSON records ----------------------------------------------------------------------------------
+
+
+def record(**overrides):
+    base = {
+        "canonical_model": "A10",
+        "vram_gb": 24,
+        "mig_support": 0,
+        "nvlink": False,
+        "tdp_watts": 150,
+        "price": 2397.01,
+        "score": 0.65,
+    }
+    base.update(overrides)
+    return base
+
+
+def test_records_take_the_same_write_path(conn):
+    records = [record(title="first", region=None), record(canonical_model="L4", nvlink="yes", price="10", extra=[1])]
+    with pytest.raises(ImportFailed) as failure:
+        import_records(conn, records)
+    assert failure.value.errors == [error(None, "extra", "[1]", "Record 2, column extra: '[1]' is not a single value")]
+    records[1].pop("extra")
+    records[1]["shade"] = "blue"
+    result = import_records(conn, records, source_name="api", actor="bob", description="json")
+    payload = json.dumps(records, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
+    assert (result.record_count, result.first_model, result.last_model, result.ignored_columns) == (
+        2,
+        "A10",
+        "L4",
+        ["shade"],
+    )
+    assert (result.sha256, result.bytes, result.filename) == (hashlib.sha256(payload).hexdigest(), len(payload), None)
+    assert rows(conn, result.import_id, REQUIRED + ("title", "region", "import_index")) == [
+        ("A10", 24, 0, 0, 150, 2397.01, 0.65, "first", None, 1),
+        ("L4", 24, 0, 1, 150, 10.0, 0.65, None, None, 2),
+    ]
+    reordered = [dict(reversed(list(r.items()))) for r in records]
+    assert import_records(conn, reordered).previous_import_id == result.import_id
+
+
+@pytest.mark.parametrize(
+    "records,expected",
+    [
+        ([], [error(None, None, None, "No records to import: the list is empty")]),
+        ({"canonical_model": "A10"}, [error(None, None, None, "Expected a list of listing objects")]),
+        ([record(), "A10"], [error(None, None, None, "Record 2: expected an object, found a string")]),
+        (
+            [record(vram_gb=True)],
+            [error(None, "vram_gb", "True", "Record 1, column vram_gb: 'True' is not an integer")],
+        ),
+        (
+            [record(price=-3)],
+            [error(None, "price", "-3", "Record 1, column price: '-3' is negative; price must be >= 0")],
+        ),
+        (
+            [record(score=float("nan"))],
+            [error(None, "score", "nan", "Record 1, column score: 'nan' is not a finite number")],
+        ),
+        (
+            [record(), record(tdp_watts=None)],
+            [error(None, "tdp_watts", "", "Record 2, column tdp_watts: a value is required")],
+        ),
+        (
+            [record(), {k: v for k, v in record().items() if k != "score"}],
+            [error(None, "score", "", "Record 2, column score: a value is required")],
+        ),
+        (
+            [{k: v for k, v in record().items() if k != "price"}],
+            [error(None, "price", None, "Records: required column price is missing from every record")],
+        ),
+        (
+            [record(nvlink={"a": 1}), None, record(price="x")],
+            [
+                error(None, "nvlink", '{"a": 1}', "Record 1, column nvlink: '{\"a\": 1}' is not a single value"),
+                error(None, None, None, "Record 2: expected an object, found null"),
+                error(None, "price", "x", "Record 3, column price: 'x' is not a number"),
+            ],
+        ),
+    ],
+)
+def test_bad_records_are_refused_and_nothing_changes(seeded, records, expected):
+    before = checksum(seeded)
+    with pytest.raises(ImportFailed) as failure:
+        import_records(seeded, records)
+    assert (failure.value.errors, failure.value.more) == (expected, 0)
+    assert checksum(seeded) == before
+
+
+# --- Concurrency -----------------------------------------------------------------------------------
+
+
+def test_concurrent_imports_each_get_their_own_id_and_contiguous_numbering(db_path, monkeypatch):
+    monkeypatch.setattr(importer, "CHUNK_ROWS", 50)  # many chunks each, so that writers would interleave if they could
+    files = {
+        f"file-{t}": data(
+            HEADER + ",source_url", *[f"A10,24,0,False,150,{t}.{i},0.5,https://e.com/{t}/{i}" for i in range(1, 401)]
+        )
+        for t in range(4)
+    }
+    results, failures = {}, []
+    start = threading.Barrier(len(files))
+
+    def run(name):
+        conn = connect(db_path)
+        try:
+            start.wait()
+            results[name] = import_csv(conn, io.BytesIO(files[name]), filename=name)
+        except Exception as e:  # reported below; a thread cannot fail the test itself
+            failures.append(e)
+        finally:
+            conn.close()
+
+    threads = [threading.Thread(target=run, args=(name,)) for name in files]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert failures == []
+    conn = connect(db_path)
+    assert len({r.import_id for r in results.values()}) == 4
+    for name, result in results.items():
+        t = name.split("-")[1]
+        assert rows(conn, result.import_id, ("import_index", "source_url")) == [
+            (i, f"https://e.com/{t}/{i}") for i in range(1, 401)
+        ]
+    batches = conn.execute(
+        "SELECT filename, import_id, record_count, status FROM import_batches ORDER BY filename"
+    ).fetchall()
+    assert batches == [(name, results[name].import_id, 400, "complete") for name in sorted(files)]
+    conn.close()
+
+
+def test_a_failing_import_next_to_a_good_one_leaves_only_the_good_one(db_path):
+    good = data(HEADER, *[ROW] * 300)
+    bad = data(HEADER, *[ROW] * 299, "A10,24,0,False,150,-1,0.5")
+    outcome = {}
+
+    def run(name, source):
+        conn = connect(db_path)
+        try:
+            outcome[name] = import_csv(conn, io.BytesIO(source)).import_id
+        except ImportFailed as e:
+            outcome[name] = e.errors[0]["line"]
+        finally:
+            conn.close()
+
+    threads = [threading.Thread(target=run, args=args) for args in (("good", good), ("bad", bad))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    conn = connect(db_path)
+    assert outcome["bad"] == 301
+    assert conn.execute("SELECT import_id, COUNT(*) FROM scored_listings GROUP BY import_id").fetchall() == [
+        (outcome["good"], 300)
+    ]
+    assert conn.execute("SELECT import_id FROM import_batches").fetchall() == [(outcome["good"],)]
+    conn.close()
+
+
+def test_timestamps_sort_with_sqlite_current_timestamp(conn):
+    result = import_csv(conn, io.BytesIO(data(HEADER, ROW)))
+    imported_at = conn.execute("SELECT imported_at FROM import_batches").fetchone()[0]
+    assert re.fullmatch(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\.\d{6}", imported_at)
+    assert imported_at == result.timestamp.replace("T", " ").rstrip("Z")
