@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import getpass
+import json
 import os
+import sqlite3
 
 import click
 
+from . import lineage
 from . import migrate as migrations
 from .db import connect
 
@@ -89,4 +93,193 @@ def _print_plan(conn, path, target, rollback) -> None:
     click.echo(f"-- Dry run: {len(steps)} migration step(s) for {path}; nothing was changed.")
 
 
-COMMANDS = [glyph_migrate]
+# Lineage: diff two imports, roll one back -----------------------------------------------------------------------
+
+
+def _open_existing(path):
+    """A connection to an existing database file; never creates one."""
+    if not os.path.exists(path):
+        raise click.ClickException(f"{path} does not exist")
+    return connect(path)
+
+
+def _text_table(headers, rows, right) -> list:
+    """Lines of a plain text table; columns whose index is in ``right`` are right-aligned."""
+    widths = [max(len(str(v)) for v in column) for column in zip(headers, *rows)]
+
+    def line(values):
+        cells = [str(v).rjust(w) if i in right else str(v).ljust(w) for i, (v, w) in enumerate(zip(values, widths))]
+        return "  ".join(cells).rstrip()
+
+    return [line(headers), line(["-" * w for w in widths])] + [line(row) for row in rows]
+
+
+def _money(value) -> str:
+    return "" if value is None else f"{value:,.2f}"
+
+
+def _signed(value, fmt="{:,.2f}") -> str:
+    if value is None:
+        return ""
+    return ("+" if value > 0 else "-" if value < 0 else "") + fmt.format(abs(value))
+
+
+def _side(value, name):
+    return None if value is None else value[name]
+
+
+def _diff_lines(diff) -> list:
+    data = diff.to_dict()
+    lines = []
+    for side, batch in (("A", data["a"]), ("B", data["b"])):
+        name = batch["filename"] or batch["description"] or "-"
+        lines.append(
+            f"{side}: {batch['import_id']}  {name}  source {batch['source'] or '-'}  imported {batch['imported_at']}"
+            f"  {batch['record_count']:,} rows  {batch['status']}"
+        )
+    if not data["same_source"]:
+        lines.append("A and B come from different sources.")
+    lines += ["", "By model"]
+    model_rows = [
+        [
+            m["canonical_model"],
+            "" if m["a"] is None else f"{m['a']['row_count']:,}",
+            "" if m["b"] is None else f"{m['b']['row_count']:,}",
+            _signed(m["change"]["row_count"], "{:,}"),
+            _money(_side(m["a"], "median_price")),
+            _money(_side(m["b"], "median_price")),
+            _signed(m["change"]["median_price"]),
+            "" if m["a"] is None else f"{m['a']['mean_score']:.4f}",
+            "" if m["b"] is None else f"{m['b']['mean_score']:.4f}",
+            _signed(m["change"]["mean_score"], "{:.4f}"),
+        ]
+        for m in data["models"]
+    ]
+    headers = ["model", "rows A", "rows B", "rows +/-", "median A", "median B", "median +/-"]
+    headers += ["score A", "score B", "score +/-"]
+    lines += _text_table(headers, model_rows, right=set(range(1, 10))) if model_rows else ["(no rows in A or B)"]
+    counts = data["listings"]
+    lines += [
+        "",
+        (
+            f"By listing (matched by source_url): {counts['changed']:,} changed, {counts['added']:,} added, "
+            f"{counts['removed']:,} removed, {counts['unchanged']:,} unchanged"
+        ),
+        (
+            f"Rows without source_url (not matched): {counts['without_source_url']['a']:,} in A, "
+            f"{counts['without_source_url']['b']:,} in B"
+        ),
+    ]
+    duplicates = counts["duplicate_source_urls"]
+    if duplicates["a"] or duplicates["b"]:
+        lines.append(
+            f"Rows repeating a source_url (the last one counts): {duplicates['a']:,} in A, {duplicates['b']:,} in B"
+        )
+    if data["changes"]:
+        change_rows = [
+            [
+                c["kind"],
+                c["source_url"],
+                c["canonical_model"],
+                _money(c["old_price"]),
+                _money(c["new_price"]),
+                _signed(c["delta"]),
+                "" if c["percent"] is None else _signed(c["percent"]) + "%",
+            ]
+            for c in data["changes"]
+        ]
+        lines.append("")
+        headers = ["change", "source_url", "model", "old price", "new price", "price +/-", "percent"]
+        lines += _text_table(headers, change_rows, right={3, 4, 5, 6})
+    what = f"{data['kind']} listings" if data["kind"] else "changes"
+    if data["total"] and data["changes"]:
+        shown = f"Showing {data['offset'] + 1:,}-{data['offset'] + len(data['changes']):,} of {data['total']:,} {what}"
+        if data["next_offset"] is not None:
+            shown += f"; for more use --offset {data['next_offset']} or --limit 0"
+        lines += ["", shown + "."]
+    elif data["total"]:
+        lines += ["", f"No {what} past offset {data['offset']:,} (there are {data['total']:,})."]
+    else:
+        lines += ["", f"No {what}."]
+    return lines
+
+
+@click.command(name="glyph-diff")
+@click.argument("path", type=click.Path(dir_okay=False))
+@click.argument("a")
+@click.argument("b")
+@click.option("--kind", type=click.Choice(lineage.CHANGE_KINDS), help="List only changed, added or removed listings.")
+@click.option(
+    "--limit", type=click.IntRange(min=0), default=50, show_default=True, help="Listing changes to show; 0 for all."
+)
+@click.option("--offset", type=click.IntRange(min=0), default=0, help="Skip this many listing changes.")
+@click.option("--json", "as_json", is_flag=True, help="Print the diff as JSON, as GET /api/imports/A/diff/B does.")
+def glyph_diff(path, a, b, kind, limit, offset, as_json):
+    """Compare import A (before) with import B (after) in the database at PATH.
+
+    Per model: row count, median price and mean score in each, and the change. Per listing, matched by
+    source_url: changed price, added (in B only), removed (in A only), unchanged. When an import has a
+    source_url more than once, its last row counts; rows without a source_url are counted, not matched.
+
+    \b
+    Examples:
+        datasette glyph-diff glyph.db 0b6c...e1 5f2a...9c
+        datasette glyph-diff glyph.db A B --kind changed --limit 0
+        datasette glyph-diff glyph.db A B --json > diff.json
+    """
+    conn = _open_existing(path)
+    try:
+        diff = lineage.diff_imports(conn, a, b, kind=kind, limit=limit or None, offset=offset)
+    except lineage.UnknownImport as e:
+        raise click.ClickException(f"{e} in {path}") from None
+    except sqlite3.DatabaseError as e:
+        raise click.ClickException(f"{path} cannot be read as a glyph database: {e}") from None
+    finally:
+        conn.close()
+    if as_json:
+        click.echo(json.dumps(diff.to_dict(), indent=2))
+    else:
+        click.echo("\n".join(_diff_lines(diff)))
+
+
+def _os_user():
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError, ImportError):  # no user name in the environment or the password database
+        return None
+
+
+@click.command(name="glyph-rollback")
+@click.argument("path", type=click.Path(dir_okay=False))
+@click.argument("import_id")
+@click.option("--actor", help="Who is rolling back, for the record.  [default: your user name]")
+def glyph_rollback(path, import_id, actor):
+    """Roll back import IMPORT_ID in the database at PATH: delete every row it wrote, in one transaction.
+
+    Its scored_listings, listings and quantized_listings rows go (with quantized rows of its scored
+    listings), and the models rows it introduced that no remaining listing names. Its import_batches
+    record stays, marked rolled_back with the time and actor. Other imports are not touched.
+
+    \b
+    Example:
+        datasette glyph-rollback glyph.db 0b6c...e1 --actor alice
+    """
+    actor = actor or _os_user()
+    conn = _open_existing(path)
+    try:
+        result = lineage.rollback_import(conn, import_id, actor=actor)
+    except (lineage.UnknownImport, lineage.AlreadyRolledBack) as e:
+        raise click.ClickException(f"{e} in {path}; nothing was changed") from None
+    except sqlite3.Error as e:
+        raise click.ClickException(f"Rollback of {import_id} in {path} failed: {e}; nothing was changed") from None
+    finally:
+        conn.close()
+    click.echo(
+        f"Rolled back {import_id}: removed {result.scored_listings:,} scored_listings, {result.listings:,} listings, "
+        f"{result.quantized_listings:,} quantized_listings and {result.models:,} models rows"
+    )
+    by = f" by {result.rolled_back_by}" if result.rolled_back_by else ""
+    click.echo(f"Its import_batches record stays, marked rolled_back at {result.rolled_back_at}{by}")
+
+
+COMMANDS = [glyph_migrate, glyph_diff, glyph_rollback]

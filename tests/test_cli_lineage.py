@@ -1,0 +1,237 @@
+"""datasette glyph-diff and glyph-rollback: whole outputs, JSON, errors, the actor, atomicity."""
+
+import json
+import sqlite3
+
+import pytest
+from click.testing import CliRunner
+from datasette.cli import cli
+
+from datasette_glyph import lineage
+from datasette_glyph.db import connect
+
+from .snapshots import insert_snapshot
+from .test_api_lineage import DIFF_AB
+from .test_lineage import A_ID, A_ROWS, B_ID, B_ROWS, C_ID, C_ROWS, database_checksum
+
+
+@pytest.fixture
+def market_path(db_path):
+    conn = connect(db_path)
+    insert_snapshot(conn, A_ROWS, A_ID, "market", "2025-05-01 10:00:00", "a.csv")
+    insert_snapshot(conn, B_ROWS, B_ID, "market", "2025-05-02 10:00:00", "b.csv")
+    insert_snapshot(conn, C_ROWS, C_ID, "broker", "2025-05-03 10:00:00", "c.csv")
+    conn.close()
+    return str(db_path)
+
+
+def run(*args):
+    return CliRunner().invoke(cli, list(args), catch_exceptions=False)
+
+
+DIFF_AB_TEXT = f"""\
+A: {A_ID}  a.csv  source market  imported 2025-05-01 10:00:00  6 rows  complete
+B: {B_ID}  b.csv  source market  imported 2025-05-02 10:00:00  6 rows  complete
+
+By model
+model           rows A  rows B  rows +/-   median A   median B  median +/-  score A  score B  score +/-
+--------------  ------  ------  --------  ---------  ---------  ----------  -------  -------  ---------
+H100_PCIE_80GB       2       2         0  21,000.00  20,500.00     -500.00   0.3750   0.6250    +0.2500
+L40S                         3        +3              7,500.00                        0.5000
+RTX_4090             4       1        -3   1,900.00   2,200.00     +300.00   0.5625   0.5000    -0.0625
+
+By listing (matched by source_url): 2 changed, 1 added, 1 removed, 1 unchanged
+Rows without source_url (not matched): 1 in A, 2 in B
+Rows repeating a source_url (the last one counts): 1 in A, 0 in B
+
+change   source_url                         model           old price  new price  price +/-  percent
+-------  ---------------------------------  --------------  ---------  ---------  ---------  -------
+changed  https://market.example/listing/u1  H100_PCIE_80GB  20,000.00  19,000.00  -1,000.00   -5.00%
+changed  https://market.example/listing/u5  RTX_4090         2,100.00   2,200.00    +100.00   +4.76%
+added    https://market.example/listing/u6  L40S                        8,000.00
+removed  https://market.example/listing/u3  RTX_4090         1,800.00
+
+Showing 1-4 of 4 changes.
+"""
+
+DIFF_AC_CHANGED_TEXT = f"""\
+A: {A_ID}  a.csv  source market  imported 2025-05-01 10:00:00  6 rows  complete
+B: {C_ID}  c.csv  source broker  imported 2025-05-03 10:00:00  2 rows  complete
+A and B come from different sources.
+
+By model
+model           rows A  rows B  rows +/-   median A  median B  median +/-  score A  score B  score +/-
+--------------  ------  ------  --------  ---------  --------  ----------  -------  -------  ---------
+H100_PCIE_80GB       2                -2  21,000.00                         0.3750
+RTX_4090             4       2        -2   1,900.00  1,600.00     -300.00   0.5625   0.7500    +0.1875
+
+By listing (matched by source_url): 2 changed, 0 added, 2 removed, 0 unchanged
+Rows without source_url (not matched): 1 in A, 0 in B
+Rows repeating a source_url (the last one counts): 1 in A, 0 in B
+
+change   source_url                         model     old price  new price   price +/-  percent
+-------  ---------------------------------  --------  ---------  ---------  ----------  -------
+changed  https://market.example/listing/u1  RTX_4090  20,000.00   1,500.00  -18,500.00  -92.50%
+
+Showing 1-1 of 2 changed listings; for more use --offset 1 or --limit 0.
+"""
+
+DIFF_CC_TEXT = f"""\
+A: {C_ID}  c.csv  source broker  imported 2025-05-03 10:00:00  2 rows  complete
+B: {C_ID}  c.csv  source broker  imported 2025-05-03 10:00:00  2 rows  complete
+
+By model
+model     rows A  rows B  rows +/-  median A  median B  median +/-  score A  score B  score +/-
+--------  ------  ------  --------  --------  --------  ----------  -------  -------  ---------
+RTX_4090       2       2         0  1,600.00  1,600.00        0.00   0.7500   0.7500     0.0000
+
+By listing (matched by source_url): 0 changed, 0 added, 0 removed, 2 unchanged
+Rows without source_url (not matched): 0 in A, 0 in B
+
+No changes.
+"""
+
+
+@pytest.mark.parametrize(
+    "args, expected",
+    [
+        ([A_ID, B_ID], DIFF_AB_TEXT),
+        ([A_ID, B_ID, "--limit", "0"], DIFF_AB_TEXT),
+        ([A_ID, C_ID, "--kind", "changed", "--limit", "1"], DIFF_AC_CHANGED_TEXT),
+        ([C_ID, C_ID], DIFF_CC_TEXT),
+    ],
+)
+def test_glyph_diff_prints_tables(market_path, args, expected):
+    result = run("glyph-diff", market_path, *args)
+    assert (result.exit_code, result.stdout, result.stderr) == (0, expected, "")
+
+
+def test_glyph_diff_pages_changes(market_path):
+    result = run("glyph-diff", market_path, A_ID, B_ID, "--limit", "2", "--offset", "1")
+    lines = result.stdout.splitlines()
+    assert lines[-6:] == [
+        "change   source_url                         model     old price  new price  price +/-  percent",
+        "-------  ---------------------------------  --------  ---------  ---------  ---------  -------",
+        "changed  https://market.example/listing/u5  RTX_4090   2,100.00   2,200.00    +100.00   +4.76%",
+        "added    https://market.example/listing/u6  L40S                  8,000.00",
+        "",
+        "Showing 2-3 of 4 changes; for more use --offset 3 or --limit 0.",
+    ]
+    past_the_end = run("glyph-diff", market_path, A_ID, B_ID, "--offset", "4").stdout.splitlines()
+    assert past_the_end[-1] == "No changes past offset 4 (there are 4)."
+
+
+def test_glyph_diff_json_is_what_the_api_answers(market_path):
+    result = run("glyph-diff", market_path, A_ID, B_ID, "--json", "--limit", "100")
+    expected = {k: v for k, v in DIFF_AB.items() if k not in ("ok", "next")}
+    assert (result.exit_code, json.loads(result.stdout)) == (0, expected)
+
+
+@pytest.mark.parametrize(
+    "args, error",
+    [
+        ([A_ID, "nope"], "Error: No import with import_id 'nope' in {path}\n"),
+        (["nope", B_ID], "Error: No import with import_id 'nope' in {path}\n"),
+    ],
+)
+def test_glyph_diff_of_an_unknown_import(market_path, args, error):
+    result = run("glyph-diff", market_path, *args)
+    assert (result.exit_code, result.stdout, result.stderr) == (1, "", error.format(path=market_path))
+
+
+def test_glyph_diff_of_a_missing_file(tmp_path):
+    missing = str(tmp_path / "missing.db")
+    result = run("glyph-diff", missing, A_ID, B_ID)
+    assert (result.exit_code, result.stderr) == (1, f"Error: {missing} does not exist\n")
+    assert not (tmp_path / "missing.db").exists()
+
+
+def batch_record(path, import_id):
+    conn = sqlite3.connect(path)
+    try:
+        return lineage.get_import(conn, import_id)
+    finally:
+        conn.close()
+
+
+def checksum_of(path):
+    conn = sqlite3.connect(path)
+    try:
+        return database_checksum(conn)
+    finally:
+        conn.close()
+
+
+@pytest.mark.parametrize(
+    "options, user, actor",
+    [
+        (["--actor", "alice"], "bob", "alice"),
+        ([], "bob", "bob"),  # the OS user by default
+        ([], None, None),  # no user name to be found: no actor recorded
+    ],
+)
+def test_glyph_rollback(market_path, monkeypatch, options, user, actor):
+    def getuser():
+        if user is None:
+            raise OSError("no user name")
+        return user
+
+    monkeypatch.setattr("getpass.getuser", getuser)
+    result = run("glyph-rollback", market_path, B_ID, *options)
+    record = batch_record(market_path, B_ID)
+    by = f" by {actor}" if actor else ""
+    assert (result.exit_code, result.stdout, result.stderr) == (
+        0,
+        (
+            f"Rolled back {B_ID}: removed 6 scored_listings, 0 listings, 0 quantized_listings and 1 models rows\n"
+            f"Its import_batches record stays, marked rolled_back at {record['rolled_back_at']}{by}\n"
+        ),
+        "",
+    )
+    assert (record["status"], record["rolled_back_by"], record["models"]) == ("rolled_back", actor, [])
+
+
+def test_glyph_rollback_refuses_a_second_time_and_unknown_ids(market_path):
+    run("glyph-rollback", market_path, B_ID, "--actor", "alice")
+    before = checksum_of(market_path)
+    at = batch_record(market_path, B_ID)["rolled_back_at"]
+    again = run("glyph-rollback", market_path, B_ID, "--actor", "carol")
+    unknown = run("glyph-rollback", market_path, "nope")
+    assert (again.exit_code, again.stdout, again.stderr) == (
+        1,
+        "",
+        f"Error: Import {B_ID} was already rolled back at {at} by alice in {market_path}; nothing was changed\n",
+    )
+    assert (unknown.exit_code, unknown.stderr) == (
+        1,
+        f"Error: No import with import_id 'nope' in {market_path}; nothing was changed\n",
+    )
+    assert checksum_of(market_path) == before
+
+
+def test_glyph_rollback_that_fails_part_way_changes_nothing(market_path):
+    conn = sqlite3.connect(market_path)
+    conn.executescript("""
+        CREATE TABLE deletes (n INTEGER);
+        INSERT INTO deletes VALUES (0);
+        CREATE TRIGGER fail_part_way BEFORE DELETE ON scored_listings BEGIN
+            UPDATE deletes SET n = n + 1;
+            SELECT RAISE(ABORT, 'disk on fire') WHERE (SELECT n FROM deletes) >= 3;
+        END;
+        """)
+    conn.close()
+    before = checksum_of(market_path)
+    result = run("glyph-rollback", market_path, A_ID, "--actor", "alice")
+    assert (result.exit_code, result.stdout, result.stderr) == (
+        1,
+        "",
+        f"Error: Rollback of {A_ID} in {market_path} failed: disk on fire; nothing was changed\n",
+    )
+    assert checksum_of(market_path) == before
+
+
+def test_glyph_rollback_of_a_missing_file(tmp_path):
+    missing = str(tmp_path / "missing.db")
+    result = run("glyph-rollback", missing, A_ID)
+    assert (result.exit_code, result.stderr) == (1, f"Error: {missing} does not exist\n")
+    assert not (tmp_path / "missing.db").exists()
