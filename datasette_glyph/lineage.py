@@ -411,7 +411,8 @@ def rollback_import(
     listings written by other batches), and the models rows it introduced that no remaining listing names.
     Other batches are not touched. Raises ``UnknownImport`` or ``AlreadyRolledBack``, changing nothing.
     """
-    now = now or datetime.datetime.now(datetime.timezone.utc).replace(microsecond=0).isoformat()
+    # UTC, in the shape of the table's other timestamps (CURRENT_TIMESTAMP plus microseconds), so they sort together
+    now = now or datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M:%S.%f")
     params = {"import_id": import_id, "rolled_back_at": now, "rolled_back_by": actor}
     # The rollback deletes dependent rows itself. With enforcement on, SQLite would also look for children
     # of every deleted scored listing in quantized_listings, which has no index on scored_listing_id: one

@@ -1,11 +1,13 @@
+import datetime
 import hashlib
 import sqlite3
 
 import pytest
 
 from datasette_glyph import lineage
+from datasette_glyph.importer import import_csv
 
-from .snapshots import insert_snapshot, market_snapshots
+from .snapshots import insert_snapshot, market_snapshots, write_csv
 
 A_ID = "aaaaaaaa-0000-4000-8000-000000000001"
 B_ID = "bbbbbbbb-0000-4000-8000-000000000002"
@@ -350,18 +352,18 @@ def test_rollback_removes_the_batch_and_keeps_its_record(market):
     others = {t: checksum(market, t, "import_id <> ?", [B_ID]) for t in ("scored_listings", "listings", "models")}
     a_quantized = checksum(market, "quantized_listings", "import_id = ?", [A_ID])
     other_batches = checksum(market, "import_batches", "import_id <> ?", [B_ID])
-    result = lineage.rollback_import(market, B_ID, actor="ops", now="2025-05-05T12:00:00+00:00")
+    result = lineage.rollback_import(market, B_ID, actor="ops", now="2025-05-05 12:00:00.000000")
     assert result == lineage.RollbackResult(
         import_id=B_ID,
         scored_listings=6,
         listings=1,
         quantized_listings=3,
         models=1,
-        rolled_back_at="2025-05-05T12:00:00+00:00",
+        rolled_back_at="2025-05-05 12:00:00.000000",
         rolled_back_by="ops",
     )
     assert lineage.get_import(market, B_ID) == dict(
-        BATCH_B, status="rolled_back", rolled_back_at="2025-05-05T12:00:00+00:00", rolled_back_by="ops", models=[]
+        BATCH_B, status="rolled_back", rolled_back_at="2025-05-05 12:00:00.000000", rolled_back_by="ops", models=[]
     )
     assert {t: counts_by_batch(market, t) for t in DATA_TABLES} == {
         "scored_listings": {A_ID: 6, C_ID: 2},
@@ -404,11 +406,11 @@ def test_rollback_keeps_a_model_a_raw_listing_still_names(market):
 
 
 def test_rollback_twice_is_refused_and_changes_nothing(market):
-    lineage.rollback_import(market, B_ID, actor="ops", now="2025-05-05T12:00:00+00:00")
+    lineage.rollback_import(market, B_ID, actor="ops", now="2025-05-05 12:00:00.000000")
     before = database_checksum(market)
     with pytest.raises(lineage.AlreadyRolledBack) as e:
         lineage.rollback_import(market, B_ID, actor="someone else")
-    assert str(e.value) == f"Import {B_ID} was already rolled back at 2025-05-05T12:00:00+00:00 by ops"
+    assert str(e.value) == f"Import {B_ID} was already rolled back at 2025-05-05 12:00:00.000000 by ops"
     assert database_checksum(market) == before
 
 
@@ -428,7 +430,10 @@ def test_rollback_stamps_the_time_in_utc(market):
         result.rolled_back_at,
         None,
     )
-    assert (len(result.rolled_back_at), result.rolled_back_at[10], result.rolled_back_at[-6:]) == (25, "T", "+00:00")
+    stamp = datetime.datetime.strptime(result.rolled_back_at, "%Y-%m-%d %H:%M:%S.%f").replace(
+        tzinfo=datetime.timezone.utc
+    )
+    assert abs(stamp - datetime.datetime.now(datetime.timezone.utc)) < datetime.timedelta(minutes=1)
 
 
 # A trigger that fails the rollback part way: on the Nth row deleted from (or updated in) a table.
@@ -474,3 +479,27 @@ def test_rollback_inside_an_open_transaction_uses_a_savepoint(market):
     assert market.in_transaction is True
     market.execute("ROLLBACK")
     assert counts_by_batch(market, "scored_listings") == {A_ID: 6, B_ID: 6, C_ID: 2}
+
+
+def test_diff_and_rollback_of_files_the_importer_wrote(conn, tmp_path):
+    (first, second), (changes,) = market_snapshots(2, 300, seed=11, moved=0.2, gone=0.1, new=0.1)
+    write_csv(first, tmp_path / "monday.csv")
+    write_csv(second, tmp_path / "tuesday.csv")
+    monday = import_csv(conn, tmp_path / "monday.csv", source_name="market").import_id
+    tuesday = import_csv(conn, tmp_path / "tuesday.csv", source_name="market").import_id
+    diff = lineage.diff_imports(conn, monday, tuesday, limit=None)
+    assert {c.source_url: (c.old_price, c.new_price) for c in diff.changes if c.kind == "changed"} == changes.moved
+    assert [c.source_url for c in diff.changes if c.kind == "added"] == changes.added
+    assert [c.source_url for c in diff.changes if c.kind == "removed"] == changes.gone
+    assert lineage.previous_import(conn, tuesday)["import_id"] == monday
+    url = changes.added[0]
+    assert [(p["import_id"], p["price"]) for p in lineage.listing_history(conn, url)] == [
+        (tuesday, next(r["price"] for r in second if r["source_url"] == url))
+    ]
+    models_before = conn.execute("SELECT model, import_id FROM models ORDER BY model").fetchall()
+    monday_rows = checksum(conn, "scored_listings", "import_id = ?", [monday])
+    result = lineage.rollback_import(conn, tuesday, actor="ops")
+    assert (result.scored_listings, result.models) == (len(second), 0)  # every model came in with monday's file
+    assert conn.execute("SELECT model, import_id FROM models ORDER BY model").fetchall() == models_before
+    assert checksum(conn, "scored_listings", "import_id = ?", [monday]) == monday_rows
+    assert counts_by_batch(conn, "scored_listings") == {monday: len(first)}
