@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import contextlib
 import getpass
 import json
 import os
 import sqlite3
+import sys
 
 import click
 
-from . import lineage
+from . import importer, lineage
 from . import migrate as migrations
 from .db import connect
 
@@ -91,6 +93,123 @@ def _print_plan(conn, path, target, rollback) -> None:
         click.echo(step.sql.rstrip("\n"))
         click.echo("")
     click.echo(f"-- Dry run: {len(steps)} migration step(s) for {path}; nothing was changed.")
+
+
+@click.command(name="glyph-import")
+@click.argument("path", type=click.Path(dir_okay=False))
+@click.argument(
+    "files", nargs=-1, required=True, metavar="FILE...", type=click.Path(exists=True, dir_okay=False, allow_dash=True)
+)
+@click.option("--source", "source_name", metavar="NAME", help="Where the files came from (marketplace, broker...).")
+@click.option("--description", metavar="TEXT", help="A note recorded with each import.")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object per file instead of a line of text.")
+@click.option("--quiet", is_flag=True, help="Print nothing but errors.")
+def glyph_import(path, files, source_name, description, as_json, quiet):
+    """Import scored listing CSV FILES into the glyph database at PATH, each file as its own batch.
+
+    Every file gets a new import_id; its rows are numbered import_index 1..n in file order. A file with
+    any invalid row is not imported at all, and each problem is reported with its line, column and
+    value. The other files are still imported; the exit status is 1 if any file failed. Use - to read
+    a file from standard input. The database must have been migrated with datasette glyph-migrate.
+
+    \b
+    Examples:
+        datasette glyph-import glyph.db sample/scored_sample.csv
+        datasette glyph-import glyph.db *.csv --source broker-x --description "nightly run"
+        datasette glyph-import glyph.db listings.csv --json | jq .import_id
+    """
+    conn = _open_migrated(path)
+    failed = 0
+    try:
+        for file in files:
+            name = None if file == "-" else file
+            shown = name or "standard input"
+            try:
+                with _import_progress(file, show=not quiet) as progress:
+                    source = sys.stdin.buffer if name is None else file
+                    result = importer.import_csv(
+                        conn,
+                        source,
+                        filename=name,
+                        source_name=source_name,
+                        description=description,
+                        progress=progress,
+                    )
+            except importer.ImportFailed as e:
+                failed += 1
+                _report_failure(shown, e, as_json)
+                continue
+            except OSError as e:
+                failed += 1
+                unreadable = importer.ImportFailed([_plain_error(f"Cannot read the file: {e.strerror}")])
+                _report_failure(shown, unreadable, as_json)
+                continue
+            if as_json:
+                click.echo(json.dumps(result.to_dict()))
+            elif not quiet:
+                click.echo(_import_line(result, shown))
+    finally:
+        conn.close()
+    if failed:
+        sys.exit(1)
+
+
+def _open_migrated(path):
+    """A connection to an existing database at the newest schema, or a ClickException saying what to run."""
+    if not os.path.exists(path):
+        raise click.ClickException(f"{path} does not exist; create it with: datasette glyph-migrate {path}")
+    try:
+        conn = connect(path)
+        pending = migrations.plan(conn)
+        version = migrations.current_version(conn)
+    except migrations.MigrationError as e:
+        raise click.ClickException(f"{path} cannot be imported into: {e}") from None
+    except sqlite3.DatabaseError as e:
+        raise click.ClickException(f"{path} is not a SQLite database ({e})") from None
+    if pending:
+        conn.close()
+        state = "has no glyph schema" if version is None else f"is at migration {version}"
+        raise click.ClickException(
+            f"{path} {state}, and {len(pending)} migration(s) are pending; run datasette glyph-migrate {path} first"
+        )
+    return conn
+
+
+@contextlib.contextmanager
+def _import_progress(file, show):
+    """A progress callback drawing a bar of bytes read on stderr, when stderr is a terminal."""
+    if not show or file == "-" or not sys.stderr.isatty():
+        yield None
+        return
+    with click.progressbar(length=os.path.getsize(file), label=file, file=sys.stderr) as bar:
+        yield lambda done: bar.update(done - bar.pos)
+
+
+def _plain_error(message):
+    return {"line": None, "column": None, "value": None, "message": message}
+
+
+def _import_line(result, shown) -> str:
+    rows = f"{result.record_count} row{'s' if result.record_count != 1 else ''}"
+    line = f"Imported {rows} from {shown} as {result.import_id}"
+    if result.ignored_columns:
+        line += "; ignored columns: " + ", ".join(result.ignored_columns)
+    if result.previous_import_id:
+        line += f"; same content as {result.previous_import_id}"
+    return line
+
+
+def _report_failure(shown, failure, as_json) -> None:
+    if as_json:
+        click.echo(json.dumps({"ok": False, "filename": shown, "errors": failure.errors, "more": failure.more}))
+        return
+    total = len(failure.errors) + failure.more
+    count = f"{total} error{'s' if total != 1 else ''}"
+    click.echo(f"Error: {shown} was not imported ({count}); nothing was written:", err=True)
+    for error in failure.errors:
+        click.echo(f"  {shown}: {error['message']}", err=True)
+    if failure.more:
+        click.echo(f"  ... and {failure.more} more", err=True)
 
 
 # Lineage: diff two imports, roll one back -----------------------------------------------------------------------
@@ -282,4 +401,4 @@ def glyph_rollback(path, import_id, actor):
     click.echo(f"Its import_batches record stays, marked rolled_back at {result.rolled_back_at}{by}")
 
 
-COMMANDS = [glyph_migrate, glyph_diff, glyph_rollback]
+COMMANDS = [glyph_migrate, glyph_import, glyph_diff, glyph_rollback]

@@ -1,0 +1,277 @@
+"""``datasette glyph-import``: the whole output, exit status and what lands in the database."""
+
+import hashlib
+import json
+import os
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+from datasette.cli import cli
+
+from datasette_glyph.db import connect
+
+from .conftest import build_legacy_database
+
+SAMPLE = Path(__file__).resolve().parent.parent / "sample" / "scored_sample.csv"
+HEADER = "canonical_model,vram_gb,mig_support,nvlink,tdp_watts,price,score"
+
+
+def run(*args, input=None):
+    return CliRunner().invoke(cli, ["glyph-import", *map(str, args)], input=input)
+
+
+def batches(db_path):
+    conn = connect(db_path)
+    try:
+        return conn.execute(
+            "SELECT import_id, filename, source, description, actor, record_count FROM import_batches ORDER BY id"
+        ).fetchall()
+    finally:
+        conn.close()
+
+
+def dump(db_path) -> str:
+    conn = connect(db_path)
+    try:
+        return hashlib.sha256("\n".join(conn.iterdump()).encode()).hexdigest()
+    finally:
+        conn.close()
+
+
+@pytest.fixture
+def files(tmp_path):
+    """Small CSV files by name: good, good_extra (two unknown columns), bad (three errors)."""
+    contents = {
+        "good.csv": f"{HEADER}\nA10,24,0,False,150,1.5,0.5\nL4,24,0,True,72,2.5,0.7\n",
+        "good_extra.csv": f"{HEADER},shade,quantization_capable\nA10,24,0,False,150,1.5,0.5,blue,True\n",
+        "bad.csv": f"{HEADER}\nA10,24,0,False,150,-1,0.5\nA10,x,0,False,150,1,0.5\nA10,24\n",
+    }
+    paths = {}
+    for name, text in contents.items():
+        paths[name] = tmp_path / name
+        paths[name].write_text(text, encoding="utf-8")
+    return paths
+
+
+def test_imports_each_file_as_its_own_batch(db_path):
+    result = run(db_path, SAMPLE, SAMPLE, "--source", "acme", "--description", "nightly")
+    (first, *_), (second, *_) = rows = batches(db_path)
+    assert (result.exit_code, result.stdout, result.stderr) == (
+        0,
+        f"Imported 40 rows from {SAMPLE} as {first}\n"
+        f"Imported 40 rows from {SAMPLE} as {second}; same content as {first}\n",
+        "",
+    )
+    assert rows == [
+        (first, str(SAMPLE), "acme", "nightly", None, 40),
+        (second, str(SAMPLE), "acme", "nightly", None, 40),
+    ]
+
+
+def test_ignored_columns_are_named(db_path, files):
+    result = run(db_path, files["good_extra.csv"])
+    [(import_id, *_)] = batches(db_path)
+    assert (result.exit_code, result.stdout) == (
+        0,
+        f"Imported 1 row from {files['good_extra.csv']} as {import_id}; ignored columns: shade, quantization_capable\n",
+    )
+
+
+def test_json_prints_one_result_object_per_file(db_path, files):
+    result = run(db_path, files["good.csv"], files["good_extra.csv"], "--json")
+    objects = [json.loads(line) for line in result.stdout.splitlines()]
+    conn = connect(db_path)
+    recorded = conn.execute("SELECT import_id, finished_at, sha256, bytes FROM import_batches ORDER BY id").fetchall()
+    conn.close()
+    expected = []
+    for (import_id, finished_at, sha256, size), name, models, count, ignored in zip(
+        recorded,
+        ["good.csv", "good_extra.csv"],
+        [("A10", "L4"), ("A10", "A10")],
+        [2, 1],
+        [[], ["shade", "quantization_capable"]],
+    ):
+        expected.append(
+            {
+                "import_id": import_id,
+                "record_count": count,
+                "first_model": models[0],
+                "last_model": models[1],
+                "timestamp": finished_at.replace(" ", "T") + "Z",
+                "filename": str(files[name]),
+                "sha256": sha256,
+                "bytes": size,
+                "source": None,
+                "description": None,
+                "actor": None,
+                "ignored_columns": ignored,
+                "previous_import_id": None,
+            }
+        )
+    assert (result.exit_code, objects, result.stderr) == (0, expected, "")
+    assert [(o["sha256"], o["bytes"]) for o in objects] == [
+        (hashlib.sha256(files[n].read_bytes()).hexdigest(), files[n].stat().st_size)
+        for n in ("good.csv", "good_extra.csv")
+    ]
+
+
+def test_quiet_prints_nothing_on_success(db_path, files):
+    result = run(db_path, files["good.csv"], "--quiet")
+    assert (result.exit_code, result.stdout, result.stderr, len(batches(db_path))) == (0, "", "", 1)
+
+
+def test_a_bad_file_is_reported_and_the_others_still_import(db_path, files):
+    result = run(db_path, files["bad.csv"], files["good.csv"])
+    [(import_id, filename, *_)] = batches(db_path)
+    bad = files["bad.csv"]
+    assert (result.exit_code, result.stdout, result.stderr) == (
+        1,
+        f"Imported 2 rows from {files['good.csv']} as {import_id}\n",
+        f"Error: {bad} was not imported (3 errors); nothing was written:\n"
+        f"  {bad}: Line 2, column price: '-1' is negative; price must be >= 0\n"
+        f"  {bad}: Line 3, column vram_gb: 'x' is not an integer\n"
+        f"  {bad}: Line 4: expected 7 fields as in the header, found 2\n",
+    )
+    assert filename == str(files["good.csv"])
+
+
+def test_errors_beyond_the_cap_are_counted(db_path, tmp_path):
+    path = tmp_path / "many.csv"
+    path.write_text(HEADER + "\n" + "".join(f"A10,24,0,False,150,-{i},0.5\n" for i in range(1, 53)))
+    before = dump(db_path)
+    result = run(db_path, path, "--quiet")
+    expected = [f"  {path}: Line {i + 1}, column price: '-{i}' is negative; price must be >= 0\n" for i in range(1, 51)]
+    assert (result.exit_code, result.stdout, result.stderr) == (
+        1,
+        "",
+        f"Error: {path} was not imported (52 errors); nothing was written:\n"
+        + "".join(expected)
+        + "  ... and 2 more\n",
+    )
+    assert dump(db_path) == before
+
+
+def test_json_failure_object(db_path, files):
+    result = run(db_path, files["bad.csv"], "--json")
+    assert (result.exit_code, [json.loads(line) for line in result.stdout.splitlines()], result.stderr) == (
+        1,
+        [
+            {
+                "ok": False,
+                "filename": str(files["bad.csv"]),
+                "errors": [
+                    {
+                        "line": 2,
+                        "column": "price",
+                        "value": "-1",
+                        "message": "Line 2, column price: '-1' is negative; price must be >= 0",
+                    },
+                    {
+                        "line": 3,
+                        "column": "vram_gb",
+                        "value": "x",
+                        "message": "Line 3, column vram_gb: 'x' is not an integer",
+                    },
+                    {
+                        "line": 4,
+                        "column": None,
+                        "value": None,
+                        "message": "Line 4: expected 7 fields as in the header, found 2",
+                    },
+                ],
+                "more": 0,
+            }
+        ],
+        "",
+    )
+    assert batches(db_path) == []
+
+
+def test_standard_input(db_path, files):
+    result = run(db_path, "-", "--source", "pipe", input=files["good.csv"].read_bytes())
+    [(import_id, *rest)] = batches(db_path)
+    assert (result.exit_code, result.stdout, rest) == (
+        0,
+        f"Imported 2 rows from standard input as {import_id}\n",
+        [None, "pipe", None, None, 2],
+    )
+
+
+def test_a_missing_database_is_not_created(tmp_path, files):
+    path = tmp_path / "nope.db"
+    result = run(path, files["good.csv"])
+    assert (result.exit_code, result.stdout, result.stderr, path.exists()) == (
+        1,
+        "",
+        f"Error: {path} does not exist; create it with: datasette glyph-migrate {path}\n",
+        False,
+    )
+
+
+@pytest.mark.parametrize(
+    "make,state,pending",
+    [
+        (lambda path: connect(path).close(), "has no glyph schema", 3),
+        (lambda path: build_legacy_database(path).close(), "is at migration 0001", 2),
+    ],
+)
+def test_an_unmigrated_database_is_refused(tmp_path, files, make, state, pending):
+    path = tmp_path / "old.db"
+    make(path)
+    before = dump(path)
+    result = run(path, files["good.csv"])
+    assert (result.exit_code, result.stdout, result.stderr) == (
+        1,
+        "",
+        f"Error: {path} {state}, and {pending} migration(s) are pending; run datasette glyph-migrate {path} first\n",
+    )
+    assert dump(path) == before
+
+
+def test_a_file_that_is_not_a_database(tmp_path, files):
+    path = tmp_path / "notes.db"
+    path.write_text("hello " * 200)
+    result = run(path, files["good.csv"])
+    assert (result.exit_code, result.stderr) == (
+        1,
+        f"Error: {path} is not a SQLite database (file is not a database)\n",
+    )
+
+
+def test_usage_errors(db_path, tmp_path):
+    missing = tmp_path / "missing.csv"
+    result = run(db_path, missing)
+    assert (result.exit_code, result.stdout, result.stderr.splitlines()[-1]) == (
+        2,
+        "",
+        f"Error: Invalid value for 'FILE...': File '{missing}' does not exist.",
+    )
+    assert run(db_path).exit_code == 2
+
+
+def test_help_shows_usage_and_examples():
+    result = CliRunner().invoke(cli, ["glyph-import", "--help"])
+    lines = result.stdout.splitlines()
+    assert (result.exit_code, lines[0]) == (0, "Usage: cli glyph-import [OPTIONS] PATH FILE...")
+    start = lines.index("  Examples:")
+    assert lines[start : start + 4] == [
+        "  Examples:",
+        "      datasette glyph-import glyph.db sample/scored_sample.csv",
+        '      datasette glyph-import glyph.db *.csv --source broker-x --description "nightly run"',
+        "      datasette glyph-import glyph.db listings.csv --json | jq .import_id",
+    ]
+
+
+def test_unreadable_file(db_path, tmp_path):
+    if os.geteuid() == 0:
+        # root reads any file; a directory entry that cannot be opened as a file stands in.
+        path = tmp_path / "fifo.csv"
+        path.write_text("")
+        path.chmod(0)
+    else:  # pragma: no cover - depends on the user running the tests
+        path = tmp_path / "locked.csv"
+        path.write_text(HEADER)
+        path.chmod(0)
+    result = run(db_path, path)
+    assert result.exit_code == 1
