@@ -38,7 +38,7 @@ BATCH_FIELDS = (
 )
 
 # Geometry of the price chart on a batch page, in SVG user units (pixels at 100%).
-CHART_WIDTH = 760
+CHART_WIDTH = 900
 CHART_ROW_HEIGHT = 28
 CHART_TOP = 10
 CHART_AXIS_HEIGHT = 40
@@ -55,6 +55,7 @@ async def import_page(datasette, request):
         "glyph_database": db.name,
         "api_url": datasette.urls.path("/api/import"),
         "imports_url": datasette.urls.path("/-/glyph/imports"),
+        "rows_url": datasette.urls.table(db.name, "scored_listings"),
         "max_upload_bytes": plugin_config(datasette)["max_upload_bytes"],
     }
     return Response.html(await datasette.render_template("glyph_import.html", context, request=request))

@@ -365,19 +365,23 @@ def test_price_chart_geometry():
         },
     ]
     chart = pages.price_chart(models)
-    label_width = 16 + pages.CHART_CHAR_WIDTH * len("H100_SXM")  # 73.6
-    plot_width = pages.CHART_WIDTH - label_width - pages.CHART_RIGHT  # 616.4
+    label_width = 16 + pages.CHART_CHAR_WIDTH * len("H100_SXM")
+    plot_width = pages.CHART_WIDTH - label_width - pages.CHART_RIGHT
     assert (chart["plot_left"], chart["plot_right"]) == (label_width, label_width + plot_width)
+
+    def x(fraction):  # 0 at the left edge of the plot, 1 at the right: $4,000, the top tick
+        return round(label_width + plot_width * fraction, 1)
+
     assert [(t["x"], t["label"]) for t in chart["ticks"]] == [
-        (73.6, "$0"),
-        (227.7, "$1,000"),
-        (381.8, "$2,000"),
-        (535.9, "$3,000"),
-        (690.0, "$4,000"),
+        (x(0), "$0"),
+        (x(0.25), "$1,000"),
+        (x(0.5), "$2,000"),
+        (x(0.75), "$3,000"),
+        (x(1), "$4,000"),
     ]
     assert [(r["model"], r["y"], r["x_min"], r["x_median"], r["x_max"], r["count"]) for r in chart["rows"]] == [
-        ("A10", 24.0, 227.7, 304.8, 381.8, 2),
-        ("H100_SXM", 52.0, 690.0, 690.0, 690.0, 1),
+        ("A10", 24.0, x(0.25), x(0.375), x(0.5), 2),
+        ("H100_SXM", 52.0, x(1), x(1), x(1), 1),
     ]
     assert chart["height"] == 10 + 2 * 28 + 40
     assert pages.price_chart([]) == {"rows": [], "ticks": [], "width": pages.CHART_WIDTH, "height": 0}
