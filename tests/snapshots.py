@@ -12,7 +12,7 @@ import csv
 import random
 import uuid
 from dataclasses import dataclass, field
-from typing import Dict, List, Optional, Tuple
+from typing import Dict, Iterable, Iterator, List, Optional, Tuple
 
 from datasette_glyph.db import transaction
 
@@ -79,10 +79,16 @@ def listing(number: int, rng: random.Random, seen_at: str) -> dict:
     }
 
 
+def iter_first_snapshot(rows: int, seed: int = 1, seen_at: str = "2025-05-01T00:00:00Z") -> Iterator[dict]:
+    """The listings of ``first_snapshot`` one at a time, for markets too big to hold in memory."""
+    rng = random.Random(seed)
+    for n in range(1, rows + 1):
+        yield listing(n, rng, seen_at)
+
+
 def first_snapshot(rows: int, seed: int = 1, seen_at: str = "2025-05-01T00:00:00Z") -> List[dict]:
     """A market of ``rows`` listings, source_urls numbered 1..rows."""
-    rng = random.Random(seed)
-    return [listing(n, rng, seen_at) for n in range(1, rows + 1)]
+    return list(iter_first_snapshot(rows, seed, seen_at))
 
 
 def next_snapshot(
@@ -139,8 +145,8 @@ def _cell(value) -> str:
     return str(value)
 
 
-def write_csv(rows: List[dict], path) -> None:
-    """Write a snapshot as a scored listings CSV file."""
+def write_csv(rows: Iterable[dict], path) -> None:
+    """Write a snapshot (a list, or any iterable of listings) as a scored listings CSV file."""
     with open(path, "w", encoding="utf-8", newline="") as f:
         writer = csv.writer(f)
         writer.writerow(COLUMNS)

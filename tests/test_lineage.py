@@ -7,7 +7,7 @@ import pytest
 from datasette_glyph import lineage
 from datasette_glyph.importer import import_csv
 
-from .snapshots import insert_snapshot, market_snapshots, write_csv
+from .snapshots import insert_snapshot, iter_first_snapshot, market_snapshots, write_csv
 
 A_ID = "aaaaaaaa-0000-4000-8000-000000000001"
 B_ID = "bbbbbbbb-0000-4000-8000-000000000002"
@@ -503,3 +503,17 @@ def test_diff_and_rollback_of_files_the_importer_wrote(conn, tmp_path):
     assert conn.execute("SELECT model, import_id FROM models ORDER BY model").fetchall() == models_before
     assert checksum(conn, "scored_listings", "import_id = ?", [monday]) == monday_rows
     assert counts_by_batch(conn, "scored_listings") == {monday: len(first)}
+
+
+def test_snapshots_are_deterministic_for_a_seed():
+    one = market_snapshots(3, 50, seed=4)
+    assert market_snapshots(3, 50, seed=4) == one
+    assert market_snapshots(3, 50, seed=5) != one
+    assert list(iter_first_snapshot(50, seed=4)) == one[0][0]
+    (first, second, third), (to_second, to_third) = one
+    assert [len(first), len(second), len(third)] == [
+        50,
+        50 - len(to_second.gone) + len(to_second.added),
+        len(second) - len(to_third.gone) + len(to_third.added),
+    ]
+    assert (to_second.added, to_third.added) == ([URL + "51", URL + "52"], [URL + "53", URL + "54"])
