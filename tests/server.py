@@ -39,6 +39,20 @@ def datasette_command() -> str:
     return str(candidate) if candidate.exists() else "datasette"
 
 
+MAKE_SCORED_CSV = Path(__file__).resolve().parents[2] / "shared" / "tools" / "make_scored_csv.py"
+
+
+def make_scored_csv(path: PathLike, rows: int, seed: int = 1) -> Path:
+    """Write a realistic scored listings CSV of ``rows`` rows (the shared generator; same seed, same bytes)."""
+    tool = os.environ.get("GLYPH_MAKE_SCORED_CSV", str(MAKE_SCORED_CSV))
+    subprocess.run(
+        [sys.executable, tool, "--rows", str(rows), "--seed", str(seed), "--out", str(path)],
+        check=True,
+        stdin=subprocess.DEVNULL,
+    )
+    return Path(path)
+
+
 def free_port() -> int:
     """A TCP port nobody listens on right now (the OS picks it, so parallel runs do not collide)."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
@@ -140,18 +154,19 @@ class Server:
     ) -> Response:
         """POST ``csv_path`` as a streamed multipart form (field ``file``), as a browser or curl -F does.
 
-        ``on_chunk(sent, total)`` is called after each chunk of the file, so a test can act (kill the
-        server, say) at a chosen point of the upload.
+        ``on_chunk(sent, size)`` is called after each chunk of the file with the file's bytes sent so far
+        and its size, so a test can act (kill the server, say) at a chosen point of the upload.
         """
         csv_path = Path(csv_path)
         prefix, suffix, content_type_header = multipart_envelope(
             field_name, filename if filename is not None else csv_path.name, fields or {}, content_type
         )
-        total = len(prefix) + csv_path.stat().st_size + len(suffix)
+        size = csv_path.stat().st_size
+        total = len(prefix) + size + len(suffix)
 
         def chunks() -> Iterator[bytes]:
             yield prefix
-            sent = len(prefix)
+            sent = 0
             with open(csv_path, "rb") as f:
                 while True:
                     block = f.read(chunk_size)
@@ -160,7 +175,7 @@ class Server:
                     yield block
                     sent += len(block)
                     if on_chunk:
-                        on_chunk(sent, total)
+                        on_chunk(sent, size)
             yield suffix
 
         all_headers = {"Content-Type": content_type_header, "Content-Length": str(total)}

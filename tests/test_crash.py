@@ -15,6 +15,7 @@ import shutil
 import signal
 import sqlite3
 import subprocess
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,13 +26,10 @@ import pytest
 from datasette_glyph import migrate
 from datasette_glyph.db import connect
 
-from .server import datasette_command
+from .server import datasette_command, make_scored_csv, start_server
 
 LEGACY_BATCH = "dbaea5cd-0a4d-52ca-88af-4737290a1213"
 DATA_TABLES = ("models", "listings", "scored_listings", "quantized_listings")
-MAKE_CSV = Path(__file__).resolve().parents[2] / "shared" / "tools" / "make_scored_csv.py"
-if not MAKE_CSV.exists():  # CI clones the repository next to a copy of shared/
-    MAKE_CSV = Path(__file__).resolve().parents[1].parent / "shared" / "tools" / "make_scored_csv.py"
 
 
 # Databases ----------------------------------------------------------------------------------------------
@@ -315,3 +313,281 @@ def test_migrate_killed_part_way_leaves_a_whole_version(migration_kills, directi
     # Every kill point landed while the command was writing (each run's checks are in migration_crash_runs)
     assert [k.killed for k in kills] == [True, True, True]
     assert all(k.version_after in ("0001", "0002", "0003") for k in kills)
+
+
+# Import crash runs --------------------------------------------------------------------------------------
+
+# The columns an import fills from the file, in a fixed order: what a batch's content checksum covers.
+BATCH_CONTENT_COLUMNS = (
+    "import_index, canonical_model, vram_gb, mig_support, nvlink, tdp_watts, price, score, condition, quantity, "
+    "min_order_qty, seller, region, source_url, source_type, seen_at, generation, cuda_cores, slot_width, "
+    "pcie_generation, form_factor, notes, warnings, title"
+)
+
+
+def batch_fingerprint(conn: sqlite3.Connection, import_id: str) -> tuple:
+    """(row count, SHA-256 of its rows in import_index order) of one batch's scored listings."""
+    digest, count = hashlib.sha256(), 0
+    sql = f"SELECT {BATCH_CONTENT_COLUMNS} FROM scored_listings WHERE import_id = ? ORDER BY import_index"
+    for row in conn.execute(sql, [import_id]):
+        digest.update(repr(row).encode("utf-8"))
+        count += 1
+    return count, digest.hexdigest()
+
+
+def leftover_uploads(upload_dir: Path) -> List[str]:
+    return sorted(p.name for p in upload_dir.iterdir() if p.name.startswith("glyph-upload"))
+
+
+@dataclass
+class ImportKill:
+    phase: str  # upload, insert or commit: where in the import the kill was aimed
+    fraction: float  # of the upload's bytes (upload) or of the time from the last byte to the answer
+    killed: bool
+    outcome: str  # "absent": nothing of the batch is stored; "committed": killed after the commit, all of it is
+    seconds: float  # from the start of the request to the kill
+    temp_files_at_kill: int  # upload temp files on disk right after the kill (the restart removes them)
+    unfinished_batches: List[str]  # status of each batch record that did not complete (none may be complete)
+
+
+class ImportCrashHarness:
+    """A real server importing into ``work_dir/glyph.db``, and the record of every batch that completed."""
+
+    def __init__(self, work_dir: Path, log: Callable = lambda *a: None):
+        self.work_dir = work_dir
+        self.log = log
+        self.db_path = work_dir / "glyph.db"
+        self.upload_dir = work_dir / "uploads"
+        self.upload_dir.mkdir(parents=True, exist_ok=True)
+        conn = connect(self.db_path)
+        migrate.migrate(conn)
+        conn.close()
+        self.completed: Dict[str, tuple] = {}  # import_id -> batch fingerprint
+        self.big_fingerprint = None  # of the file the kills interrupt, as its uninterrupted import stored it
+        self.server = start_server(
+            self.db_path,
+            plugin_config={"allow_import": True, "upload_dir": str(self.upload_dir)},
+            log_dir=work_dir,
+        )
+
+    def import_file(self, csv_path: Path) -> float:
+        """Import a file that must succeed; remember its batch. Returns the seconds the request took."""
+        started = time.monotonic()
+        response = self.server.upload_csv(csv_path)
+        seconds = time.monotonic() - started
+        assert response.status == 200, response.text
+        result = response.json()
+        conn = connect(self.db_path)
+        try:
+            self.completed[result["import_id"]] = batch_fingerprint(conn, result["import_id"])
+        finally:
+            conn.close()
+        assert self.completed[result["import_id"]][0] == result["record_count"]
+        return seconds
+
+    def timed_import(self, csv_path: Path) -> tuple:
+        """Import a file; return (seconds until the last byte was sent, seconds from then to the answer)."""
+        sent_at = []
+
+        def on_chunk(sent, size):
+            if sent == size:  # the file's last byte is out
+                sent_at.append(time.monotonic())
+
+        started = time.monotonic()
+        response = self.server.upload_csv(csv_path, on_chunk=on_chunk)
+        answered = time.monotonic()
+        assert response.status == 200, response.text
+        result = response.json()
+        conn = connect(self.db_path)
+        self.completed[result["import_id"]] = self.big_fingerprint = batch_fingerprint(conn, result["import_id"])
+        conn.close()
+        upload_seconds = (sent_at[-1] if sent_at else answered) - started
+        return upload_seconds, answered - (sent_at[-1] if sent_at else started)
+
+    def kill_during_upload(self, csv_path: Path, fraction: float) -> ImportKill:
+        """SIGKILL the server once ``fraction`` of the request body has been sent."""
+        server, started = self.server, time.monotonic()
+        state = {}
+
+        def on_chunk(sent, total):
+            if sent >= fraction * total and "killed" not in state:
+                state["killed"] = server.kill() == -signal.SIGKILL
+                state["seconds"] = time.monotonic() - started
+                state["temp_files"] = len(leftover_uploads(self.upload_dir))
+
+        try:
+            response = server.upload_csv(csv_path, on_chunk=on_chunk, chunk_size=256 * 1024)
+            state.setdefault("response", response.status)
+        except OSError:
+            pass  # the connection died with the server: expected
+        return self._after_kill("upload", fraction, state)
+
+    def kill_after_upload(self, csv_path: Path, phase: str, delay: float, fraction: float) -> ImportKill:
+        """SIGKILL the server ``delay`` seconds after the file's last byte went out (validation, insert, commit)."""
+        server, started = self.server, time.monotonic()
+        sent = threading.Event()
+        state = {}
+
+        def on_chunk(sent_bytes, size):
+            if sent_bytes == size:
+                sent.set()
+
+        def client():
+            try:
+                state["response"] = server.upload_csv(csv_path, on_chunk=on_chunk).status
+            except OSError:
+                state["response"] = None
+            sent.set()
+
+        thread = threading.Thread(target=client, daemon=True)
+        thread.start()
+        sent.wait(600)
+        deadline = time.monotonic() + delay
+        while time.monotonic() < deadline and "response" not in state:
+            time.sleep(0.002)
+        if "response" not in state:
+            state["killed"] = server.kill() == -signal.SIGKILL
+            state["seconds"] = time.monotonic() - started
+            state["temp_files"] = len(leftover_uploads(self.upload_dir))
+        thread.join(600)
+        return self._after_kill(phase, fraction, state)
+
+    def _after_kill(self, phase: str, fraction: float, state: dict) -> ImportKill:
+        killed = state.get("killed", False)
+        if not killed:
+            # The import answered before the kill time: it must have succeeded, and is now an earlier batch
+            assert state.get("response") == 200, state
+        self.server.restart()
+        # A kill after the commit but before the answer leaves a whole batch the client never heard of:
+        # it must be complete and hold exactly the file's rows (the same content as the uninterrupted import).
+        committed = self._new_complete_batches()
+        assert [fingerprint for _, fingerprint in committed] == [self.big_fingerprint] * len(committed)
+        assert len(committed) in ((0, 1) if killed else (1,))
+        self.completed.update(committed)
+        unfinished = self.check()
+        return ImportKill(
+            phase,
+            fraction,
+            killed,
+            "committed" if committed else "absent",
+            round(state.get("seconds", 0.0), 3),
+            state.get("temp_files", 0),
+            unfinished,
+        )
+
+    def _new_complete_batches(self) -> List[tuple]:
+        conn = connect(self.db_path)
+        try:
+            ids = [r[0] for r in conn.execute("SELECT import_id FROM import_batches WHERE status = 'complete'")]
+            return [(i, batch_fingerprint(conn, i)) for i in ids if i not in self.completed]
+        finally:
+            conn.close()
+
+    def check(self) -> List[str]:
+        """Assert what must hold after a restart; return the status of each batch record that did not complete."""
+        assert leftover_uploads(self.upload_dir) == []
+        assert integrity(self.db_path) == ["ok"]
+        conn = connect(self.db_path)
+        try:
+            present = {r[0] for r in conn.execute("SELECT DISTINCT import_id FROM scored_listings")}
+            # No row of an interrupted batch: only completed batches have rows
+            assert present == set(self.completed)
+            assert {i: batch_fingerprint(conn, i) for i in sorted(self.completed)} == self.completed
+            records = conn.execute("SELECT import_id, status FROM import_batches").fetchall()
+            assert {i for i, status in records if status == "complete"} == set(self.completed)
+            unfinished = sorted(status for i, status in records if i not in self.completed)
+            assert lineage_problems(conn) == []
+            return unfinished
+        finally:
+            conn.close()
+
+    def close(self):
+        self.server.stop()
+
+
+def import_crash_runs(
+    work_dir: Path,
+    rows: int,
+    upload_points: int,
+    insert_points: int,
+    seed: int,
+    small_rows: int = 2_000,
+    log: Callable = lambda *a: None,
+) -> dict:
+    """Kill a server importing a ``rows``-row file at ``upload_points`` points of the upload and
+    ``insert_points`` points after it (the last one just before the answer was due, i.e. near commit).
+
+    Before the kills two small files and one uninterrupted big file are imported; after each kill and restart
+    every completed batch must be intact, the interrupted one absent, no temp file left, and the next
+    (small) import must work. Returns a report with the timings and every kill.
+    """
+    work_dir.mkdir(parents=True, exist_ok=True)
+    big = make_scored_csv(work_dir / f"scored_{rows}.csv", rows, seed)
+    small = make_scored_csv(work_dir / f"scored_{small_rows}.csv", small_rows, seed + 1)
+    harness = ImportCrashHarness(work_dir, log)
+    try:
+        harness.import_file(small)
+        harness.import_file(small)
+        upload_seconds, process_seconds = harness.timed_import(big)
+        log(
+            f"{rows:,} rows ({big.stat().st_size / 2**20:.0f} MiB) uninterrupted: upload {upload_seconds:.2f}s, "
+            f"then {process_seconds:.2f}s to the answer"
+        )
+        harness.check()
+        kills = []
+        finished_first = 0
+        rng = random.Random(seed)
+        points = [("upload", f) for f in kill_fractions(upload_points, rng.randrange(1 << 30), 0.05, 0.95)]
+        insert_fractions = (
+            kill_fractions(insert_points - 1, rng.randrange(1 << 30), 0.05, 0.8) if insert_points > 1 else []
+        )
+        points += [("insert", f) for f in insert_fractions] + [("commit", 0.95)] * (insert_points > 0)
+        for phase, fraction in points:
+            if phase == "upload":
+                kill = harness.kill_during_upload(big, fraction)
+            else:
+                for attempt in range(4):
+                    kill = harness.kill_after_upload(big, phase, fraction * process_seconds, fraction)
+                    if kill.killed:
+                        break
+                    finished_first += 1  # the import answered before the kill time: one more complete batch
+                    fraction = fraction * 0.9 if phase == "commit" else fraction / 2
+            kills.append(kill)
+            log(
+                f"  kill in {phase} at {fraction:.0%}: killed={kill.killed} after {kill.seconds:.2f}s, batch {kill.outcome}, "
+                f"{kill.temp_files_at_kill} temp file(s) at the kill, unfinished records {kill.unfinished_batches}"
+            )
+            harness.import_file(small)  # the next import works
+            harness.check()
+        return {
+            "rows": rows,
+            "upload_seconds": upload_seconds,
+            "process_seconds": process_seconds,
+            "kills": kills,
+            "finished_before_kill": finished_first,
+            "batches": len(harness.completed),
+        }
+    finally:
+        harness.close()
+
+
+@pytest.fixture(scope="module")
+def import_kills(tmp_path_factory):
+    return import_crash_runs(
+        tmp_path_factory.mktemp("import-crash"), rows=50_000, upload_points=1, insert_points=2, seed=3
+    )
+
+
+def test_server_killed_during_import_keeps_earlier_batches_and_no_part_of_the_interrupted_one(import_kills):
+    # Each kill's checks ran in import_crash_runs; here: every kill point landed while the import was running
+    kills = import_kills["kills"]
+    assert [(k.phase, k.killed) for k in kills] == [("upload", True), ("insert", True), ("commit", True)]
+    # Killed before the end of the upload or while inserting, nothing of the batch may survive; killed at the
+    # very end, the batch may have committed (then all of it is there, checked against the uninterrupted import)
+    assert [k.outcome for k in kills[:2]] == ["absent", "absent"]
+    committed = sum(k.outcome == "committed" for k in kills)
+    # 2 small + 1 big uninterrupted, one small import after each kill, any batch committed at a kill, and any
+    # import that finished before its kill time (on a busy machine; the kill is then retried earlier)
+    assert import_kills["batches"] == 3 + 3 + committed + import_kills["finished_before_kill"]
+    # The server left its temp file behind at each kill; the restarted server removed it (checked after each)
+    assert [k.temp_files_at_kill for k in kills] == [1, 1, 1]
