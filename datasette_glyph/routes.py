@@ -14,6 +14,7 @@ from datasette.utils.asgi import Response
 
 from . import lineage, uploads
 from .config import glyph_database, plugin_config, run_write
+from .importer import ImportFailed, import_csv, import_records
 from .listings import ConflictingParameters, InvalidParameter, ListingQuery, find_listings, parse_int
 from .permissions import can_import, can_view_table
 
@@ -114,16 +115,17 @@ async def import_view(request, datasette):
                 fields = upload.fields
 
                 def write(conn):
-                    from .importer import import_csv
-
-                    return import_csv(
-                        conn,
-                        str(upload.path),
-                        filename=upload.filename,
-                        source_name=fields.get("source") or None,
-                        description=fields.get("description") or None,
-                        actor=actor_id,
-                    )
+                    # A file object, not the path: with no file name from the client, the engine would
+                    # record the temp file's path as the name.
+                    with open(upload.path, "rb") as f:
+                        return import_csv(
+                            conn,
+                            f,
+                            filename=upload.filename,
+                            source_name=fields.get("source") or None,
+                            description=fields.get("description") or None,
+                            actor=actor_id,
+                        )
 
                 return await _run_import(datasette, db, write)
         elif media == "application/json":
@@ -134,8 +136,6 @@ async def import_view(request, datasette):
             description = request.args.get("description") or None
 
             def write(conn):
-                from .importer import import_records
-
                 return import_records(conn, records, source_name=source, description=description, actor=actor_id)
 
             return await _run_import(datasette, db, write)
@@ -151,8 +151,6 @@ async def import_view(request, datasette):
 
 
 async def _run_import(datasette, db, write) -> Response:
-    from .importer import ImportFailed
-
     try:
         result = await run_write(db, write)
     except ImportFailed as e:
