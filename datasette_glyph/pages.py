@@ -121,6 +121,7 @@ async def import_detail_page(datasette, request):
         "chart": price_chart(models),
         "rows_url": rows_url(datasette, db.name, import_id),
         "imports_url": datasette.urls.path("/-/glyph/imports"),
+        "json_url": datasette.urls.path(f"/api/imports/{quote(import_id, safe='')}"),
         "batch_row_url": datasette.urls.table(db.name, "import_batches")
         + "?"
         + urlencode({"import_id": import_id, "_nosuggest": 1}),

@@ -203,6 +203,9 @@ def test_upload_browse_facet_and_chart(operator_page, server, shots):
     )
     page.screenshot(path=shots / "06-batch-page.png", full_page=True)
     chart.screenshot(path=shots / "07-price-chart.png")
+    with page.expect_navigation() as diff:
+        page.click("#glyph-diff-previous")
+    assert diff.value.status == 200
 
 
 def test_progress_bar_while_uploading(operator_page, shots, tmp_path):

@@ -307,6 +307,15 @@ async def test_batch_page(db_path, batches):
         ("Rows", "4"),
         ("Imported at", "2025-05-02 08:00:00"),
     ]
+    assert Extract(html, class_="glyph-links").links == [
+        (rows_link(B), "Browse its 4 rows"),
+        (f"/glyph/import_batches?import_id={B}&_nosuggest=1", "its import_batches record"),
+        (f"/-/glyph/imports/{A}/diff/{B}", "compare with previous import from the same source"),
+        ("/-/glyph/imports", "all imports"),
+        (f"/api/imports/{B}", "JSON"),
+    ]
+    statuses = [(await get(ds, href)).status_code for href, _ in Extract(html, class_="glyph-links").links]
+    assert statuses == [200] * 5
     chart = Extract(html, id="glyph-price-chart")
     assert chart.texts == ["$0", "$2,000", "$4,000", "$6,000", "$8,000", "price (USD)", "L40S", "1", "RTX_4090", "3"]
 
