@@ -988,3 +988,24 @@ async def test_table_view_links_each_row_to_its_import(db_path, upload_folder):
     assert [label for _, label in links] == [f"linked · {stored_batch(db_path, import_id)['imported_at']}"]
     target = await ds.client.get(links[0][0])
     assert (target.status_code, import_id in target.text) == (200, True)
+
+
+def test_the_readme_curl_command_imports_the_sample_with_the_demo_config(db_path):
+    from .server import running_server
+
+    root = Path(__file__).parent.parent
+    sample = root / "sample" / "scored_sample.csv"
+    with running_server(db_path, metadata_path=root / "metadata.yml") as server:
+        curl = subprocess.run(
+            ["curl", "-s", "-X", "POST", f"{server.url}/api/import", "-F", "file=@sample/scored_sample.csv"],
+            cwd=root,
+            capture_output=True,
+            check=True,
+        )
+    body = json.loads(curl.stdout)
+    assert (body["ok"], body["record_count"], body["filename"], body["sha256"]) == (
+        True,
+        len(sample.read_text(encoding="utf-8").splitlines()) - 1,
+        "scored_sample.csv",
+        hashlib.sha256(sample.read_bytes()).hexdigest(),
+    )

@@ -1,6 +1,7 @@
 """glyph-import and glyph-rollback: denied by default, granted to root and to the plugin config's allow blocks,
 on Datasette 0.65 and 1.0a alike; Bearer-token clients and CSRF for cookie-authenticated browsers."""
 
+import inspect
 import types
 
 import pytest
@@ -159,3 +160,27 @@ async def test_cookie_authenticated_browser_post_needs_the_csrf_header(db_path, 
         assert (response.status_code, response.json()) == (403, {"ok": False, "errors": [CSRF_ERROR], "more": 0})
     else:
         assert (response.status_code, response.headers["content-type"]) == (403, "text/html; charset=utf-8")
+
+
+@pytest.mark.asyncio
+@pytest.mark.parametrize("actor_id,status", [("ingest-bot", 200), ("reader", 403)])
+async def test_token_actor_imports_with_a_grant(db_path, tmp_path, static_tokens, monkeypatch, actor_id, status):
+    """1.0a: a token from ``datasette create-token``; 0.65, which has none, a static token from a plugin."""
+    ds = await make_ds(db_path, allow_import={"id": ["ingest-bot"]}, upload_dir=str(tmp_path))
+    if hasattr(ds, "create_token"):
+        token = ds.create_token(actor_id)
+        token = await token if inspect.isawaitable(token) else token
+    else:
+        monkeypatch.setitem(TOKENS, "ingest-bot-static", {"id": actor_id})
+        token = "ingest-bot-static"
+    response = await ds.client.post(
+        "/api/import",
+        files={
+            "file": (
+                "a.csv",
+                b"canonical_model,vram_gb,mig_support,nvlink,tdp_watts,price,score\nL4,24,0,no,72,2000,0.4\n",
+            )
+        },
+        headers={"authorization": f"Bearer {token}"},
+    )
+    assert (response.status_code, response.json().get("actor")) == (status, actor_id if status == 200 else None)
