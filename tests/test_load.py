@@ -1,0 +1,193 @@
+"""Load: several clients import at once while others read, against a real server.
+
+Every request must succeed (no 5xx, no "database is locked"), every import must get its own ``import_id``, and
+every batch must hold exactly its file's rows numbered 1..n in file order. CI runs a short version here;
+``benchmarks/load.py`` runs 8 importers x 3 rounds of 50,000 rows with 4 readers and reports read latency.
+"""
+
+from __future__ import annotations
+
+import statistics
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Dict, List, Optional
+
+from datasette_glyph import migrate
+from datasette_glyph.db import connect
+
+from .server import make_scored_csv, start_server
+from .test_crash import integrity
+
+# What readers ask for, in turn: the plugin's API and Datasette's own JSON views of the same tables.
+READ_PATHS = (
+    "/api/listings",
+    "/api/listings?model=H100&limit=50",
+    "/api/listings?min_price=1000&max_price=5000&offset=100",
+    "/api/imports",
+    "/glyph/scored_listings.json?_size=50",
+    "/glyph/scored_listings.json?canonical_model=RTX_4090&_size=20",
+    "/glyph/import_batches.json",
+)
+
+
+@dataclass
+class LoadReport:
+    imports: List[dict] = field(default_factory=list)  # each import's answer
+    import_seconds: List[float] = field(default_factory=list)
+    reads: Dict[str, List[float]] = field(default_factory=dict)  # path -> latencies (s)
+    failures: List[str] = field(default_factory=list)  # every request that did not answer 200, or raised
+    locked: int = 0  # answers or log lines mentioning "database is locked"
+    batch_problems: List[tuple] = field(default_factory=list)
+    wall_seconds: float = 0.0
+
+    @property
+    def read_latencies(self) -> List[float]:
+        return [s for values in self.reads.values() for s in values]
+
+    def percentile(self, p: float) -> float:
+        values = sorted(self.read_latencies)
+        if not values:
+            return 0.0
+        return values[min(len(values) - 1, int(round(p / 100 * (len(values) - 1))))]
+
+
+def batch_problems(db_path: Path, imports: List[dict], rows: int) -> List[tuple]:
+    """Batches whose rows are not exactly the file's rows 1..n in file order.
+
+    The generator gives row k the source_url https://example.com/listing/k, so import_index k must carry it.
+    """
+    conn = connect(db_path)
+    problems = []
+    try:
+        for result in imports:
+            import_id = result["import_id"]
+            count, low, high, distinct, misplaced = conn.execute(
+                "SELECT COUNT(*), MIN(import_index), MAX(import_index), COUNT(DISTINCT import_index), "
+                "SUM(source_url != 'https://example.com/listing/' || import_index) "
+                "FROM scored_listings WHERE import_id = ?",
+                [import_id],
+            ).fetchone()
+            record = conn.execute(
+                "SELECT record_count, status FROM import_batches WHERE import_id = ?", [import_id]
+            ).fetchone()
+            if (count, low, high, distinct, misplaced, tuple(record or ())) != (
+                rows,
+                1,
+                rows,
+                rows,
+                0,
+                (rows, "complete"),
+            ):
+                problems.append((import_id, count, low, high, distinct, misplaced, record))
+    finally:
+        conn.close()
+    return problems
+
+
+def load_run(
+    work_dir: Path,
+    importers: int,
+    rounds: int,
+    rows: int,
+    readers: int,
+    settings: Optional[Dict[str, object]] = None,
+    log: Callable = lambda *a: None,
+) -> LoadReport:
+    """``importers`` clients each import a ``rows``-row file ``rounds`` times, while ``readers`` clients read
+    ``READ_PATHS`` in turn until the imports are done. Returns what happened; asserts nothing."""
+    work_dir.mkdir(parents=True, exist_ok=True)
+    db_path = work_dir / "glyph.db"
+    conn = connect(db_path)
+    migrate.migrate(conn)
+    conn.close()
+    files = [make_scored_csv(work_dir / f"importer_{i}.csv", rows, seed=100 + i) for i in range(importers)]
+    server = start_server(
+        db_path,
+        plugin_config={"allow_import": True, "upload_dir": str(work_dir / "uploads")},
+        settings=settings,
+        log_dir=work_dir,
+    )
+    report = LoadReport()
+    lock = threading.Lock()
+    done = threading.Event()
+
+    def record_failure(what: str):
+        with lock:
+            report.failures.append(what)
+            if "database is locked" in what:
+                report.locked += 1
+
+    def importer(i: int):
+        for round_ in range(rounds):
+            started = time.monotonic()
+            try:
+                response = server.upload_csv(files[i], fields={"source": f"load importer {i}"})
+            except Exception as e:  # a refused or dropped connection is a failure like any other
+                record_failure(f"import {i}/{round_}: {type(e).__name__}: {e}")
+                continue
+            seconds = time.monotonic() - started
+            if response.status != 200:
+                record_failure(f"import {i}/{round_}: {response.status} {response.text[:300]}")
+                continue
+            with lock:
+                report.imports.append(response.json())
+                report.import_seconds.append(seconds)
+
+    def reader(i: int):
+        n = i
+        while not done.is_set() or n - i < len(READ_PATHS):  # at least one full round of paths each
+            path = READ_PATHS[n % len(READ_PATHS)]
+            n += 1
+            started = time.monotonic()
+            try:
+                response = server.get(path)
+            except Exception as e:
+                record_failure(f"GET {path}: {type(e).__name__}: {e}")
+                continue
+            seconds = time.monotonic() - started
+            if response.status != 200 or b"database is locked" in response.body:
+                record_failure(f"GET {path}: {response.status} {response.text[:300]}")
+                continue
+            with lock:
+                report.reads.setdefault(path, []).append(seconds)
+
+    started = time.monotonic()
+    try:
+        read_threads = [threading.Thread(target=reader, args=(i,), daemon=True) for i in range(readers)]
+        import_threads = [threading.Thread(target=importer, args=(i,), daemon=True) for i in range(importers)]
+        for t in read_threads + import_threads:
+            t.start()
+        for t in import_threads:
+            t.join()
+        report.wall_seconds = time.monotonic() - started
+        done.set()
+        for t in read_threads:
+            t.join()
+    finally:
+        done.set()
+        server.stop()
+    report.locked += server.log().count("database is locked")
+    report.batch_problems = batch_problems(db_path, report.imports, rows)
+    assert integrity(db_path) == ["ok"]
+    log(
+        f"{importers} importers x {rounds} rounds x {rows:,} rows, {readers} readers: "
+        f"{len(report.imports)} imports in {report.wall_seconds:.1f}s "
+        f"(each {statistics.median(report.import_seconds or [0]):.2f}s median), "
+        f"{len(report.read_latencies)} reads, p50 {report.percentile(50) * 1000:.1f} ms, "
+        f"p99 {report.percentile(99) * 1000:.1f} ms, failures {len(report.failures)}, locked {report.locked}"
+    )
+    return report
+
+
+def test_concurrent_imports_and_reads(tmp_path):
+    report = load_run(tmp_path, importers=4, rounds=1, rows=5_000, readers=2)
+    assert report.failures == []
+    assert report.locked == 0
+    import_ids = [r["import_id"] for r in report.imports]
+    assert len(set(import_ids)) == len(import_ids) == 4
+    assert [r["record_count"] for r in report.imports] == [5_000] * 4
+    assert report.batch_problems == []
+    # Readers were served throughout, from every path
+    assert sorted(report.reads) == sorted(READ_PATHS)
