@@ -448,6 +448,7 @@ class _CsvSource:
         fatal = None
         try:
             rows.extend(itertools.islice(self._reader, n))
+            self.lines_read = self._reader.line_num
         except UnicodeDecodeError as e:
             line = self._reader.line_num + 1
             line_offset = self._buffer.tell() - len(e.object)
@@ -468,9 +469,6 @@ class _CsvSource:
                 explained = CSV_ERRORS.get(str(e), str(e))
                 fatal = _Fatal(_error(line, None, None, f"Line {line}: malformed CSV: {explained}"))
         return rows, fatal
-
-    def consumed(self, rows: List[List[str]]) -> None:
-        self.lines_read += _lines_in(rows)
 
 
 # What the csv module's strict-mode complaints mean for a person fixing the file.
@@ -797,14 +795,12 @@ def import_csv(
             header = csv_source.header()
         except _Fatal as e:
             raise ImportFailed([e.error]) from None
-        csv_source.consumed([header])
         pending: List[Optional[_Fatal]] = [None]
 
         def chunks():
             while True:
                 first_line = csv_source.lines_read + 1
                 rows, fatal = csv_source.chunk(CHUNK_ROWS)
-                csv_source.consumed(rows)
                 yield rows, first_line, None, None
                 if fatal is not None:
                     pending[0] = fatal
