@@ -9,6 +9,7 @@ import os
 import socket
 import subprocess
 import sys
+import time
 import uuid
 from pathlib import Path
 
@@ -1009,3 +1010,26 @@ def test_the_readme_curl_command_imports_the_sample_with_the_demo_config(db_path
         "scored_sample.csv",
         hashlib.sha256(sample.read_bytes()).hexdigest(),
     )
+
+
+def test_temp_file_of_a_killed_server_is_removed_when_a_server_starts(db_path, tmp_path, upload_folder):
+    from .server import running_server
+
+    csv_path = tmp_path / "big.csv"
+    csv_path.write_bytes(make_csv(60000))
+    with running_server(db_path, plugin_config={"allow_import": True, "upload_dir": str(upload_folder)}) as server:
+        left_behind = []
+
+        def kill_half_way(sent, size):
+            if sent >= size // 2 and not left_behind:
+                time.sleep(0.2)  # let the server write what it received so far
+                left_behind.extend(p.name for p in upload_folder.iterdir())
+                server.kill()
+
+        with pytest.raises(OSError):
+            server.upload_csv(csv_path, chunk_size=64 * 1024, on_chunk=kill_half_way)
+        dead_pid = server.pid
+        assert [name.split(".")[2] for name in left_behind] == [str(dead_pid)]
+        assert [p.name for p in upload_folder.iterdir()] == left_behind
+        server.restart()
+        assert (list(upload_folder.iterdir()), table_counts(db_path)) == ([], (0, 0, 0))
