@@ -17,7 +17,7 @@ import sqlite3
 import time
 from dataclasses import dataclass
 from importlib import resources
-from typing import Iterable, List, Optional, Sequence
+from typing import Iterable, List, Optional, Sequence, Tuple
 
 from .db import enable_wal, transaction
 
@@ -34,11 +34,18 @@ CREATE TABLE IF NOT EXISTS glyph_migrations (
 # no glyph_migrations, was made by the old store and is at 0001.
 INHERITED_TABLES = {"import_batches", "models", "listings", "scored_listings", "quantized_listings", "schema_version"}
 
+# What status() gives as applied_at of 0001 for a database the old store made and nothing has adopted yet.
+LEGACY_APPLIED_AT = "by the old store"
+
 FILE_RE = re.compile(r"^(\d{4})_([a-z0-9_]+)\.(up|down)\.sql$")
 
 
 class MigrationError(Exception):
     """A migration could not be planned or applied; the message says which and why."""
+
+
+class NotManaged(MigrationError):
+    """The database has tables but no ``glyph_migrations``: this package does not own it (yet)."""
 
 
 @dataclass(frozen=True)
@@ -55,7 +62,8 @@ class Migration:
 
     @property
     def checksum(self) -> str:
-        return hashlib.sha256(self.up_sql.encode("utf-8")).hexdigest()
+        # Line endings are normalised so that a checkout with CRLF files is not taken for a changed file.
+        return hashlib.sha256(self.up_sql.replace("\r\n", "\n").encode("utf-8")).hexdigest()
 
 
 @dataclass(frozen=True)
@@ -98,7 +106,9 @@ def load_migrations(files: Optional[Iterable] = None) -> List[Migration]:
         migrations.append(Migration(mid, name, _description(pair["up"]), pair["up"], pair["down"]))
     ids = [m.id for m in migrations]
     if len(set(ids)) != len(ids):
-        raise MigrationError("Two migrations share a number: " + ", ".join(sorted({i for i in ids if ids.count(i) > 1})))
+        raise MigrationError(
+            "Two migrations share a number: " + ", ".join(sorted({i for i in ids if ids.count(i) > 1}))
+        )
     return migrations
 
 
@@ -114,16 +124,23 @@ def _description(sql: str) -> str:
 
 def split_statements(sql: str) -> List[str]:
     """Split a script into statements, keeping trigger bodies whole."""
-    statements, current = [], ""
-    for line in sql.splitlines(keepends=True):
+    return [statement for _, statement in numbered_statements(sql)]
+
+
+def numbered_statements(sql: str) -> List[Tuple[int, str]]:
+    """Split a script into (line number where the statement starts, statement), comments removed."""
+    statements, current, start = [], "", None
+    for number, line in enumerate(sql.splitlines(keepends=True), start=1):
+        if start is None and line.strip() and not line.strip().startswith("--"):
+            start = number
         current += line
         if sqlite3.complete_statement(current):
             stripped = _strip_comments(current)
             if stripped:
-                statements.append(stripped)
-            current = ""
+                statements.append((start, stripped))
+            current, start = "", None
     if _strip_comments(current):
-        raise MigrationError(f"Incomplete statement at end of script: {current.strip()[:80]}")
+        raise MigrationError(f"Incomplete statement at end of script (line {start}): {_strip_comments(current)[:80]}")
     return statements
 
 
@@ -136,13 +153,19 @@ def _table_names(conn: sqlite3.Connection) -> set:
     return {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
 
 
+def is_legacy(conn: sqlite3.Connection) -> bool:
+    """True for a database made by the old store: the inherited tables and no ``glyph_migrations``."""
+    tables = _table_names(conn)
+    return "glyph_migrations" not in tables and INHERITED_TABLES <= tables
+
+
 def _adopt_legacy(conn: sqlite3.Connection, migrations: Sequence[Migration]) -> None:
     """Create the bookkeeping table; record a database made by the old store as being at 0001."""
-    tables = _table_names(conn)
-    if "glyph_migrations" in tables:
+    if "glyph_migrations" in _table_names(conn):
         return
+    legacy = is_legacy(conn)
     conn.execute(BOOKKEEPING_SQL)
-    if INHERITED_TABLES <= tables and migrations and migrations[0].id == "0001":
+    if legacy and migrations and migrations[0].id == "0001":
         _record(conn, migrations[0])
 
 
@@ -157,6 +180,14 @@ def _now() -> str:
     return datetime.datetime.now(datetime.timezone.utc).replace(microsecond=0).isoformat()
 
 
+_clock = time.perf_counter  # how long each step took; tests replace it to get fixed output
+
+
+def describe_version(version: Optional[str]) -> str:
+    """How a version reads in messages: "0002", or "0 (no migration applied)"."""
+    return version or "0 (no migration applied)"
+
+
 def is_managed(conn: sqlite3.Connection) -> bool:
     """True for a database this package owns: it has ``glyph_migrations``, or no tables at all."""
     tables = _table_names(conn)
@@ -169,8 +200,8 @@ def status(conn: sqlite3.Connection, migrations: Optional[Sequence[Migration]] =
     applied = {}
     if "glyph_migrations" in _table_names(conn):
         applied = {r[0]: (r[1], r[2]) for r in conn.execute("SELECT id, checksum, applied_at FROM glyph_migrations")}
-    elif INHERITED_TABLES <= _table_names(conn) and migrations and migrations[0].id == "0001":
-        applied = {"0001": (migrations[0].checksum, "before lineage (inherited schema)")}
+    elif is_legacy(conn) and migrations and migrations[0].id == "0001":
+        applied = {"0001": (migrations[0].checksum, LEGACY_APPLIED_AT)}
     rows = []
     for m in migrations:
         checksum, applied_at = applied.pop(m.id, (None, None))
@@ -241,31 +272,42 @@ def plan(
     return steps
 
 
-def apply_step(conn: sqlite3.Connection, step: Step) -> None:
+def _foreign_key_problems(conn: sqlite3.Connection) -> set:
+    # (table, rowid, parent table): the key number is left out, as a rebuilt table may number its keys anew
+    return {(table, rowid, parent) for table, rowid, parent, _ in conn.execute("PRAGMA foreign_key_check")}
+
+
+def apply_step(conn: sqlite3.Connection, step: Step, previous: Optional[str] = None) -> None:
     """Run one migration step as one transaction (or savepoint); on failure nothing of it remains.
 
     Table rebuilds want foreign key enforcement off, which only the caller can arrange before its
-    transaction begins (``migrate`` does); ``foreign_key_check`` runs before the step is kept.
+    transaction begins (``migrate`` does). Instead ``foreign_key_check`` runs before and after the
+    step, and the step is refused if it leaves a broken key that was not broken before. ``previous``
+    is the version the database is at, for the message if the step fails.
     """
+    label, direction = step.migration.label, step.direction
+    kept = f"Nothing of it was kept: the database is still at {describe_version(previous)}."
     with transaction(conn, "glyph_migrate"):
         conn.execute("PRAGMA legacy_alter_table = ON")  # keep other tables' REFERENCES text as written
         try:
-            for statement in split_statements(step.sql):
+            broken_before = _foreign_key_problems(conn)
+            for number, (line, statement) in enumerate(numbered_statements(step.sql), start=1):
                 try:
                     conn.execute(statement)
                 except sqlite3.Error as e:
-                    first_line = statement.splitlines()[0]
+                    first_line = statement.splitlines()[0] + (" ..." if "\n" in statement else "")
                     raise MigrationError(
-                        f"Migration {step.migration.label} ({step.direction}) failed at statement "
-                        f"{first_line!r}: {e}. The database is left as it was before this migration."
+                        f"Migration {label} ({direction}) failed at statement {number}, line {line} of "
+                        f"{label}.{direction}.sql: {e}\n    {first_line}\n{kept}"
                     ) from e
-            problems = conn.execute("PRAGMA foreign_key_check").fetchall()
-            if problems:
+            broken = sorted(_foreign_key_problems(conn) - broken_before)
+            if broken:
+                table, rowid, parent = broken[0]
                 raise MigrationError(
-                    f"Migration {step.migration.label} ({step.direction}) would break {len(problems)} foreign key(s), "
-                    f"first in table {problems[0][0]} row {problems[0][1]}. The database is left as it was."
+                    f"Migration {label} ({direction}) would break {len(broken)} foreign key(s); the first: "
+                    f"{table} row {rowid} names a {parent} row that does not exist.\n{kept}"
                 )
-            if step.direction == "up":
+            if direction == "up":
                 _record(conn, step.migration)
             else:
                 conn.execute("DELETE FROM glyph_migrations WHERE id = ?", [step.migration.id])
@@ -279,11 +321,13 @@ def migrate(
     rollback: Optional[int] = None,
     migrations: Optional[Sequence[Migration]] = None,
     on_step=None,
+    only_managed: bool = False,
 ) -> List[Step]:
     """Bring the database to ``target`` (default: newest) or back ``rollback`` steps; return the steps run.
 
     The plan is made while holding the write lock, so two runs at once never apply the same migration:
-    the second waits, then finds nothing left to do.
+    the second waits, then finds nothing left to do. With ``only_managed``, a database that is neither
+    empty nor already managed is left untouched and NotManaged is raised.
     """
     migrations = load_migrations() if migrations is None else migrations
     enable_wal(conn)
@@ -293,15 +337,19 @@ def migrate(
     try:
         while True:
             with transaction(conn, "glyph_plan"):
+                if only_managed and not is_managed(conn):
+                    raise NotManaged(
+                        "The database has tables but no glyph_migrations table; adopt it with glyph-migrate"
+                    )
                 _adopt_legacy(conn, migrations)
                 steps = plan(conn, target=target, rollback=rollback, migrations=migrations)
                 if not steps:
                     return done
-                started = time.perf_counter()
-                apply_step(conn, steps[0])
+                started = _clock()
+                apply_step(conn, steps[0], previous=current_version(conn, migrations))
             done.append(steps[0])
             if on_step:
-                on_step(steps[0], time.perf_counter() - started)
+                on_step(steps[0], _clock() - started)
             if rollback is not None:
                 rollback -= 1
     finally:
@@ -313,6 +361,7 @@ def migrate_if_managed(conn: sqlite3.Connection) -> Optional[List[Step]]:
 
     Used at server startup, where adopting a database this package does not own would be a surprise.
     """
-    if not is_managed(conn):
+    try:
+        return migrate(conn, only_managed=True)
+    except NotManaged:
         return None
-    return migrate(conn)

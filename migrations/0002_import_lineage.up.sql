@@ -2,8 +2,8 @@
 --
 -- Each table is rebuilt (renamed away, created anew, copied, dropped) so that NOT NULL, CHECK and
 -- REFERENCES hold in the schema itself. The runner turns on legacy_alter_table and turns off foreign
--- key enforcement for the rebuild, as SQLite's documented table-rebuild procedure asks, then runs
--- foreign_key_check before committing.
+-- key enforcement for the rebuild, as SQLite's documented table-rebuild procedure asks, and refuses the
+-- step if foreign_key_check finds a broken key that was not broken before it.
 --
 -- Rows that named no batch go to one legacy batch, dbaea5cd-0a4d-52ca-88af-4737290a1213 (a uuid5 of a
 -- fixed name, so that up, down and up again give identical rows). A batch named by rows but missing
@@ -35,18 +35,27 @@ SELECT id, import_id, imported_at, source, record_count, description, 'complete'
 DROP TABLE _glyph_old_import_batches;
 CREATE INDEX idx_import_batches_imported_at ON import_batches(imported_at);
 
+-- A batch named by rows but missing from import_batches: found through the import_id index where a table
+-- has one, so that only the rows of such batches are read.
+WITH unrecorded (import_id) AS (
+    SELECT DISTINCT import_id FROM scored_listings WHERE import_id IS NOT NULL
+    UNION SELECT import_id FROM listings WHERE import_id IS NOT NULL
+    UNION SELECT import_id FROM models WHERE import_id IS NOT NULL
+    UNION SELECT import_id FROM quantized_listings WHERE import_id IS NOT NULL
+    EXCEPT SELECT import_id FROM import_batches
+)
 INSERT INTO import_batches (import_id, imported_at, record_count, description, status)
 SELECT import_id, COALESCE(MIN(created_at), CURRENT_TIMESTAMP), SUM(is_scored), 'Batch named by rows but missing from import_batches', 'recovered'
 FROM (
-    SELECT import_id, created_at, 1 AS is_scored FROM scored_listings
-    UNION ALL SELECT import_id, created_at, 0 FROM listings
-    UNION ALL SELECT import_id, created_at, 0 FROM models
-    UNION ALL SELECT import_id, created_at, 0 FROM quantized_listings
+    SELECT import_id, created_at, 1 AS is_scored FROM scored_listings WHERE import_id IN (SELECT import_id FROM unrecorded)
+    UNION ALL SELECT import_id, created_at, 0 FROM listings WHERE import_id IN (SELECT import_id FROM unrecorded)
+    UNION ALL SELECT import_id, created_at, 0 FROM models WHERE import_id IN (SELECT import_id FROM unrecorded)
+    UNION ALL SELECT import_id, created_at, 0 FROM quantized_listings WHERE import_id IN (SELECT import_id FROM unrecorded)
 )
-WHERE import_id IS NOT NULL AND import_id NOT IN (SELECT import_id FROM import_batches)
 GROUP BY import_id
 ORDER BY MIN(created_at), import_id;
 
+-- Rows that name no batch: one legacy batch holds them all.
 INSERT INTO import_batches (import_id, imported_at, record_count, description, status)
 SELECT 'dbaea5cd-0a4d-52ca-88af-4737290a1213', COALESCE(MIN(created_at), CURRENT_TIMESTAMP), SUM(is_scored), 'Rows stored before import lineage', 'legacy'
 FROM (
@@ -57,7 +66,16 @@ FROM (
 )
 HAVING COUNT(*) > 0;
 
+-- Each row's import_index, computed from (id, import_id) alone before the copy: numbering narrow rows, in
+-- the order of the import_id index where there is one, is much cheaper than sorting whole rows.
+CREATE TEMP TABLE _glyph_import_index (
+    id INTEGER PRIMARY KEY, -- rowid of the row being copied
+    import_index INTEGER NOT NULL
+);
+
 DROP TRIGGER trg_models_updated_at;
+INSERT INTO temp._glyph_import_index (id, import_index)
+SELECT id, ROW_NUMBER() OVER (PARTITION BY import_id ORDER BY id) FROM models;
 ALTER TABLE models RENAME TO _glyph_old_models;
 CREATE TABLE models (
     id INTEGER PRIMARY KEY,
@@ -81,11 +99,11 @@ CREATE TABLE models (
     import_index INTEGER NOT NULL CHECK (import_index >= 1) -- the row's 1-based position in its batch
 );
 INSERT INTO models (id, model, vram_gb, tdp_watts, mig_support, nvlink, generation, cuda_cores, slot_width, pcie_generation, listing_count, min_price, median_price, max_price, avg_price, created_at, updated_at, import_id, import_index)
-SELECT id, model, vram_gb, tdp_watts, mig_support, nvlink, generation, cuda_cores, slot_width, pcie_generation, listing_count, min_price, median_price, max_price, avg_price, created_at, updated_at, COALESCE(import_id, 'dbaea5cd-0a4d-52ca-88af-4737290a1213'),
-    ROW_NUMBER() OVER (PARTITION BY import_id ORDER BY id)
-FROM _glyph_old_models
-ORDER BY id;
+SELECT o.id, o.model, o.vram_gb, o.tdp_watts, o.mig_support, o.nvlink, o.generation, o.cuda_cores, o.slot_width, o.pcie_generation, o.listing_count, o.min_price, o.median_price, o.max_price, o.avg_price, o.created_at, o.updated_at, COALESCE(o.import_id, 'dbaea5cd-0a4d-52ca-88af-4737290a1213'), n.import_index
+FROM _glyph_old_models AS o JOIN temp._glyph_import_index AS n ON n.id = o.id
+ORDER BY o.id;
 DROP TABLE _glyph_old_models;
+DELETE FROM temp._glyph_import_index;
 CREATE UNIQUE INDEX idx_models_import ON models(import_id, import_index);
 CREATE TRIGGER trg_models_updated_at AFTER UPDATE ON models
 BEGIN
@@ -93,6 +111,8 @@ BEGIN
 END;
 
 DROP TRIGGER trg_listings_updated_at;
+INSERT INTO temp._glyph_import_index (id, import_index)
+SELECT id, ROW_NUMBER() OVER (PARTITION BY import_id ORDER BY id) FROM listings;
 ALTER TABLE listings RENAME TO _glyph_old_listings;
 CREATE TABLE listings (
     id INTEGER PRIMARY KEY,
@@ -107,11 +127,11 @@ CREATE TABLE listings (
     import_index INTEGER NOT NULL CHECK (import_index >= 1) -- the row's 1-based position in its batch
 );
 INSERT INTO listings (id, title, price, canonical_model, match_type, match_score, created_at, updated_at, import_id, import_index)
-SELECT id, title, price, canonical_model, match_type, match_score, created_at, updated_at, COALESCE(import_id, 'dbaea5cd-0a4d-52ca-88af-4737290a1213'),
-    ROW_NUMBER() OVER (PARTITION BY import_id ORDER BY id)
-FROM _glyph_old_listings
-ORDER BY id;
+SELECT o.id, o.title, o.price, o.canonical_model, o.match_type, o.match_score, o.created_at, o.updated_at, COALESCE(o.import_id, 'dbaea5cd-0a4d-52ca-88af-4737290a1213'), n.import_index
+FROM _glyph_old_listings AS o JOIN temp._glyph_import_index AS n ON n.id = o.id
+ORDER BY o.id;
 DROP TABLE _glyph_old_listings;
+DELETE FROM temp._glyph_import_index;
 CREATE UNIQUE INDEX idx_listings_import ON listings(import_id, import_index);
 CREATE TRIGGER trg_listings_updated_at AFTER UPDATE ON listings
 BEGIN
@@ -123,6 +143,8 @@ DROP INDEX idx_scored_listings_canonical_model;
 DROP INDEX idx_scored_listings_score;
 DROP INDEX idx_scored_listings_region;
 DROP INDEX idx_scored_listings_seen_at;
+INSERT INTO temp._glyph_import_index (id, import_index)
+SELECT id, ROW_NUMBER() OVER (PARTITION BY import_id ORDER BY id) FROM scored_listings;
 DROP INDEX idx_scored_listings_import_id;
 ALTER TABLE scored_listings RENAME TO _glyph_old_scored_listings;
 CREATE TABLE scored_listings (
@@ -155,11 +177,11 @@ CREATE TABLE scored_listings (
     import_index INTEGER NOT NULL CHECK (import_index >= 1) -- the row's 1-based position in its batch
 );
 INSERT INTO scored_listings (id, canonical_model, price, vram_gb, tdp_watts, mig_support, nvlink, generation, cuda_cores, slot_width, pcie_generation, form_factor, notes, warnings, score, condition, quantity, min_order_qty, seller, region, source_url, source_type, seen_at, created_at, updated_at, import_id, import_index)
-SELECT id, canonical_model, price, vram_gb, tdp_watts, mig_support, nvlink, generation, cuda_cores, slot_width, pcie_generation, form_factor, notes, warnings, score, condition, quantity, min_order_qty, seller, region, source_url, source_type, seen_at, created_at, updated_at, COALESCE(import_id, 'dbaea5cd-0a4d-52ca-88af-4737290a1213'),
-    ROW_NUMBER() OVER (PARTITION BY import_id ORDER BY id)
-FROM _glyph_old_scored_listings
-ORDER BY id;
+SELECT o.id, o.canonical_model, o.price, o.vram_gb, o.tdp_watts, o.mig_support, o.nvlink, o.generation, o.cuda_cores, o.slot_width, o.pcie_generation, o.form_factor, o.notes, o.warnings, o.score, o.condition, o.quantity, o.min_order_qty, o.seller, o.region, o.source_url, o.source_type, o.seen_at, o.created_at, o.updated_at, COALESCE(o.import_id, 'dbaea5cd-0a4d-52ca-88af-4737290a1213'), n.import_index
+FROM _glyph_old_scored_listings AS o JOIN temp._glyph_import_index AS n ON n.id = o.id
+ORDER BY o.id;
 DROP TABLE _glyph_old_scored_listings;
+DELETE FROM temp._glyph_import_index;
 CREATE INDEX idx_scored_listings_canonical_model ON scored_listings(canonical_model);
 CREATE INDEX idx_scored_listings_score ON scored_listings(score);
 CREATE INDEX idx_scored_listings_region ON scored_listings(region);
@@ -171,6 +193,8 @@ BEGIN
 END;
 
 DROP TRIGGER trg_quantized_listings_updated_at;
+INSERT INTO temp._glyph_import_index (id, import_index)
+SELECT id, ROW_NUMBER() OVER (PARTITION BY import_id ORDER BY id) FROM quantized_listings;
 ALTER TABLE quantized_listings RENAME TO _glyph_old_quantized_listings;
 CREATE TABLE quantized_listings (
     id INTEGER PRIMARY KEY,
@@ -184,13 +208,15 @@ CREATE TABLE quantized_listings (
     import_index INTEGER NOT NULL CHECK (import_index >= 1) -- the row's 1-based position in its batch
 );
 INSERT INTO quantized_listings (id, scored_listing_id, model_7b, model_13b, model_70b, created_at, updated_at, import_id, import_index)
-SELECT id, scored_listing_id, model_7b, model_13b, model_70b, created_at, updated_at, COALESCE(import_id, 'dbaea5cd-0a4d-52ca-88af-4737290a1213'),
-    ROW_NUMBER() OVER (PARTITION BY import_id ORDER BY id)
-FROM _glyph_old_quantized_listings
-ORDER BY id;
+SELECT o.id, o.scored_listing_id, o.model_7b, o.model_13b, o.model_70b, o.created_at, o.updated_at, COALESCE(o.import_id, 'dbaea5cd-0a4d-52ca-88af-4737290a1213'), n.import_index
+FROM _glyph_old_quantized_listings AS o JOIN temp._glyph_import_index AS n ON n.id = o.id
+ORDER BY o.id;
 DROP TABLE _glyph_old_quantized_listings;
+DELETE FROM temp._glyph_import_index;
 CREATE UNIQUE INDEX idx_quantized_listings_import ON quantized_listings(import_id, import_index);
 CREATE TRIGGER trg_quantized_listings_updated_at AFTER UPDATE ON quantized_listings
 BEGIN
     UPDATE quantized_listings SET updated_at = CURRENT_TIMESTAMP WHERE id = NEW.id;
 END;
+
+DROP TABLE temp._glyph_import_index;
