@@ -3,6 +3,7 @@
 import sys
 
 from datasette import hookimpl
+from datasette.utils import StartupError
 
 from . import cli as glyph_cli
 from . import migrate, pages, permissions, routes, routes_lineage
@@ -27,9 +28,16 @@ def startup(datasette):
         if not plugin_config(datasette)["migrate"]:
             return
         db = glyph_database(datasette)
-        steps = await run_write(db, migrate.migrate_if_managed)
+        if not db.is_mutable:
+            print(f"datasette-glyph: {db.name} is read-only; not migrating it", file=sys.stderr)
+            return
+        try:
+            steps = await run_write(db, migrate.migrate_if_managed)
+        except migrate.MigrationError as e:
+            raise StartupError(f"datasette-glyph could not migrate {db.name}: {e}")
         if steps is None:
-            print(f"datasette-glyph: {db.name} is not a glyph database; run datasette glyph-migrate to adopt it", file=sys.stderr)
+            message = f"datasette-glyph: {db.name} is not a glyph database; adopt it with datasette glyph-migrate"
+            print(message, file=sys.stderr)
         for step in steps or []:
             print(f"datasette-glyph: applied {step.migration.label} ({step.direction}) to {db.name}", file=sys.stderr)
 

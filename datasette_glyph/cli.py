@@ -13,7 +13,7 @@ import click
 
 from . import importer, lineage
 from . import migrate as migrations
-from .db import connect
+from .db import BUSY_TIMEOUT_MS, connect
 
 
 def register(cli: click.Group) -> None:
@@ -22,8 +22,24 @@ def register(cli: click.Group) -> None:
         cli.add_command(command)
 
 
-def _version_label(version) -> str:
-    return version or "no migrations (empty)"
+def _version_label(version, rows=None) -> str:
+    """``0002_import_lineage`` for a known version, ``0 (no migration applied)`` for none."""
+    for row in rows or []:
+        if row.id == version and row.migration is not None:
+            return row.migration.label
+    return migrations.describe_version(version)
+
+
+def _open_for_reading(path):
+    """A connection that only reads the file as it is: no WAL switch, no bookkeeping table, nothing created.
+
+    Not opened read-only: a read-only connection to a WAL database leaves -wal and -shm files behind.
+    """
+    if not os.path.exists(path):
+        raise click.ClickException(f"{path} does not exist")
+    conn = sqlite3.connect(path, isolation_level=None)
+    conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+    return conn
 
 
 @click.command(name="glyph-migrate")
@@ -33,7 +49,7 @@ def _version_label(version) -> str:
 @click.option("--rollback", type=click.IntRange(min=1), metavar="N", help="Roll back the last N applied migrations.")
 @click.option("--dry-run", is_flag=True, help="Print the SQL that would run, and change nothing.")
 def glyph_migrate(path, show_status, target, rollback, dry_run):
-    """Apply datasette-glyph's schema migrations to the database at PATH.
+    """Apply datasette-glyph's schema migrations to the database at PATH (created if missing).
 
     With no options every pending migration is applied, each in its own transaction. A database made
     by the old store (inherited tables, no glyph_migrations table) counts as being at 0001.
@@ -48,51 +64,85 @@ def glyph_migrate(path, show_status, target, rollback, dry_run):
     """
     if target is not None and rollback is not None:
         raise click.UsageError("Use either --to or --rollback, not both.")
-    if not os.path.exists(path) and (show_status or dry_run):
-        raise click.ClickException(f"{path} does not exist")
-    conn = connect(path)
+    if show_status and (target is not None or rollback is not None or dry_run):
+        raise click.UsageError("--status only reports; use it without --to, --rollback or --dry-run.")
+    conn = None
     try:
-        if show_status:
-            _print_status(conn, path)
-        elif dry_run:
-            _print_plan(conn, path, target, rollback)
-        else:
+        if show_status or dry_run:
+            conn = _open_for_reading(path)
+            if show_status:
+                _print_status(conn, path)
+            else:
+                _print_plan(conn, path, target, rollback)
+            return
+        conn = connect(path)
+        if migrations.is_legacy(conn):
+            click.echo(f"{path} was made by the old store: taking it as 0001_inherited_schema")
 
-            def report(step, seconds):
-                click.echo(f"{'Applied' if step.direction == 'up' else 'Rolled back'} {step.migration.label} in {seconds:.2f}s")
+        def report(step, seconds):
+            verb = "Applied" if step.direction == "up" else "Rolled back"
+            click.echo(f"{verb} {step.migration.label} ({seconds:.2f}s)")
 
-            steps = migrations.migrate(conn, target=target, rollback=rollback, on_step=report)
-            version = _version_label(migrations.current_version(conn))
-            click.echo(f"{path} is at {version}" + ("" if steps else "; nothing to do"))
+        steps = migrations.migrate(conn, target=target, rollback=rollback, on_step=report)
+        rows = migrations.status(conn)
+        version = _version_label(migrations.current_version(conn), rows)
+        click.echo(f"{path} is at {version}" + ("" if steps else "; nothing to do"))
     except migrations.MigrationError as e:
         raise click.ClickException(str(e))
+    except sqlite3.Error as e:
+        raise click.ClickException(f"{path}: {e}")
     finally:
-        conn.close()
+        if conn is not None:
+            conn.close()
 
 
 def _print_status(conn, path) -> None:
     rows = migrations.status(conn)
-    click.echo(f"Migrations for {path}:")
+    version = migrations.current_version(conn)
+    pending = sum(1 for row in rows if not row.applied)
+    state = f"at {_version_label(version, rows)}"
+    if migrations.is_legacy(conn):
+        state += " (made by the old store; glyph-migrate adopts it)"
+    click.echo(f"{path}: {state}, " + (f"{pending} pending" if pending else "up to date"))
+    click.echo("")
+    width = max(len(row.migration.label if row.migration else row.id) for row in rows) if rows else 0
     for row in rows:
+        name = row.migration.label if row.migration else row.id
         if row.migration is None:
-            state, description = "unknown", "(applied, but not among this version's migrations)"
+            state = "unknown"
         else:
             state = "changed" if row.drifted else ("applied" if row.applied else "pending")
-            description = row.migration.label
-        click.echo(f"  {row.id}  {state:<8} {description}" + (f"  [{row.applied_at}]" if row.applied else ""))
-        if row.migration is not None:
-            click.echo(f"        {row.migration.description}")
-    pending = sum(1 for row in rows if not row.applied)
-    click.echo(f"Version: {_version_label(migrations.current_version(conn))}; {pending} pending")
+        click.echo(f"  {name:<{width}}  {state:<7}  {row.applied_at or ''}".rstrip())
+        if row.migration is None:
+            click.echo("      applied to this database, but not one of this version's migrations")
+        else:
+            click.echo(f"      {row.migration.description}")
+        if row.drifted:
+            click.echo("      ! the up script has changed since it was applied (checksum drift)")
 
 
 def _print_plan(conn, path, target, rollback) -> None:
+    rows = migrations.status(conn)
     steps = migrations.plan(conn, target=target, rollback=rollback)
+    version = _version_label(migrations.current_version(conn), rows)
+    if not steps:
+        click.echo(f"-- Dry run for {path}: at {version}, nothing to do.")
+        return
+    applied = [row.id for row in rows if row.applied]
     for step in steps:
-        click.echo(f"-- {step.migration.label} ({step.direction})")
-        click.echo(step.sql.rstrip("\n"))
+        if step.direction == "up":
+            applied.append(step.migration.id)
+        else:
+            applied.remove(step.migration.id)
+    after = _version_label(applied[-1] if applied else None, rows)
+    count = f"{len(steps)} step{'s' if len(steps) != 1 else ''}"
+    click.echo(f"-- Dry run for {path}: {count} from {version} to {after}. Nothing was changed.")
+    click.echo("-- glyph-migrate runs each step in its own transaction, with PRAGMA foreign_keys = OFF and")
+    click.echo("-- PRAGMA legacy_alter_table = ON, and records it in glyph_migrations.")
+    for number, step in enumerate(steps, start=1):
         click.echo("")
-    click.echo(f"-- Dry run: {len(steps)} migration step(s) for {path}; nothing was changed.")
+        click.echo(f"-- Step {number} of {len(steps)}: {step.migration.label} ({step.direction})")
+        click.echo(step.sql.rstrip("\n"))
 
 
 @click.command(name="glyph-import")

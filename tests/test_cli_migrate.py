@@ -1,0 +1,361 @@
+import itertools
+import os
+import sqlite3
+import subprocess
+import sys
+from importlib import resources
+
+import pytest
+from click.testing import CliRunner
+from datasette.cli import cli
+
+from datasette_glyph import migrate
+from datasette_glyph.db import connect
+
+from .conftest import build_legacy_database
+
+APPLIED_AT = "2025-01-02T03:04:05+00:00"
+DESCRIPTIONS = {m.id: m.description for m in migrate.load_migrations()}
+SQL = {(m.id, "up"): m.up_sql.rstrip("\n") for m in migrate.load_migrations()}
+SQL.update({(m.id, "down"): m.down_sql.rstrip("\n") for m in migrate.load_migrations()})
+
+
+@pytest.fixture(autouse=True)
+def frozen(monkeypatch):
+    """Every step takes 0.5 s and every migration is applied at APPLIED_AT, so whole outputs can be compared."""
+    monkeypatch.setattr(migrate, "_now", lambda: APPLIED_AT)
+    ticks = itertools.count(step=0.5)
+    monkeypatch.setattr(migrate, "_clock", lambda: next(ticks))
+
+
+@pytest.fixture
+def path(tmp_path):
+    return str(tmp_path / "glyph.db")
+
+
+def run(*args):
+    return CliRunner().invoke(cli, ["glyph-migrate", *args])
+
+
+def at(path, target):
+    conn = connect(path)
+    migrate.migrate(conn, target=target)
+    conn.close()
+
+
+def status_lines(rows):
+    """The listing part of --status: (label, state, applied_at) per migration, each with its description."""
+    lines = []
+    for label, state, applied_at in rows:
+        lines.append(f"  {label:<26}  {state:<7}  {applied_at}".rstrip())
+        lines.append(f"      {DESCRIPTIONS[label[:4]]}")
+    return "\n".join(lines) + "\n"
+
+
+def test_migrate_a_new_database_then_again(path):
+    first = run(path)
+    assert (first.exit_code, first.output) == (
+        0,
+        "Applied 0001_inherited_schema (0.50s)\n"
+        "Applied 0002_import_lineage (0.50s)\n"
+        "Applied 0003_scored_listings_title (0.50s)\n"
+        f"{path} is at 0003_scored_listings_title\n",
+    )
+    second = run(path)
+    assert (second.exit_code, second.output) == (0, f"{path} is at 0003_scored_listings_title; nothing to do\n")
+
+
+def test_migrate_a_legacy_database(path):
+    build_legacy_database(path).close()
+    result = run(path)
+    assert (result.exit_code, result.output) == (
+        0,
+        f"{path} was made by the old store: taking it as 0001_inherited_schema\n"
+        "Applied 0002_import_lineage (0.50s)\n"
+        "Applied 0003_scored_listings_title (0.50s)\n"
+        f"{path} is at 0003_scored_listings_title\n",
+    )
+
+
+@pytest.mark.parametrize(
+    "start,args,output",
+    [
+        (
+            "0003",
+            ["--to", "0001"],
+            "Rolled back 0003_scored_listings_title (0.50s)\nRolled back 0002_import_lineage (0.50s)\n"
+            "{path} is at 0001_inherited_schema\n",
+        ),
+        (
+            "0003",
+            ["--to", "0"],
+            "Rolled back 0003_scored_listings_title (0.50s)\nRolled back 0002_import_lineage (0.50s)\n"
+            "Rolled back 0001_inherited_schema (0.50s)\n{path} is at 0 (no migration applied)\n",
+        ),
+        ("0001", ["--to", "0002_import_lineage"],
+         "Applied 0002_import_lineage (0.50s)\n{path} is at 0002_import_lineage\n"),
+        ("0002", ["--to", "2"], "{path} is at 0002_import_lineage; nothing to do\n"),
+        ("0003", ["--rollback", "1"],
+         "Rolled back 0003_scored_listings_title (0.50s)\n{path} is at 0002_import_lineage\n"),
+        (
+            "0003",
+            ["--rollback", "2"],
+            "Rolled back 0003_scored_listings_title (0.50s)\nRolled back 0002_import_lineage (0.50s)\n"
+            "{path} is at 0001_inherited_schema\n",
+        ),
+    ],
+)  # fmt: skip
+def test_to_and_rollback(path, start, args, output):
+    at(path, start)
+    result = run(path, *args)
+    assert (result.exit_code, result.output) == (0, output.format(path=path))
+
+
+def test_status_of_an_empty_database(path):
+    sqlite3.connect(path).execute("VACUUM")  # what datasette --create makes
+    result = run(path, "--status")
+    assert (result.exit_code, result.output) == (
+        0,
+        f"{path}: at 0 (no migration applied), 3 pending\n\n"
+        + status_lines(
+            [
+                ("0001_inherited_schema", "pending", ""),
+                ("0002_import_lineage", "pending", ""),
+                ("0003_scored_listings_title", "pending", ""),
+            ]
+        ),
+    )
+
+
+def test_status_part_way(path):
+    at(path, "0002")
+    result = run(path, "--status")
+    assert (result.exit_code, result.output) == (
+        0,
+        f"{path}: at 0002_import_lineage, 1 pending\n\n"
+        + status_lines(
+            [
+                ("0001_inherited_schema", "applied", APPLIED_AT),
+                ("0002_import_lineage", "applied", APPLIED_AT),
+                ("0003_scored_listings_title", "pending", ""),
+            ]
+        ),
+    )
+
+
+def test_status_up_to_date(path):
+    at(path, None)
+    result = run(path, "--status")
+    assert (result.exit_code, result.output) == (
+        0,
+        f"{path}: at 0003_scored_listings_title, up to date\n\n"
+        + status_lines(
+            [
+                ("0001_inherited_schema", "applied", APPLIED_AT),
+                ("0002_import_lineage", "applied", APPLIED_AT),
+                ("0003_scored_listings_title", "applied", APPLIED_AT),
+            ]
+        ),
+    )
+
+
+def test_status_of_a_legacy_database(path):
+    build_legacy_database(path).close()
+    result = run(path, "--status")
+    assert (result.exit_code, result.output) == (
+        0,
+        f"{path}: at 0001_inherited_schema (made by the old store; glyph-migrate adopts it), 2 pending\n\n"
+        + status_lines(
+            [
+                ("0001_inherited_schema", "applied", "by the old store"),
+                ("0002_import_lineage", "pending", ""),
+                ("0003_scored_listings_title", "pending", ""),
+            ]
+        ),
+    )
+    assert (
+        sqlite3.connect(path).execute("SELECT name FROM sqlite_master WHERE name = 'glyph_migrations'").fetchall() == []
+    )
+
+
+def test_status_shows_drift_and_unknown_migrations(path):
+    at(path, None)
+    conn = sqlite3.connect(path)
+    with conn:
+        conn.execute("UPDATE glyph_migrations SET checksum = 'edited' WHERE id = '0002'")
+        conn.execute("INSERT INTO glyph_migrations VALUES ('0009', 'future', 'x', '2030-01-01T00:00:00+00:00')")
+    result = run(path, "--status")
+    assert (result.exit_code, result.output) == (
+        0,
+        f"{path}: at 0009, up to date\n\n"
+        + status_lines([("0001_inherited_schema", "applied", APPLIED_AT)])
+        + f"  0002_import_lineage         changed  {APPLIED_AT}\n"
+        f"      {DESCRIPTIONS['0002']}\n"
+        "      ! the up script has changed since it was applied (checksum drift)\n"
+        + status_lines([("0003_scored_listings_title", "applied", APPLIED_AT)])
+        + "  0009                        unknown  2030-01-01T00:00:00+00:00\n"
+        "      applied to this database, but not one of this version's migrations\n",
+    )
+
+
+DRY_RUN_NOTE = (
+    "-- glyph-migrate runs each step in its own transaction, with PRAGMA foreign_keys = OFF and\n"
+    "-- PRAGMA legacy_alter_table = ON, and records it in glyph_migrations.\n"
+)
+
+
+def test_dry_run_on_a_legacy_database_prints_the_sql_and_changes_nothing(path):
+    build_legacy_database(path).close()
+    files = [path + suffix for suffix in ("", "-wal", "-shm", "-journal")]
+    before = [open(f, "rb").read() if os.path.exists(f) else None for f in files]
+    result = run(path, "--dry-run")
+    assert (result.exit_code, result.output) == (
+        0,
+        f"-- Dry run for {path}: 2 steps from 0001_inherited_schema to 0003_scored_listings_title. "
+        "Nothing was changed.\n" + DRY_RUN_NOTE + "\n"
+        f"-- Step 1 of 2: 0002_import_lineage (up)\n{SQL['0002', 'up']}\n\n"
+        f"-- Step 2 of 2: 0003_scored_listings_title (up)\n{SQL['0003', 'up']}\n",
+    )
+    assert [open(f, "rb").read() if os.path.exists(f) else None for f in files] == before
+
+
+@pytest.mark.parametrize(
+    "start,args,header,steps",
+    [
+        ("0003", ["--to", "0001"], "2 steps from 0003_scored_listings_title to 0001_inherited_schema",
+         [("0003", "down"), ("0002", "down")]),
+        ("0003", ["--rollback", "1"], "1 step from 0003_scored_listings_title to 0002_import_lineage",
+         [("0003", "down")]),
+        ("0001", ["--to", "0002"], "1 step from 0001_inherited_schema to 0002_import_lineage", [("0002", "up")]),
+        ("0002", ["--to", "0"], "2 steps from 0002_import_lineage to 0 (no migration applied)",
+         [("0002", "down"), ("0001", "down")]),
+    ],
+)  # fmt: skip
+def test_dry_run_of_a_move(path, start, args, header, steps):
+    at(path, start)
+    result = run(path, "--dry-run", *args)
+    labels = {m.id: m.label for m in migrate.load_migrations()}
+    body = "".join(
+        f"\n-- Step {n} of {len(steps)}: {labels[mid]} ({direction})\n{SQL[mid, direction]}\n"
+        for n, (mid, direction) in enumerate(steps, start=1)
+    )
+    assert (result.exit_code, result.output) == (
+        0,
+        f"-- Dry run for {path}: {header}. Nothing was changed.\n" + DRY_RUN_NOTE + body,
+    )
+    assert migrate.current_version(connect(path)) == start
+
+
+def test_dry_run_with_nothing_to_do(path):
+    at(path, None)
+    result = run(path, "--dry-run")
+    assert (result.exit_code, result.output) == (
+        0,
+        f"-- Dry run for {path}: at 0003_scored_listings_title, nothing to do.\n",
+    )
+
+
+STATUS_ONLY = "Error: --status only reports; use it without --to, --rollback or --dry-run."
+
+
+@pytest.mark.parametrize(
+    "setup,args,exit_code,output",
+    [
+        ("0003", ["--to", "1", "--rollback", "1"], 2, "Error: Use either --to or --rollback, not both."),
+        ("0003", ["--status", "--to", "1"], 2, STATUS_ONLY),
+        ("0003", ["--status", "--dry-run"], 2, STATUS_ONLY),
+        ("0003", ["--rollback", "0"], 2, "Error: Invalid value for '--rollback': 0 is not in the range x>=1."),
+        ("0003", ["--to", "9"], 1, "Error: Unknown target migration '9'; known: 0001, 0002, 0003"),
+        ("0003", ["--rollback", "4"], 1, "Error: Cannot roll back 4: only 3 migration(s) applied"),
+        ("0003", ["--dry-run", "--to", "x"], 1, "Error: Unknown target migration 'x'; known: 0001, 0002, 0003"),
+        (None, ["--status"], 1, "Error: {path} does not exist"),
+        (None, ["--dry-run"], 1, "Error: {path} does not exist"),
+        ("not a database", [], 1, "Error: {path}: file is not a database"),
+        ("not a database", ["--status"], 1, "Error: {path}: file is not a database"),
+        ("drift", [], 1, "Error: Checksum drift: 0002_import_lineage.up.sql changed after it was applied to this "
+         "database. Restore the file as it was (a change to the schema needs a new migration), then run again."),
+        ("drift", ["--dry-run"], 1, "Error: Checksum drift: 0002_import_lineage.up.sql changed after it was applied "
+         "to this database. Restore the file as it was (a change to the schema needs a new migration), then run "
+         "again."),
+    ],
+)  # fmt: skip
+def test_errors(path, setup, args, exit_code, output):
+    if setup == "not a database":
+        with open(path, "w") as f:
+            f.write("canonical_model,price\n" * 100)
+    elif setup == "drift":
+        at(path, None)
+        with sqlite3.connect(path) as conn:
+            conn.execute("UPDATE glyph_migrations SET checksum = 'edited' WHERE id = '0002'")
+    elif setup:
+        at(path, setup)
+    result = run(path, *args)
+    assert (result.exit_code, result.output.splitlines()[-1]) == (exit_code, output.format(path=path))
+
+
+def test_a_directory_is_not_a_database(tmp_path):
+    result = run(str(tmp_path))
+    assert (result.exit_code, result.output.splitlines()[-1]) == (
+        2,
+        f"Error: Invalid value for 'PATH': File '{tmp_path}' is a directory.",
+    )
+
+
+def test_a_failing_migration_stops_the_run_and_exits_1(path, tmp_path, monkeypatch):
+    folder = tmp_path / "migrations"
+    folder.mkdir()
+    for f in resources.files("datasette_glyph.migrations").iterdir():
+        if f.name.endswith(".sql"):
+            (folder / f.name).write_text(f.read_text(encoding="utf-8"), encoding="utf-8")
+    (folder / "0002_import_lineage.up.sql").write_text("-- Broken\nALTER TABLE nowhere ADD COLUMN x;\n")
+    broken = migrate.load_migrations(files=sorted(folder.iterdir()))
+    monkeypatch.setattr(migrate, "load_migrations", lambda files=None: broken)
+    result = run(path)
+    assert (result.exit_code, result.output) == (
+        1,
+        "Applied 0001_inherited_schema (0.50s)\n"
+        "Error: Migration 0002_import_lineage (up) failed at statement 1, line 2 of 0002_import_lineage.up.sql: "
+        "no such table: nowhere\n    ALTER TABLE nowhere ADD COLUMN x;\n"
+        "Nothing of it was kept: the database is still at 0001.\n",
+    )
+
+
+def test_help_shows_examples():
+    result = run("--help")
+    assert result.output.splitlines()[:14] == [
+        "Usage: cli glyph-migrate [OPTIONS] PATH",
+        "",
+        "  Apply datasette-glyph's schema migrations to the database at PATH (created if",
+        "  missing).",
+        "",
+        "  With no options every pending migration is applied, each in its own",
+        "  transaction. A database made by the old store (inherited tables, no",
+        "  glyph_migrations table) counts as being at 0001.",
+        "",
+        "  Examples:",
+        "      datasette glyph-migrate glyph.db              # apply all pending",
+        "      datasette glyph-migrate glyph.db --status",
+        "      datasette glyph-migrate glyph.db --to 0001    # back to the schema before lineage",
+        "      datasette glyph-migrate glyph.db --rollback 1",
+    ]
+
+
+def test_two_glyph_migrate_commands_at_once(tmp_path):
+    """Real processes, started together on one new file: both succeed, each migration is applied once."""
+    path = str(tmp_path / "glyph.db")
+    datasette = os.path.join(os.path.dirname(sys.executable), "datasette")
+    runs = [
+        subprocess.Popen([datasette, "glyph-migrate", path], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        for _ in range(2)
+    ]
+    outputs = [r.communicate(timeout=60) for r in runs]
+    assert [(r.returncode, err) for r, (_, err) in zip(runs, outputs)] == [(0, ""), (0, "")]
+    applied = sorted(line.split()[1] for out, _ in outputs for line in out.splitlines() if line.startswith("Applied"))
+    assert applied == ["0001_inherited_schema", "0002_import_lineage", "0003_scored_listings_title"]
+    assert [out.splitlines()[-1] for out, _ in outputs] in (
+        [f"{path} is at 0003_scored_listings_title", f"{path} is at 0003_scored_listings_title; nothing to do"],
+        [f"{path} is at 0003_scored_listings_title; nothing to do", f"{path} is at 0003_scored_listings_title"],
+        [f"{path} is at 0003_scored_listings_title"] * 2,
+    )
+    conn = sqlite3.connect(path)
+    assert conn.execute("SELECT id FROM glyph_migrations ORDER BY id").fetchall() == [("0001",), ("0002",), ("0003",)]

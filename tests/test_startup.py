@@ -1,0 +1,135 @@
+import json
+import os
+import sqlite3
+import subprocess
+import sys
+
+import pytest
+from datasette.utils import StartupError
+from datasette_test import Datasette
+
+from datasette_glyph import migrate
+from datasette_glyph.db import connect
+
+from .conftest import build_legacy_database
+
+NEWEST = migrate.load_migrations()[-1].id
+APPLIED = [f"datasette-glyph: applied {m.label} (up) to glyph" for m in migrate.load_migrations()]
+NOT_OURS = "datasette-glyph: glyph is not a glyph database; adopt it with datasette glyph-migrate"
+
+
+def make(path, setup):
+    """A database file in one of the states startup can meet."""
+    if setup == "created":
+        sqlite3.connect(path).execute("VACUUM")  # what datasette --create makes: a file with no tables
+        return
+    if setup == "legacy":
+        build_legacy_database(path).close()
+        return
+    conn = connect(path)
+    if setup == "at 0001":
+        migrate.migrate(conn, target="0001")
+    elif setup == "newest":
+        migrate.migrate(conn)
+    elif setup == "someone else's":
+        conn.execute("CREATE TABLE notes (id INTEGER PRIMARY KEY, body TEXT)")
+        conn.execute("INSERT INTO notes (body) VALUES ('keep me')")
+    conn.close()
+
+
+def contents(path):
+    conn = sqlite3.connect(path)
+    schema = conn.execute("SELECT type, name, sql FROM sqlite_master ORDER BY name").fetchall()
+    rows = {name: conn.execute(f"SELECT * FROM [{name}]").fetchall() for kind, name, _ in schema if kind == "table"}
+    conn.close()
+    return schema, rows
+
+
+def version_of(path):
+    conn = sqlite3.connect(path)
+    version = migrate.current_version(conn)
+    conn.close()
+    return version
+
+
+@pytest.mark.asyncio
+@pytest.mark.parametrize(
+    "setup,config,expected_version,expected_stderr,untouched",
+    [
+        ("created", {"migrate": True}, NEWEST, APPLIED, False),
+        ("at 0001", {"migrate": True}, NEWEST, APPLIED[1:], False),
+        ("newest", {"migrate": True}, NEWEST, [], True),
+        ("legacy", {"migrate": True}, "0001", [NOT_OURS], True),
+        ("someone else's", {"migrate": True}, None, [NOT_OURS], True),
+        ("created", {"migrate": False}, None, [], True),
+        ("created", {}, None, [], True),
+        ("at 0001", {}, "0001", [], True),
+    ],
+)
+async def test_startup_migrates_only_a_database_it_owns(
+    tmp_path, capsys, setup, config, expected_version, expected_stderr, untouched
+):
+    path = str(tmp_path / "glyph.db")
+    make(path, setup)
+    before = contents(path)
+    ds = Datasette([path], plugin_config={"datasette-glyph": config})
+    await ds.invoke_startup()
+    assert (version_of(path), capsys.readouterr().err.splitlines()) == (expected_version, expected_stderr)
+    assert (contents(path) == before) is untouched
+
+
+@pytest.mark.asyncio
+async def test_a_migrated_database_is_ready_to_serve(tmp_path):
+    path = str(tmp_path / "glyph.db")
+    make(path, "created")
+    ds = Datasette([path], plugin_config={"datasette-glyph": {"migrate": True}})
+    await ds.invoke_startup()
+    response = await ds.client.get("/glyph/import_batches.json?_shape=array")
+    assert (response.status_code, response.json()) == (200, [])
+    response = await ds.client.get("/glyph/glyph_migrations.json?_shape=array&_col=name")
+    assert [row["name"] for row in response.json()] == [m.name for m in migrate.load_migrations()]
+
+
+@pytest.mark.asyncio
+async def test_startup_refuses_to_run_on_a_drifted_database(tmp_path):
+    path = str(tmp_path / "glyph.db")
+    make(path, "at 0001")
+    with sqlite3.connect(path) as conn:
+        conn.execute("UPDATE glyph_migrations SET checksum = 'edited' WHERE id = '0001'")
+    ds = Datasette([path], plugin_config={"datasette-glyph": {"migrate": True}})
+    with pytest.raises(StartupError) as e:
+        await ds.invoke_startup()
+    assert str(e.value) == (
+        "datasette-glyph could not migrate glyph: Checksum drift: 0001_inherited_schema.up.sql changed after it was "
+        "applied to this database. Restore the file as it was (a change to the schema needs a new migration), then "
+        "run again."
+    )
+    assert version_of(path) == "0001"
+
+
+@pytest.mark.asyncio
+async def test_startup_leaves_an_immutable_database_alone(tmp_path, capsys):
+    path = str(tmp_path / "glyph.db")
+    make(path, "at 0001")
+    ds = Datasette(immutables=[path], plugin_config={"datasette-glyph": {"migrate": True}})
+    await ds.invoke_startup()
+    assert (version_of(path), capsys.readouterr().err.splitlines()) == (
+        "0001",
+        ["datasette-glyph: glyph is read-only; not migrating it"],
+    )
+
+
+def test_datasette_create_with_migrate_gives_a_ready_database(tmp_path):
+    """The real command: ``datasette glyph.db --create`` with ``migrate: true`` makes, migrates and serves it."""
+    metadata = tmp_path / "metadata.json"
+    metadata.write_text(json.dumps({"plugins": {"datasette-glyph": {"database": "glyph", "migrate": True}}}))
+    datasette = os.path.join(os.path.dirname(sys.executable), "datasette")
+    result = subprocess.run(
+        [datasette, "glyph.db", "--create", "-m", str(metadata), "--get", "/glyph/scored_listings.json?_shape=array"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert (result.returncode, result.stdout, result.stderr.splitlines()) == (0, "[]\n", APPLIED)
+    assert version_of(str(tmp_path / "glyph.db")) == NEWEST
