@@ -63,7 +63,8 @@ def _csrf_ok(request) -> bool:
     if request.headers.get("authorization", "").startswith("Bearer "):
         return True
     token = request.scope["csrftoken"]()
-    return secrets.compare_digest(request.headers.get("x-csrftoken", ""), token)
+    # as bytes: compare_digest refuses str with non-ASCII characters, which a header may carry
+    return secrets.compare_digest(request.headers.get("x-csrftoken", "").encode(), token.encode())
 
 
 def _import_links(datasette, db_name: str, import_id: str) -> dict:
