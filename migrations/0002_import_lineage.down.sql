@@ -133,7 +133,8 @@ BEGIN
     UPDATE quantized_listings SET updated_at = CURRENT_TIMESTAMP WHERE id = NEW.id;
 END;
 
-DELETE FROM import_batches WHERE status IN ('legacy', 'recovered');
+-- The legacy batch goes by its id too: rolled back, its status is no longer 'legacy'.
+DELETE FROM import_batches WHERE status IN ('legacy', 'recovered') OR import_id = 'dbaea5cd-0a4d-52ca-88af-4737290a1213';
 ALTER TABLE import_batches RENAME TO _glyph_old_import_batches;
 CREATE TABLE import_batches (
     id INTEGER PRIMARY KEY,

@@ -7,7 +7,7 @@ from importlib import resources
 
 import pytest
 
-from datasette_glyph import migrate
+from datasette_glyph import lineage, migrate
 from datasette_glyph.db import connect
 
 from .conftest import build_legacy_database
@@ -388,6 +388,28 @@ def test_rows_written_after_lineage_keep_their_values_down_and_up(tmp_path):
     assert after["schema"] == with_new_rows["schema"]
 
 
+@pytest.mark.parametrize("batch", [LEGACY, "batch-x"])
+def test_rolling_back_a_batch_0002_made_does_not_block_going_down_and_up(tmp_path, batch):
+    conn = legacy_database(tmp_path / "legacy.db")
+    migrate.migrate(conn)
+    lineage.rollback_import(conn, batch, actor="alice", now="2025-03-01 00:00:00")
+    kept_models = conn.execute("SELECT id, import_id, import_index FROM models ORDER BY id").fetchall()
+    migrate.migrate(conn, target="0001")
+    # The old schema has no status: the records 0002 made go, rolled back or not, and rows lose the legacy id
+    assert [r[1] for r in conn.execute("SELECT id, import_id FROM import_batches ORDER BY id")] == (
+        ["batch-a", "batch-b", "batch-x"] if batch == "batch-x" else ["batch-a", "batch-b"]
+    )
+    migrate.migrate(conn)
+    assert conn.execute("SELECT id, import_id, import_index FROM models ORDER BY id").fetchall() == kept_models
+    assert conn.execute("SELECT import_id, status FROM import_batches ORDER BY id").fetchall() == (
+        [("batch-a", "complete"), ("batch-b", "complete"), ("batch-x", "complete"), ("batch-y", "recovered"),
+         (LEGACY, "legacy")]
+        if batch == "batch-x"
+        else [("batch-a", "complete"), ("batch-b", "complete"), ("batch-x", "recovered"), ("batch-y", "recovered"),
+              (LEGACY, "legacy")]
+    )  # fmt: skip
+
+
 # What the schema enforces after 0002
 
 VALID_ROW = {
@@ -689,7 +711,7 @@ def test_migrate_if_managed(tmp_path, setup, expected_steps, expected_version):
 
 CHILD = """
 import json, pathlib, sys, time
-from datasette_glyph import migrate
+from datasette_glyph import lineage, migrate
 from datasette_glyph.db import connect
 
 path, folder, start_at = sys.argv[1], sys.argv[2], float(sys.argv[3])
