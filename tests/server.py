@@ -19,6 +19,7 @@ import contextlib
 import http.client
 import json
 import os
+import shlex
 import signal
 import socket
 import subprocess
@@ -51,6 +52,30 @@ def make_scored_csv(path: PathLike, rows: int, seed: int = 1) -> Path:
         stdin=subprocess.DEVNULL,
     )
     return Path(path)
+
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def readme_serve_options() -> list:
+    """The options of the README quick start's ``datasette glyph.db ...`` command, with file paths made absolute.
+
+    Benchmarks and load tests serve exactly what the README tells people to run.
+    """
+    text = (REPO / "README.md").read_text(encoding="utf-8")
+    section = text.split("## Quick start", 1)[1].split("\n## ", 1)[0]
+    for line in section.splitlines():
+        for command in line.split("&&"):
+            words = shlex.split(command.strip())
+            if words[:2] == ["datasette", "glyph.db"]:
+                return [str(REPO / w) if w.endswith((".yml", ".yaml", ".json")) else w for w in words[2:]]
+    raise LookupError("The README's quick start has no `datasette glyph.db ...` command")
+
+
+def readme_settings() -> Dict[str, str]:
+    """The ``--setting NAME VALUE`` pairs of the README's serve command."""
+    options = readme_serve_options()
+    return {options[i + 1]: options[i + 2] for i, w in enumerate(options) if w == "--setting"}
 
 
 def free_port() -> int:

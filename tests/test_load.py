@@ -17,7 +17,7 @@ from typing import Callable, Dict, List, Optional
 from datasette_glyph import migrate
 from datasette_glyph.db import connect
 
-from .server import make_scored_csv, start_server
+from .server import make_scored_csv, readme_settings, start_server
 from .test_crash import integrity
 
 # What readers ask for, in turn: the plugin's API and Datasette's own JSON views of the same tables.
@@ -96,7 +96,8 @@ def load_run(
     log: Callable = lambda *a: None,
 ) -> LoadReport:
     """``importers`` clients each import a ``rows``-row file ``rounds`` times, while ``readers`` clients read
-    ``READ_PATHS`` in turn until the imports are done. Returns what happened; asserts nothing."""
+    ``READ_PATHS`` in turn until the imports are done; the server runs with the README's settings unless
+    ``settings`` says otherwise. Returns what happened; asserts nothing."""
     work_dir.mkdir(parents=True, exist_ok=True)
     db_path = work_dir / "glyph.db"
     conn = connect(db_path)
@@ -106,7 +107,7 @@ def load_run(
     server = start_server(
         db_path,
         plugin_config={"allow_import": True, "upload_dir": str(work_dir / "uploads")},
-        settings=settings,
+        settings=readme_settings() if settings is None else settings,
         log_dir=work_dir,
     )
     report = LoadReport()
