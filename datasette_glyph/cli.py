@@ -228,11 +228,15 @@ def _open_migrated(path):
 @contextlib.contextmanager
 def _import_progress(file, show):
     """A progress callback drawing a bar of bytes read on stderr, when stderr is a terminal."""
-    if not show or file == "-" or not sys.stderr.isatty():
+    if not show or file == "-" or not _stderr_is_terminal():
         yield None
         return
     with click.progressbar(length=os.path.getsize(file), label=file, file=sys.stderr) as bar:
         yield lambda done: bar.update(done - bar.pos)
+
+
+def _stderr_is_terminal() -> bool:
+    return sys.stderr.isatty()
 
 
 def _plain_error(message):

@@ -477,6 +477,9 @@ class _CsvSource:
 CSV_ERRORS = {
     "unexpected end of data": "a quoted field is still open at the end of the file",
     "',' expected after '\"'": "a closing quote must be followed by a comma or the end of the line",
+    "new-line character seen in unquoted field - do you need to open the file in universal-newline mode?": (
+        "a line ends with a bare carriage return; lines must end with \\n or \\r\\n"
+    ),
 }
 
 

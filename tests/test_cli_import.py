@@ -2,13 +2,15 @@
 
 import hashlib
 import json
-import os
 from pathlib import Path
 
+import click
 import pytest
 from click.testing import CliRunner
 from datasette.cli import cli
 
+from datasette_glyph import cli as glyph_cli
+from datasette_glyph import importer
 from datasette_glyph.db import connect
 
 from .conftest import build_legacy_database
@@ -263,15 +265,34 @@ def test_help_shows_usage_and_examples():
     ]
 
 
-def test_unreadable_file(db_path, tmp_path):
-    if os.geteuid() == 0:
-        # root reads any file; a directory entry that cannot be opened as a file stands in.
-        path = tmp_path / "fifo.csv"
-        path.write_text("")
-        path.chmod(0)
-    else:  # pragma: no cover - depends on the user running the tests
-        path = tmp_path / "locked.csv"
-        path.write_text(HEADER)
-        path.chmod(0)
-    result = run(db_path, path)
-    assert result.exit_code == 1
+def test_a_read_error_is_reported_per_file(db_path, files, monkeypatch):
+    def unreadable(*args, **kwargs):
+        raise PermissionError(13, "Permission denied")
+
+    monkeypatch.setattr(importer, "import_csv", unreadable)
+    result = run(db_path, files["good.csv"])
+    assert (result.exit_code, result.stdout, result.stderr) == (
+        1,
+        "",
+        f"Error: {files['good.csv']} was not imported (1 error); nothing was written:\n"
+        f"  {files['good.csv']}: Cannot read the file: Permission denied\n",
+    )
+
+
+@pytest.mark.parametrize("args,bar", [((), True), (("--quiet",), False)])
+def test_progress_bar_only_on_a_terminal_and_not_when_quiet(db_path, tmp_path, monkeypatch, args, bar):
+    path = tmp_path / "big.csv"
+    path.write_text(HEADER + "\n" + "A10,24,0,False,150,1.5,0.5\n" * 50_000)
+    monkeypatch.setattr(importer, "READ_BUFFER_BYTES", 64 * 1024)
+    monkeypatch.setattr(glyph_cli, "_stderr_is_terminal", lambda: True)
+    positions = []
+    real_update = click.progressbar(length=1).__class__.update
+    monkeypatch.setattr(
+        "click._termui_impl.ProgressBar.update",
+        lambda self, n, *a: (real_update(self, n, *a), positions.append(self.pos)),
+    )
+    result = run(db_path, path, *args)
+    size = path.stat().st_size
+    # Without a real terminal click draws the label once; the positions show the bar following the bytes read.
+    assert (result.exit_code, result.stderr) == (0, f"{path}\n" if bar else "")
+    assert positions == (list(range(64 * 1024, size, 64 * 1024)) + [size] if bar else [])

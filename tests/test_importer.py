@@ -528,6 +528,18 @@ BAD_INPUTS = [
         [error(3, None, None, "Line 3: malformed CSV: a quoted field is still open at the end of the file")],
     ),
     (
+        "carriage-return-line-ends",
+        data(HEADER, ROW, ROW, newline="\r"),
+        [
+            error(
+                1,
+                None,
+                None,
+                "Line 1: malformed CSV: a line ends with a bare carriage return; lines must end with \\n or \\r\\n",
+            )
+        ],
+    ),
+    (
         "text-after-closing-quote",
         data(HEADER + ",title", ROW + ',"quoted"tail'),
         [
