@@ -5,6 +5,7 @@ Synchronous functions over a ``sqlite3.Connection``; nothing here imports Datase
 
 from __future__ import annotations
 
+import contextlib
 import datetime
 import heapq
 import sqlite3
@@ -175,6 +176,10 @@ WHERE import_id = :import_id
     AND NOT EXISTS (SELECT 1 FROM scored_listings WHERE scored_listings.canonical_model = models.model)
     AND NOT EXISTS (SELECT 1 FROM listings WHERE listings.canonical_model = models.model)
 """
+# Page cache while a rollback runs (KiB), as for an import: index maintenance is what costs. Restored afterwards.
+ROLLBACK_CACHE_KIB = 64 * 1024
+# Below this many rows a batch is deleted row by row whatever share of the table it is.
+REBUILD_INDEXES_MIN_ROWS = 10_000
 ROLLBACK_RECORD_SQL = """
 UPDATE import_batches SET status = 'rolled_back', rolled_back_at = :rolled_back_at, rolled_back_by = :rolled_back_by
 WHERE import_id = :import_id
@@ -402,6 +407,34 @@ def listing_history(conn: sqlite3.Connection, source_url: str) -> List[dict]:
     return points
 
 
+@contextlib.contextmanager
+def _indexes_rebuilt_if_cheaper(conn: sqlite3.Connection, import_id: str) -> Iterator[None]:
+    """Around the delete of a batch's scored listings: when the batch holds most of the table, drop the
+    secondary indexes first and create them again afterwards, from their own SQL, inside the transaction.
+
+    Deleting a row costs a b-tree delete in every index; building an index costs a sort of the rows that
+    remain. For a batch that is more than half of the table, building is the cheaper of the two (a
+    million-row batch goes in about half the time). The (import_id, import_index) index stays: it finds the rows.
+    """
+    batch_rows = conn.execute("SELECT COUNT(*) FROM scored_listings WHERE import_id = ?", [import_id]).fetchone()[0]
+    rebuild = []
+    if batch_rows >= REBUILD_INDEXES_MIN_ROWS:
+        table_rows = conn.execute("SELECT COUNT(*) FROM scored_listings").fetchone()[0]
+        if batch_rows * 2 > table_rows:
+            for name, sql in conn.execute(
+                "SELECT name, sql FROM sqlite_master WHERE type = 'index' AND tbl_name = 'scored_listings' "
+                "AND sql IS NOT NULL ORDER BY name"
+            ).fetchall():
+                first_column = conn.execute(f'PRAGMA index_info("{name}")').fetchone()[2]
+                if first_column != "import_id":
+                    rebuild.append((name, sql))
+    for name, _ in rebuild:
+        conn.execute(f'DROP INDEX "{name}"')
+    yield
+    for _, sql in rebuild:
+        conn.execute(sql)
+
+
 def rollback_import(
     conn: sqlite3.Connection, import_id: str, actor: Optional[str] = None, now: Optional[str] = None
 ) -> RollbackResult:
@@ -420,6 +453,8 @@ def rollback_import(
     foreign_keys = conn.execute("PRAGMA foreign_keys").fetchone()[0]
     if foreign_keys and not conn.in_transaction:
         conn.execute("PRAGMA foreign_keys = OFF")
+    cache_size = conn.execute("PRAGMA cache_size").fetchone()[0]
+    conn.execute(f"PRAGMA cache_size = -{ROLLBACK_CACHE_KIB}")
     try:
         with transaction(conn, "glyph_rollback"):
             row = conn.execute(
@@ -430,11 +465,13 @@ def rollback_import(
             if row[0] == "rolled_back":
                 raise AlreadyRolledBack(import_id, row[1], row[2])
             quantized = conn.execute(ROLLBACK_QUANTIZED_SQL, params).rowcount
-            scored = conn.execute(ROLLBACK_SCORED_SQL, params).rowcount
+            with _indexes_rebuilt_if_cheaper(conn, import_id):
+                scored = conn.execute(ROLLBACK_SCORED_SQL, params).rowcount
             listings = conn.execute(ROLLBACK_LISTINGS_SQL, params).rowcount
             models = conn.execute(ROLLBACK_MODELS_SQL, params).rowcount
             conn.execute(ROLLBACK_RECORD_SQL, params)
     finally:
+        conn.execute(f"PRAGMA cache_size = {int(cache_size)}")
         if foreign_keys and not conn.in_transaction:
             conn.execute("PRAGMA foreign_keys = ON")
     return RollbackResult(import_id, scored, listings, quantized, models, now, actor)

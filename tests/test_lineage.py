@@ -517,3 +517,58 @@ def test_snapshots_are_deterministic_for_a_seed():
         len(second) - len(to_third.gone) + len(to_third.added),
     ]
     assert (to_second.added, to_third.added) == ([URL + "51", URL + "52"], [URL + "53", URL + "54"])
+
+
+def schema(conn):
+    return conn.execute("SELECT type, name, tbl_name, sql FROM sqlite_master ORDER BY type, name").fetchall()
+
+
+@pytest.fixture
+def big_batch(market, monkeypatch):
+    """Import D, which holds more than half of scored_listings, with the index rebuild enabled at any size."""
+    monkeypatch.setattr(lineage, "REBUILD_INDEXES_MIN_ROWS", 10)
+    rows = [row("RTX_3090", 700.0 + i, 0.5, f"d{i}") for i in range(20)]
+    insert_snapshot(market, rows, "dddddddd-0000-4000-8000-000000000004", "market", "2025-05-04 10:00:00", "d.csv")
+    return "dddddddd-0000-4000-8000-000000000004"
+
+
+REBUILT = [
+    'DROP INDEX "idx_scored_listings_canonical_model"',
+    'DROP INDEX "idx_scored_listings_region"',
+    'DROP INDEX "idx_scored_listings_score"',
+    'DROP INDEX "idx_scored_listings_seen_at"',
+    "CREATE INDEX idx_scored_listings_canonical_model ON scored_listings(canonical_model)",
+    "CREATE INDEX idx_scored_listings_region ON scored_listings(region)",
+    "CREATE INDEX idx_scored_listings_score ON scored_listings(score)",
+    "CREATE INDEX idx_scored_listings_seen_at ON scored_listings(seen_at)",
+]
+
+
+@pytest.mark.parametrize("import_id, rebuilt", [("dddddddd-0000-4000-8000-000000000004", REBUILT), (B_ID, [])])
+def test_rollback_of_most_of_the_table_rebuilds_the_indexes_instead(market, big_batch, import_id, rebuilt):
+    before_schema = schema(market)
+    others = {t: checksum(market, t, "import_id <> ?", [import_id]) for t in DATA_TABLES}
+    statements = []
+    market.set_trace_callback(statements.append)
+    lineage.rollback_import(market, import_id)
+    market.set_trace_callback(None)
+    assert [s for s in statements if s.startswith(("DROP INDEX", "CREATE INDEX"))] == rebuilt
+    assert schema(market) == before_schema
+    assert market.execute("PRAGMA integrity_check").fetchall() == [("ok",)]
+    assert {t: checksum(market, t, "import_id <> ?", [import_id]) for t in DATA_TABLES} == others
+
+
+@pytest.mark.parametrize("table, nth", [("scored_listings", 15), ("models", 1), ("import_batches", 1)])
+def test_rollback_that_fails_around_the_rebuild_leaves_everything_as_it_was(market, big_batch, table, nth):
+    event = "UPDATE" if table == "import_batches" else "DELETE"
+    market.execute("CREATE TEMP TABLE deletes (n INTEGER)")
+    market.execute("INSERT INTO deletes VALUES (0)")
+    market.execute(
+        f"CREATE TEMP TRIGGER fail_part_way BEFORE {event} ON main.{table} BEGIN "
+        f"UPDATE deletes SET n = n + 1; SELECT RAISE(ABORT, 'disk on fire') WHERE (SELECT n FROM deletes) >= {nth}; END"
+    )
+    before, before_schema = database_checksum(market), schema(market)
+    with pytest.raises(sqlite3.IntegrityError):
+        lineage.rollback_import(market, big_batch)
+    assert (database_checksum(market), schema(market)) == (before, before_schema)
+    assert market.execute("PRAGMA integrity_check").fetchall() == [("ok",)]
