@@ -8,6 +8,8 @@
    latencies of those queries, and checks that the other batches' rows are byte for byte as they were.
 
     python benchmarks/bench_lineage.py                      # 100,000-row diff, 1,000,000-row rollback
+    python benchmarks/bench_lineage.py --row-by-row          # the same, without the index rebuild
+    python benchmarks/bench_lineage.py --no-readers          # the rollback alone
     python benchmarks/bench_lineage.py --diff-rows 10000 --rollback-rows 100000 --keep /tmp/lineage.db
 
 This is a benchmark, not a test: at full size it takes a minute or two, most of it importing.
@@ -105,7 +107,7 @@ def bench_diff_api(path: str, a: str, b: str, runs: int) -> str:
     return asyncio.run(run())
 
 
-def bench_rollback(conn, path: str, directory: str, rows: int, others):
+def bench_rollback(conn, path: str, directory: str, rows: int, others, readers: bool = True):
     csv_path = os.path.join(directory, "big.csv")
     seconds, _ = timed(write_csv, iter_first_snapshot(rows, seed=99), csv_path)
     print(f"  wrote {rows:,} rows to {os.path.getsize(csv_path) / 2**20:.0f} MiB of CSV in {seconds:.1f}s")
@@ -140,29 +142,31 @@ def bench_rollback(conn, path: str, directory: str, rows: int, others):
         reader_conn.close()
 
     thread = threading.Thread(target=reader)
-    thread.start()
-    time.sleep(0.5)  # let the reader get going first
+    if readers:
+        thread.start()
+        time.sleep(0.5)  # let the reader get going first
     writer = connect(path)
     started = time.perf_counter()
     rolled = lineage.rollback_import(writer, big, actor="bench")
     finished = time.perf_counter()
     seconds = finished - started
     writer.close()
-    time.sleep(0.5)
     done.set()
-    thread.join()
+    if readers:
+        thread.join()
     print(
         f"  rollback_import removed {rolled.scored_listings:,} scored_listings and {rolled.models} models rows "
         f"in {seconds:.2f}s"
     )
-    for name, timings in latencies.items():
+    for name, timings in latencies.items() if readers else ():
         # the queries that ran while the rollback did
         values = [duration for start, duration in timings if start + duration > started and start < finished]
         print(
             f"  during it, '{name}' on another connection: {len(values)} queries, "
             f"median {statistics.median(values) * 1000:.1f} ms, max {max(values) * 1000:.1f} ms"
         )
-    print(f"  failed reads during the rollback: {len(errors)}" + (f" (first: {errors[0]})" if errors else ""))
+    if readers:
+        print(f"  failed reads during the rollback: {len(errors)}" + (f" (first: {errors[0]})" if errors else ""))
     after = {other: batch_checksum(conn, other) for other in others}
     print(f"  other batches byte for byte unchanged: {after == before}")
     return seconds
@@ -182,7 +186,15 @@ def main(argv=None):
     parser.add_argument("--rollback-rows", type=int, default=1_000_000, help="rows in the import rolled back")
     parser.add_argument("--runs", type=int, default=3, help="timed runs of each diff")
     parser.add_argument("--keep", help="build the database here and keep it (default: a temporary file)")
+    parser.add_argument("--no-readers", action="store_true", help="roll back with nothing else reading the database")
+    parser.add_argument(
+        "--row-by-row",
+        action="store_true",
+        help="delete row by row even though the batch is most of the table (no index rebuild), for comparison",
+    )
     args = parser.parse_args(argv)
+    if args.row_by_row:
+        lineage.REBUILD_INDEXES_MIN_ROWS = float("inf")
     with tempfile.TemporaryDirectory() as directory:
         path = args.keep or os.path.join(directory, "glyph.db")
         conn = connect(path)
@@ -191,7 +203,7 @@ def main(argv=None):
         print(f"Diff of two {args.diff_rows:,}-row imports")
         a, b = bench_diff(conn, path, directory, args.diff_rows, args.runs)
         print(f"Rollback of a {args.rollback_rows:,}-row import")
-        bench_rollback(conn, path, directory, args.rollback_rows, [a, b])
+        bench_rollback(conn, path, directory, args.rollback_rows, [a, b], readers=not args.no_readers)
         conn.close()
         print(f"load average after: {os.getloadavg()[0]:.2f}")
 
