@@ -281,38 +281,50 @@ def apply_step(conn: sqlite3.Connection, step: Step, previous: Optional[str] = N
     """Run one migration step as one transaction (or savepoint); on failure nothing of it remains.
 
     Table rebuilds want foreign key enforcement off, which only the caller can arrange before its
-    transaction begins (``migrate`` does). Instead ``foreign_key_check`` runs before and after the
-    step, and the step is refused if it leaves a broken key that was not broken before. ``previous``
-    is the version the database is at, for the message if the step fails.
+    transaction begins (``migrate`` does). Instead ``foreign_key_check`` runs after the step, and the
+    step is refused if it leaves a broken key that was not broken before. ``previous`` is the version
+    the database is at, for the message if the step fails.
     """
     label, direction = step.migration.label, step.direction
     kept = f"Nothing of it was kept: the database is still at {describe_version(previous)}."
     with transaction(conn, "glyph_migrate"):
         conn.execute("PRAGMA legacy_alter_table = ON")  # keep other tables' REFERENCES text as written
         try:
-            broken_before = _foreign_key_problems(conn)
-            for number, (line, statement) in enumerate(numbered_statements(step.sql), start=1):
-                try:
-                    conn.execute(statement)
-                except sqlite3.Error as e:
-                    first_line = statement.splitlines()[0] + (" ..." if "\n" in statement else "")
-                    raise MigrationError(
-                        f"Migration {label} ({direction}) failed at statement {number}, line {line} of "
-                        f"{label}.{direction}.sql: {e}\n    {first_line}\n{kept}"
-                    ) from e
-            broken = sorted(_foreign_key_problems(conn) - broken_before)
+            conn.execute("SAVEPOINT glyph_step")
+            _run_statements(conn, step, kept)
+            broken = _foreign_key_problems(conn)
             if broken:
-                table, rowid, parent = broken[0]
-                raise MigrationError(
-                    f"Migration {label} ({direction}) would break {len(broken)} foreign key(s); the first: "
-                    f"{table} row {rowid} names a {parent} row that does not exist.\n{kept}"
-                )
+                # Checking first would cost a pass over every table on every run; a key found broken is
+                # rare, so only then is the step undone to see which keys were broken before it.
+                conn.execute("ROLLBACK TO glyph_step")
+                broken = sorted(broken - _foreign_key_problems(conn))
+                if broken:
+                    table, rowid, parent = broken[0]
+                    raise MigrationError(
+                        f"Migration {label} ({direction}) would break {len(broken)} foreign key(s); the first: "
+                        f"{table} row {rowid} names a {parent} row that does not exist.\n{kept}"
+                    )
+                _run_statements(conn, step, kept)
+            conn.execute("RELEASE glyph_step")
             if direction == "up":
                 _record(conn, step.migration)
             else:
                 conn.execute("DELETE FROM glyph_migrations WHERE id = ?", [step.migration.id])
         finally:
             conn.execute("PRAGMA legacy_alter_table = OFF")
+
+
+def _run_statements(conn: sqlite3.Connection, step: Step, kept: str) -> None:
+    label, direction = step.migration.label, step.direction
+    for number, (line, statement) in enumerate(numbered_statements(step.sql), start=1):
+        try:
+            conn.execute(statement)
+        except sqlite3.Error as e:
+            first_line = statement.splitlines()[0] + (" ..." if "\n" in statement else "")
+            raise MigrationError(
+                f"Migration {label} ({direction}) failed at statement {number}, line {line} of "
+                f"{label}.{direction}.sql: {e}\n    {first_line}\n{kept}"
+            ) from e
 
 
 def migrate(
