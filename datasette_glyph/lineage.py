@@ -425,7 +425,9 @@ def _indexes_rebuilt_if_cheaper(conn: sqlite3.Connection, import_id: str) -> Ite
                 "SELECT name, sql FROM sqlite_master WHERE type = 'index' AND tbl_name = 'scored_listings' "
                 "AND sql IS NOT NULL ORDER BY name"
             ).fetchall():
-                first_column = conn.execute(f'PRAGMA index_info("{name}")').fetchone()[2]
+                first_column = conn.execute("SELECT name FROM pragma_index_info(?) WHERE seqno = 0", [name]).fetchone()[
+                    0
+                ]
                 if first_column != "import_id":
                     rebuild.append((name, sql))
     for name, _ in rebuild:
