@@ -11,6 +11,7 @@ Synchronous functions over a ``sqlite3.Connection``; nothing here imports Datase
 
 from __future__ import annotations
 
+import array
 import codecs
 import contextlib
 import csv
@@ -330,6 +331,10 @@ SET record_count = :record_count, sha256 = :sha256, bytes = :bytes, finished_at 
     imported_at = :finished_at, status = 'complete'
 WHERE import_id = :import_id
 """
+INSERT_MODEL_STATS_SQL = """
+INSERT INTO import_model_stats (import_id, canonical_model, row_count, min_price, median_price, max_price, mean_score)
+VALUES (?, ?, ?, ?, ?, ?, ?)
+"""
 PREVIOUS_BATCH_SQL = """
 SELECT import_id FROM import_batches
 WHERE sha256 = :sha256 AND import_id != :import_id
@@ -536,11 +541,15 @@ class _Batch:
         self.first_model: Optional[str] = None
         self.last_model: Optional[str] = None
         self.known_models: set = set()
+        self.prices: Dict[str, array.array] = {}  # per model, for the batch's summary
+        self.score_sums: Dict[str, float] = {}
         self.models_added = 0
         self.ignored, self.used = [], []  # used: (position in row, Column)
         self.header_errors = self._read_header(header)
         names = [column.name for _, column in self.used]
         self.model_position = names.index("canonical_model") if "canonical_model" in names else None
+        self.price_position = names.index("price") if "price" in names else None
+        self.score_position = names.index("score") if "score" in names else None
         self.spec_positions = [(name, names.index(name)) for name in MODEL_SPEC_COLUMNS if name in names]
         self.insert_sql = (
             f"INSERT INTO scored_listings ({', '.join(names)}, import_id, import_index) "
@@ -653,6 +662,22 @@ class _Batch:
         start = self.record_count + 1
         self.record_count += len(rows)
         self.conn.executemany(self.insert_sql, zip(*typed, range(start, self.record_count + 1)))
+        prices, score_sums = self.prices, self.score_sums
+        for model, price, score in zip(models, typed[self.price_position], typed[self.score_position]):
+            if model in prices:
+                prices[model].append(price)
+                score_sums[model] += score
+            else:
+                prices[model] = array.array("d", [price])
+                score_sums[model] = score
+
+    def model_stats(self) -> Iterator[tuple]:
+        """Rows for import_model_stats: count, min/median/max price and mean score per model."""
+        for model, prices in self.prices.items():
+            ordered = sorted(prices)
+            n = len(ordered)
+            median = (ordered[(n - 1) // 2] + ordered[n // 2]) / 2
+            yield (self.import_id, model, n, ordered[0], median, ordered[-1], self.score_sums[model] / n)
 
     def _add_model(self, model: str, typed: List[Sequence], index: int) -> None:
         if self.conn.execute("SELECT 1 FROM models WHERE model = ?", [model]).fetchone():
@@ -740,6 +765,7 @@ def _run(
                 "finished_at": _db_time(finished),
             },
         )
+        conn.executemany(INSERT_MODEL_STATS_SQL, batch.model_stats())
         previous = conn.execute(PREVIOUS_BATCH_SQL, {"sha256": sha256, "import_id": batch.import_id}).fetchone()
     return ImportResult(
         import_id=batch.import_id,

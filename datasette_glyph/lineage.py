@@ -38,25 +38,30 @@ ORDER BY imported_at DESC, id DESC
 LIMIT :limit OFFSET :offset
 """
 
-# Per-model row count and min/median/max price of one batch. The median is the mean of the one or two
-# middle prices, found by numbering each model's prices in order.
+# Per-model row count, min/median/max price and mean score of one batch, as the import recorded them.
 MODEL_SUMMARY_SQL = """
-WITH ranked AS (
-    SELECT canonical_model, price, score,
+SELECT canonical_model, row_count, min_price, median_price, max_price, mean_score
+FROM import_model_stats
+WHERE import_id = :import_id
+ORDER BY canonical_model
+"""
+
+# The same summary computed from a batch's rows, for rows written other than by the importer (which keeps
+# the summary as it writes, without reading the rows back). Migration 0004 runs it for every batch.
+SUMMARISE_IMPORT_SQL = """
+INSERT OR REPLACE INTO import_model_stats
+    (import_id, canonical_model, row_count, min_price, median_price, max_price, mean_score)
+SELECT import_id, canonical_model, COUNT(*), MIN(price),
+    AVG(CASE WHEN position IN ((rows_for_model + 1) / 2, (rows_for_model + 2) / 2) THEN price END),
+    MAX(price), AVG(score)
+FROM (
+    SELECT import_id, canonical_model, price, score,
         ROW_NUMBER() OVER (PARTITION BY canonical_model ORDER BY price) AS position,
         COUNT(*) OVER (PARTITION BY canonical_model) AS rows_for_model
     FROM scored_listings
     WHERE import_id = :import_id
 )
-SELECT canonical_model,
-    COUNT(*) AS row_count,
-    MIN(price) AS min_price,
-    AVG(CASE WHEN position IN ((rows_for_model + 1) / 2, (rows_for_model + 2) / 2) THEN price END) AS median_price,
-    MAX(price) AS max_price,
-    AVG(score) AS mean_score
-FROM ranked
 GROUP BY canonical_model
-ORDER BY canonical_model
 """
 
 
@@ -85,6 +90,13 @@ def get_import(conn: sqlite3.Connection, import_id: str) -> Optional[dict]:
     batch = rows[0]
     batch["models"] = model_summary(conn, import_id)
     return batch
+
+
+def summarise_import(conn: sqlite3.Connection, import_id: str) -> None:
+    """Recompute a batch's per-model summary (``import_model_stats``) from its rows."""
+    with transaction(conn, "glyph_summarise"):
+        conn.execute("DELETE FROM import_model_stats WHERE import_id = :import_id", {"import_id": import_id})
+        conn.execute(SUMMARISE_IMPORT_SQL, {"import_id": import_id})
 
 
 def model_summary(conn: sqlite3.Connection, import_id: str) -> List[dict]:
@@ -168,6 +180,7 @@ WHERE import_id = :import_id OR scored_listing_id IN (SELECT id FROM scored_list
 """
 ROLLBACK_SCORED_SQL = "DELETE FROM scored_listings WHERE import_id = :import_id"
 ROLLBACK_LISTINGS_SQL = "DELETE FROM listings WHERE import_id = :import_id"
+ROLLBACK_MODEL_STATS_SQL = "DELETE FROM import_model_stats WHERE import_id = :import_id"
 # A model row the batch introduced goes only when no remaining listing names the model; otherwise it stays,
 # still naming this batch, whose record stays too.
 ROLLBACK_MODELS_SQL = """
@@ -470,6 +483,7 @@ def rollback_import(
             with _indexes_rebuilt_if_cheaper(conn, import_id):
                 scored = conn.execute(ROLLBACK_SCORED_SQL, params).rowcount
             listings = conn.execute(ROLLBACK_LISTINGS_SQL, params).rowcount
+            conn.execute(ROLLBACK_MODEL_STATS_SQL, params)
             models = conn.execute(ROLLBACK_MODELS_SQL, params).rowcount
             conn.execute(ROLLBACK_RECORD_SQL, params)
     finally:

@@ -14,6 +14,7 @@ import uuid
 from dataclasses import dataclass, field
 from typing import Dict, Iterable, Iterator, List, Optional, Tuple
 
+from datasette_glyph import lineage
 from datasette_glyph.db import transaction
 
 COLUMNS = [
@@ -200,4 +201,5 @@ def insert_snapshot(
             f"INSERT INTO scored_listings ({', '.join(SCORED_COLUMNS)}) VALUES ({', '.join('?' * len(SCORED_COLUMNS))})",
             [[row.get(c) for c in COLUMNS] + [import_id, i] for i, row in enumerate(rows, 1)],
         )
+        lineage.summarise_import(conn, import_id)
     return import_id

@@ -59,10 +59,11 @@ def test_migrate_a_new_database_then_again(path):
         "Applied 0001_inherited_schema (0.50s)\n"
         "Applied 0002_import_lineage (0.50s)\n"
         "Applied 0003_scored_listings_title (0.50s)\n"
-        f"{path} is at 0003_scored_listings_title\n",
+        "Applied 0004_import_model_stats (0.50s)\n"
+        f"{path} is at 0004_import_model_stats\n",
     )
     second = run(path)
-    assert (second.exit_code, second.output) == (0, f"{path} is at 0003_scored_listings_title; nothing to do\n")
+    assert (second.exit_code, second.output) == (0, f"{path} is at 0004_import_model_stats; nothing to do\n")
 
 
 def test_migrate_a_legacy_database(path):
@@ -73,7 +74,8 @@ def test_migrate_a_legacy_database(path):
         f"{path} was made by the old store: taking it as 0001_inherited_schema\n"
         "Applied 0002_import_lineage (0.50s)\n"
         "Applied 0003_scored_listings_title (0.50s)\n"
-        f"{path} is at 0003_scored_listings_title\n",
+        "Applied 0004_import_model_stats (0.50s)\n"
+        f"{path} is at 0004_import_model_stats\n",
     )
 
 
@@ -116,12 +118,13 @@ def test_status_of_an_empty_database(path):
     result = run(path, "--status")
     assert (result.exit_code, result.output) == (
         0,
-        f"{path}: at 0 (no migration applied), 3 pending\n\n"
+        f"{path}: at 0 (no migration applied), 4 pending\n\n"
         + status_lines(
             [
                 ("0001_inherited_schema", "pending", ""),
                 ("0002_import_lineage", "pending", ""),
                 ("0003_scored_listings_title", "pending", ""),
+                ("0004_import_model_stats", "pending", ""),
             ]
         ),
     )
@@ -132,12 +135,13 @@ def test_status_part_way(path):
     result = run(path, "--status")
     assert (result.exit_code, result.output) == (
         0,
-        f"{path}: at 0002_import_lineage, 1 pending\n\n"
+        f"{path}: at 0002_import_lineage, 2 pending\n\n"
         + status_lines(
             [
                 ("0001_inherited_schema", "applied", APPLIED_AT),
                 ("0002_import_lineage", "applied", APPLIED_AT),
                 ("0003_scored_listings_title", "pending", ""),
+                ("0004_import_model_stats", "pending", ""),
             ]
         ),
     )
@@ -148,12 +152,13 @@ def test_status_up_to_date(path):
     result = run(path, "--status")
     assert (result.exit_code, result.output) == (
         0,
-        f"{path}: at 0003_scored_listings_title, up to date\n\n"
+        f"{path}: at 0004_import_model_stats, up to date\n\n"
         + status_lines(
             [
                 ("0001_inherited_schema", "applied", APPLIED_AT),
                 ("0002_import_lineage", "applied", APPLIED_AT),
                 ("0003_scored_listings_title", "applied", APPLIED_AT),
+                ("0004_import_model_stats", "applied", APPLIED_AT),
             ]
         ),
     )
@@ -164,12 +169,13 @@ def test_status_of_a_legacy_database(path):
     result = run(path, "--status")
     assert (result.exit_code, result.output) == (
         0,
-        f"{path}: at 0001_inherited_schema (made by the old store; glyph-migrate adopts it), 2 pending\n\n"
+        f"{path}: at 0001_inherited_schema (made by the old store; glyph-migrate adopts it), 3 pending\n\n"
         + status_lines(
             [
                 ("0001_inherited_schema", "applied", "by the old store"),
                 ("0002_import_lineage", "pending", ""),
                 ("0003_scored_listings_title", "pending", ""),
+                ("0004_import_model_stats", "pending", ""),
             ]
         ),
     )
@@ -192,7 +198,12 @@ def test_status_shows_drift_and_unknown_migrations(path):
         + f"  0002_import_lineage         changed  {APPLIED_AT}\n"
         f"      {DESCRIPTIONS['0002']}\n"
         "      ! the up script has changed since it was applied (checksum drift)\n"
-        + status_lines([("0003_scored_listings_title", "applied", APPLIED_AT)])
+        + status_lines(
+            [
+                ("0003_scored_listings_title", "applied", APPLIED_AT),
+                ("0004_import_model_stats", "applied", APPLIED_AT),
+            ]
+        )
         + "  0009                        unknown  2030-01-01T00:00:00+00:00\n"
         "      applied to this database, but not one of this version's migrations\n",
     )
@@ -211,10 +222,11 @@ def test_dry_run_on_a_legacy_database_prints_the_sql_and_changes_nothing(path):
     result = run(path, "--dry-run")
     assert (result.exit_code, result.output) == (
         0,
-        f"-- Dry run for {path}: 2 steps from 0001_inherited_schema to 0003_scored_listings_title. "
+        f"-- Dry run for {path}: 3 steps from 0001_inherited_schema to 0004_import_model_stats. "
         "Nothing was changed.\n" + DRY_RUN_NOTE + "\n"
-        f"-- Step 1 of 2: 0002_import_lineage (up)\n{SQL['0002', 'up']}\n\n"
-        f"-- Step 2 of 2: 0003_scored_listings_title (up)\n{SQL['0003', 'up']}\n",
+        f"-- Step 1 of 3: 0002_import_lineage (up)\n{SQL['0002', 'up']}\n\n"
+        f"-- Step 2 of 3: 0003_scored_listings_title (up)\n{SQL['0003', 'up']}\n\n"
+        f"-- Step 3 of 3: 0004_import_model_stats (up)\n{SQL['0004', 'up']}\n",
     )
     assert [open(f, "rb").read() if os.path.exists(f) else None for f in files] == before
 
@@ -251,7 +263,7 @@ def test_dry_run_with_nothing_to_do(path):
     result = run(path, "--dry-run")
     assert (result.exit_code, result.output) == (
         0,
-        f"-- Dry run for {path}: at 0003_scored_listings_title, nothing to do.\n",
+        f"-- Dry run for {path}: at 0004_import_model_stats, nothing to do.\n",
     )
 
 
@@ -265,9 +277,9 @@ STATUS_ONLY = "Error: --status only reports; use it without --to, --rollback or 
         ("0003", ["--status", "--to", "1"], 2, STATUS_ONLY),
         ("0003", ["--status", "--dry-run"], 2, STATUS_ONLY),
         ("0003", ["--rollback", "0"], 2, "Error: Invalid value for '--rollback': 0 is not in the range x>=1."),
-        ("0003", ["--to", "9"], 1, "Error: Unknown target migration '9'; known: 0001, 0002, 0003"),
+        ("0003", ["--to", "9"], 1, "Error: Unknown target migration '9'; known: 0001, 0002, 0003, 0004"),
         ("0003", ["--rollback", "4"], 1, "Error: Cannot roll back 4: only 3 migration(s) applied"),
-        ("0003", ["--dry-run", "--to", "x"], 1, "Error: Unknown target migration 'x'; known: 0001, 0002, 0003"),
+        ("0003", ["--dry-run", "--to", "x"], 1, "Error: Unknown target migration 'x'; known: 0001, 0002, 0003, 0004"),
         (None, ["--status"], 1, "Error: {path} does not exist"),
         (None, ["--dry-run"], 1, "Error: {path} does not exist"),
         ("not a database", [], 1, "Error: {path}: file is not a database"),
@@ -351,11 +363,11 @@ def test_two_glyph_migrate_commands_at_once(tmp_path):
     outputs = [r.communicate(timeout=60) for r in runs]
     assert [(r.returncode, err) for r, (_, err) in zip(runs, outputs)] == [(0, ""), (0, "")]
     applied = sorted(line.split()[1] for out, _ in outputs for line in out.splitlines() if line.startswith("Applied"))
-    assert applied == ["0001_inherited_schema", "0002_import_lineage", "0003_scored_listings_title"]
+    assert applied == ["0001_inherited_schema", "0002_import_lineage", "0003_scored_listings_title", "0004_import_model_stats"]
     assert [out.splitlines()[-1] for out, _ in outputs] in (
-        [f"{path} is at 0003_scored_listings_title", f"{path} is at 0003_scored_listings_title; nothing to do"],
-        [f"{path} is at 0003_scored_listings_title; nothing to do", f"{path} is at 0003_scored_listings_title"],
-        [f"{path} is at 0003_scored_listings_title"] * 2,
+        [f"{path} is at 0004_import_model_stats", f"{path} is at 0004_import_model_stats; nothing to do"],
+        [f"{path} is at 0004_import_model_stats; nothing to do", f"{path} is at 0004_import_model_stats"],
+        [f"{path} is at 0004_import_model_stats"] * 2,
     )
     conn = sqlite3.connect(path)
-    assert conn.execute("SELECT id FROM glyph_migrations ORDER BY id").fetchall() == [("0001",), ("0002",), ("0003",)]
+    assert conn.execute("SELECT id FROM glyph_migrations ORDER BY id").fetchall() == [("0001",), ("0002",), ("0003",), ("0004",)]

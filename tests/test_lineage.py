@@ -1,6 +1,7 @@
 import datetime
 import hashlib
 import sqlite3
+from pathlib import Path
 
 import pytest
 
@@ -572,3 +573,50 @@ def test_rollback_that_fails_around_the_rebuild_leaves_everything_as_it_was(mark
         lineage.rollback_import(market, big_batch)
     assert (database_checksum(market), schema(market)) == (before, before_schema)
     assert market.execute("PRAGMA integrity_check").fetchall() == [("ok",)]
+
+
+# Per-model summaries: kept by the importer, recomputed from rows by summarise_import, removed by rollback
+
+SAMPLE = Path(__file__).parent.parent / "sample" / "scored_sample.csv"
+
+
+def _rounded(models):
+    return [{k: round(v, 9) if isinstance(v, float) else v for k, v in m.items()} for m in models]
+
+
+def test_the_summary_the_importer_keeps_is_the_one_its_rows_give(conn, tmp_path):
+    rows = list(iter_first_snapshot(600, seed=3))
+    write_csv(rows, tmp_path / "market.csv")
+    import_id = import_csv(conn, tmp_path / "market.csv").import_id
+    kept = lineage.model_summary(conn, import_id)
+    lineage.summarise_import(conn, import_id)
+    assert _rounded(kept) == _rounded(lineage.model_summary(conn, import_id))
+    assert sum(m["row_count"] for m in kept) == len(rows)
+
+
+def test_summary_of_the_sample_by_hand(conn):
+    import_id = import_csv(conn, SAMPLE).import_id
+    h100 = [m for m in lineage.model_summary(conn, import_id) if m["canonical_model"] == "H100_SXM5_80GB"]
+    prices = sorted(
+        p for (p,) in conn.execute("SELECT price FROM scored_listings WHERE canonical_model = 'H100_SXM5_80GB'")
+    )
+    scores = [s for (s,) in conn.execute("SELECT score FROM scored_listings WHERE canonical_model = 'H100_SXM5_80GB'")]
+    assert _rounded(h100) == _rounded(
+        [
+            {
+                "canonical_model": "H100_SXM5_80GB",
+                "row_count": 5,
+                "min_price": prices[0],
+                "median_price": prices[2],
+                "max_price": prices[4],
+                "mean_score": sum(scores) / 5,
+            }
+        ]
+    )
+
+
+def test_rollback_removes_the_batch_summary(conn):
+    import_id = import_csv(conn, SAMPLE).import_id
+    lineage.rollback_import(conn, import_id, actor="ops")
+    assert lineage.get_import(conn, import_id)["models"] == []
+    assert conn.execute("SELECT COUNT(*) FROM import_model_stats").fetchone()[0] == 0

@@ -8,7 +8,7 @@ import pytest
 import yaml
 from datasette_test import Datasette, actor_cookie
 
-from datasette_glyph import pages
+from datasette_glyph import lineage, pages
 
 OPERATOR = {"id": "operator"}  # granted glyph-import by the plugin config below
 READER = {"id": "reader"}
@@ -40,6 +40,7 @@ def add_batch(conn, import_id, imported_at, rows=(), **fields):
             " VALUES (?, ?, 80, 350, ?, ?, ?)",
             [model, price, score, import_id, index],
         )
+    lineage.summarise_import(conn, import_id)
 
 
 @pytest.fixture
