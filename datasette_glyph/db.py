@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import sqlite3
+import time
 from pathlib import Path
 from typing import Iterator, Union
 
@@ -28,8 +29,19 @@ def enable_wal(conn: sqlite3.Connection) -> None:
     if conn.in_transaction:
         return
     mode = conn.execute("PRAGMA journal_mode").fetchone()[0]
-    if mode not in ("wal", "memory"):
-        conn.execute("PRAGMA journal_mode = wal")
+    if mode in ("wal", "memory"):
+        return
+    # Changing the journal mode needs the file to itself, and SQLite answers "locked" at once rather than
+    # waiting through busy_timeout when another connection is using it (two commands started together).
+    deadline = time.monotonic() + BUSY_TIMEOUT_MS / 1000
+    while True:
+        try:
+            conn.execute("PRAGMA journal_mode = wal")
+            return
+        except sqlite3.OperationalError as e:
+            if "locked" not in str(e) or time.monotonic() > deadline:
+                raise
+            time.sleep(0.05)
 
 
 @contextlib.contextmanager
