@@ -28,7 +28,7 @@ CREATE TABLE import_batches (
     error TEXT, -- why a failed batch failed
     rolled_back_at TIMESTAMP,
     rolled_back_by TEXT, -- actor id, or the command line user
-    label TEXT GENERATED ALWAYS AS (COALESCE(filename, description, import_id) || ' · ' || imported_at) VIRTUAL -- how Datasette names the batch in links and facets
+    label TEXT GENERATED ALWAYS AS (COALESCE(filename, description, import_id) || ' · ' || substr(imported_at, 1, 19)) VIRTUAL -- how Datasette names the batch in links and facets
 );
 INSERT INTO import_batches (id, import_id, imported_at, source, record_count, description, status)
 SELECT id, import_id, imported_at, source, record_count, description, 'complete' FROM _glyph_old_import_batches;
