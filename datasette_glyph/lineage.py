@@ -46,8 +46,8 @@ WHERE import_id = :import_id
 ORDER BY canonical_model
 """
 
-# The same summary computed from a batch's rows, for rows written other than by the importer (which keeps
-# the summary as it writes, without reading the rows back). Migration 0004 runs it for every batch.
+# A batch's per-model summary computed from its rows: the importer runs it in the import's transaction,
+# summarise_import for rows written by other means; migration 0004 did the same for every batch.
 SUMMARISE_IMPORT_SQL = """
 INSERT OR REPLACE INTO import_model_stats
     (import_id, canonical_model, row_count, min_price, median_price, max_price, mean_score)

@@ -575,7 +575,7 @@ def test_rollback_that_fails_around_the_rebuild_leaves_everything_as_it_was(mark
     assert market.execute("PRAGMA integrity_check").fetchall() == [("ok",)]
 
 
-# Per-model summaries: kept by the importer, recomputed from rows by summarise_import, removed by rollback
+# Per-model summaries: written by the import, recomputed from rows by summarise_import, removed by rollback
 
 SAMPLE = Path(__file__).parent.parent / "sample" / "scored_sample.csv"
 
@@ -584,7 +584,7 @@ def _rounded(models):
     return [{k: round(v, 9) if isinstance(v, float) else v for k, v in m.items()} for m in models]
 
 
-def test_the_summary_the_importer_keeps_is_the_one_its_rows_give(conn, tmp_path):
+def test_an_import_keeps_the_summary_its_rows_give(conn, tmp_path):
     rows = list(iter_first_snapshot(600, seed=3))
     write_csv(rows, tmp_path / "market.csv")
     import_id = import_csv(conn, tmp_path / "market.csv").import_id
