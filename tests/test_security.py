@@ -279,9 +279,12 @@ SQL_INTERPOLATIONS_REVIEWED = {
     ("importer.py", "''.join((n + ', ' for n in names))"),
     ("importer.py", "''.join(('?, ' for _ in names))"),
     ("importer.py", "IMPORT_CACHE_KIB"),
+    ("importer.py", "SUMMARY_CACHE_KIB"),
     ("importer.py", "int(self.cache_size)"),
     # lineage.py, listings.py: fixed column lists; WHERE clauses are constant texts with :named parameters
     ("lineage.py", "', '.join(BATCH_COLUMNS)"),
+    ("lineage.py", "ROLLBACK_CACHE_KIB"),  # a constant
+    ("lineage.py", "int(cache_size)"),  # read back from PRAGMA cache_size
     ("lineage.py", "', '.join(('p.' + c for c in BATCH_COLUMNS))"),
     ("listings.py", "', '.join(FIELDS)"),
     ("listings.py", "' AND '.join(where)"),
