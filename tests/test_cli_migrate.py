@@ -16,6 +16,8 @@ from .conftest import build_legacy_database
 
 APPLIED_AT = "2025-01-02T03:04:05+00:00"
 DESCRIPTIONS = {m.id: m.description for m in migrate.load_migrations()}
+# --status lines up its columns on the longest migration name
+WIDTH = max(len(m.label) for m in migrate.load_migrations())
 SQL = {(m.id, "up"): m.up_sql.rstrip("\n") for m in migrate.load_migrations()}
 SQL.update({(m.id, "down"): m.down_sql.rstrip("\n") for m in migrate.load_migrations()})
 
@@ -47,7 +49,7 @@ def status_lines(rows):
     """The listing part of --status: (label, state, applied_at) per migration, each with its description."""
     lines = []
     for label, state, applied_at in rows:
-        lines.append(f"  {label:<26}  {state:<7}  {applied_at}".rstrip())
+        lines.append(f"  {label:<{WIDTH}}  {state:<7}  {applied_at}".rstrip())
         lines.append(f"      {DESCRIPTIONS[label[:4]]}")
     return "\n".join(lines) + "\n"
 
@@ -60,10 +62,11 @@ def test_migrate_a_new_database_then_again(path):
         "Applied 0002_import_lineage (0.50s)\n"
         "Applied 0003_scored_listings_title (0.50s)\n"
         "Applied 0004_import_model_stats (0.50s)\n"
-        f"{path} is at 0004_import_model_stats\n",
+        "Applied 0005_scored_listings_condition_index (0.50s)\n"
+        f"{path} is at 0005_scored_listings_condition_index\n",
     )
     second = run(path)
-    assert (second.exit_code, second.output) == (0, f"{path} is at 0004_import_model_stats; nothing to do\n")
+    assert (second.exit_code, second.output) == (0, f"{path} is at 0005_scored_listings_condition_index; nothing to do\n")
 
 
 def test_migrate_a_legacy_database(path):
@@ -75,7 +78,8 @@ def test_migrate_a_legacy_database(path):
         "Applied 0002_import_lineage (0.50s)\n"
         "Applied 0003_scored_listings_title (0.50s)\n"
         "Applied 0004_import_model_stats (0.50s)\n"
-        f"{path} is at 0004_import_model_stats\n",
+        "Applied 0005_scored_listings_condition_index (0.50s)\n"
+        f"{path} is at 0005_scored_listings_condition_index\n",
     )
 
 
@@ -118,13 +122,14 @@ def test_status_of_an_empty_database(path):
     result = run(path, "--status")
     assert (result.exit_code, result.output) == (
         0,
-        f"{path}: at 0 (no migration applied), 4 pending\n\n"
+        f"{path}: at 0 (no migration applied), 5 pending\n\n"
         + status_lines(
             [
                 ("0001_inherited_schema", "pending", ""),
                 ("0002_import_lineage", "pending", ""),
                 ("0003_scored_listings_title", "pending", ""),
                 ("0004_import_model_stats", "pending", ""),
+                ("0005_scored_listings_condition_index", "pending", ""),
             ]
         ),
     )
@@ -135,13 +140,14 @@ def test_status_part_way(path):
     result = run(path, "--status")
     assert (result.exit_code, result.output) == (
         0,
-        f"{path}: at 0002_import_lineage, 2 pending\n\n"
+        f"{path}: at 0002_import_lineage, 3 pending\n\n"
         + status_lines(
             [
                 ("0001_inherited_schema", "applied", APPLIED_AT),
                 ("0002_import_lineage", "applied", APPLIED_AT),
                 ("0003_scored_listings_title", "pending", ""),
                 ("0004_import_model_stats", "pending", ""),
+                ("0005_scored_listings_condition_index", "pending", ""),
             ]
         ),
     )
@@ -152,13 +158,14 @@ def test_status_up_to_date(path):
     result = run(path, "--status")
     assert (result.exit_code, result.output) == (
         0,
-        f"{path}: at 0004_import_model_stats, up to date\n\n"
+        f"{path}: at 0005_scored_listings_condition_index, up to date\n\n"
         + status_lines(
             [
                 ("0001_inherited_schema", "applied", APPLIED_AT),
                 ("0002_import_lineage", "applied", APPLIED_AT),
                 ("0003_scored_listings_title", "applied", APPLIED_AT),
                 ("0004_import_model_stats", "applied", APPLIED_AT),
+                ("0005_scored_listings_condition_index", "applied", APPLIED_AT),
             ]
         ),
     )
@@ -169,13 +176,14 @@ def test_status_of_a_legacy_database(path):
     result = run(path, "--status")
     assert (result.exit_code, result.output) == (
         0,
-        f"{path}: at 0001_inherited_schema (made by the old store; glyph-migrate adopts it), 3 pending\n\n"
+        f"{path}: at 0001_inherited_schema (made by the old store; glyph-migrate adopts it), 4 pending\n\n"
         + status_lines(
             [
                 ("0001_inherited_schema", "applied", "by the old store"),
                 ("0002_import_lineage", "pending", ""),
                 ("0003_scored_listings_title", "pending", ""),
                 ("0004_import_model_stats", "pending", ""),
+                ("0005_scored_listings_condition_index", "pending", ""),
             ]
         ),
     )
@@ -195,16 +203,17 @@ def test_status_shows_drift_and_unknown_migrations(path):
         0,
         f"{path}: at 0009, up to date\n\n"
         + status_lines([("0001_inherited_schema", "applied", APPLIED_AT)])
-        + f"  0002_import_lineage         changed  {APPLIED_AT}\n"
+        + f"  {'0002_import_lineage':<{WIDTH}}  changed  {APPLIED_AT}\n"
         f"      {DESCRIPTIONS['0002']}\n"
         "      ! the up script has changed since it was applied (checksum drift)\n"
         + status_lines(
             [
                 ("0003_scored_listings_title", "applied", APPLIED_AT),
                 ("0004_import_model_stats", "applied", APPLIED_AT),
+                ("0005_scored_listings_condition_index", "applied", APPLIED_AT),
             ]
         )
-        + "  0009                        unknown  2030-01-01T00:00:00+00:00\n"
+        + f"  {'0009':<{WIDTH}}  unknown  2030-01-01T00:00:00+00:00\n"
         "      applied to this database, but not one of this version's migrations\n",
     )
 
@@ -222,11 +231,12 @@ def test_dry_run_on_a_legacy_database_prints_the_sql_and_changes_nothing(path):
     result = run(path, "--dry-run")
     assert (result.exit_code, result.output) == (
         0,
-        f"-- Dry run for {path}: 3 steps from 0001_inherited_schema to 0004_import_model_stats. "
+        f"-- Dry run for {path}: 4 steps from 0001_inherited_schema to 0005_scored_listings_condition_index. "
         "Nothing was changed.\n" + DRY_RUN_NOTE + "\n"
-        f"-- Step 1 of 3: 0002_import_lineage (up)\n{SQL['0002', 'up']}\n\n"
-        f"-- Step 2 of 3: 0003_scored_listings_title (up)\n{SQL['0003', 'up']}\n\n"
-        f"-- Step 3 of 3: 0004_import_model_stats (up)\n{SQL['0004', 'up']}\n",
+        f"-- Step 1 of 4: 0002_import_lineage (up)\n{SQL['0002', 'up']}\n\n"
+        f"-- Step 2 of 4: 0003_scored_listings_title (up)\n{SQL['0003', 'up']}\n\n"
+        f"-- Step 3 of 4: 0004_import_model_stats (up)\n{SQL['0004', 'up']}\n\n"
+        f"-- Step 4 of 4: 0005_scored_listings_condition_index (up)\n{SQL['0005', 'up']}\n",
     )
     assert [open(f, "rb").read() if os.path.exists(f) else None for f in files] == before
 
@@ -263,7 +273,7 @@ def test_dry_run_with_nothing_to_do(path):
     result = run(path, "--dry-run")
     assert (result.exit_code, result.output) == (
         0,
-        f"-- Dry run for {path}: at 0004_import_model_stats, nothing to do.\n",
+        f"-- Dry run for {path}: at 0005_scored_listings_condition_index, nothing to do.\n",
     )
 
 
@@ -277,9 +287,9 @@ STATUS_ONLY = "Error: --status only reports; use it without --to, --rollback or 
         ("0003", ["--status", "--to", "1"], 2, STATUS_ONLY),
         ("0003", ["--status", "--dry-run"], 2, STATUS_ONLY),
         ("0003", ["--rollback", "0"], 2, "Error: Invalid value for '--rollback': 0 is not in the range x>=1."),
-        ("0003", ["--to", "9"], 1, "Error: Unknown target migration '9'; known: 0001, 0002, 0003, 0004"),
+        ("0003", ["--to", "9"], 1, "Error: Unknown target migration '9'; known: 0001, 0002, 0003, 0004, 0005"),
         ("0003", ["--rollback", "4"], 1, "Error: Cannot roll back 4: only 3 migration(s) applied"),
-        ("0003", ["--dry-run", "--to", "x"], 1, "Error: Unknown target migration 'x'; known: 0001, 0002, 0003, 0004"),
+        ("0003", ["--dry-run", "--to", "x"], 1, "Error: Unknown target migration 'x'; known: 0001, 0002, 0003, 0004, 0005"),
         (None, ["--status"], 1, "Error: {path} does not exist"),
         (None, ["--dry-run"], 1, "Error: {path} does not exist"),
         ("not a database", [], 1, "Error: {path}: file is not a database"),
@@ -363,11 +373,17 @@ def test_two_glyph_migrate_commands_at_once(tmp_path):
     outputs = [r.communicate(timeout=60) for r in runs]
     assert [(r.returncode, err) for r, (_, err) in zip(runs, outputs)] == [(0, ""), (0, "")]
     applied = sorted(line.split()[1] for out, _ in outputs for line in out.splitlines() if line.startswith("Applied"))
-    assert applied == ["0001_inherited_schema", "0002_import_lineage", "0003_scored_listings_title", "0004_import_model_stats"]
+    assert applied == [
+        "0001_inherited_schema",
+        "0002_import_lineage",
+        "0003_scored_listings_title",
+        "0004_import_model_stats",
+        "0005_scored_listings_condition_index",
+    ]
     assert [out.splitlines()[-1] for out, _ in outputs] in (
-        [f"{path} is at 0004_import_model_stats", f"{path} is at 0004_import_model_stats; nothing to do"],
-        [f"{path} is at 0004_import_model_stats; nothing to do", f"{path} is at 0004_import_model_stats"],
-        [f"{path} is at 0004_import_model_stats"] * 2,
+        [f"{path} is at 0005_scored_listings_condition_index", f"{path} is at 0005_scored_listings_condition_index; nothing to do"],
+        [f"{path} is at 0005_scored_listings_condition_index; nothing to do", f"{path} is at 0005_scored_listings_condition_index"],
+        [f"{path} is at 0005_scored_listings_condition_index"] * 2,
     )
     conn = sqlite3.connect(path)
-    assert conn.execute("SELECT id FROM glyph_migrations ORDER BY id").fetchall() == [("0001",), ("0002",), ("0003",), ("0004",)]
+    assert conn.execute("SELECT id FROM glyph_migrations ORDER BY id").fetchall() == [("0001",), ("0002",), ("0003",), ("0004",), ("0005",)]

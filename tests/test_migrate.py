@@ -170,13 +170,17 @@ def test_migrations_are_numbered_pairs_described_by_their_first_comment():
             "0004_import_model_stats",
             "Per-model price summary of every batch, kept by the import, so batch pages and diffs read a few rows",
         ),
+        (
+            "0005_scored_listings_condition_index",
+            "Index scored_listings.condition, so its facet on the table page does not scan every row",
+        ),
     ]
 
 
 @pytest.mark.parametrize(
     "changes,message",
     [
-        ({"0005_extra.up.sql": "-- no pair\nSELECT 1;\n"}, "Migration 0005_extra has no down script"),
+        ({"0006_extra.up.sql": "-- no pair\nSELECT 1;\n"}, "Migration 0006_extra has no down script"),
         ({"0003_scored_listings_title.up.sql": None}, "Migration 0003_scored_listings_title has no up script"),
         ({"0003_Title.up.sql": "SELECT 1;"}, "Unexpected file in migrations: 0003_Title.up.sql"),
         ({"README.sql": "SELECT 1;"}, "Unexpected file in migrations: README.sql"),
@@ -236,16 +240,18 @@ def test_legacy_database_is_recognised_at_0001_and_adopted_by_the_first_run(tmp_
         ("0002", None),
         ("0003", None),
         ("0004", None),
+        ("0005", None),
     ]
     steps = migrate.migrate(conn)
-    assert [(s.migration.id, s.direction) for s in steps] == [("0002", "up"), ("0003", "up"), ("0004", "up")]
+    assert [(s.migration.id, s.direction) for s in steps] == [("0002", "up"), ("0003", "up"), ("0004", "up"), ("0005", "up")]
     assert [r[:2] for r in conn.execute("SELECT id, name FROM glyph_migrations ORDER BY id")] == [
         ("0001", "inherited_schema"),
         ("0002", "import_lineage"),
         ("0003", "scored_listings_title"),
         ("0004", "import_model_stats"),
+        ("0005", "scored_listings_condition_index"),
     ]
-    assert (migrate.is_legacy(conn), migrate.is_managed(conn), version(conn)) == (False, True, "0004")
+    assert (migrate.is_legacy(conn), migrate.is_managed(conn), version(conn)) == (False, True, "0005")
 
 
 def test_legacy_database_migrated_forward_keeps_and_tags_every_row(tmp_path):
@@ -332,11 +338,11 @@ def test_up_down_and_up_again_from_the_legacy_database(tmp_path):
     assert snapshot(conn) == newest
 
 
-@pytest.mark.parametrize("migration_id", ["0002", "0003", "0004"])
+@pytest.mark.parametrize("migration_id", ["0002", "0003", "0004", "0005"])
 def test_each_migration_round_trips_on_a_database_holding_data(tmp_path, migration_id):
     conn = legacy_database(tmp_path / "legacy.db")
     before = {"0001": snapshot(conn)}
-    for target in ["0002", "0003", "0004"]:
+    for target in ["0002", "0003", "0004", "0005"]:
         migrate.migrate(conn, target=target)
         before[target] = snapshot(conn)
     migrate.migrate(conn, target=migration_id)
@@ -500,6 +506,7 @@ def test_checksum_drift_is_refused_and_nothing_changes(tmp_path, conn):
         ("0002", True),
         ("0003", False),
         ("0004", False),
+        ("0005", False),
     ]
     for kwargs in [{}, {"target": "0001"}, {"rollback": 1}]:
         with pytest.raises(migrate.MigrationError) as e:
@@ -508,18 +515,18 @@ def test_checksum_drift_is_refused_and_nothing_changes(tmp_path, conn):
             "Checksum drift: 0002_import_lineage.up.sql changed after it was applied to this database. "
             "Restore the file as it was (a change to the schema needs a new migration), then run again."
         )
-    assert (snapshot(conn), version(conn)) == (before, "0004")
+    assert (snapshot(conn), version(conn)) == (before, "0005")
 
 
 BROKEN_UP = """-- Fails at its third statement
-CREATE TABLE made_by_0005 (id INTEGER PRIMARY KEY);
-INSERT INTO made_by_0005 (id) VALUES (1);
+CREATE TABLE made_by_0006 (id INTEGER PRIMARY KEY);
+INSERT INTO made_by_0006 (id) VALUES (1);
 
 INSERT INTO no_such_table (id) VALUES (1);
 """
-WORKING_UP = "-- Works\nCREATE TABLE made_by_0005 (id INTEGER PRIMARY KEY);\n"
-WORKING_DOWN = "DROP TABLE made_by_0005;\n"
-BROKEN_DOWN = "DROP TABLE made_by_0005;\nDROP TABLE no_such_table;\n"
+WORKING_UP = "-- Works\nCREATE TABLE made_by_0006 (id INTEGER PRIMARY KEY);\n"
+WORKING_DOWN = "DROP TABLE made_by_0006;\n"
+BROKEN_DOWN = "DROP TABLE made_by_0006;\nDROP TABLE no_such_table;\n"
 
 
 @pytest.mark.parametrize(
@@ -528,27 +535,27 @@ BROKEN_DOWN = "DROP TABLE made_by_0005;\nDROP TABLE no_such_table;\n"
         (
             BROKEN_UP,
             WORKING_DOWN,
-            "0004",
+            "0005",
             None,
-            "Migration 0005_extra (up) failed at statement 3, line 5 of 0005_extra.up.sql: no such table: "
+            "Migration 0006_extra (up) failed at statement 3, line 5 of 0006_extra.up.sql: no such table: "
             "no_such_table\n    INSERT INTO no_such_table (id) VALUES (1);\n"
-            "Nothing of it was kept: the database is still at 0004.",
+            "Nothing of it was kept: the database is still at 0005.",
         ),
         (
             WORKING_UP,
             BROKEN_DOWN,
+            "0006",
             "0005",
-            "0004",
-            "Migration 0005_extra (down) failed at statement 2, line 2 of 0005_extra.down.sql: no such table: "
-            "no_such_table\n    DROP TABLE no_such_table;\nNothing of it was kept: the database is still at 0005.",
+            "Migration 0006_extra (down) failed at statement 2, line 2 of 0006_extra.down.sql: no such table: "
+            "no_such_table\n    DROP TABLE no_such_table;\nNothing of it was kept: the database is still at 0006.",
         ),
     ],
 )
 def test_failing_migration_leaves_the_previous_version_and_says_where(tmp_path, up, down, start, target, message):
-    files = migration_files(tmp_path, {"0005_extra.up.sql": up, "0005_extra.down.sql": down})
+    files = migration_files(tmp_path, {"0006_extra.up.sql": up, "0006_extra.down.sql": down})
     migrations = migrate.load_migrations(files=files)
     conn = legacy_database(tmp_path / "glyph.db")
-    if start == "0005":
+    if start == "0006":
         migrate.migrate(conn, migrations=migrations)
     else:
         migrate.migrate(conn)
@@ -563,10 +570,10 @@ def test_failure_part_way_keeps_the_steps_before_it(tmp_path):
     files = migration_files(
         tmp_path,
         {
-            "0005_works.up.sql": WORKING_UP,
-            "0005_works.down.sql": WORKING_DOWN,
-            "0006_fails.up.sql": "-- Fails\nSELECT * FROM no_such_table;\n",
-            "0006_fails.down.sql": "SELECT 1;\n",
+            "0006_works.up.sql": WORKING_UP,
+            "0006_works.down.sql": WORKING_DOWN,
+            "0007_fails.up.sql": "-- Fails\nSELECT * FROM no_such_table;\n",
+            "0007_fails.down.sql": "SELECT 1;\n",
         },
     )
     conn = legacy_database(tmp_path / "glyph.db")
@@ -574,11 +581,11 @@ def test_failure_part_way_keeps_the_steps_before_it(tmp_path):
     with pytest.raises(migrate.MigrationError) as e:
         migrate.migrate(conn, migrations=migrate.load_migrations(files=files), on_step=lambda s, _: applied.append(s))
     assert str(e.value) == (
-        "Migration 0006_fails (up) failed at statement 1, line 2 of 0006_fails.up.sql: no such table: no_such_table\n"
-        "    SELECT * FROM no_such_table;\nNothing of it was kept: the database is still at 0005."
+        "Migration 0007_fails (up) failed at statement 1, line 2 of 0007_fails.up.sql: no such table: no_such_table\n"
+        "    SELECT * FROM no_such_table;\nNothing of it was kept: the database is still at 0006."
     )
-    assert [s.migration.id for s in applied] == ["0002", "0003", "0004", "0005"]
-    assert version(conn) == "0005"
+    assert [s.migration.id for s in applied] == ["0002", "0003", "0004", "0005", "0006"]
+    assert version(conn) == "0006"
 
 
 def test_failing_lineage_migration_leaves_the_legacy_database_as_it_was(tmp_path):
@@ -599,25 +606,25 @@ def test_failing_lineage_migration_leaves_the_legacy_database_as_it_was(tmp_path
     assert (snapshot(conn), migrate.is_legacy(conn)) == (before, True)
     assert conn.execute("SELECT name FROM sqlite_temp_master").fetchall() == []
     migrate.migrate(conn)
-    assert version(conn) == "0004"
+    assert version(conn) == "0005"
 
 
 def test_migration_that_breaks_a_foreign_key_is_refused(tmp_path, conn):
     files = migration_files(
         tmp_path,
         {
-            "0005_orphan.up.sql": "-- Adds a listing of a model nobody recorded\n"
+            "0006_orphan.up.sql": "-- Adds a listing of a model nobody recorded\n"
             "INSERT INTO import_batches (import_id) VALUES ('batch-z');\n"
             "INSERT INTO scored_listings (id, canonical_model, price, vram_gb, tdp_watts, score, import_id, "
             "import_index) VALUES (7, 'NO_SUCH_MODEL', 1.0, 8, 75, 0.5, 'batch-z', 1);\n",
-            "0005_orphan.down.sql": "DELETE FROM scored_listings WHERE id = 7;\n",
+            "0006_orphan.down.sql": "DELETE FROM scored_listings WHERE id = 7;\n",
         },
     )
     with pytest.raises(migrate.MigrationError) as e:
         migrate.migrate(conn, migrations=migrate.load_migrations(files=files))
     assert str(e.value) == (
-        "Migration 0005_orphan (up) would break 1 foreign key(s); the first: scored_listings row 7 names a models "
-        "row that does not exist.\nNothing of it was kept: the database is still at 0004."
+        "Migration 0006_orphan (up) would break 1 foreign key(s); the first: scored_listings row 7 names a models "
+        "row that does not exist.\nNothing of it was kept: the database is still at 0005."
     )
     assert conn.execute("SELECT COUNT(*) FROM import_batches").fetchone()[0] == 0
 
@@ -625,15 +632,15 @@ def test_migration_that_breaks_a_foreign_key_is_refused(tmp_path, conn):
 @pytest.mark.parametrize(
     "start,kwargs,expected",
     [
-        (None, {}, [("0001", "up"), ("0002", "up"), ("0003", "up"), ("0004", "up")]),
-        ("0001", {}, [("0002", "up"), ("0003", "up"), ("0004", "up")]),
-        ("0004", {}, []),
+        (None, {}, [("0001", "up"), ("0002", "up"), ("0003", "up"), ("0004", "up"), ("0005", "up")]),
+        ("0001", {}, [("0002", "up"), ("0003", "up"), ("0004", "up"), ("0005", "up")]),
+        ("0005", {}, []),
         ("0001", {"target": "2"}, [("0002", "up")]),
         ("0001", {"target": "0002_import_lineage"}, [("0002", "up")]),
         ("0004", {"target": "0001"}, [("0004", "down"), ("0003", "down"), ("0002", "down")]),
         ("0004", {"target": "0"}, [("0004", "down"), ("0003", "down"), ("0002", "down"), ("0001", "down")]),
         ("0002", {"target": "0002"}, []),
-        ("0004", {"rollback": 1}, [("0004", "down")]),
+        ("0005", {"rollback": 1}, [("0005", "down")]),
         ("0004", {"rollback": 4}, [("0004", "down"), ("0003", "down"), ("0002", "down"), ("0001", "down")]),
         ("0002", {"rollback": 0}, []),
     ],
@@ -648,16 +655,16 @@ def test_plan(tmp_path, start, kwargs, expected):
 @pytest.mark.parametrize(
     "kwargs,message",
     [
-        ({"target": "0009"}, "Unknown target migration '0009'; known: 0001, 0002, 0003, 0004"),
-        ({"target": "lineage"}, "Unknown target migration 'lineage'; known: 0001, 0002, 0003, 0004"),
-        ({"rollback": 5}, "Cannot roll back 5: only 4 migration(s) applied"),
+        ({"target": "0009"}, "Unknown target migration '0009'; known: 0001, 0002, 0003, 0004, 0005"),
+        ({"target": "lineage"}, "Unknown target migration 'lineage'; known: 0001, 0002, 0003, 0004, 0005"),
+        ({"rollback": 6}, "Cannot roll back 6: only 5 migration(s) applied"),
         ({"rollback": -1}, "Cannot roll back a negative number of migrations"),
     ],
 )
 def test_plan_refuses_impossible_moves(conn, kwargs, message):
     with pytest.raises(migrate.MigrationError) as e:
         migrate.migrate(conn, **kwargs)
-    assert (str(e.value), version(conn)) == (message, "0004")
+    assert (str(e.value), version(conn)) == (message, "0005")
 
 
 def test_a_migration_from_a_newer_version_is_refused(conn):
@@ -685,9 +692,9 @@ def test_applied_at_is_recorded(tmp_path, monkeypatch):
 @pytest.mark.parametrize(
     "setup,expected_steps,expected_version",
     [
-        ("empty", ["0001", "0002", "0003", "0004"], "0004"),
-        ("managed at 0001", ["0002", "0003", "0004"], "0004"),
-        ("managed, newest", [], "0004"),
+        ("empty", ["0001", "0002", "0003", "0004", "0005"], "0005"),
+        ("managed at 0001", ["0002", "0003", "0004", "0005"], "0005"),
+        ("managed, newest", [], "0005"),
         ("legacy", None, "0001"),
         ("someone else's", None, None),
     ],
@@ -740,7 +747,7 @@ INSERT INTO slow_numbers SELECT n FROM c WHERE n % 1000 = 0;
 
 
 def test_two_processes_migrating_one_file_at_once_apply_each_migration_once(tmp_path):
-    files = migration_files(tmp_path, {"0005_slow.up.sql": SLOW_UP, "0005_slow.down.sql": "DROP TABLE slow_numbers;"})
+    files = migration_files(tmp_path, {"0006_slow.up.sql": SLOW_UP, "0006_slow.down.sql": "DROP TABLE slow_numbers;"})
     path = tmp_path / "glyph.db"
     start_at = time.time() + 1.5  # both interpreters are up by then, even on a busy machine
     runs = [
@@ -756,7 +763,7 @@ def test_two_processes_migrating_one_file_at_once_apply_each_migration_once(tmp_
     assert [(run.returncode, err) for run, (_, err) in zip(runs, outputs)] == [(0, ""), (0, "")]
     results = [json.loads(out) for out, _ in outputs]
     assert max(r["started"] for r in results) < min(r["finished"] for r in results)  # they did overlap
-    assert sorted(step for r in results for step in r["steps"]) == ["0001", "0002", "0003", "0004", "0005"]
+    assert sorted(step for r in results for step in r["steps"]) == ["0001", "0002", "0003", "0004", "0005", "0006"]
     conn = connect(path)
     assert [r[0] for r in conn.execute("SELECT id FROM glyph_migrations ORDER BY id")] == [
         "0001",
@@ -764,5 +771,6 @@ def test_two_processes_migrating_one_file_at_once_apply_each_migration_once(tmp_
         "0003",
         "0004",
         "0005",
+        "0006",
     ]
     assert conn.execute("SELECT COUNT(*) FROM slow_numbers").fetchone()[0] == 3000
