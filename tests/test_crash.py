@@ -335,6 +335,17 @@ def batch_fingerprint(conn: sqlite3.Connection, import_id: str) -> tuple:
     return count, digest.hexdigest()
 
 
+def batch_ids_by_table(conn: sqlite3.Connection) -> Dict[str, set]:
+    """The import_ids named in each table that has an import_id column (import_batches aside)."""
+    tables = [r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table' ORDER BY name")]
+    found = {}
+    for table in tables:
+        columns = {r[0] for r in conn.execute("SELECT name FROM pragma_table_info(?)", [table])}
+        if "import_id" in columns and table != "import_batches":
+            found[table] = {r[0] for r in conn.execute(f'SELECT DISTINCT import_id FROM "{table}"')}
+    return found
+
+
 def leftover_uploads(upload_dir: Path) -> List[str]:
     return sorted(p.name for p in upload_dir.iterdir() if p.name.startswith("glyph-upload"))
 
@@ -495,8 +506,9 @@ class ImportCrashHarness:
         conn = connect(self.db_path)
         try:
             present = {r[0] for r in conn.execute("SELECT DISTINCT import_id FROM scored_listings")}
-            # No row of an interrupted batch: only completed batches have rows
+            # No row of an interrupted batch: only completed batches have rows, in any table that names a batch
             assert present == set(self.completed)
+            assert {t: ids for t, ids in batch_ids_by_table(conn).items() if not ids <= set(self.completed)} == {}
             assert {i: batch_fingerprint(conn, i) for i in sorted(self.completed)} == self.completed
             records = conn.execute("SELECT import_id, status FROM import_batches").fetchall()
             assert {i for i, status in records if status == "complete"} == set(self.completed)
