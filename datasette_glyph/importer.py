@@ -137,17 +137,27 @@ class _Bad(Exception):
     """One value is invalid; the message completes 'Line N, column C: '."""
 
 
+# SQLite stores integers in 64 bits; a larger one cannot be written.
+INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
+
+
 def _int_value(value: str) -> int:
     try:
-        return int(value)
+        number = int(value)
     except ValueError:
         pass
+    else:
+        if not INT64_MIN <= number <= INT64_MAX:
+            raise _Bad(f"{_quote(value)} is too large for an integer column")
+        return number
     # A whole number written as a float ("24.0") is what pandas writes for an int column with gaps.
     try:
         number = float(value)
     except ValueError:
         number = math.nan
     if math.isfinite(number) and number.is_integer():
+        if not INT64_MIN <= number <= INT64_MAX:
+            raise _Bad(f"{_quote(value)} is too large for an integer column")
         return int(number)
     raise _Bad(f"{_quote(value)} is not an integer")
 
@@ -189,7 +199,10 @@ def _timestamp_value(value: str) -> str:
 
 
 def _fast_ints(values: Sequence[str]) -> list:
-    return list(map(int, values))
+    numbers = list(map(int, values))
+    if numbers and (min(numbers) < INT64_MIN or max(numbers) > INT64_MAX):
+        raise ValueError("out of range")
+    return numbers
 
 
 def _fast_reals(values: Sequence[str]) -> list:

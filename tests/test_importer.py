@@ -361,6 +361,23 @@ BAD_INPUTS = [
         [error(2, "vram_gb", "24GB", "Line 2, column vram_gb: '24GB' is not an integer")],
     ),
     (
+        "integer-beyond-64-bits",
+        data(HEADER, "A10,99999999999999999999999,0,False,150,1,0.5"),
+        [
+            error(
+                2,
+                "vram_gb",
+                "99999999999999999999999",
+                "Line 2, column vram_gb: '99999999999999999999999' is too large for an integer column",
+            )
+        ],
+    ),
+    (
+        "float-integer-beyond-64-bits",
+        data(HEADER, "A10,24,0,False,1e30,1,0.5"),
+        [error(2, "tdp_watts", "1e30", "Line 2, column tdp_watts: '1e30' is too large for an integer column")],
+    ),
+    (
         "fractional-integer",
         data(HEADER, "A10,24.5,0,False,150,1,0.5"),
         [error(2, "vram_gb", "24.5", "Line 2, column vram_gb: '24.5' is not an integer")],
