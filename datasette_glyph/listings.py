@@ -38,6 +38,10 @@ DEFAULT_LIMIT = 100
 MAX_LIMIT = 1000
 
 
+# SQLite's integers (LIMIT, OFFSET, bound values) are signed 64-bit; a larger one cannot even be bound.
+INT64_MAX = 2**63 - 1
+
+
 class InvalidParameter(ValueError):
     """A parameter's value is not acceptable (the API answers 422)."""
 
@@ -75,9 +79,13 @@ def parse_int(params: Mapping[str, str], name: str, default: int, minimum: int, 
         value = int(raw)
     except ValueError:
         raise InvalidParameter(name, raw, "must be an integer") from None
-    if value < minimum or (maximum is not None and value > maximum):
-        allowed = f"between {minimum} and {maximum}" if maximum is not None else f">= {minimum}"
-        raise InvalidParameter(name, raw, f"must be {allowed}")
+    if maximum is not None:
+        if not minimum <= value <= maximum:
+            raise InvalidParameter(name, raw, f"must be between {minimum} and {maximum}")
+    elif value < minimum:
+        raise InvalidParameter(name, raw, f"must be >= {minimum}")
+    elif value > INT64_MAX:
+        raise InvalidParameter(name, raw, f"must be at most {INT64_MAX}")
     return value
 
 
@@ -98,13 +106,21 @@ class ListingQuery:
         if min_price is not None and max_price is not None and min_price > max_price:
             raise ConflictingParameters(f"min_price ({min_price:g}) is greater than max_price ({max_price:g})")
         return cls(
-            model=params.get("model") or None,
+            model=_model(params),
             min_price=min_price,
             max_price=max_price,
             import_id=params.get("import_id") or None,
             limit=parse_int(params, "limit", DEFAULT_LIMIT, 1, MAX_LIMIT),
             offset=parse_int(params, "offset", 0, 0),
         )
+
+
+def _model(params: Mapping[str, str]) -> Optional[str]:
+    raw = params.get("model") or None
+    # SQLite's LIKE stops reading a pattern at a NUL, so "%00" would match every model
+    if raw is not None and "\x00" in raw:
+        raise InvalidParameter("model", raw, "must not contain a NUL character")
+    return raw
 
 
 def _like_pattern(term: str) -> str:

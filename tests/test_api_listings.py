@@ -178,6 +178,13 @@ async def test_each_listing_has_required_fields_and_non_null_optional_ones(ds):
         ("limit=1.5", 422, "limit: must be an integer (got '1.5')"),
         ("offset=-1", 422, "offset: must be >= 0 (got '-1')"),
         ("offset=x", 422, "offset: must be an integer (got 'x')"),
+        (
+            "offset=99999999999999999999",
+            422,
+            "offset: must be at most 9223372036854775807 (got '99999999999999999999')",
+        ),
+        ("model=%00", 422, "model: must not contain a NUL character (got '\\x00')"),
+        ("model=H100%00", 422, "model: must not contain a NUL character (got 'H100\\x00')"),
         ("min_price=-0.01", 422, "min_price: must be >= 0 (got '-0.01')"),
         ("min_price=cheap", 422, "min_price: must be a number (got 'cheap')"),
         ("max_price=-5", 422, "max_price: must be >= 0 (got '-5')"),
