@@ -16,14 +16,12 @@ settings, to show what the README's settings buy.
 from __future__ import annotations
 
 import argparse
-import http.client
 import os
 import re
 import shlex
 import statistics
 import sys
 import tempfile
-import time
 from pathlib import Path
 from urllib.parse import quote
 
@@ -31,7 +29,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
-from bench_api import build  # noqa: E402
+from bench_api import build, timed  # noqa: E402
 
 from datasette_glyph.db import connect  # noqa: E402
 from tests.server import readme_serve_options, start_server  # noqa: E402
@@ -48,17 +46,6 @@ QUERIES = [
 ]
 HTML_PAGES = {"table HTML with facets", "table HTML ?import_id= with facets"}
 TIMED_OUT = re.compile(r'<p class="facets-timed-out">These facets timed out: ([^<]*)</p>')
-
-
-def timed(conn: http.client.HTTPConnection, path: str):
-    started = time.perf_counter()
-    conn.request("GET", path)
-    response = conn.getresponse()
-    body = response.read()
-    elapsed = (time.perf_counter() - started) * 1000
-    if response.status != 200:
-        raise RuntimeError(f"{path} answered {response.status}: {body[:300]!r}")
-    return elapsed, body
 
 
 def measure(db_path: Path, serve_args: list, import_ids: list, requests: int, log_dir: Path) -> dict:
