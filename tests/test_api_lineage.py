@@ -12,19 +12,17 @@ from datasette_glyph.db import connect
 from .snapshots import insert_snapshot
 from .test_lineage import (
     A_ID,
-    A_ROWS,
     ADDED_U6,
     B_ID,
-    B_ROWS,
     BATCH_A,
     BATCH_B,
     BATCH_C,
     C_ID,
-    C_ROWS,
     CHANGED_U1,
     CHANGED_U5,
     REMOVED_U3,
     URL,
+    insert_market,
     point,
 )
 
@@ -35,9 +33,7 @@ BOB = {"id": "bob"}
 @pytest.fixture
 def market_path(db_path):
     conn = connect(db_path)
-    insert_snapshot(conn, A_ROWS, A_ID, "market", "2025-05-01 10:00:00", "a.csv")
-    insert_snapshot(conn, B_ROWS, B_ID, "market", "2025-05-02 10:00:00", "b.csv")
-    insert_snapshot(conn, C_ROWS, C_ID, "broker", "2025-05-03 10:00:00", "c.csv")
+    insert_market(conn)
     conn.close()
     return db_path
 

@@ -10,17 +10,14 @@ from datasette.cli import cli
 from datasette_glyph import lineage
 from datasette_glyph.db import connect
 
-from .snapshots import insert_snapshot
 from .test_api_lineage import DIFF_AB
-from .test_lineage import A_ID, A_ROWS, B_ID, B_ROWS, C_ID, C_ROWS, database_checksum
+from .test_lineage import A_ID, B_ID, C_ID, database_checksum, insert_market
 
 
 @pytest.fixture
 def market_path(db_path):
     conn = connect(db_path)
-    insert_snapshot(conn, A_ROWS, A_ID, "market", "2025-05-01 10:00:00", "a.csv")
-    insert_snapshot(conn, B_ROWS, B_ID, "market", "2025-05-02 10:00:00", "b.csv")
-    insert_snapshot(conn, C_ROWS, C_ID, "broker", "2025-05-03 10:00:00", "c.csv")
+    insert_market(conn)
     conn.close()
     return str(db_path)
 

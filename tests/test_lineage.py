@@ -56,12 +56,17 @@ BATCH_B = batch(B_ID, "2025-05-02 10:00:00", "market", "b.csv", 6)
 BATCH_C = batch(C_ID, "2025-05-03 10:00:00", "broker", "c.csv", 2)
 
 
-@pytest.fixture
-def market(conn):
-    """Imports A and B from source "market", then C from source "broker"."""
+def insert_market(conn):
+    """Store imports A and B from source "market", then C from source "broker" (the tests' hand-made market)."""
     insert_snapshot(conn, A_ROWS, A_ID, "market", "2025-05-01 10:00:00", "a.csv")
     insert_snapshot(conn, B_ROWS, B_ID, "market", "2025-05-02 10:00:00", "b.csv")
     insert_snapshot(conn, C_ROWS, C_ID, "broker", "2025-05-03 10:00:00", "c.csv")
+
+
+@pytest.fixture
+def market(conn):
+    """Imports A and B from source "market", then C from source "broker"."""
+    insert_market(conn)
     return conn
 
 
