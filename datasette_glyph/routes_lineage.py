@@ -16,7 +16,9 @@ from datasette.utils.asgi import BadRequest, Forbidden, NotFound, Response
 from . import lineage
 from .config import glyph_database, run_write
 from .listings import InvalidParameter, parse_int
+from .pages import usd
 from .permissions import can_rollback, can_view_table
+from .routes import _actor_id, _errors
 
 DIFF_PAGE_SIZE = 100
 MAX_DIFF_PAGE_SIZE = 1000
@@ -28,14 +30,6 @@ CHART_LEFT = 80  # room for the value labels
 CHART_RIGHT = 20
 CHART_TOP = 12
 CHART_BOTTOM = 30  # room for the first and last date
-
-
-def _errors(status: int, errors) -> Response:
-    return Response.json({"ok": False, "errors": list(errors)}, status=status)
-
-
-def _actor_id(actor) -> Optional[str]:
-    return actor.get("id") if actor else None
 
 
 async def _cannot_view(datasette, actor, database: str, tables) -> Optional[str]:
@@ -209,11 +203,6 @@ async def history_page(request, datasette):
         "form_action": datasette.urls.path("/-/glyph/history"),
     }
     return Response.html(await datasette.render_template("glyph_history.html", context, request=request))
-
-
-def usd(value) -> str:
-    """``$12,345.67``."""
-    return "" if value is None else f"${value:,.2f}"
 
 
 def _score(value) -> str:
