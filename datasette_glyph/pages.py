@@ -15,6 +15,7 @@ from markupsafe import Markup, escape
 
 from . import lineage
 from .config import glyph_database, plugin_config
+from .formats import usd
 from .permissions import can_import, can_view_table
 
 IMPORTS_PER_PAGE = 50
@@ -250,13 +251,6 @@ def nice_ticks(maximum: float, count: int = 5) -> list:
     step = next(m * magnitude for m in (1, 2, 5, 10) if m * magnitude >= raw_step)
     steps = math.ceil(maximum / step - 1e-9)
     return [round(i * step, 10) for i in range(steps + 1)]
-
-
-def usd(value, cents: bool = True) -> str:
-    """``$12,345.67`` (or ``$12,346`` without cents)."""
-    if value is None:
-        return ""
-    return f"${value:,.2f}" if cents else f"${value:,.0f}"
 
 
 def _page_number(value) -> int:
