@@ -13,6 +13,7 @@ from urllib.parse import quote, urlencode
 
 from datasette.utils.asgi import Response
 
+from .config import plugin_config, read_only
 from .formats import with_utc_z
 
 
@@ -77,3 +78,19 @@ def diff_next_path(diff, a: str, b: str) -> Optional[str]:
         return None
     return with_query(diff_path("/api", a, b), kind=diff.kind, limit=diff.limit, offset=diff.next_offset)
 
+
+def read_only_message(datasette) -> str:
+    """Why a write is refused on a read-only server, naming the primary when one is configured."""
+    primary = plugin_config(datasette)["primary_url"]
+    if primary:
+        return f"This server is read-only; send imports and rollbacks to {primary}"
+    return "This server is read-only (a replica or an immutable database); send imports and rollbacks to the primary"
+
+
+def refuse_if_read_only(datasette) -> Optional[Response]:
+    """503 for a writing request on a read-only server (nothing is attempted), else None."""
+    if not read_only(datasette):
+        return None
+    return errors_response(
+        503, [read_only_message(datasette)], primary_url=plugin_config(datasette)["primary_url"]
+    )

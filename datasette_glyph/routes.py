@@ -20,7 +20,7 @@ from .formats import utc_z
 from .importer import ImportFailed, import_csv, import_records
 from .listings import ConflictingParameters, InvalidParameter, ListingQuery, find_listings, parse_int
 from .permissions import can_import, can_rollback, can_view_table
-from .responses import actor_id, error, errors_response, method_not_allowed, ok_response, who
+from .responses import actor_id, error, errors_response, method_not_allowed, ok_response, refuse_if_read_only, who
 
 IMPORT_PATH = "/api/import"
 IMPORTS_PAGE_SIZE = 50
@@ -85,6 +85,9 @@ async def import_view(request, datasette):
     ``description``), or a JSON array of listing objects. Answers with the import result."""
     if request.method != "POST":
         return method_not_allowed(request, "POST")
+    refused = refuse_if_read_only(datasette)
+    if refused:
+        return refused
     actor = request.actor
     if not await can_import(datasette, actor):
         return errors_response(403, [f"{who(actor)} may not import: the glyph-import permission is required"])
@@ -219,6 +222,9 @@ async def rollback_view(request, datasette):
 
     Needs the glyph-rollback permission. 404 for an unknown import, 409 for one already rolled back.
     """
+    refused = refuse_if_read_only(datasette)
+    if refused:
+        return refused
     actor = request.actor
     if not await can_rollback(datasette, actor):
         return errors_response(
