@@ -6,7 +6,7 @@ from datasette import hookimpl
 from datasette.utils import StartupError
 
 from . import cli as glyph_cli
-from . import migrate, pages, permissions, routes, routes_lineage
+from . import migrate, pages, permissions, responses, routes, routes_lineage
 from .config import glyph_database, plugin_config, read_only, run_write
 
 
@@ -17,8 +17,12 @@ def register_commands(cli):
 
 @hookimpl
 def register_routes():
-    # routes_lineage first: its paths are more specific than the batch detail route.
-    return routes_lineage.ROUTES + routes.ROUTES + pages.ROUTES
+    # routes_lineage first: its paths are more specific than the batch detail route. Every view is guarded: the
+    # JSON API answers 503 JSON, the pages Datasette's 503 page, when the database cannot serve them.
+    return [
+        (pattern, responses.json_api(view) if pattern.startswith("^/api/") else responses.html_page(view))
+        for pattern, view in routes_lineage.ROUTES + routes.ROUTES + pages.ROUTES
+    ]
 
 
 @hookimpl

@@ -18,7 +18,7 @@ from . import lineage
 from .config import glyph_database, plugin_config, read_only
 from .formats import usd
 from .permissions import can_import, can_view_table
-from .responses import read_only_message
+from .responses import diff_path, read_only_message, url_id
 
 IMPORTS_PER_PAGE = 50
 
@@ -101,7 +101,7 @@ async def import_detail_page(datasette, request):
     """``/-/glyph/imports/<import_id>``: the batch record, a per-model price summary and its chart."""
     db = glyph_database(datasette)
     await _ensure_can_view(datasette, request.actor, db.name)
-    import_id = request.url_vars["import_id"]
+    import_id = url_id(request, "import_id")
     previous_import = getattr(lineage, "previous_import", None)
 
     def read(conn):
@@ -130,7 +130,7 @@ async def import_detail_page(datasette, request):
         "batch_row_url": datasette.urls.table(db.name, "import_batches")
         + "?"
         + urlencode({"import_id": import_id, "_nosuggest": 1}),
-        "diff_url": (datasette.urls.path(f"/-/glyph/imports/{previous}/diff/{import_id}") if previous else None),
+        "diff_url": (datasette.urls.path(diff_path("/-/glyph", previous, import_id)) if previous else None),
     }
     return Response.html(await datasette.render_template("glyph_import_detail.html", context, request=request))
 
@@ -257,11 +257,18 @@ def nice_ticks(maximum: float, count: int = 5) -> list:
     return [round(i * step, 10) for i in range(steps + 1)]
 
 
+# Beyond this the page's offset would not fit SQLite's 64-bit integers; no database holds that many batches.
+MAX_PAGE = (2**63 - 1) // IMPORTS_PER_PAGE
+
+
 def _page_number(value) -> int:
+    """``?page=`` as a number from 1 to MAX_PAGE: ASCII digits only (``str.isdigit`` also takes ``²``)."""
     if value is None:
         return 1
-    if not value.isdigit() or int(value) < 1:
+    if not (value.isascii() and value.isdigit()) or int(value) < 1:
         raise BadRequest(f"page must be a whole number from 1 up, not {value!r}")
+    if int(value) > MAX_PAGE:
+        raise NotFound(f"There is no page {value} of imports")
     return int(value)
 
 

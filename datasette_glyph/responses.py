@@ -8,12 +8,18 @@ ISO 8601 UTC with ``Z``. ``GET /api/listings`` alone answers a bare array, for t
 
 from __future__ import annotations
 
+import json
+import re
+import sqlite3
+import sys
+import traceback
 from typing import Iterable, Optional, Union
-from urllib.parse import quote, urlencode
+from urllib.parse import quote, unquote, urlencode
 
 from datasette.utils.asgi import Response
+from datasette.views.base import DatasetteError
 
-from .config import plugin_config, read_only
+from .config import RETRY_AFTER_SECONDS, Unavailable, check_schema, glyph_database, plugin_config, read_only
 from .formats import with_utc_z
 
 
@@ -56,6 +62,12 @@ def who(actor) -> str:
     return f"Actor {actor_id(actor)!r}" if actor else "An anonymous request"
 
 
+def url_id(request, name: str) -> str:
+    """An import id from the URL, percent-decoded: Datasette routes on the raw path, so ``nightly%202024%2F05%2F01``
+    arrives as written (the id ``nightly 2024/05/01``)."""
+    return unquote(request.url_vars[name])
+
+
 def diff_path(prefix: str, a: str, b: str) -> str:
     """``<prefix>/imports/<a>/diff/<b>`` with each id escaped for a URL path."""
     return f"{prefix}/imports/{quote(a, safe='')}/diff/{quote(b, safe='')}"
@@ -94,3 +106,86 @@ def refuse_if_read_only(datasette) -> Optional[Response]:
     return errors_response(
         503, [read_only_message(datasette)], primary_url=plugin_config(datasette)["primary_url"]
     )
+
+
+def unavailable_response(e: Unavailable) -> Response:
+    """503 for an Unavailable: its message, ``Retry-After`` when waiting may help, and its extra keys."""
+    headers = {"Retry-After": str(e.retry_after)} if e.retry_after else None
+    return errors_response(503, [e.message], headers=headers, **e.extra)
+
+
+def _locked(e: Exception) -> bool:
+    return isinstance(e, sqlite3.OperationalError) and ("locked" in str(e) or "busy" in str(e))
+
+
+def json_api(view):
+    """Wrap an ``/api/*`` view: 503 JSON when the database is at the wrong schema version, busy or too slow;
+    a JSON 500 (with the traceback in the server's log) instead of an HTML page for anything unforeseen."""
+
+    async def guarded(request, datasette):
+        response = await answer(request, datasette)
+        return with_detail(response) if getattr(view, "legacy_detail", False) else response
+
+    async def answer(request, datasette):
+        try:
+            await check_schema(glyph_database(datasette))
+            return await view(request=request, datasette=datasette)
+        except Unavailable as e:
+            return unavailable_response(e)
+        except Exception as e:
+            if _locked(e):
+                return errors_response(
+                    503, [f"The database is busy ({e}); try again"], headers={"Retry-After": str(RETRY_AFTER_SECONDS)}
+                )
+            traceback.print_exc(file=sys.stderr)
+            return errors_response(500, [f"The server failed to answer: {type(e).__name__}; see the server's log"])
+
+    guarded.__name__ = guarded.__qualname__ = view.__name__
+    guarded.__doc__ = view.__doc__
+    return guarded
+
+
+def html_page(view):
+    """Wrap a ``/-/glyph/*`` page: Datasette's error page with status 503 and the same message as the API's when
+    the database is at the wrong schema version, busy, or a read was too slow."""
+
+    async def guarded(request, datasette):
+        try:
+            await check_schema(glyph_database(datasette))
+            return await view(request=request, datasette=datasette)
+        except Unavailable as e:
+            raise DatasetteError(e.message, title="Service unavailable", status=503) from None
+        except sqlite3.OperationalError as e:
+            if _locked(e):
+                raise DatasetteError(f"The database is busy ({e}); try again", status=503) from None
+            raise
+
+    guarded.__name__ = guarded.__qualname__ = view.__name__
+    guarded.__doc__ = view.__doc__
+    return guarded
+
+
+RECORD_RE = re.compile(r"^Record (\d+)(?:, column [^:]+)?:")
+
+
+def _loc(item: dict) -> list:
+    # The old store's FastAPI location of a bad value: the body, the record (0-based), the field. A JSON import's
+    # errors name the record (1-based) at the start of the message, and the field as ``column``.
+    match = RECORD_RE.match(item.get("message", ""))
+    if not match:
+        return ["body"]
+    return ["body", int(match.group(1)) - 1] + ([item["column"]] if item.get("column") else [])
+
+
+def with_detail(response: Response) -> Response:
+    """An error answer with the old store's ``detail`` added beside ``errors``: for a 422, a list of
+    ``{"loc", "msg"}`` objects; otherwise the message, a string. Successes are returned as they are."""
+    if response.status < 400:
+        return response
+    body = json.loads(response.body)
+    messages = [e["message"] for e in body.get("errors", [])]
+    if response.status == 422:
+        body["detail"] = [{"loc": _loc(e), "msg": e["message"], "type": "value_error"} for e in body["errors"]]
+    else:
+        body["detail"] = "; ".join(messages)
+    return Response.json(body, status=response.status, headers=response.headers)

@@ -1,6 +1,6 @@
 """JSON API views: import, listings and import batches.
 
-Each view checks permissions, parses the request, and calls the engine: writes through ``run_write`` on the
+Each view checks permissions, parses the request, and calls the engine: writes through ``run_guarded_write`` on the
 database's write thread, reads through ``db.execute_fn``. Answers follow ``responses``: ``{"ok": true, ...}``, or
 ``{"ok": false, "errors": [{"message": ...}], "more": N}``.
 """
@@ -10,19 +10,31 @@ from __future__ import annotations
 import json
 import secrets
 import sqlite3
+from typing import Optional
 from urllib.parse import urlencode
 
 from datasette.utils.asgi import Response
 
 from . import lineage, uploads
-from .config import glyph_database, plugin_config, run_write
+from .config import glyph_database, plugin_config, run_guarded_write
 from .formats import utc_z
 from .importer import ImportFailed, import_csv, import_records
 from .listings import ConflictingParameters, InvalidParameter, ListingQuery, find_listings, parse_int
 from .permissions import can_import, can_rollback, can_view_table
-from .responses import actor_id, error, errors_response, method_not_allowed, ok_response, refuse_if_read_only, who
+from .responses import (
+    actor_id,
+    error,
+    errors_response,
+    method_not_allowed,
+    ok_response,
+    refuse_if_read_only,
+    url_id,
+    who,
+)
 
 IMPORT_PATH = "/api/import"
+PERSIST_PATH = "/api/persist/listings"  # the old store's JSON import URL
+MAX_ERRORS = 50  # errors listed in a 422, as the importer lists them
 IMPORTS_PAGE_SIZE = 50
 MAX_IMPORTS_PAGE_SIZE = 500
 
@@ -43,7 +55,10 @@ def skip_csrf(datasette, scope) -> bool:
     or authenticate with ``Authorization: Bearer``. Datasette 1.0a checks Origin / Sec-Fetch-Site instead and
     never calls this hook.
     """
-    if scope.get("method") == "POST" and scope.get("path") == datasette.urls.path(IMPORT_PATH):
+    if scope.get("method") == "POST" and scope.get("path") in (
+        datasette.urls.path(IMPORT_PATH),
+        datasette.urls.path(PERSIST_PATH),
+    ):
         scope[CSRF_DEFERRED] = True
         return True
     return False
@@ -83,22 +98,12 @@ def _records_from_json(body: bytes) -> list:
 async def import_view(request, datasette):
     """``POST /api/import``: a CSV file as the multipart field ``file`` (optional fields ``source`` and
     ``description``), or a JSON array of listing objects. Answers with the import result."""
-    if request.method != "POST":
-        return method_not_allowed(request, "POST")
-    refused = refuse_if_read_only(datasette)
+    refused = await _import_refused(request, datasette)
     if refused:
         return refused
-    actor = request.actor
-    if not await can_import(datasette, actor):
-        return errors_response(403, [f"{who(actor)} may not import: the glyph-import permission is required"])
-    if not _csrf_ok(request):
-        return errors_response(
-            403,
-            ["CSRF check failed: send the ds_csrftoken cookie's value in an X-CSRFToken header"],
-        )
     config = plugin_config(datasette)
     db = glyph_database(datasette)
-    importer_id = actor_id(actor)
+    importer_id = actor_id(request.actor)
     media, _ = uploads.content_type(request.headers)
     try:
         if media == "multipart/form-data":
@@ -123,16 +128,7 @@ async def import_view(request, datasette):
 
                 return await _run_import(datasette, db, write)
         elif media == "application/json":
-            max_bytes = min(config["max_json_bytes"], config["max_upload_bytes"])
-            uploads.check_content_length(request.headers, max_bytes)
-            records = _records_from_json(await uploads.read_body(request.receive, max_bytes))
-            source = request.args.get("source") or None
-            description = request.args.get("description") or None
-
-            def write(conn):
-                return import_records(conn, records, source_name=source, description=description, actor=importer_id)
-
-            return await _run_import(datasette, db, write)
+            return await _import_json(request, datasette, config, db, importer_id)
         else:
             got = f"Content-Type {media!r}" if media else "no Content-Type"
             return errors_response(
@@ -143,9 +139,97 @@ async def import_view(request, datasette):
         return errors_response(e.status, [e.message])
 
 
+async def _import_refused(request, datasette) -> Optional[Response]:
+    """The refusal of an import request before its body is read (method, read-only server, permission, CSRF)."""
+    if request.method != "POST":
+        return method_not_allowed(request, "POST")
+    refused = refuse_if_read_only(datasette)
+    if refused:
+        return refused
+    actor = request.actor
+    if not await can_import(datasette, actor):
+        return errors_response(403, [f"{who(actor)} may not import: the glyph-import permission is required"])
+    if not _csrf_ok(request):
+        return errors_response(
+            403,
+            ["CSRF check failed: send the ds_csrftoken cookie's value in an X-CSRFToken header"],
+        )
+    return None
+
+
+async def _import_json(request, datasette, config, db, importer_id, prepare=None) -> Response:
+    """Import the JSON array in the request body; ``prepare(records)`` may check or reshape the records first."""
+    max_bytes = min(config["max_json_bytes"], config["max_upload_bytes"])
+    uploads.check_content_length(request.headers, max_bytes)
+    records = _records_from_json(await uploads.read_body(request.receive, max_bytes))
+    if prepare:
+        try:
+            records = prepare(records)
+        except ImportFailed as e:
+            return errors_response(422, e.errors, more=e.more)
+    source = request.args.get("source") or None
+    description = request.args.get("description") or None
+
+    def write(conn):
+        return import_records(conn, records, source_name=source, description=description, actor=importer_id)
+
+    return await _run_import(datasette, db, write)
+
+
+# The old store's import URL ------------------------------------------------------------------------------------
+
+LINEAGE_KEYS = ("import_id", "import_index")
+
+
+def _without_lineage(records: list) -> list:
+    """The records without ``import_id`` / ``import_index``, which the server assigns. Old clients send them as
+    null; a value is refused (422) rather than silently replaced, since the client meant something by it."""
+    errors = []
+    for number, record in enumerate(records, start=1):
+        if not isinstance(record, dict):
+            continue  # the importer names a record that is not an object
+        for key in LINEAGE_KEYS:
+            if record.get(key) is not None:
+                value = json.dumps(record[key])
+                errors.append(
+                    error(
+                        f"Record {number}, column {key}: lineage is assigned by the server; send null, not {value}",
+                        line=None,
+                        column=key,
+                        value=value,
+                    )
+                )
+    if errors:
+        raise ImportFailed(errors[:MAX_ERRORS], max(0, len(errors) - MAX_ERRORS))
+    return [{k: v for k, v in r.items() if k not in LINEAGE_KEYS} if isinstance(r, dict) else r for r in records]
+
+
+async def persist_view(request, datasette):
+    """``POST /api/persist/listings``: the old store's JSON import, a JSON array of listing DTOs with ``import_id``
+    and ``import_index`` null. Answers as ``POST /api/import`` does; errors also carry the old ``detail`` key."""
+    refused = await _import_refused(request, datasette)
+    if refused:
+        return refused
+    media, _ = uploads.content_type(request.headers)
+    if media != "application/json":
+        got = f"Content-Type {media!r}" if media else "no Content-Type"
+        return errors_response(400, [f"Send a JSON array of listing objects as application/json; got {got}"])
+    config = plugin_config(datasette)
+    try:
+        return await _import_json(
+            request, datasette, config, glyph_database(datasette), actor_id(request.actor), _without_lineage
+        )
+    except uploads.UploadError as e:
+        return errors_response(e.status, [e.message])
+
+
+# Marks the view whose errors also carry the old store's ``detail`` (see responses.with_detail).
+persist_view.legacy_detail = True
+
+
 async def _run_import(datasette, db, write) -> Response:
     try:
-        result = await run_write(db, write)
+        result = await run_guarded_write(datasette, db, write)
     except ImportFailed as e:
         return errors_response(422, e.errors, more=e.more)
     body = result.to_dict()
@@ -210,7 +294,7 @@ async def import_detail_view(request, datasette):
     db = glyph_database(datasette)
     if not await can_view_table(datasette, request.actor, db.name, "import_batches"):
         return errors_response(403, ["You may not view import_batches"])
-    import_id = request.url_vars["import_id"]
+    import_id = url_id(request, "import_id")
     batch = await db.execute_fn(lambda conn: lineage.get_import(conn, import_id))
     if batch is None:
         return errors_response(404, [f"No import with import_id {import_id!r}"])
@@ -230,10 +314,12 @@ async def rollback_view(request, datasette):
         return errors_response(
             403, [f"{who(actor)} may not roll back imports: the glyph-rollback permission is required"]
         )
-    import_id = request.url_vars["import_id"]
+    import_id = url_id(request, "import_id")
     db = glyph_database(datasette)
     try:
-        result = await run_write(db, lambda conn: lineage.rollback_import(conn, import_id, actor=actor_id(actor)))
+        result = await run_guarded_write(
+            datasette, db, lambda conn: lineage.rollback_import(conn, import_id, actor=actor_id(actor))
+        )
     except lineage.UnknownImport as e:
         return errors_response(404, [str(e)])
     except lineage.AlreadyRolledBack as e:
@@ -268,6 +354,7 @@ def on_startup(datasette) -> None:
 
 ROUTES = [
     (r"^/api/import$", import_view),
+    (r"^/api/persist/listings$", persist_view),
     (r"^/api/listings$", listings_view),
     (r"^/api/imports$", imports_view),
     (r"^/api/imports/(?P<import_id>[^/]+)$", import_detail_view),

@@ -1,7 +1,7 @@
 """Views that put lineage to use: diffs between imports and listing history.
 
 JSON under ``/api/...`` (in the style of ``responses``), pages under ``/-/glyph/...`` rendering ``glyph_diff.html``
-and ``glyph_history.html``. Reads go through ``db.execute_fn``; the work is done by ``lineage``. (Rollback, a
+and ``glyph_history.html``. Reads go through ``run_expensive_read``; the work is done by ``lineage``. (Rollback, a
 ``DELETE`` on a batch's URL, lives with the batch views in ``routes``.)
 """
 
@@ -13,11 +13,20 @@ from urllib.parse import quote, urlencode
 from datasette.utils.asgi import BadRequest, Forbidden, NotFound, Response
 
 from . import lineage
-from .config import glyph_database
+from .config import glyph_database, run_expensive_read
 from .formats import usd
 from .listings import InvalidParameter, parse_int
 from .permissions import can_view_table
-from .responses import diff_body, diff_next_path, diff_path, error, errors_response, method_not_allowed, ok_response
+from .responses import (
+    diff_body,
+    diff_next_path,
+    diff_path,
+    error,
+    errors_response,
+    method_not_allowed,
+    ok_response,
+    url_id,
+)
 
 DIFF_PAGE_SIZE = 100
 MAX_DIFF_PAGE_SIZE = 1000
@@ -69,13 +78,15 @@ async def diff_view(request, datasette):
     hidden = await _cannot_view(datasette, request.actor, db.name, ("import_batches", "scored_listings"))
     if hidden:
         return errors_response(403, [f"You may not view {hidden}"])
-    a, b = request.url_vars["a"], request.url_vars["b"]
+    a, b = url_id(request, "a"), url_id(request, "b")
     try:
         kind, limit, offset = _diff_params(request.args)
     except InvalidParameter as e:
         return errors_response(422, [error(str(e), parameter=e.parameter, value=e.value)])
     try:
-        diff = await db.execute_fn(lambda conn: lineage.diff_imports(conn, a, b, kind=kind, limit=limit, offset=offset))
+        diff = await run_expensive_read(
+            datasette, db, lambda conn: lineage.diff_imports(conn, a, b, kind=kind, limit=limit, offset=offset), "diff"
+        )
     except lineage.UnknownImport as e:
         return errors_response(404, [str(e)])
     next_path = diff_next_path(diff, a, b)
@@ -89,13 +100,15 @@ async def diff_page(request, datasette):
     hidden = await _cannot_view(datasette, request.actor, db.name, ("import_batches", "scored_listings"))
     if hidden:
         raise Forbidden(f"You may not view {db.name}/{hidden}")
-    a, b = request.url_vars["a"], request.url_vars["b"]
+    a, b = url_id(request, "a"), url_id(request, "b")
     try:
         kind, limit, offset = _diff_params(request.args)
     except InvalidParameter as e:
         raise BadRequest(str(e))
     try:
-        diff = await db.execute_fn(lambda conn: lineage.diff_imports(conn, a, b, kind=kind, limit=limit, offset=offset))
+        diff = await run_expensive_read(
+            datasette, db, lambda conn: lineage.diff_imports(conn, a, b, kind=kind, limit=limit, offset=offset), "diff"
+        )
     except lineage.UnknownImport as e:
         raise NotFound(str(e))
     data = diff.to_dict()
@@ -164,7 +177,7 @@ async def history_view(request, datasette):
     source_url = request.args.get("source_url")
     if not source_url:
         return errors_response(400, ["source_url is required, e.g. /api/listings/history?source_url=https://..."])
-    history = await db.execute_fn(lambda conn: lineage.listing_history(conn, source_url))
+    history = await run_expensive_read(datasette, db, lambda conn: lineage.listing_history(conn, source_url), "listing history")
     return ok_response({"source_url": source_url, "history": history})
 
 
@@ -176,7 +189,7 @@ async def history_page(request, datasette):
     if hidden:
         raise Forbidden(f"You may not view {db.name}/{hidden}")
     source_url = request.args.get("source_url") or ""
-    history = await db.execute_fn(lambda conn: lineage.listing_history(conn, source_url)) if source_url else []
+    history = await run_expensive_read(datasette, db, lambda conn: lineage.listing_history(conn, source_url), "listing history") if source_url else []
     previous = None
     for point in history:
         point["page_url"] = datasette.urls.path(f"/-/glyph/imports/{quote(point['import_id'], safe='')}")

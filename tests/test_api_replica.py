@@ -57,10 +57,11 @@ def market_path(db_path):
 
 
 def file_digest(path) -> str:
-    """SHA-256 of the database file and of its WAL, if any: a write of any kind would change one of them."""
+    """SHA-256 of the database file and of its WAL: a write of any kind would change one of them. (A reader may
+    create an empty WAL file; that is no write.)"""
     digest = hashlib.sha256(Path(path).read_bytes())
     wal = Path(str(path) + "-wal")
-    digest.update(wal.read_bytes() if wal.exists() else b"no wal")
+    digest.update(wal.read_bytes() if wal.exists() else b"")
     return digest.hexdigest()
 
 
