@@ -269,6 +269,7 @@ def test_user_text_is_shown_escaped(client, hostile_import, page, shown):
 SQL_INTERPOLATIONS_REVIEWED = {
     ("cli.py", "BUSY_TIMEOUT_MS"),  # a constant
     ("db.py", "BUSY_TIMEOUT_MS"),
+    ("config.py", "wait_ms"),  # int() of the plugin config's write_wait_ms
     ("db.py", "name"),  # savepoint names are chosen by the code (glyph, glyph_plan, glyph_import, ...)
     ("migrate.py", "int(foreign_keys)"),  # read back from PRAGMA foreign_keys
     # importer.py: column names come from the COLUMNS table (a header name is only used if it is a key there);
