@@ -30,6 +30,9 @@ from .responses import (
 
 DIFF_PAGE_SIZE = 100
 MAX_DIFF_PAGE_SIZE = 1000
+HISTORY_PAGE_SIZE = 100
+MAX_HISTORY_PAGE_SIZE = 1000
+HISTORY_PAGE_POINTS = 1000
 
 # Geometry of a history chart, in SVG user units (pixels at 100%).
 CHART_WIDTH = 640
@@ -177,8 +180,24 @@ async def history_view(request, datasette):
     source_url = request.args.get("source_url")
     if not source_url:
         return errors_response(400, ["source_url is required, e.g. /api/listings/history?source_url=https://..."])
-    history = await run_expensive_read(datasette, db, lambda conn: lineage.listing_history(conn, source_url), "listing history")
-    return ok_response({"source_url": source_url, "history": history})
+    try:
+        limit = parse_int(request.args, "limit", HISTORY_PAGE_SIZE, 1, MAX_HISTORY_PAGE_SIZE)
+        offset = parse_int(request.args, "offset", 0, 0)
+    except InvalidParameter as e:
+        return errors_response(422, [error(str(e), parameter=e.parameter, value=e.value)])
+    # one point more than asked for says whether there is a next page
+    history = await run_expensive_read(
+        datasette,
+        db,
+        lambda conn: lineage.listing_history(conn, source_url, limit=limit + 1, offset=offset),
+        "listing history",
+    )
+    next_url = None
+    if len(history) > limit:
+        history = history[:limit]
+        path = _path(datasette, "/api/listings/history", source_url=source_url, limit=limit, offset=offset + limit)
+        next_url = datasette.absolute_url(request, path)
+    return ok_response({"source_url": source_url, "history": history, "limit": limit, "offset": offset, "next": next_url})
 
 
 async def history_page(request, datasette):
@@ -189,7 +208,17 @@ async def history_page(request, datasette):
     if hidden:
         raise Forbidden(f"You may not view {db.name}/{hidden}")
     source_url = request.args.get("source_url") or ""
-    history = await run_expensive_read(datasette, db, lambda conn: lineage.listing_history(conn, source_url), "listing history") if source_url else []
+    # The newest HISTORY_PAGE_POINTS imports at most: charts of more would be unreadable and the page heavy.
+    history = (
+        await run_expensive_read(
+            datasette,
+            db,
+            lambda conn: lineage.listing_history(conn, source_url)[-HISTORY_PAGE_POINTS:],
+            "listing history",
+        )
+        if source_url
+        else []
+    )
     previous = None
     for point in history:
         point["page_url"] = datasette.urls.path(f"/-/glyph/imports/{quote(point['import_id'], safe='')}")

@@ -910,6 +910,18 @@ async def test_imports_list_bad_parameters(db_path, upload_folder, query, error)
 
 
 @pytest.mark.asyncio
+async def test_previous_import_id_never_names_a_rolled_back_batch(db_path, upload_folder):
+    ds = await open_ds(db_path, upload_folder, allow_rollback=True)
+    first = await json_import(ds, [LISTING], "first")
+    rolled_back = await json_import(ds, [LISTING], "second")
+    deleted = await ds.client.delete(f"/api/imports/{rolled_back}")
+    third = await ds.client.post(
+        "/api/import?description=third", content=json.dumps([LISTING]).encode(), headers={"content-type": "application/json"}
+    )
+    assert (deleted.status_code, third.json()["previous_import_id"]) == (200, first)
+
+
+@pytest.mark.asyncio
 async def test_import_detail_has_the_record_and_per_model_prices(db_path, upload_folder):
     ds = await open_ds(db_path, upload_folder)
     records = [

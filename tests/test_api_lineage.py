@@ -326,9 +326,55 @@ HISTORY_U1 = [
         (
             "?source_url=" + URL + "u1",
             200,
-            {"ok": True, "source_url": URL + "u1", "history": HISTORY_U1},
+            {"ok": True, "source_url": URL + "u1", "history": HISTORY_U1, "limit": 100, "offset": 0, "next": None},
         ),
-        ("?source_url=nowhere", 200, {"ok": True, "source_url": "nowhere", "history": []}),
+        (
+            "?source_url=" + URL + "u1&limit=2",
+            200,
+            {
+                "ok": True,
+                "source_url": URL + "u1",
+                "history": HISTORY_U1[:2],
+                "limit": 2,
+                "offset": 0,
+                "next": "http://localhost/api/listings/history?source_url=https%3A%2F%2Fmarket.example%2Flisting%2Fu1"
+                "&limit=2&offset=2",
+            },
+        ),
+        (
+            "?source_url=" + URL + "u1&limit=2&offset=2",
+            200,
+            {"ok": True, "source_url": URL + "u1", "history": HISTORY_U1[2:], "limit": 2, "offset": 2, "next": None},
+        ),
+        (
+            "?source_url=" + URL + "u1&limit=1&offset=1",
+            200,
+            {
+                "ok": True,
+                "source_url": URL + "u1",
+                "history": HISTORY_U1[1:2],
+                "limit": 1,
+                "offset": 1,
+                "next": "http://localhost/api/listings/history?source_url=https%3A%2F%2Fmarket.example%2Flisting%2Fu1"
+                "&limit=1&offset=2",
+            },
+        ),
+        (
+            "?source_url=nowhere",
+            200,
+            {"ok": True, "source_url": "nowhere", "history": [], "limit": 100, "offset": 0, "next": None},
+        ),
+        (
+            "?source_url=x&limit=0",
+            422,
+            {
+                "ok": False,
+                "errors": [
+                    {"message": "limit: must be between 1 and 1000 (got '0')", "parameter": "limit", "value": "0"}
+                ],
+                "more": 0,
+            },
+        ),
         (
             "",
             400,
