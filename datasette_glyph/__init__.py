@@ -7,7 +7,7 @@ from datasette.utils import StartupError
 
 from . import cli as glyph_cli
 from . import migrate, pages, permissions, responses, routes, routes_lineage
-from .config import glyph_database, plugin_config, read_only, run_write
+from .config import glyph_database, mark_unwritable, plugin_config, read_only, run_write, unwritable
 
 
 @hookimpl
@@ -34,6 +34,12 @@ def startup(datasette):
         db = glyph_database(datasette)
         if read_only(datasette):
             print(f"datasette-glyph: {db.name} is read-only; not migrating it", file=sys.stderr)
+            return
+        problem = unwritable(db)
+        if problem:
+            # A read-only file or filesystem: say so in one line and serve the database read-only.
+            print(f"datasette-glyph: cannot write {db.name} ({problem}); serving it read-only, not migrating it", file=sys.stderr)
+            mark_unwritable(db)
             return
         try:
             steps = await run_write(db, migrate.migrate_if_managed)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import inspect
+import os
 import sqlite3
 import threading
 import time
@@ -61,9 +62,29 @@ def glyph_database(datasette):
     return datasette.get_database()
 
 
+# Database files found unwritable at startup (a read-only file or filesystem): served read-only.
+_unwritable: set = set()
+
+
 def read_only(datasette) -> bool:
-    """True when this server must not write: configured ``read_only`` (a replica) or an immutable database."""
-    return bool(plugin_config(datasette)["read_only"]) or not glyph_database(datasette).is_mutable
+    """True when this server must not write: configured ``read_only`` (a replica), an immutable database, or a
+    file that startup found it cannot write."""
+    db = glyph_database(datasette)
+    return bool(plugin_config(datasette)["read_only"]) or not db.is_mutable or db.path in _unwritable
+
+
+def unwritable(db) -> Optional[str]:
+    """Why the database file (or its folder, where SQLite keeps its journal) cannot be written, or None."""
+    if not db.path or db.is_memory:
+        return None
+    for path in (db.path, os.path.dirname(os.path.abspath(db.path))):
+        if os.path.exists(path) and not os.access(path, os.W_OK):
+            return f"{path} is not writable"
+    return None
+
+
+def mark_unwritable(db) -> None:
+    _unwritable.add(db.path)
 
 
 async def run_write(db, fn):
