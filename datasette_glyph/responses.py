@@ -1,4 +1,5 @@
-"""The JSON style every ``/api/*`` view answers in, and the small helpers the views share.
+"""The JSON style every ``/api/*`` view answers in, the small helpers the views share, and the guards around every
+view (``json_api``, ``html_page``) that turn "the database cannot serve this now" into a 503.
 
 Success: ``{"ok": true, ...}``. Failure: ``{"ok": false, "errors": [{"message": ...}, ...], "more": N}``, where
 each error is an object with at least ``message`` (plus ``line``, ``column``, ``value`` or ``parameter`` where
@@ -114,8 +115,21 @@ def unavailable_response(e: Unavailable) -> Response:
     return errors_response(503, [e.message], headers=headers, **e.extra)
 
 
-def _locked(e: Exception) -> bool:
-    return isinstance(e, sqlite3.OperationalError) and ("locked" in str(e) or "busy" in str(e))
+def _storage_problem(e: Optional[BaseException]) -> Optional[str]:
+    """The 503 message for a database that cannot be used just now (locked, full, read-only), else None.
+
+    The cause may sit further down the chain: SQLite rolls the whole transaction back on a full disk, and undoing
+    a savepoint afterwards fails with "no such savepoint" while handling it.
+    """
+    while e is not None:
+        if isinstance(e, sqlite3.OperationalError):
+            text = str(e)
+            if "locked" in text or "busy" in text:
+                return f"The database is busy ({text}); try again"
+            if "full" in text or "readonly" in text or "disk I/O" in text:
+                return f"The database cannot be written ({text}); nothing was written"
+        e = e.__cause__ or e.__context__
+    return None
 
 
 def json_api(view):
@@ -133,10 +147,9 @@ def json_api(view):
         except Unavailable as e:
             return unavailable_response(e)
         except Exception as e:
-            if _locked(e):
-                return errors_response(
-                    503, [f"The database is busy ({e}); try again"], headers={"Retry-After": str(RETRY_AFTER_SECONDS)}
-                )
+            problem = _storage_problem(e)
+            if problem:
+                return errors_response(503, [problem], headers={"Retry-After": str(RETRY_AFTER_SECONDS)})
             traceback.print_exc(file=sys.stderr)
             return errors_response(500, [f"The server failed to answer: {type(e).__name__}; see the server's log"])
 
@@ -156,8 +169,9 @@ def html_page(view):
         except Unavailable as e:
             raise DatasetteError(e.message, title="Service unavailable", status=503) from None
         except sqlite3.OperationalError as e:
-            if _locked(e):
-                raise DatasetteError(f"The database is busy ({e}); try again", status=503) from None
+            problem = _storage_problem(e)
+            if problem:
+                raise DatasetteError(problem, title="Service unavailable", status=503) from None
             raise
 
     guarded.__name__ = guarded.__qualname__ = view.__name__
