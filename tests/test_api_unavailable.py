@@ -92,7 +92,9 @@ REQUESTS = [
         (PREVIOUS, PREVIOUS, PREVIOUS),
     ],
 )
-async def test_api_answers_503_naming_the_versions_and_the_command(tmp_path, method, url, headers, body, state, found, label):
+async def test_api_answers_503_naming_the_versions_and_the_command(
+    tmp_path, method, url, headers, body, state, found, label
+):
     path = tmp_path / "glyph.db"
     make(path, state)
     before = tables(path)
@@ -104,6 +106,16 @@ async def test_api_answers_503_naming_the_versions_and_the_command(tmp_path, met
         not_migrated(path, found, label),
     )
     assert tables(path) == before
+
+
+@pytest.mark.asyncio
+async def test_the_old_store_url_answers_the_same_503_with_detail(tmp_path):
+    path = tmp_path / "glyph.db"
+    make(path, "old store")
+    ds = await serve(path)
+    response = await ds.client.post("/api/persist/listings", headers=JSON, content=json.dumps(RECORDS).encode())
+    expected = not_migrated(path, "0001", "0001")
+    assert (response.status_code, response.json()) == (503, {**expected, "detail": expected["errors"][0]["message"]})
 
 
 @pytest.mark.asyncio
