@@ -96,7 +96,9 @@ def main(argv=None) -> int:
                     if response.status != 200:
                         failures.append(f"{page}: {response.status}")
             waiter.join()
-    print(f"read_threads {args.read_threads}, read_time_limit_ms {args.time_limit_ms}, load average {os.getloadavg()[0]:.1f}")
+    print(
+        f"read_threads {args.read_threads}, read_time_limit_ms {args.time_limit_ms}, load average {os.getloadavg()[0]:.1f}"
+    )
     print(f"table pages alone: p50 {statistics.median(alone) * 1000:.0f} ms, max {max(alone) * 1000:.0f} ms")
     for seconds, status in sorted(diffs):
         print(f"diff of 2 x {args.rows:,} rows: {seconds:.1f} s, status {status}")

@@ -38,7 +38,10 @@ def startup(datasette):
         problem = unwritable(db)
         if problem:
             # A read-only file or filesystem: say so in one line and serve the database read-only.
-            print(f"datasette-glyph: cannot write {db.name} ({problem}); serving it read-only, not migrating it", file=sys.stderr)
+            print(
+                f"datasette-glyph: cannot write {db.name} ({problem}); serving it read-only, not migrating it",
+                file=sys.stderr,
+            )
             mark_unwritable(db)
             return
         try:

@@ -92,7 +92,9 @@ async def imports_page(datasette, request):
         "previous_url": _imports_page_url(datasette, page - 1) if page > 1 else None,
         "next_url": _imports_page_url(datasette, page + 1) if page < pages else None,
         "batches_table_url": datasette.urls.table(db.name, "import_batches"),
-        "import_url": datasette.urls.path("/-/glyph/import") if await _offers_import(datasette, request.actor) else None,
+        "import_url": (
+            datasette.urls.path("/-/glyph/import") if await _offers_import(datasette, request.actor) else None
+        ),
     }
     return Response.html(await datasette.render_template("glyph_imports.html", context, request=request))
 

@@ -104,9 +104,7 @@ def refuse_if_read_only(datasette) -> Optional[Response]:
     """503 for a writing request on a read-only server (nothing is attempted), else None."""
     if not read_only(datasette):
         return None
-    return errors_response(
-        503, [read_only_message(datasette)], primary_url=plugin_config(datasette)["primary_url"]
-    )
+    return errors_response(503, [read_only_message(datasette)], primary_url=plugin_config(datasette)["primary_url"])
 
 
 def unavailable_response(e: Unavailable) -> Response:

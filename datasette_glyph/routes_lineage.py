@@ -197,7 +197,9 @@ async def history_view(request, datasette):
         history = history[:limit]
         path = _path(datasette, "/api/listings/history", source_url=source_url, limit=limit, offset=offset + limit)
         next_url = datasette.absolute_url(request, path)
-    return ok_response({"source_url": source_url, "history": history, "limit": limit, "offset": offset, "next": next_url})
+    return ok_response(
+        {"source_url": source_url, "history": history, "limit": limit, "offset": offset, "next": next_url}
+    )
 
 
 async def history_page(request, datasette):

@@ -890,7 +890,12 @@ async def test_imports_list_is_newest_first_and_paginated(db_path, upload_folder
     )
     rest = (await ds.client.get(page["next"].replace("http://localhost", ""))).json()
     assert rest == {"ok": True, "imports": everything["imports"][2:], "total": 3, "next": None}
-    assert (await ds.client.get("/api/imports?offset=3")).json() == {"ok": True, "imports": [], "total": 3, "next": None}
+    assert (await ds.client.get("/api/imports?offset=3")).json() == {
+        "ok": True,
+        "imports": [],
+        "total": 3,
+        "next": None,
+    }
 
 
 @pytest.mark.asyncio
@@ -916,7 +921,9 @@ async def test_previous_import_id_never_names_a_rolled_back_batch(db_path, uploa
     rolled_back = await json_import(ds, [LISTING], "second")
     deleted = await ds.client.delete(f"/api/imports/{rolled_back}")
     third = await ds.client.post(
-        "/api/import?description=third", content=json.dumps([LISTING]).encode(), headers={"content-type": "application/json"}
+        "/api/import?description=third",
+        content=json.dumps([LISTING]).encode(),
+        headers={"content-type": "application/json"},
     )
     assert (deleted.status_code, third.json()["previous_import_id"]) == (200, first)
 
@@ -963,9 +970,24 @@ async def test_import_detail_has_the_record_and_per_model_prices(db_path, upload
 @pytest.mark.parametrize(
     "method,path,status,body",
     [
-        ("GET", "/api/imports/nope", 404, {"ok": False, "errors": [{"message": "No import with import_id 'nope'"}], "more": 0}),
-        ("PUT", "/api/imports/nope", 405, {"ok": False, "errors": [{"message": "PUT is not allowed here; use GET, DELETE"}], "more": 0}),
-        ("POST", "/api/imports", 405, {"ok": False, "errors": [{"message": "POST is not allowed here; use GET"}], "more": 0}),
+        (
+            "GET",
+            "/api/imports/nope",
+            404,
+            {"ok": False, "errors": [{"message": "No import with import_id 'nope'"}], "more": 0},
+        ),
+        (
+            "PUT",
+            "/api/imports/nope",
+            405,
+            {"ok": False, "errors": [{"message": "PUT is not allowed here; use GET, DELETE"}], "more": 0},
+        ),
+        (
+            "POST",
+            "/api/imports",
+            405,
+            {"ok": False, "errors": [{"message": "POST is not allowed here; use GET"}], "more": 0},
+        ),
     ],
 )
 async def test_imports_unknown_and_wrong_methods(db_path, upload_folder, method, path, status, body):
@@ -1011,7 +1033,9 @@ async def test_table_view_links_each_row_to_its_import(db_path, upload_folder):
     html = (await ds.client.get(f"/glyph/scored_listings?import_id={import_id}")).text
     cells = re.findall(r'<td class="col-import_id[^"]*"[^>]*>(.*?)</td>', html, re.S)
     links = [re.search(r'<a href="([^"]+)">([^<]+)</a>', cell).groups() for cell in cells]
-    assert [label for _, label in links] == [f"linked · {stored_batch(db_path, import_id)['imported_at'][:19].replace('T', ' ')}"]
+    assert [label for _, label in links] == [
+        f"linked · {stored_batch(db_path, import_id)['imported_at'][:19].replace('T', ' ')}"
+    ]
     target = await ds.client.get(links[0][0])
     assert (target.status_code, import_id in target.text) == (200, True)
 

@@ -378,12 +378,20 @@ HISTORY_U1 = [
         (
             "",
             400,
-            {"ok": False, "errors": [{"message": "source_url is required, e.g. /api/listings/history?source_url=https://..."}], "more": 0},
+            {
+                "ok": False,
+                "errors": [{"message": "source_url is required, e.g. /api/listings/history?source_url=https://..."}],
+                "more": 0,
+            },
         ),
         (
             "?source_url=",
             400,
-            {"ok": False, "errors": [{"message": "source_url is required, e.g. /api/listings/history?source_url=https://..."}], "more": 0},
+            {
+                "ok": False,
+                "errors": [{"message": "source_url is required, e.g. /api/listings/history?source_url=https://..."}],
+                "more": 0,
+            },
         ),
     ],
 )
@@ -557,10 +565,17 @@ async def test_rollback_api(market_path):
     again = await delete(ds, f"/api/imports/{B_ID}", OPS)
     assert (again.status_code, again.json()) == (
         409,
-        {"ok": False, "errors": [{"message": f"Import {B_ID} was already rolled back at {body['rolled_back_at']} by ops"}], "more": 0},
+        {
+            "ok": False,
+            "errors": [{"message": f"Import {B_ID} was already rolled back at {body['rolled_back_at']} by ops"}],
+            "more": 0,
+        },
     )
     unknown = await delete(ds, "/api/imports/nope", OPS)
-    assert (unknown.status_code, unknown.json()) == (404, {"ok": False, "errors": [{"message": "No import with import_id 'nope'"}], "more": 0})
+    assert (unknown.status_code, unknown.json()) == (
+        404,
+        {"ok": False, "errors": [{"message": "No import with import_id 'nope'"}], "more": 0},
+    )
 
 
 @pytest.mark.asyncio
@@ -578,7 +593,11 @@ async def test_rollback_that_fails_part_way_changes_nothing(market_path):
     response = await delete(ds, f"/api/imports/{B_ID}", OPS)
     assert (response.status_code, response.json()) == (
         500,
-        {"ok": False, "errors": [{"message": f"Rollback of {B_ID} failed: disk on fire. Nothing was changed."}], "more": 0},
+        {
+            "ok": False,
+            "errors": [{"message": f"Rollback of {B_ID} failed: disk on fire. Nothing was changed."}],
+            "more": 0,
+        },
     )
     assert table_checksums(market_path) == before
     # and the write connection is usable afterwards: with the trigger gone, the same rollback goes through

@@ -198,7 +198,10 @@ async def test_each_listing_has_required_fields_and_non_null_optional_ones(ds):
 )
 async def test_bad_parameters(ds, query, status, error):
     response = await ds.client.get("/api/listings?" + query)
-    assert (response.status_code, response.json()) == (status, {"ok": False, "errors": [refusal(query, error)], "more": 0})
+    assert (response.status_code, response.json()) == (
+        status,
+        {"ok": False, "errors": [refusal(query, error)], "more": 0},
+    )
 
 
 @pytest.mark.asyncio

@@ -21,9 +21,13 @@ WRITER_CONFIG = {"allow_import": True, "allow_rollback": True}
 CSV = b"canonical_model,vram_gb,mig_support,nvlink,tdp_watts,price,score\r\nL40S,48,0,False,350,7500.0,0.6\r\n"
 BOUNDARY = "replicaboundary"
 MULTIPART = (
-    f'--{BOUNDARY}\r\nContent-Disposition: form-data; name="file"; filename="prices.csv"\r\n'
-    "Content-Type: text/csv\r\n\r\n"
-).encode() + CSV + f"\r\n--{BOUNDARY}--\r\n".encode()
+    (
+        f'--{BOUNDARY}\r\nContent-Disposition: form-data; name="file"; filename="prices.csv"\r\n'
+        "Content-Type: text/csv\r\n\r\n"
+    ).encode()
+    + CSV
+    + f"\r\n--{BOUNDARY}--\r\n".encode()
+)
 RECORDS = [
     {"canonical_model": "L40S", "vram_gb": 48, "mig_support": 0, "nvlink": False, "tdp_watts": 350, "price": 7500.0,
      "score": 0.6, "import_id": None, "import_index": None}

@@ -201,7 +201,10 @@ def two_imports(db_path: Path, rows: int) -> tuple:
     conn = connect(db_path)
     migrate.migrate(conn)
     snapshots, _ = market_snapshots(2, rows, seed=3)
-    ids = tuple(insert_snapshot(conn, snapshot, imported_at=f"2025-05-0{n + 1} 00:00:00") for n, snapshot in enumerate(snapshots))
+    ids = tuple(
+        insert_snapshot(conn, snapshot, imported_at=f"2025-05-0{n + 1} 00:00:00")
+        for n, snapshot in enumerate(snapshots)
+    )
     conn.close()
     return ids
 
@@ -247,4 +250,9 @@ def test_a_diff_past_the_time_limit_is_stopped_with_503(tmp_path):
         "5",
         {"ok": False, "errors": [{"message": message}], "more": 0},
     )
-    assert (page.status, message in html.unescape(page.text), table.status, "Traceback" in log) == (503, True, 200, False)
+    assert (page.status, message in html.unescape(page.text), table.status, "Traceback" in log) == (
+        503,
+        True,
+        200,
+        False,
+    )

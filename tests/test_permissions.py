@@ -158,9 +158,15 @@ async def test_cookie_authenticated_browser_post_needs_the_csrf_header(db_path, 
         headers["sec-fetch-site"] = {"matching": "same-origin", "wrong": "cross-site", "none": "same-site"}[send_token]
     response = await ds.client.post("/api/import", content=NO_FILE, headers=headers, cookies=cookies)
     if send_token == "matching":
-        assert (response.status_code, response.json()) == (400, {"ok": False, "errors": [{"message": NO_FILE_ERROR}], "more": 0})
+        assert (response.status_code, response.json()) == (
+            400,
+            {"ok": False, "errors": [{"message": NO_FILE_ERROR}], "more": 0},
+        )
     elif TOKEN_CSRF:
-        assert (response.status_code, response.json()) == (403, {"ok": False, "errors": [{"message": CSRF_ERROR}], "more": 0})
+        assert (response.status_code, response.json()) == (
+            403,
+            {"ok": False, "errors": [{"message": CSRF_ERROR}], "more": 0},
+        )
     else:
         assert (response.status_code, response.headers["content-type"]) == (403, "text/html; charset=utf-8")
 
