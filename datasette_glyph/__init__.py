@@ -6,7 +6,7 @@ from datasette import hookimpl
 from datasette.utils import StartupError
 
 from . import cli as glyph_cli
-from . import migrate, pages, permissions, routes, routes_lineage
+from . import migrate, pages, permissions, routes, routes_lineage, routes_models
 from .config import glyph_database, plugin_config, run_write
 
 
@@ -18,7 +18,7 @@ def register_commands(cli):
 @hookimpl
 def register_routes():
     # routes_lineage first: its paths are more specific than the batch detail route.
-    return routes_lineage.ROUTES + routes.ROUTES + pages.ROUTES
+    return routes_lineage.ROUTES + routes.ROUTES + routes_models.ROUTES + pages.ROUTES
 
 
 @hookimpl
