@@ -132,7 +132,12 @@ def synthetic_models(n: int) -> list:
 
 
 def main() -> int:
-    work = Path(tempfile.mkdtemp(prefix="glyph-bench-models-"))
+    with tempfile.TemporaryDirectory(prefix="glyph-bench-models-") as work:
+        run(Path(work))
+    return 0
+
+
+def run(work: Path) -> None:
     conn = connect(work / "sample.db")
     migrate.migrate(conn)
     import_csv(conn, SAMPLE)
@@ -152,7 +157,6 @@ def main() -> int:
         )
         timing(big, f"{n + len(models):,} models", texts, 200 if n <= 1000 else 20)
         big.close()
-    return 0
 
 
 if __name__ == "__main__":
