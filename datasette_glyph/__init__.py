@@ -7,7 +7,7 @@ from datasette.utils import StartupError
 
 from . import cli as glyph_cli
 from . import migrate, pages, permissions, routes, routes_lineage, routes_models
-from .config import glyph_database, plugin_config, run_write
+from .config import glyph_database, plugin_config, read_only, run_write
 
 
 @hookimpl
@@ -28,7 +28,7 @@ def startup(datasette):
         if not plugin_config(datasette)["migrate"]:
             return
         db = glyph_database(datasette)
-        if not db.is_mutable:
+        if read_only(datasette):
             print(f"datasette-glyph: {db.name} is read-only; not migrating it", file=sys.stderr)
             return
         try:

@@ -14,6 +14,8 @@ DEFAULTS = {
     "allow_rollback": None,  # a Datasette allow block granting glyph-rollback
     "max_json_bytes": 32 * 1024 * 1024,  # cap on a JSON import body, which is parsed in memory
     "upload_dir": None,  # folder for upload temp files; default: datasette-glyph-uploads in the system temp dir
+    "read_only": False,  # a replica: refuse every write with 503, hide the upload page, never migrate
+    "primary_url": None,  # where writes go when this server is read-only, named in the 503
 }
 
 
@@ -35,6 +37,11 @@ def glyph_database(datasette):
         if db.is_mutable and not db.is_memory:
             return db
     return datasette.get_database()
+
+
+def read_only(datasette) -> bool:
+    """True when this server must not write: configured ``read_only`` (a replica) or an immutable database."""
+    return bool(plugin_config(datasette)["read_only"]) or not glyph_database(datasette).is_mutable
 
 
 async def run_write(db, fn):

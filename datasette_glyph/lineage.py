@@ -151,6 +151,7 @@ class AlreadyRolledBack(LineageError):
 
     def __init__(self, import_id: str, rolled_back_at: Optional[str], rolled_back_by: Optional[str]):
         self.import_id = import_id
+        self.rolled_back_at, self.rolled_back_by = rolled_back_at, rolled_back_by
         by = f" by {rolled_back_by}" if rolled_back_by else ""
         super().__init__(f"Import {import_id} was already rolled back at {rolled_back_at}{by}")
 

@@ -6,15 +6,10 @@ listings it finds, or none.
 
 from __future__ import annotations
 
-from datasette.utils.asgi import Response
-
 from .config import glyph_database
 from .listings import FUZZY_THRESHOLD, InvalidParameter, known_models, model_text, resolve_model
 from .permissions import can_view_table
-
-
-def _errors(status: int, errors, headers=None) -> Response:
-    return Response.json({"ok": False, "errors": list(errors)}, status=status, headers=headers)
+from .responses import error, errors_response, method_not_allowed, ok_response
 
 
 async def models_view(request, datasette):
@@ -22,19 +17,19 @@ async def models_view(request, datasette):
     resolves to: the step that matched (``exact``, ``contains``, ``fuzzy`` or ``none``), the models, a reason and
     the nearest spellings with their scores."""
     if request.method != "GET":
-        return _errors(405, [f"{request.method} is not allowed here; use GET"], headers={"Allow": "GET"})
+        return method_not_allowed(request, "GET")
     db = glyph_database(datasette)
     if not await can_view_table(datasette, request.actor, db.name, "models"):
-        return _errors(403, ["You may not view models"])
+        return errors_response(403, ["You may not view models"])
     try:
         text = model_text(request.args, "q")
     except InvalidParameter as e:
-        return _errors(422, [str(e)])
+        return errors_response(422, [error(str(e), parameter=e.parameter, value=e.value)])
     if text is None:
         names = await db.execute_fn(lambda conn: list(known_models(conn).names))
-        return Response.json({"ok": True, "models": names, "threshold": FUZZY_THRESHOLD})
+        return ok_response({"models": names, "threshold": FUZZY_THRESHOLD})
     match = await db.execute_fn(lambda conn: resolve_model(conn, text))
-    return Response.json({"ok": True, **match.to_dict()})
+    return ok_response(match.to_dict())
 
 
 ROUTES = [(r"^/api/models$", models_view)]

@@ -213,8 +213,22 @@ async def test_without_q_every_model(ds):
 @pytest.mark.parametrize(
     "request_kwargs,status,body",
     [
-        ({"url": "/api/models?q=%00"}, 422, {"ok": False, "errors": ["q: must not contain a NUL character (got '\\x00')"]}),
-        ({"url": "/api/models", "method": "POST"}, 405, {"ok": False, "errors": ["POST is not allowed here; use GET"]}),
+        (
+            {"url": "/api/models?q=%00"},
+            422,
+            {
+                "ok": False,
+                "errors": [
+                    {"message": "q: must not contain a NUL character (got '\\x00')", "parameter": "q", "value": "\x00"}
+                ],
+                "more": 0,
+            },
+        ),
+        (
+            {"url": "/api/models", "method": "POST"},
+            405,
+            {"ok": False, "errors": [{"message": "POST is not allowed here; use GET"}], "more": 0},
+        ),
     ],
 )
 async def test_refused_requests(ds, request_kwargs, status, body):
@@ -234,7 +248,7 @@ async def test_follows_the_models_table_permission(sample_path, actor, status):
     table = await ds.client.get("/glyph/models.json", cookies=cookies)
     assert (response.status_code, table.status_code) == (status, status)
     if status == 403:
-        assert response.json() == {"ok": False, "errors": ["You may not view models"]}
+        assert response.json() == {"ok": False, "errors": [{"message": "You may not view models"}], "more": 0}
     else:
         assert response.json()["models"] == ["RTX_4090"]
 

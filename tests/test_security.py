@@ -159,7 +159,7 @@ def test_import_refused(client, who, browser, status, errors):
     if status == 403:
         assert database_checksum(client.server.db_path) == before
     if errors is not None:
-        assert response.json() == {"ok": False, "errors": errors, "more": 0}
+        assert response.json() == {"ok": False, "errors": [{"message": m} for m in errors], "more": 0}
 
 
 @pytest.mark.parametrize(
@@ -180,7 +180,7 @@ def test_rollback_refused(client, who, browser, status, errors):
     if status == 403:
         assert database_checksum(client.server.db_path) == before
     if errors is not None:
-        assert response.json() == {"ok": False, "errors": errors}
+        assert response.json() == {"ok": False, "errors": [{"message": m} for m in errors], "more": 0}
 
 
 @pytest.mark.parametrize("who", ["alice-token", "alice-cookie"])
