@@ -9,6 +9,7 @@ turns request parameters into a checked query (raising ``InvalidParameter`` or `
 from __future__ import annotations
 
 import functools
+import json
 import math
 import re
 import sqlite3
@@ -218,13 +219,13 @@ class KnownModels:
     words: Tuple[str, ...]
 
 
-# The models table's names, joined with a separator no name holds, in one value: the cache key.
-_KNOWN_MODELS_SQL = "SELECT group_concat(model, char(31)) FROM (SELECT model FROM models ORDER BY model)"
+# The models table's names in one value, a JSON array: the cache key.
+_KNOWN_MODELS_SQL = "SELECT json_group_array(model) FROM (SELECT model FROM models ORDER BY model)"
 
 
 @functools.lru_cache(maxsize=16)
-def _prepare(joined: str) -> KnownModels:
-    names = tuple(joined.split("\x1f")) if joined else ()
+def _prepare(names_json: str) -> KnownModels:
+    names = tuple(str(name) for name in json.loads(names_json))
     spellings = tuple(_Spelling.of(name) for name in names)
     return KnownModels(
         names,
@@ -241,8 +242,7 @@ def known_models(conn: sqlite3.Connection) -> KnownModels:
     it is never stale: an import that adds a model or a rollback that removes one changes the key. Reading the
     key costs one pass over the small models table (benchmarks/bench_model_match.py has the figures).
     """
-    joined = conn.execute(_KNOWN_MODELS_SQL).fetchone()[0]
-    return _prepare(joined or "")
+    return _prepare(conn.execute(_KNOWN_MODELS_SQL).fetchone()[0])
 
 
 @dataclass(frozen=True)
