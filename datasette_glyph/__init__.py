@@ -6,7 +6,7 @@ from datasette import hookimpl
 from datasette.utils import StartupError
 
 from . import cli as glyph_cli
-from . import migrate, pages, permissions, responses, routes, routes_lineage
+from . import migrate, pages, permissions, responses, routes, routes_lineage, routes_models
 from .config import glyph_database, mark_unwritable, plugin_config, read_only, run_write, unwritable
 
 
@@ -21,7 +21,7 @@ def register_routes():
     # JSON API answers 503 JSON, the pages Datasette's 503 page, when the database cannot serve them.
     return [
         (pattern, responses.json_api(view) if pattern.startswith("^/api/") else responses.html_page(view))
-        for pattern, view in routes_lineage.ROUTES + routes.ROUTES + pages.ROUTES
+        for pattern, view in routes_lineage.ROUTES + routes.ROUTES + routes_models.ROUTES + pages.ROUTES
     ]
 
 
