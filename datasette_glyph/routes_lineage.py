@@ -8,7 +8,7 @@ JSON under ``/api/...`` (errors as ``{"ok": false, "errors": [...]}``), pages un
 from __future__ import annotations
 
 import sqlite3
-from typing import List, Optional
+from typing import Optional
 from urllib.parse import quote, urlencode
 
 from datasette.utils.asgi import BadRequest, Forbidden, NotFound, Response
@@ -16,21 +16,12 @@ from datasette.utils.asgi import BadRequest, Forbidden, NotFound, Response
 from . import lineage
 from .config import glyph_database, run_write
 from .listings import InvalidParameter, parse_int
-from .pages import usd
+from .pages import history_chart, usd
 from .permissions import can_rollback, can_view_table
 from .routes import _actor_id, _errors
 
 DIFF_PAGE_SIZE = 100
 MAX_DIFF_PAGE_SIZE = 1000
-
-# Geometry of a history chart, in SVG user units (pixels at 100%).
-CHART_WIDTH = 640
-CHART_HEIGHT = 160
-CHART_LEFT = 80  # room for the value labels
-CHART_RIGHT = 20
-CHART_TOP = 12
-CHART_BOTTOM = 30  # room for the first and last date
-
 
 async def _cannot_view(datasette, actor, database: str, tables) -> Optional[str]:
     """The first of ``tables`` the actor may not see, or None: lineage shows no more than the tables would."""
@@ -197,8 +188,8 @@ async def history_page(request, datasette):
         # Linked only when it is a web address: the value comes from imported files.
         "source_link": source_url if source_url.lower().startswith(("http://", "https://")) else None,
         "history": history,
-        "price_chart": line_chart([p["price"] for p in history], [p["imported_at"] for p in history], usd),
-        "score_chart": line_chart([p["score"] for p in history], [p["imported_at"] for p in history], _score),
+        "price_chart": history_chart([p["price"] for p in history], [p["imported_at"] for p in history], usd),
+        "score_chart": history_chart([p["score"] for p in history], [p["imported_at"] for p in history], _score),
         "json_url": _path(datasette, "/api/listings/history", source_url=source_url) if source_url else None,
         "form_action": datasette.urls.path("/-/glyph/history"),
     }
@@ -207,44 +198,6 @@ async def history_page(request, datasette):
 
 def _score(value) -> str:
     return "" if value is None else f"{value:.4g}"
-
-
-def line_chart(values: List[float], labels: List[str], fmt) -> dict:
-    """Geometry of a small line chart of ``values`` in order (one point per import), for inline SVG.
-
-    The vertical axis spans the values' own range (a flat line sits in the middle); the first and last
-    ``labels`` go under the ends. Returns plain numbers and strings; ``points`` is empty when there is nothing.
-    """
-    chart = {"width": CHART_WIDTH, "height": CHART_HEIGHT, "points": [], "polyline": ""}
-    if not values:
-        return chart
-    left, right = CHART_LEFT, CHART_WIDTH - CHART_RIGHT
-    top, bottom = CHART_TOP, CHART_HEIGHT - CHART_BOTTOM
-    low, high = min(values), max(values)
-
-    def y(value):
-        # the highest value at top + 8, the lowest at bottom - 8: points clear of the axis
-        if high == low:
-            return round((top + bottom) / 2, 1)
-        return round(bottom - 8 - (value - low) / (high - low) * (bottom - top - 16), 1)
-
-    step = (right - left) / (len(values) - 1) if len(values) > 1 else 0
-    points = []
-    for i, (value, label) in enumerate(zip(values, labels)):
-        x = round(left + i * step, 1) if len(values) > 1 else round((left + right) / 2, 1)
-        points.append({"x": x, "y": y(value), "title": f"{label}: {fmt(value)}"})
-    chart.update(
-        points=points,
-        polyline=" ".join(f"{p['x']},{p['y']}" for p in points),
-        left=left,
-        right=right,
-        top=top,
-        bottom=bottom,
-        y_labels=[{"y": y(high), "label": fmt(high)}] + ([{"y": y(low), "label": fmt(low)}] if high != low else []),
-        x_labels=[{"x": points[0]["x"], "label": labels[0], "anchor": "start" if len(points) > 1 else "middle"}]
-        + ([{"x": points[-1]["x"], "label": labels[-1], "anchor": "end"}] if len(points) > 1 else []),
-    )
-    return chart
 
 
 # Rollback ----------------------------------------------------------------------------------------------------

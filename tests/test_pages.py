@@ -1,6 +1,7 @@
 """The HTML pages under /-/glyph/ and the menu and table links to them, through Datasette's test client."""
 
 import re
+from html import unescape
 from html.parser import HTMLParser
 from pathlib import Path
 
@@ -187,15 +188,22 @@ async def test_batch_pages_need_view_permission(db_path, batches, path, actor, s
 
 @pytest.mark.asyncio
 @pytest.mark.parametrize(
-    "actor,expected",
+    "actor,metadata,expected",
     [
-        (None, []),
-        (READER, []),
-        (OPERATOR, [("/-/glyph/import", "Import listings")]),
+        (None, None, [("/-/glyph/imports", "Imports")]),
+        (READER, None, [("/-/glyph/imports", "Imports")]),
+        (OPERATOR, None, [("/-/glyph/imports", "Imports"), ("/-/glyph/import", "Import listings")]),
+        # the imports list only for those who may see the tables it shows
+        (None, {"databases": {"glyph": {"allow": {"id": "operator"}}}}, []),
+        (
+            OPERATOR,
+            {"databases": {"glyph": {"allow": {"id": "operator"}}}},
+            [("/-/glyph/imports", "Imports"), ("/-/glyph/import", "Import listings")],
+        ),
     ],
 )
-async def test_menu_link_only_for_importers(db_path, actor, expected):
-    ds = await make_ds(db_path)
+async def test_menu_links(db_path, actor, metadata, expected):
+    ds = await make_ds(db_path, metadata=metadata)
     response = await get(ds, "/", actor)
     assert response.status_code == 200
     links = Extract(response.text, class_="nav-menu-inner").links
@@ -244,19 +252,18 @@ async def test_imports_list_newest_first(db_path, batches):
     escaped_file = "&lt;script&gt;alert(1)&lt;/script&gt;.csv"
     assert table.rows == [
         ["File", "Source", "Imported at", "Rows", "Status", "Actor"],
-        [HOSTILE + ".csv", HOSTILE, "2025-05-03 08:00:00", "0", "rolled_back", HOSTILE],
-        ["tuesday.csv", "ebay", "2025-05-02 08:00:00", "4", "complete", ""],
-        ["monday.csv", "ebay", "2025-05-01 08:00:00", "3", "complete", "operator"],
+        [HOSTILE + ".csv", HOSTILE, "2025-05-03 08:00:00 UTC", "0", "rolled_back", HOSTILE],
+        ["tuesday.csv", "ebay", "2025-05-02 08:00:00 UTC", "4", "complete", ""],
+        ["monday.csv", "ebay", "2025-05-01 08:00:00 UTC", "3", "complete", "operator"],
     ]
     assert table.links == [
         (f"/-/glyph/imports/{C}", HOSTILE + ".csv"),
-        (rows_link(C), "0"),
         (f"/-/glyph/imports/{B}", "tuesday.csv"),
         (rows_link(B), "4"),
         (f"/-/glyph/imports/{A}", "monday.csv"),
         (rows_link(A), "3"),
     ]
-    first_cell = re.findall(rf'<tr data-import-id="{C}">\s*<td>(.*?)</td>', response.text)
+    first_cell = re.findall(rf'<tr data-import-id="{C}">\s*<td data-label="File">(.*?)</td>', response.text)
     assert first_cell == [f'<a href="/-/glyph/imports/{C}">{escaped_file}</a>']
 
 
@@ -306,7 +313,7 @@ async def test_batch_page(db_path, batches):
         ("Source", "ebay"),
         ("Status", "complete"),
         ("Rows", "4"),
-        ("Imported at", "2025-05-02 08:00:00"),
+        ("Imported at", "2025-05-02 08:00:00 UTC"),
     ]
     assert Extract(html, class_="glyph-links").links == [
         (rows_link(B), "Browse its 4 rows"),
@@ -317,8 +324,12 @@ async def test_batch_page(db_path, batches):
     ]
     statuses = [(await get(ds, href)).status_code for href, _ in Extract(html, class_="glyph-links").links]
     assert statuses == [200] * 5
-    chart = Extract(html, id="glyph-price-chart")
-    assert chart.texts == ["$0", "$2,000", "$4,000", "$6,000", "$8,000", "price (USD)", "L40S", "1", "RTX_4090", "3"]
+    # Most expensive first, on a log axis from $1k to $10k drawn above and below the bars.
+    assert chart_ticks(html) == [("0.0", "$1k"), ("47.71", "$3k"), ("100.0", "$10k")] * 2
+    assert chart_rows(html) == [
+        ("L40S", "median $8,000 · 1 row", "90.31", "90.31", "0.0"),
+        ("RTX_4090", "median $1,900 · 3 rows", "27.88", "23.04", "14.98"),
+    ]
 
 
 @pytest.mark.asyncio
@@ -337,14 +348,49 @@ async def test_compare_with_previous_link(db_path, batches, import_id, expected)
     assert [link for link in links if "/diff/" in link[0]] == expected
 
 
+def chart_ticks(html):
+    return re.findall(r'<span class="glyph-chart-tick" style="left: ([\d.]+)%">([^<]+)</span>', html)
+
+
+def chart_rows(html):
+    """(model, its line under the name, median, bar start, bar width) of each row of the price chart."""
+    found = re.findall(
+        r'<a href="[^"]*">([^<]+)</a>\s*<small>([^<]+)</small>.*?'
+        r'class="glyph-chart-range" style="left: ([\d.]+)%; width: ([\d.]+)%".*?'
+        r'class="glyph-chart-median" style="left: ([\d.]+)%"',
+        html,
+        re.DOTALL,
+    )
+    return [(model, " ".join(unescape(line).split()), median, left, width) for model, line, left, width, median in found]
+
+
 @pytest.mark.asyncio
 async def test_batch_without_rows_has_no_chart(db_path, batches):
     ds = await make_ds(db_path)
     html = (await get(ds, f"/-/glyph/imports/{C}")).text
-    assert Extract(html, id="glyph-price-chart").texts == []
-    assert re.findall(r"<p>This import has no rows.*?</p>", html) == [
-        "<p>This import has no rows in scored_listings (it was rolled back).</p>"
+    assert 'id="glyph-price-chart"' not in html
+    assert re.findall(r"<p>No rows to chart.*?</p>", html) == ["<p>No rows to chart: the import was rolled back.</p>"]
+
+
+@pytest.mark.asyncio
+async def test_rolled_back_import_says_its_rows_were_removed(conn, db_path, batches):
+    lineage.rollback_import(conn, A, actor="alice")
+    ds = await make_ds(db_path)
+    html = (await get(ds, f"/-/glyph/imports/{A}")).text
+    rolled_back_at = conn.execute("SELECT rolled_back_at FROM import_batches WHERE import_id = ?", [A]).fetchone()[0]
+    notice = re.sub(r"\s+", " ", re.sub("<[^>]+>", "", re.findall(r'<p class="glyph-rolled-back"[^>]*>(.*?)</p>', html, re.DOTALL)[0]))
+    assert notice == (
+        f"Rolled back at {pages.utc_time(rolled_back_at)} by alice: its 3 rows were removed; this record stays."
+    )
+    assert [text for _, text in Extract(html, class_="glyph-links").links] == [
+        "its import_batches record",
+        "all imports",
+        "JSON",
     ]
+    assert 'id="glyph-price-chart"' not in html
+    listed = Extract((await get(ds, "/-/glyph/imports")).text, id="glyph-imports")
+    assert listed.rows[-1] == ["monday.csv", "ebay", "2025-05-01 08:00:00 UTC", "0 (3 rolled back)", "rolled_back", "operator"]
+    assert rows_link(A) not in [href for href, _ in listed.links]
 
 
 @pytest.mark.parametrize(
@@ -363,38 +409,105 @@ def test_nice_ticks(maximum, expected):
     assert pages.nice_ticks(maximum) == expected
 
 
+@pytest.mark.parametrize(
+    "low,high,expected",
+    [
+        (300, 40000, [300, 1000, 3000, 10000, 30000, 100000]),
+        (1700, 7999.99, [1000, 3000, 10000]),
+        (1000, 1000, [1000, 3000]),
+        (0, 25, [1, 3, 10, 30]),
+        (0.5, 0.5, [1, 3]),
+        (12.5, 2_500_000, [10, 30, 100, 300, 1000, 3000, 10000, 30000, 100000, 300000, 1000000, 3000000]),
+    ],
+)
+def test_log_ticks(low, high, expected):
+    assert pages.log_ticks(low, high) == expected
+
+
+@pytest.mark.parametrize(
+    "value,expected",
+    [(300, "$300"), (1000, "$1k"), (3000, "$3k"), (30000, "$30k"), (1_000_000, "$1M"), (3, "$3")],
+)
+def test_short_usd(value, expected):
+    assert pages.short_usd(value) == expected
+
+
 def test_price_chart_geometry():
     models = [
-        {"canonical_model": "A10", "row_count": 2, "min_price": 1000.0, "median_price": 1500.0, "max_price": 2000.0},
+        {"canonical_model": "RTX_3090", "row_count": 1, "min_price": 300.0, "median_price": 300.0, "max_price": 300.0},
         {
             "canonical_model": "H100_SXM",
-            "row_count": 1,
-            "min_price": 4000.0,
-            "median_price": 4000.0,
-            "max_price": 4000.0,
+            "row_count": 2,
+            "min_price": 10000.0,
+            "median_price": 20000.0,
+            "max_price": 30000.0,
         },
+        {"canonical_model": "A10", "row_count": 3, "min_price": 1000.0, "median_price": 1000.0, "max_price": 3000.0},
     ]
     chart = pages.price_chart(models)
-    label_width = 16 + pages.CHART_CHAR_WIDTH * len("H100_SXM")
-    plot_width = pages.CHART_WIDTH - label_width - pages.CHART_RIGHT
-    assert (chart["plot_left"], chart["plot_right"]) == (label_width, label_width + plot_width)
-
-    def x(fraction):  # 0 at the left edge of the plot, 1 at the right: $4,000, the top tick
-        return round(label_width + plot_width * fraction, 1)
-
-    assert [(t["x"], t["label"]) for t in chart["ticks"]] == [
-        (x(0), "$0"),
-        (x(0.25), "$1,000"),
-        (x(0.5), "$2,000"),
-        (x(0.75), "$3,000"),
-        (x(1), "$4,000"),
+    # $300 .. $30k: a log axis of two decades, each tick a quarter of the way further
+    assert chart["ticks"] == [
+        {"left": 0.0, "label": "$300"},
+        {"left": 26.14, "label": "$1k"},
+        {"left": 50.0, "label": "$3k"},
+        {"left": 76.14, "label": "$10k"},
+        {"left": 100.0, "label": "$30k"},
     ]
-    assert [(r["model"], r["y"], r["x_min"], r["x_median"], r["x_max"], r["count"]) for r in chart["rows"]] == [
-        ("A10", 24.0, x(0.25), x(0.375), x(0.5), 2),
-        ("H100_SXM", 52.0, x(1), x(1), x(1), 1),
+    assert [(r["model"], r["left"], r["width"], r["median"], r["count_label"], r["median_label"]) for r in chart["rows"]] == [
+        ("H100_SXM", 76.14, 23.86, 91.2, "2 rows", "$20,000"),
+        ("A10", 26.14, 23.86, 26.14, "3 rows", "$1,000"),
+        ("RTX_3090", 0.0, 0.0, 0.0, "1 row", "$300"),
     ]
-    assert chart["height"] == 10 + 2 * 28 + 40
-    assert pages.price_chart([]) == {"rows": [], "ticks": [], "width": pages.CHART_WIDTH, "height": 0}
+    assert chart["rows"][0]["title"] == "H100_SXM: 2 rows, min $10,000.00, median $20,000.00, max $30,000.00"
+    assert pages.price_chart([]) == {"rows": [], "ticks": []}
+
+
+def test_history_chart_geometry():
+    times = [f"2025-05-{day:02d} 08:00:00.123456" for day in range(1, 8)]
+    chart = pages.history_chart([100.0, 150.0, 50.0, 0.0, 200.0, 100.0, 120.0], times, pages.usd)
+    # from $0 up, in round steps; the time axis labels five of seven points, first and last included
+    assert [(t["y"], t["label"]) for t in chart["y_ticks"]] == [
+        (100.0, "$0"),
+        (75.0, "$50"),
+        (50.0, "$100"),
+        (25.0, "$150"),
+        (0.0, "$200"),
+    ]
+    assert [(p["x"], p["y"]) for p in chart["points"]] == [
+        (0.0, 50.0),
+        (16.67, 25.0),
+        (33.33, 75.0),
+        (50.0, 100.0),
+        (66.67, 0.0),
+        (83.33, 50.0),
+        (100.0, 40.0),
+    ]
+    assert chart["points"][0]["title"] == "2025-05-01 08:00 UTC: $100.00"
+    assert [(x["x"], x["label"], x["edge"]) for x in chart["x_labels"]] == [
+        (0.0, "2025-05-01 08:00 UTC", "first"),
+        (33.33, "2025-05-03 08:00 UTC", ""),
+        (50.0, "2025-05-04 08:00 UTC", ""),
+        (66.67, "2025-05-05 08:00 UTC", ""),
+        (100.0, "2025-05-07 08:00 UTC", "last"),
+    ]
+    assert chart["polyline"].split()[:2] == ["0,500", "166.7,250"]
+    assert pages.history_chart([], [], pages.usd)["points"] == []
+
+
+@pytest.mark.parametrize(
+    "value,expected",
+    [
+        ("2025-05-01 08:00:00", "2025-05-01 08:00:00 UTC"),
+        ("2026-11-27 13:10:42.123456", "2026-11-27 13:10:42 UTC"),
+        ("2025-05-01T00:00:00Z", "2025-05-01 00:00:00 UTC"),
+        ("2025-05-01T00:00:00+00:00", "2025-05-01 00:00:00 UTC"),
+        ("yesterday", "yesterday"),
+        ("2025-05-01T00:00:00+02:00", "2025-05-01T00:00:00+02:00"),  # another zone: shown as written
+        (None, ""),
+    ],
+)
+def test_utc_time(value, expected):
+    assert pages.utc_time(value) == expected
 
 
 def repo_metadata():
@@ -414,17 +527,43 @@ async def test_foreign_key_cells_link_to_pages_that_exist(db_path, batches):
     html = (await get(ds, "/glyph/scored_listings?_sort=id")).text
     a_label = "monday.csv · 2025-05-01 08:00:00"
     b_label = "tuesday.csv · 2025-05-02 08:00:00"
-    assert (
-        cells(html, "import_id")
-        == [f'<a href="/-/glyph/imports/{A}">{a_label}</a>&nbsp;<em>{A}</em>'] * 3
-        + [f'<a href="/-/glyph/imports/{B}">{b_label}</a>&nbsp;<em>{B}</em>'] * 4
-    )
+
+    def link(import_id, label):  # one line: the label, with the UUID as the link's title
+        return f'<a class="glyph-import-link" href="/-/glyph/imports/{import_id}" title="import {import_id}">{label}</a>'
+
+    assert cells(html, "import_id") == [link(A, a_label)] * 3 + [link(B, b_label)] * 4
     models = ["H100_PCIE_80GB", "RTX_4090", "H100_PCIE_80GB", "RTX_4090", "RTX_4090", "RTX_4090", "L40S"]
     assert cells(html, "canonical_model") == [f'<a href="/glyph/models?model={m}">{m}</a>' for m in models]
     batches_html = (await get(ds, "/glyph/import_batches")).text
-    assert cells(batches_html, "import_id") == [f'<a href="/-/glyph/imports/{i}">{i}</a>' for i in (C, B, A)]
+    assert cells(batches_html, "import_id") == [link(i, i) for i in (C, B, A)]
     for path in [f"/-/glyph/imports/{A}", "/glyph/models?model=L40S"]:
         assert (await get(ds, path)).status_code == 200
+
+
+@pytest.mark.asyncio
+async def test_table_cells_show_dollars_utc_times_and_history_links(conn, db_path):
+    url = "https://market.example/listing/7"
+    add_batch(conn, A, "2025-05-01 08:00:00.123456", [("RTX_4090", 25512.0, 0.5)])
+    conn.execute("UPDATE scored_listings SET source_url = ?, seen_at = '2025-05-01T07:00:00Z'", [url])
+    ds = await make_ds(db_path, metadata=repo_metadata())
+    html = (await get(ds, "/glyph/scored_listings")).text
+    assert cells(html, "price") == ['<span class="glyph-usd">$25,512.00</span>']
+    assert cells(html, "seen_at") == [
+        '<time class="glyph-time" datetime="2025-05-01T07:00:00Z">2025-05-01 07:00:00 UTC</time>'
+    ]
+    history = "/-/glyph/history?source_url=https%3A%2F%2Fmarket.example%2Flisting%2F7"
+    assert cells(html, "source_url") == [
+        f'<a href="{url}" rel="nofollow noreferrer">{url}</a> &middot; '
+        f'<a class="glyph-history-link" href="{history}" title="price history of this listing">history</a>'
+    ]
+    assert (await get(ds, history)).status_code == 200
+    batches_html = (await get(ds, "/glyph/import_batches"))
+    assert cells(batches_html.text, "imported_at") == [
+        '<time class="glyph-time" datetime="2025-05-01 08:00:00.123456">2025-05-01 08:00:00 UTC</time>'
+    ]
+    # JSON keeps the stored values
+    rows = (await get(ds, "/glyph/scored_listings.json?_shape=array")).json()
+    assert [(r["price"], r["seen_at"], r["source_url"]) for r in rows] == [(25512.0, "2025-05-01T07:00:00Z", url)]
 
 
 @pytest.mark.asyncio
@@ -434,7 +573,36 @@ async def test_import_id_facet_shows_batch_labels(db_path, batches):
     facets = response.json()["facet_results"]
     facets = facets.get("results", facets)  # 1.0a nests them one level deeper
     assert [(r["value"], r["label"], r["count"]) for r in facets["import_id"]["results"]] == [
-        (B, "tuesday.csv · 2025-05-02 08:00:00", 4),
-        (A, "monday.csv · 2025-05-01 08:00:00", 3),
+        (B, "2025-05-02\u00a008:00\u00a0UTC · ebay · tuesday.csv", 4),
+        (A, "2025-05-01\u00a008:00\u00a0UTC · ebay · monday.csv", 3),
     ]
-    assert list(facets) == ["import_id", "canonical_model", "region", "condition"]
+    # Datasette computes its column facets first, then the import facet
+    assert list(facets) == ["canonical_model", "region", "condition", "import_id"]
+
+
+def facet_values(response_json, name="import_id"):
+    facets = response_json["facet_results"]
+    facets = facets.get("results", facets)
+    return facets[name]
+
+
+@pytest.mark.asyncio
+async def test_import_facet_lists_imports_newest_first_and_all_of_them_on_request(conn, db_path):
+    # 35 imports of 2 rows each, recorded out of time order; more than the 30 a facet shows at first
+    times = {i: f"2025-05-01 08:{(i * 8) % 35:02d}:00" for i in range(35)}
+    for i, when in times.items():
+        add_batch(conn, f"00000000-0000-4000-8000-{i:012d}", when, [("L4", 100.0, 0.5)] * 2, filename="same.csv")
+    newest_first = [f"00000000-0000-4000-8000-{i:012d}" for i in sorted(times, key=times.get, reverse=True)]
+    ds = await make_ds(db_path, metadata=repo_metadata())
+    first = facet_values((await get(ds, "/glyph/scored_listings.json?_extra=facet_results")).json())
+    assert ([r["value"] for r in first["results"]], first["truncated"], first["type"]) == (newest_first[:30], True, "import")
+    every = facet_values((await get(ds, "/glyph/scored_listings.json?_extra=facet_results&_facet_size=max")).json())
+    assert ([r["value"] for r in every["results"]], every["truncated"]) == (newest_first, False)
+    html = (await get(ds, "/glyph/scored_listings")).text
+    more = re.findall(r'<li class="facet-truncated"><a href="([^"]+)">', html)
+    assert [unescape(m) for m in more] == ["/glyph/scored_listings?_facet_size=max"]
+    # a selected import is named and can be cleared
+    chosen = newest_first[3]
+    selected = facet_values((await get(ds, f"/glyph/scored_listings.json?_extra=facet_results&import_id={chosen}")).json())
+    assert [(r["value"], r["selected"], r["count"]) for r in selected["results"]] == [(chosen, True, 2)]
+    assert selected["results"][0]["toggle_url"].endswith("/glyph/scored_listings.json?_extra=facet_results")
