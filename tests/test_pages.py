@@ -606,3 +606,163 @@ async def test_import_facet_lists_imports_newest_first_and_all_of_them_on_reques
     selected = facet_values((await get(ds, f"/glyph/scored_listings.json?_extra=facet_results&import_id={chosen}")).json())
     assert [(r["value"], r["selected"], r["count"]) for r in selected["results"]] == [(chosen, True, 2)]
     assert selected["results"][0]["toggle_url"].endswith("/glyph/scored_listings.json?_extra=facet_results")
+
+
+def banner_links(html):
+    return Extract(html, id="glyph-import-banner").links
+
+
+@pytest.mark.asyncio
+@pytest.mark.parametrize(
+    "query,expected",
+    [
+        (
+            f"?import_id={B}",
+            [
+                (f"/-/glyph/imports/{B}", "2025-05-02\u00a008:00\u00a0UTC · ebay · tuesday.csv"),
+                (f"/-/glyph/imports/{B}", "its page and price chart"),
+                (f"/-/glyph/imports/{A}/diff/{B}", "diff with the previous import"),
+                ("/-/glyph/imports", "all imports"),
+                ("/-/glyph/history", "listing history"),
+            ],
+        ),
+        (
+            f"?import_id__exact={A}&_sort=import_index",
+            [
+                (f"/-/glyph/imports/{A}", "2025-05-01\u00a008:00\u00a0UTC · ebay · monday.csv"),
+                (f"/-/glyph/imports/{A}", "its page and price chart"),
+                ("/-/glyph/imports", "all imports"),
+                ("/-/glyph/history", "listing history"),
+            ],
+        ),
+        ("", []),
+        (f"?import_id={UNKNOWN}", []),
+        ("?canonical_model=L40S", []),
+    ],
+)
+async def test_rows_of_one_import_link_back_to_it(db_path, batches, query, expected):
+    ds = await make_ds(db_path, metadata=repo_metadata())
+    response = await get(ds, "/glyph/scored_listings" + query)
+    assert response.status_code == 200
+    assert banner_links(response.text) == expected
+    for href, _ in expected:
+        assert (await get(ds, href)).status_code == 200
+
+
+@pytest.mark.asyncio
+async def test_banner_only_on_glyph_tables(db_path, batches):
+    ds = await make_ds(db_path, metadata=repo_metadata())
+    assert banner_links((await get(ds, f"/glyph/models?import_id={A}")).text)[1:2] == [
+        (f"/-/glyph/imports/{A}", "its page and price chart")
+    ]
+    assert banner_links((await get(ds, f"/glyph/import_batches?import_id={A}")).text) == []
+
+
+@pytest.mark.asyncio
+async def test_compare_with_any_import(db_path, batches):
+    ds = await make_ds(db_path)
+    html = (await get(ds, f"/-/glyph/imports/{B}")).text
+    options = re.findall(r'<option value="([^"]+)"( selected)?>([^<]*)</option>', html)
+    # every other import, newest first; the previous one from the same source chosen
+    assert [(value, bool(selected), unescape(label)) for value, selected, label in options] == [
+        (C, False, f"2025-05-03\u00a008:00\u00a0UTC · {HOSTILE} · {HOSTILE}.csv"),
+        (A, True, "2025-05-01\u00a008:00\u00a0UTC · ebay · monday.csv"),
+    ]
+    assert re.findall(r'<form id="glyph-compare" class="core" action="([^"]+)" method="get">', html) == [
+        "/-/glyph/compare"
+    ]
+    assert re.findall(r'<input type="hidden" name="b" value="([^"]+)">', html) == [B]
+    response = await get(ds, f"/-/glyph/compare?a={C}&b={B}")
+    assert (response.status_code, response.headers["location"]) == (302, f"/-/glyph/imports/{C}/diff/{B}")
+    assert (await get(ds, f"/-/glyph/imports/{C}/diff/{B}")).status_code == 200
+
+
+@pytest.mark.asyncio
+@pytest.mark.parametrize("query", ["", f"?a={A}", f"?b={B}", "?a=&b="])
+async def test_compare_needs_two_imports(db_path, batches, query):
+    ds = await make_ds(db_path)
+    assert (await get(ds, "/-/glyph/compare" + query)).status_code == 400
+
+
+@pytest.mark.asyncio
+async def test_compare_needs_view_permission(db_path, batches):
+    ds = await make_ds(db_path, metadata={"databases": {"glyph": {"allow": {"id": "operator"}}}})
+    assert (await get(ds, f"/-/glyph/compare?a={A}&b={B}")).status_code == 403
+    assert (await get(ds, f"/-/glyph/compare?a={A}&b={B}", OPERATOR)).status_code == 302
+
+
+ROLLBACK_CONFIG = {"datasette-glyph": {"database": "glyph", "allow_rollback": {"id": "operator"}}}
+
+
+@pytest.mark.asyncio
+@pytest.mark.parametrize(
+    "actor,import_id,expected",
+    [
+        (OPERATOR, B, [f"/api/imports/{B}"]),
+        (READER, B, []),
+        (None, B, []),
+        (OPERATOR, C, []),  # already rolled back
+    ],
+)
+async def test_rollback_button_for_those_allowed(db_path, batches, actor, import_id, expected):
+    ds = Datasette([str(db_path)], plugin_config=ROLLBACK_CONFIG)
+    await ds.invoke_startup()
+    html = (await get(ds, f"/-/glyph/imports/{import_id}", actor)).text
+    assert re.findall(r'<form id="glyph-rollback" class="core" action="([^"]+)" method="post">', html) == expected
+    if expected:
+        # the page asks first, then sends DELETE to the API with the CSRF token
+        assert re.findall(r"window\.confirm\((\w+)\)", html) == ["question"]
+        assert re.findall(r'method: "(\w+)"', html) == ["DELETE"]
+        token = re.findall(r'headers: \{"X-CSRFToken": "([^"]*)"', html)
+        assert len(token) == 1 and len(token[0]) > 10
+
+
+@pytest.mark.asyncio
+async def test_diff_of_identical_files_says_so(conn, db_path, batches):
+    conn.execute("UPDATE import_batches SET sha256 = 'same' WHERE import_id IN (?, ?)", [A, B])
+    ds = await make_ds(db_path)
+    html = (await get(ds, f"/-/glyph/imports/{A}/diff/{B}")).text
+    assert re.findall(r'<p class="glyph-note" id="glyph-diff-identical">(.*?)</p>', html) == [
+        "Both imports have identical content: their files have the same SHA-256, so nothing below changed."
+    ]
+    html = (await get(ds, f"/-/glyph/imports/{B}/diff/{C}")).text
+    assert 'id="glyph-diff-identical"' not in html
+
+
+@pytest.mark.asyncio
+@pytest.mark.parametrize(
+    "path,expected",
+    [
+        ("/-/glyph/imports", [("/", "home"), ("/glyph", "glyph")]),
+        (f"/-/glyph/imports/{A}", [("/", "home"), ("/glyph", "glyph"), ("/-/glyph/imports", "imports")]),
+        (f"/-/glyph/imports/{A}/diff/{B}", [("/", "home"), ("/glyph", "glyph"), ("/-/glyph/imports", "imports")]),
+        ("/-/glyph/history", [("/", "home"), ("/glyph", "glyph"), ("/-/glyph/imports", "imports")]),
+        ("/-/glyph/import", [("/", "home"), ("/glyph", "glyph"), ("/-/glyph/imports", "imports")]),
+    ],
+)
+async def test_breadcrumbs(db_path, batches, path, expected):
+    ds = await make_ds(db_path)
+    html = (await get(ds, path, OPERATOR)).text
+    assert Extract(html, class_="crumbs").links == expected
+
+
+@pytest.mark.asyncio
+async def test_stylesheet_is_served_with_every_page(db_path, batches):
+    ds = await make_ds(db_path)
+    html = (await get(ds, "/-/glyph/imports")).text
+    links = re.findall(r'<link rel="stylesheet" href="([^"]*glyph[^"]*)">', html)
+    assert links == ["/-/static-plugins/datasette_glyph/glyph.css"]
+    css = await get(ds, links[0])
+    assert (css.status_code, css.headers["content-type"].split(";")[0]) == (200, "text/css")
+
+
+@pytest.mark.asyncio
+@pytest.mark.parametrize("path", ["/-/glyph/imports", f"/-/glyph/imports/{B}", f"/-/glyph/imports/{A}/diff/{B}"])
+async def test_narrow_screen_labels_on_every_cell(db_path, batches, path):
+    """On a phone Datasette stacks a table's cells; each cell of a glyph table names its column."""
+    ds = await make_ds(db_path)
+    html = (await get(ds, path)).text
+    for table in re.findall(r'<table class="rows-and-columns[^"]*" id="[^"]+">(.*?)</table>', html, re.DOTALL):
+        headers = [unescape(h) for h in re.findall(r"<th[^>]*>([^<]*)</th>", table)]
+        for row in re.findall(r"<tr[^>]*>(.*?)</tr>", table.split("<tbody>")[1], re.DOTALL):
+            assert [unescape(label) for label in re.findall(r'<td data-label="([^"]*)"', row)] == headers
