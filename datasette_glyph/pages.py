@@ -367,16 +367,19 @@ def history_chart(values: list, times: list, fmt) -> dict:
         labelled = list(range(count))
     else:
         labelled = sorted({round(i * (count - 1) / (HISTORY_LABELS - 1)) for i in range(HISTORY_LABELS)})
+    inner = [i for i in labelled if 0 < i < count - 1]
+    centre = min(inner, key=lambda i: abs(points[i]["x"] - 50)) if inner else None
+
+    def place(i):  # which labels a narrow chart keeps: the ends, then the centre (see glyph.css)
+        return "first" if i == 0 else "last" if i == count - 1 else "centre" if i == centre else "minor"
+
     return {
         "points": points,
         # The line is drawn in a 0..1000 x 0..1000 SVG box stretched over the plot, points in percent of it.
         "polyline": " ".join(f"{p['x'] * 10:g},{p['y'] * 10:g}" for p in points),
         # round values: "$5,000", not "$5,000.00"
         "y_ticks": [{"y": round(100 - 100 * t / top, 2), "label": fmt(t).removesuffix(".00")} for t in ticks],
-        "x_labels": [
-            {"x": points[i]["x"], "label": short_time(times[i]), "edge": "first" if i == 0 else "last" if i == count - 1 else ""}
-            for i in labelled
-        ],
+        "x_labels": [{"x": points[i]["x"], "label": short_time(times[i]), "place": place(i)} for i in labelled],
     }
 
 

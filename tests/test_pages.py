@@ -483,11 +483,11 @@ def test_history_chart_geometry():
         (100.0, 40.0),
     ]
     assert chart["points"][0]["title"] == "2025-05-01 08:00 UTC: $100.00"
-    assert [(x["x"], x["label"], x["edge"]) for x in chart["x_labels"]] == [
+    assert [(x["x"], x["label"], x["place"]) for x in chart["x_labels"]] == [
         (0.0, "2025-05-01 08:00 UTC", "first"),
-        (33.33, "2025-05-03 08:00 UTC", ""),
-        (50.0, "2025-05-04 08:00 UTC", ""),
-        (66.67, "2025-05-05 08:00 UTC", ""),
+        (33.33, "2025-05-03 08:00 UTC", "minor"),
+        (50.0, "2025-05-04 08:00 UTC", "centre"),
+        (66.67, "2025-05-05 08:00 UTC", "minor"),
         (100.0, "2025-05-07 08:00 UTC", "last"),
     ]
     assert chart["polyline"].split()[:2] == ["0,500", "166.7,250"]
