@@ -16,6 +16,7 @@ from markupsafe import Markup, escape
 
 from . import lineage
 from .config import glyph_database, plugin_config
+from .listings import InvalidParameter
 from .permissions import can_import, can_rollback, can_view_table
 
 IMPORTS_PER_PAGE = 50
@@ -438,6 +439,44 @@ def prepare_jinja2_environment(env) -> None:
         glyph_time=utc_time,
         glyph_short_time=short_time,
     )
+
+
+# Diff page: order and model filter ---------------------------------------------------------------------------
+
+# How the diff page can order listing changes: the engine's order (by kind, then file order), or largest price
+# change first.
+DIFF_SORTS = {"file": "kind, then file order", "change": "largest price change first"}
+
+
+def arrange_params(args) -> tuple:
+    """(sort, model) from a diff page's query string; InvalidParameter for an unknown sort."""
+    sort = args.get("sort") or "file"
+    if sort not in DIFF_SORTS:
+        raise InvalidParameter("sort", sort, f"must be one of {', '.join(DIFF_SORTS)}")
+    return sort, args.get("model") or None
+
+
+def arrange_changes(changes: list, sort: str, model, limit: int, offset: int) -> tuple:
+    """One page of ``changes`` (dicts, in the engine's order) filtered to ``model`` and put in ``sort`` order.
+
+    Returns (page, total after filtering, next offset or None). "change" puts the largest price change (in percent
+    of the old price, either way) first; additions and removals, which have no change, follow in the engine's order.
+    """
+    if model is not None:
+        changes = [c for c in changes if c["canonical_model"] == model]
+    if sort == "change":
+
+        def size(change):
+            if change["percent"] is not None:
+                return (0, -abs(change["percent"]), -abs(change["delta"]))
+            if change["delta"] is not None:  # old price 0
+                return (0, float("-inf"), -abs(change["delta"]))
+            return (1, 0, 0)
+
+        changes = sorted(changes, key=size)  # stable: ties keep the engine's order
+    page = changes[offset : offset + limit]
+    end = offset + len(page)
+    return page, len(changes), end if end < len(changes) else None
 
 
 # Table pages filtered to one import ----------------------------------------------------------------------------

@@ -16,7 +16,7 @@ from datasette.utils.asgi import BadRequest, Forbidden, NotFound, Response
 from . import lineage
 from .config import glyph_database, run_write
 from .listings import InvalidParameter, parse_int
-from .pages import history_chart, usd
+from .pages import DIFF_SORTS, arrange_changes, arrange_params, history_chart, usd
 from .permissions import can_rollback, can_view_table
 from .routes import _actor_id, _errors
 
@@ -90,14 +90,24 @@ async def diff_page(request, datasette):
     a, b = request.url_vars["a"], request.url_vars["b"]
     try:
         kind, limit, offset = _diff_params(request.args)
+        sort, model = arrange_params(request.args)
     except InvalidParameter as e:
         raise BadRequest(str(e))
+    arranged = sort != "file" or model is not None
     try:
-        diff = await db.execute_fn(lambda conn: lineage.diff_imports(conn, a, b, kind=kind, limit=limit, offset=offset))
+        diff = await db.execute_fn(
+            lambda conn: lineage.diff_imports(
+                conn, a, b, kind=kind, limit=None if arranged else limit, offset=0 if arranged else offset
+            )
+        )
     except lineage.UnknownImport as e:
         raise NotFound(str(e))
     data = diff.to_dict()
+    next_offset = diff.next_offset
+    if arranged:  # the page's own order or model filter, over every change of the kind
+        data["changes"], data["total"], next_offset = arrange_changes(data["changes"], sort, model, limit, offset)
     page_path = _diff_path("/-/glyph", a, b)
+    sort_arg = None if sort == "file" else sort
     for change in data["changes"]:
         change["history_url"] = _path(datasette, "/-/glyph/history", source_url=change["source_url"])
     size = None if limit == DIFF_PAGE_SIZE else limit
@@ -116,25 +126,30 @@ async def diff_page(request, datasette):
                 "kind": k,
                 "count": counts_by_kind[k],
                 "label": k or "all changes",
-                "url": _path(datasette, page_path, kind=k, limit=size),
+                "url": _path(datasette, page_path, kind=k, limit=size, sort=sort_arg, model=model),
                 "current": k == kind,
             }
             for k in (None,) + lineage.CHANGE_KINDS
         ],
         "previous_url": (
-            _path(datasette, page_path, kind=kind, limit=size, offset=max(0, offset - limit) or None)
+            _path(
+                datasette, page_path, kind=kind, limit=size, sort=sort_arg, model=model, offset=max(0, offset - limit) or None
+            )
             if offset > 0
             else None
         ),
         "next_url": (
-            _path(datasette, page_path, kind=kind, limit=size, offset=diff.next_offset)
-            if diff.next_offset is not None
+            _path(datasette, page_path, kind=kind, limit=size, sort=sort_arg, model=model, offset=next_offset)
+            if next_offset is not None
             else None
         ),
         "first_shown": offset + 1,
         "last_shown": offset + len(data["changes"]),
         "json_url": _path(datasette, _diff_path("/api", a, b), kind=kind, limit=size, offset=offset or None),
         "swap_url": _path(datasette, _diff_path("/-/glyph", b, a)),
+        "sort": sort,
+        "sorts": DIFF_SORTS,
+        "model": model,
     }
     return Response.html(await datasette.render_template("glyph_diff.html", context, request=request))
 

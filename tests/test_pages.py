@@ -11,6 +11,8 @@ from datasette_test import Datasette, actor_cookie
 
 from datasette_glyph import lineage, pages
 
+from .snapshots import insert_snapshot
+
 OPERATOR = {"id": "operator"}  # granted glyph-import by the plugin config below
 READER = {"id": "reader"}
 PLUGIN_CONFIG = {"datasette-glyph": {"database": "glyph", "allow_import": {"id": "operator"}}}
@@ -766,3 +768,72 @@ async def test_narrow_screen_labels_on_every_cell(db_path, batches, path):
         headers = [unescape(h) for h in re.findall(r"<th[^>]*>([^<]*)</th>", table)]
         for row in re.findall(r"<tr[^>]*>(.*?)</tr>", table.split("<tbody>")[1], re.DOTALL):
             assert [unescape(label) for label in re.findall(r'<td data-label="([^"]*)"', row)] == headers
+
+
+URL = "https://market.example/listing/"
+
+
+@pytest.fixture
+def priced(conn):
+    """Two imports: u1 -5%, u2 +20%, u4 +5% (a smaller change in dollars than u1's), u5 added, u3 removed."""
+
+    def rows(*listings):
+        return [{"canonical_model": m, "price": p, "score": 0.5, "source_url": URL + u} for u, m, p in listings]
+
+    first = rows(("u1", "H100_PCIE_80GB", 20000.0), ("u2", "RTX_4090", 2000.0), ("u3", "RTX_4090", 1800.0), ("u4", "L40S", 8000.0))
+    second = rows(("u1", "H100_PCIE_80GB", 19000.0), ("u2", "RTX_4090", 2400.0), ("u4", "L40S", 8400.0), ("u5", "L40S", 7000.0))
+    insert_snapshot(conn, first, A, imported_at="2025-05-01 08:00:00")
+    insert_snapshot(conn, second, B, imported_at="2025-05-02 08:00:00")
+
+
+@pytest.mark.asyncio
+@pytest.mark.parametrize(
+    "query,expected,pager",
+    [
+        ("", ["u1", "u2", "u4", "u5", "u3"], []),
+        ("?sort=change", ["u2", "u1", "u4", "u5", "u3"], []),
+        ("?sort=change&kind=changed", ["u2", "u1", "u4"], []),
+        ("?model=RTX_4090", ["u2", "u3"], []),
+        ("?model=L40S&sort=change", ["u4", "u5"], []),
+        ("?model=A10", [], []),
+        ("?sort=change&limit=2", ["u2", "u1"], ["next: ?limit=2&sort=change&offset=2"]),
+        (
+            "?sort=change&limit=2&offset=2",
+            ["u4", "u5"],
+            ["previous: ?limit=2&sort=change", "next: ?limit=2&sort=change&offset=4"],
+        ),
+        ("?model=L40S&limit=1", ["u4"], ["next: ?limit=1&model=L40S&offset=1"]),
+    ],
+)
+async def test_diff_page_sorts_by_size_of_change_and_filters_by_model(db_path, priced, query, expected, pager):
+    ds = await make_ds(db_path)
+    html = (await get(ds, f"/-/glyph/imports/{A}/diff/{B}" + query)).text
+    shown = [row[1].removeprefix(URL) for row in Extract(html, id="glyph-diff-changes").rows[1:]]
+    assert shown == expected
+    links = re.findall(r'<a href="[^"?]*(\?[^"]*)" id="glyph-diff-(previous|next)-page">', html)
+    assert [f"{which}: {unescape(href)}" for href, which in links] == pager
+
+
+@pytest.mark.asyncio
+async def test_diff_page_order_and_model_form(db_path, priced):
+    ds = await make_ds(db_path)
+    html = (await get(ds, f"/-/glyph/imports/{A}/diff/{B}?kind=changed&sort=change&model=L40S")).text
+    form = re.findall(r'<form class="core glyph-actions" id="glyph-diff-arrange" action="" method="get">(.*?)</form>', html, re.DOTALL)[0]
+    assert re.findall(r'<input type="hidden" name="(\w+)" value="([^"]*)">', form) == [("kind", "changed")]
+    assert re.findall(r'<option value="([^"]*)"( selected)?>', form) == [
+        ("file", ""), ("change", " selected"), ("", ""), ("H100_PCIE_80GB", ""), ("L40S", " selected"), ("RTX_4090", "")
+    ]  # fmt: skip
+    assert " ".join(re.sub("<[^>]+>", "", re.findall(r'<p id="glyph-diff-showing">(.*?)</p>', html, re.DOTALL)[0]).split()) == (
+        "Showing 1–1 of 1 (L40S only), largest price change first."
+    )
+    kinds = [unescape(href) for href, _ in Extract(html, id="glyph-diff-kinds").links]
+    assert kinds == [f"/-/glyph/imports/{A}/diff/{B}?sort=change&model=L40S"] + [
+        f"/-/glyph/imports/{A}/diff/{B}?kind={k}&sort=change&model=L40S" for k in ("added", "removed")
+    ]
+
+
+@pytest.mark.asyncio
+async def test_diff_page_refuses_an_unknown_order(db_path, priced):
+    ds = await make_ds(db_path)
+    response = await get(ds, f"/-/glyph/imports/{A}/diff/{B}?sort=biggest")
+    assert response.status_code == 400
