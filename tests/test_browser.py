@@ -282,6 +282,11 @@ def test_invalid_file_shows_its_errors_row_by_row(operator_page, shots):
         for e in answer["errors"]
     ]
     assert [row[:3] for row in shown] == [["3", "price", "abc"], ["4", "vram_gb", "twenty"]]
+    # each cell names its column for a phone's stacked layout, as the pages' own tables do
+    labels = page.eval_on_selector_all("#glyph-error-table tbody tr", "trs => trs.map(tr => Array.from(tr.cells, td => td.dataset.label))")
+    assert labels == [["Line", "Column", "Value", "Message"]] * 2
+    assert page.inner_text("#glyph-status").startswith("Nothing was imported. ")
+    assert page.evaluate("document.activeElement.id") == "glyph-errors-heading"
     assert page.is_visible("#glyph-result") is False
     assert page.inner_text("#glyph-errors h2") == "Nothing was imported"
     page.screenshot(path=shots / "08-import-errors.png", full_page=True)

@@ -390,6 +390,8 @@ async def test_rolled_back_import_says_its_rows_were_removed(conn, db_path, batc
         "JSON",
     ]
     assert 'id="glyph-price-chart"' not in html
+    record = re.findall(r"<dt>(.*?)</dt>\s*<dd>(.*?)</dd>", html)
+    assert [label for label, _ in record][:6] == ["Import id", "File", "Source", "Status", "Rows written (since removed)", "Imported at"]
     listed = Extract((await get(ds, "/-/glyph/imports")).text, id="glyph-imports")
     assert listed.rows[-1] == ["monday.csv", "ebay", "2025-05-01 08:00:00 UTC", "0 (3 rolled back)", "rolled_back", "operator"]
     assert rows_link(A) not in [href for href, _ in listed.links]
