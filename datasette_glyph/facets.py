@@ -37,7 +37,8 @@ class ImportFacet(Facet):
 
     async def facet_results(self):
         results, timed_out = [], []
-        if self.database != glyph_database(self.ds).name:
+        db = glyph_database(self.ds)
+        if self.database != db.name or not await db.table_exists("import_batches"):
             return results, timed_out
         pairs = self.get_querystring_pairs()
         size = self.get_facet_size()

@@ -494,16 +494,12 @@ async def table_template_vars(datasette, view_name, database, table, request) ->
     if not import_id or not await _can_view(datasette, request.actor, db.name):
         return {}
 
+    if not await db.table_exists("import_batches"):  # a database the plugin has not adopted
+        return {}
+
     def read(conn):
-        batch = conn.execute(
-            "SELECT import_id, imported_at, source, filename, description, status, record_count "
-            "FROM import_batches WHERE import_id = ?",
-            [import_id],
-        ).fetchone()
-        if batch is None:
-            return None, None
-        batch = dict(zip(("import_id", "imported_at", "source", "filename", "description", "status", "record_count"), batch))
-        return batch, lineage.previous_import(conn, import_id)
+        batch = lineage.get_import(conn, import_id)
+        return batch, lineage.previous_import(conn, import_id) if batch else None
 
     batch, previous = await db.execute_fn(read)
     if batch is None:

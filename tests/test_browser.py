@@ -407,6 +407,11 @@ def test_narrow_tables_label_every_cell(market_page, market, width, shots):
             assert [content for _, content in shown] == [f'"{label}"' for label, _ in shown], name
         else:
             assert {content for _, content in shown} == {"none"}, name
+            # and at 1280 px every glyph table fits the page: nothing to scroll sideways
+            overflow = page.eval_on_selector_all(
+                ".table-wrapper", "ws => ws.map(w => w.scrollWidth - w.clientWidth).filter(d => d > 0)"
+            )
+            assert overflow == [], name
         page.screenshot(path=shots / f"10-{name}-{width}.png", full_page=True, clip=top_of(page, width))
 
 

@@ -1,6 +1,7 @@
 """The HTML pages under /-/glyph/ and the menu and table links to them, through Datasette's test client."""
 
 import re
+import sqlite3
 from html import unescape
 from html.parser import HTMLParser
 from pathlib import Path
@@ -839,3 +840,27 @@ async def test_diff_page_refuses_an_unknown_order(db_path, priced):
     ds = await make_ds(db_path)
     response = await get(ds, f"/-/glyph/imports/{A}/diff/{B}?sort=biggest")
     assert response.status_code == 400
+
+
+@pytest.mark.asyncio
+@pytest.mark.parametrize(
+    "path,status",
+    [
+        ("/plain/scored_listings?import_id=x", 200),
+        ("/plain/scored_listings?_facet_import=import_id", 200),
+        ("/plain/scored_listings?_facet_import=import_id&import_id=x", 200),
+    ],
+)
+async def test_a_database_without_lineage_still_browses(tmp_path, path, status):
+    """Served as the plugin's database before ``glyph-migrate`` adopted it: no banner, no import facet, no error."""
+    plain = tmp_path / "plain.db"
+    conn = sqlite3.connect(plain)
+    conn.execute("CREATE TABLE scored_listings (id INTEGER PRIMARY KEY, import_id TEXT)")
+    conn.execute("INSERT INTO scored_listings (import_id) VALUES ('x')")
+    conn.commit()
+    conn.close()
+    ds = Datasette([str(plain)], plugin_config={"datasette-glyph": {"database": "plain", "migrate": False}})
+    await ds.invoke_startup()
+    response = await ds.client.get(path)
+    assert response.status_code == status
+    assert 'id="glyph-import-banner"' not in response.text
