@@ -864,3 +864,15 @@ async def test_a_database_without_lineage_still_browses(tmp_path, path, status):
     response = await ds.client.get(path)
     assert response.status_code == status
     assert 'id="glyph-import-banner"' not in response.text
+
+
+@pytest.mark.asyncio
+async def test_row_page_links_to_the_listing_history(conn, db_path):
+    insert_snapshot(conn, [{"canonical_model": "L4", "price": 10.0, "score": 0.5, "source_url": URL + "9"}], A)
+    row_id = conn.execute("SELECT id FROM scored_listings").fetchone()[0]
+    ds = await make_ds(db_path, metadata=repo_metadata())
+    html = (await get(ds, f"/glyph/scored_listings/{row_id}")).text
+    links = re.findall(r'<a class="glyph-history-link" href="([^"]+)"', html)
+    assert links == ["/-/glyph/history?source_url=https%3A%2F%2Fmarket.example%2Flisting%2F9"]
+    history = (await get(ds, links[0])).text
+    assert Extract(history, id="glyph-history-table").rows[1][1:5] == [A, "market", "L4", "$10.00"]
