@@ -23,6 +23,7 @@ from .routes import _actor_id, _errors
 DIFF_PAGE_SIZE = 100
 MAX_DIFF_PAGE_SIZE = 1000
 
+
 async def _cannot_view(datasette, actor, database: str, tables) -> Optional[str]:
     """The first of ``tables`` the actor may not see, or None: lineage shows no more than the tables would."""
     for table in tables:
@@ -133,7 +134,13 @@ async def diff_page(request, datasette):
         ],
         "previous_url": (
             _path(
-                datasette, page_path, kind=kind, limit=size, sort=sort_arg, model=model, offset=max(0, offset - limit) or None
+                datasette,
+                page_path,
+                kind=kind,
+                limit=size,
+                sort=sort_arg,
+                model=model,
+                offset=max(0, offset - limit) or None,
             )
             if offset > 0
             else None

@@ -283,7 +283,9 @@ def test_invalid_file_shows_its_errors_row_by_row(operator_page, shots):
     ]
     assert [row[:3] for row in shown] == [["3", "price", "abc"], ["4", "vram_gb", "twenty"]]
     # each cell names its column for a phone's stacked layout, as the pages' own tables do
-    labels = page.eval_on_selector_all("#glyph-error-table tbody tr", "trs => trs.map(tr => Array.from(tr.cells, td => td.dataset.label))")
+    labels = page.eval_on_selector_all(
+        "#glyph-error-table tbody tr", "trs => trs.map(tr => Array.from(tr.cells, td => td.dataset.label))"
+    )
     assert labels == [["Line", "Column", "Value", "Message"]] * 2
     assert page.inner_text("#glyph-status").startswith("Nothing was imported. ")
     assert page.evaluate("document.activeElement.id") == "glyph-errors-heading"
@@ -497,10 +499,14 @@ def test_import_facet_newest_first_and_every_import_reachable(market_page, marke
     page = market_page
     page.goto("/glyph/scored_listings?_nosuggest=1")
     batches = market.get("/glyph/import_batches.json?_shape=array&_size=max&_sort_desc=imported_at").json()
-    expected = [
-        f"{b['imported_at'][:16]} UTC · {b['source']} · {b['filename']}" for b in batches
+    expected = [f"{b['imported_at'][:16]} UTC · {b['source']} · {b['filename']}" for b in batches]
+    shown = [
+        t.replace("\xa0", " ")
+        for t in page.locator(
+            "#facet-import_id li a[data-facet-value], #facet-import_id li a:not(.cross)"
+        ).all_inner_texts()
+        if t != "…"
     ]
-    shown = [t.replace("\xa0", " ") for t in page.locator("#facet-import_id li a[data-facet-value], #facet-import_id li a:not(.cross)").all_inner_texts() if t != "…"]
     assert shown == expected[:30]
     page.screenshot(path=shots / f"14-import-facet-{width}.png", full_page=True, clip=top_of(page, width, 1800))
     page.click("#facet-import_id li.facet-truncated a")
@@ -524,7 +530,8 @@ def test_banner_leads_back_to_the_import(market_page, market, width, shots):
     ebay = market.ids["ebay"]
     page.goto(f"/glyph/scored_listings?import_id={ebay[5]}&_sort=import_index&_nosuggest=1")
     banner = {
-        link: page.get_attribute(f"#glyph-banner-{link}", "href") for link in ("import", "page", "diff", "imports", "history")
+        link: page.get_attribute(f"#glyph-banner-{link}", "href")
+        for link in ("import", "page", "diff", "imports", "history")
     }
     assert banner == {
         "import": f"/-/glyph/imports/{ebay[5]}",
@@ -605,20 +612,17 @@ def test_accessibility_of_glyph_pages(market_page, market, width, shots):
     page = market_page
     for name, path in glyph_pages(market).items():
         page.goto(path)
-        unlabelled = page.evaluate(
-            """Array.from(document.querySelectorAll(
+        unlabelled = page.evaluate("""Array.from(document.querySelectorAll(
                 ".content input:not([type=hidden]):not([type=submit]), .content select, .content textarea"))
-            .filter(e => !(e.labels && e.labels.length) && !e.getAttribute('aria-label')).map(e => e.id || e.name)"""
-        )
+            .filter(e => !(e.labels && e.labels.length) && !e.getAttribute('aria-label')).map(e => e.id || e.name)""")
         assert unlabelled == [], name
         images = page.evaluate(
             "Array.from(document.querySelectorAll('[role=img]'))"
             ".filter(e => !e.getAttribute('aria-label') && !e.getAttribute('aria-labelledby')).length"
         )
         assert images == 0, name
-        ratios = page.evaluate(
-            f"Array.from(document.querySelectorAll('.glyph-up, .glyph-down, .glyph-up a, .glyph-down a')).map({CONTRAST})"
-        )
+        deltas = "'.glyph-up, .glyph-down, .glyph-up a, .glyph-down a'"
+        ratios = page.evaluate(f"Array.from(document.querySelectorAll({deltas})).map({CONTRAST})")
         if name in ("diff", "history"):
             assert ratios, name
         assert all(r >= 4.5 for r in ratios), (name, min(ratios))
@@ -638,6 +642,8 @@ def test_accessibility_of_glyph_pages(market_page, market, width, shots):
     assert page.get_attribute("#glyph-status", "role") == "status"
     enabled = page.eval_on_selector("#glyph-submit", "b => getComputedStyle(b).backgroundColor")
     page.eval_on_selector("#glyph-submit", "b => { b.disabled = true; }")
-    disabled = page.eval_on_selector("#glyph-submit", "b => [getComputedStyle(b).backgroundColor, getComputedStyle(b).cursor]")
+    disabled = page.eval_on_selector(
+        "#glyph-submit", "b => [getComputedStyle(b).backgroundColor, getComputedStyle(b).cursor]"
+    )
     assert disabled[0] != enabled and disabled[1] == "not-allowed"
     page.screenshot(path=shots / f"17-upload-{width}.png", full_page=True)

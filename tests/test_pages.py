@@ -364,7 +364,9 @@ def chart_rows(html):
         html,
         re.DOTALL,
     )
-    return [(model, " ".join(unescape(line).split()), median, left, width) for model, line, left, width, median in found]
+    return [
+        (model, " ".join(unescape(line).split()), median, left, width) for model, line, left, width, median in found
+    ]
 
 
 @pytest.mark.asyncio
@@ -381,7 +383,11 @@ async def test_rolled_back_import_says_its_rows_were_removed(conn, db_path, batc
     ds = await make_ds(db_path)
     html = (await get(ds, f"/-/glyph/imports/{A}")).text
     rolled_back_at = conn.execute("SELECT rolled_back_at FROM import_batches WHERE import_id = ?", [A]).fetchone()[0]
-    notice = re.sub(r"\s+", " ", re.sub("<[^>]+>", "", re.findall(r'<p class="glyph-rolled-back"[^>]*>(.*?)</p>', html, re.DOTALL)[0]))
+    notice = re.sub(
+        r"\s+",
+        " ",
+        re.sub("<[^>]+>", "", re.findall(r'<p class="glyph-rolled-back"[^>]*>(.*?)</p>', html, re.DOTALL)[0]),
+    )
     assert notice == (
         f"Rolled back at {pages.utc_time(rolled_back_at)} by alice: its 3 rows were removed; this record stays."
     )
@@ -392,9 +398,23 @@ async def test_rolled_back_import_says_its_rows_were_removed(conn, db_path, batc
     ]
     assert 'id="glyph-price-chart"' not in html
     record = re.findall(r"<dt>(.*?)</dt>\s*<dd>(.*?)</dd>", html)
-    assert [label for label, _ in record][:6] == ["Import id", "File", "Source", "Status", "Rows written (since removed)", "Imported at"]
+    assert [label for label, _ in record][:6] == [
+        "Import id",
+        "File",
+        "Source",
+        "Status",
+        "Rows written (since removed)",
+        "Imported at",
+    ]
     listed = Extract((await get(ds, "/-/glyph/imports")).text, id="glyph-imports")
-    assert listed.rows[-1] == ["monday.csv", "ebay", "2025-05-01 08:00:00 UTC", "0 (3 rolled back)", "rolled_back", "operator"]
+    assert listed.rows[-1] == [
+        "monday.csv",
+        "ebay",
+        "2025-05-01 08:00:00 UTC",
+        "0 (3 rolled back)",
+        "rolled_back",
+        "operator",
+    ]
     assert rows_link(A) not in [href for href, _ in listed.links]
 
 
@@ -458,7 +478,9 @@ def test_price_chart_geometry():
         {"left": 76.14, "label": "$10k"},
         {"left": 100.0, "label": "$30k"},
     ]
-    assert [(r["model"], r["left"], r["width"], r["median"], r["count_label"], r["median_label"]) for r in chart["rows"]] == [
+    assert [
+        (r["model"], r["left"], r["width"], r["median"], r["count_label"], r["median_label"]) for r in chart["rows"]
+    ] == [
         ("H100_SXM", 76.14, 23.86, 91.2, "2 rows", "$20,000"),
         ("A10", 26.14, 23.86, 26.14, "3 rows", "$1,000"),
         ("RTX_3090", 0.0, 0.0, 0.0, "1 row", "$300"),
@@ -534,7 +556,9 @@ async def test_foreign_key_cells_link_to_pages_that_exist(db_path, batches):
     b_label = "tuesday.csv · 2025-05-02 08:00:00"
 
     def link(import_id, label):  # one line: the label, with the UUID as the link's title
-        return f'<a class="glyph-import-link" href="/-/glyph/imports/{import_id}" title="import {import_id}">{label}</a>'
+        return (
+            f'<a class="glyph-import-link" href="/-/glyph/imports/{import_id}" title="import {import_id}">{label}</a>'
+        )
 
     assert cells(html, "import_id") == [link(A, a_label)] * 3 + [link(B, b_label)] * 4
     models = ["H100_PCIE_80GB", "RTX_4090", "H100_PCIE_80GB", "RTX_4090", "RTX_4090", "RTX_4090", "L40S"]
@@ -562,7 +586,7 @@ async def test_table_cells_show_dollars_utc_times_and_history_links(conn, db_pat
         f'<a class="glyph-history-link" href="{history}" title="price history of this listing">history</a>'
     ]
     assert (await get(ds, history)).status_code == 200
-    batches_html = (await get(ds, "/glyph/import_batches"))
+    batches_html = await get(ds, "/glyph/import_batches")
     assert cells(batches_html.text, "imported_at") == [
         '<time class="glyph-time" datetime="2025-05-01 08:00:00.123456">2025-05-01 08:00:00 UTC</time>'
     ]
@@ -600,7 +624,11 @@ async def test_import_facet_lists_imports_newest_first_and_all_of_them_on_reques
     newest_first = [f"00000000-0000-4000-8000-{i:012d}" for i in sorted(times, key=times.get, reverse=True)]
     ds = await make_ds(db_path, metadata=repo_metadata())
     first = facet_values((await get(ds, "/glyph/scored_listings.json?_extra=facet_results")).json())
-    assert ([r["value"] for r in first["results"]], first["truncated"], first["type"]) == (newest_first[:30], True, "import")
+    assert ([r["value"] for r in first["results"]], first["truncated"], first["type"]) == (
+        newest_first[:30],
+        True,
+        "import",
+    )
     every = facet_values((await get(ds, "/glyph/scored_listings.json?_extra=facet_results&_facet_size=max")).json())
     assert ([r["value"] for r in every["results"]], every["truncated"]) == (newest_first, False)
     html = (await get(ds, "/glyph/scored_listings")).text
@@ -608,7 +636,9 @@ async def test_import_facet_lists_imports_newest_first_and_all_of_them_on_reques
     assert [unescape(m) for m in more] == ["/glyph/scored_listings?_facet_size=max"]
     # a selected import is named and can be cleared
     chosen = newest_first[3]
-    selected = facet_values((await get(ds, f"/glyph/scored_listings.json?_extra=facet_results&import_id={chosen}")).json())
+    selected = facet_values(
+        (await get(ds, f"/glyph/scored_listings.json?_extra=facet_results&import_id={chosen}")).json()
+    )
     assert [(r["value"], r["selected"], r["count"]) for r in selected["results"]] == [(chosen, True, 2)]
     assert selected["results"][0]["toggle_url"].endswith("/glyph/scored_listings.json?_extra=facet_results")
 
@@ -783,8 +813,15 @@ def priced(conn):
     def rows(*listings):
         return [{"canonical_model": m, "price": p, "score": 0.5, "source_url": URL + u} for u, m, p in listings]
 
-    first = rows(("u1", "H100_PCIE_80GB", 20000.0), ("u2", "RTX_4090", 2000.0), ("u3", "RTX_4090", 1800.0), ("u4", "L40S", 8000.0))
-    second = rows(("u1", "H100_PCIE_80GB", 19000.0), ("u2", "RTX_4090", 2400.0), ("u4", "L40S", 8400.0), ("u5", "L40S", 7000.0))
+    first = rows(
+        ("u1", "H100_PCIE_80GB", 20000.0),
+        ("u2", "RTX_4090", 2000.0),
+        ("u3", "RTX_4090", 1800.0),
+        ("u4", "L40S", 8000.0),
+    )
+    second = rows(
+        ("u1", "H100_PCIE_80GB", 19000.0), ("u2", "RTX_4090", 2400.0), ("u4", "L40S", 8400.0), ("u5", "L40S", 7000.0)
+    )
     insert_snapshot(conn, first, A, imported_at="2025-05-01 08:00:00")
     insert_snapshot(conn, second, B, imported_at="2025-05-02 08:00:00")
 
@@ -821,14 +858,16 @@ async def test_diff_page_sorts_by_size_of_change_and_filters_by_model(db_path, p
 async def test_diff_page_order_and_model_form(db_path, priced):
     ds = await make_ds(db_path)
     html = (await get(ds, f"/-/glyph/imports/{A}/diff/{B}?kind=changed&sort=change&model=L40S")).text
-    form = re.findall(r'<form class="core glyph-actions" id="glyph-diff-arrange" action="" method="get">(.*?)</form>', html, re.DOTALL)[0]
+    form = re.findall(
+        r'<form class="core glyph-actions" id="glyph-diff-arrange" action="" method="get">(.*?)</form>', html, re.DOTALL
+    )[0]
     assert re.findall(r'<input type="hidden" name="(\w+)" value="([^"]*)">', form) == [("kind", "changed")]
     assert re.findall(r'<option value="([^"]*)"( selected)?>', form) == [
         ("file", ""), ("change", " selected"), ("", ""), ("H100_PCIE_80GB", ""), ("L40S", " selected"), ("RTX_4090", "")
     ]  # fmt: skip
-    assert " ".join(re.sub("<[^>]+>", "", re.findall(r'<p id="glyph-diff-showing">(.*?)</p>', html, re.DOTALL)[0]).split()) == (
-        "Showing 1–1 of 1 (L40S only), largest price change first."
-    )
+    assert " ".join(
+        re.sub("<[^>]+>", "", re.findall(r'<p id="glyph-diff-showing">(.*?)</p>', html, re.DOTALL)[0]).split()
+    ) == ("Showing 1–1 of 1 (L40S only), largest price change first.")
     kinds = [unescape(href) for href, _ in Extract(html, id="glyph-diff-kinds").links]
     assert kinds == [f"/-/glyph/imports/{A}/diff/{B}?sort=change&model=L40S"] + [
         f"/-/glyph/imports/{A}/diff/{B}?kind={k}&sort=change&model=L40S" for k in ("added", "removed")
