@@ -47,6 +47,8 @@ LOG_TICK_STEPS = (1, 3)
 LOWEST_PRICE = 1.0
 # The most x-axis labels a history chart shows; every point keeps its marker and tooltip.
 HISTORY_LABELS = 5
+# Beyond this many points a history chart draws smaller markers, so that neighbours do not merge into a band.
+DENSE_POINTS = 30
 
 TIME = re.compile(r"^(\d{4}-\d\d-\d\d)[ T](\d\d:\d\d(?::\d\d)?)(?:\.\d+)?(Z|\+00:00)?$")
 
@@ -352,7 +354,7 @@ def history_chart(values: list, times: list, fmt) -> dict:
     (always the first and the last), each point keeps a tooltip with its exact time and value.
     """
     if not values:
-        return {"points": [], "y_ticks": [], "x_labels": [], "polyline": ""}
+        return {"points": [], "y_ticks": [], "x_labels": [], "polyline": "", "dense": False}
     ticks = nice_ticks(max(max(values), 0))
     top = ticks[-1] or 1
     count = len(values)
@@ -376,6 +378,7 @@ def history_chart(values: list, times: list, fmt) -> dict:
 
     return {
         "points": points,
+        "dense": count > DENSE_POINTS,
         # The line is drawn in a 0..1000 x 0..1000 SVG box stretched over the plot, points in percent of it.
         "polyline": " ".join(f"{p['x'] * 10:g},{p['y'] * 10:g}" for p in points),
         # round values: "$5,000", not "$5,000.00"

@@ -519,6 +519,11 @@ def test_history_chart_geometry():
     ]
     assert chart["polyline"].split()[:2] == ["0,500", "166.7,250"]
     assert pages.history_chart([], [], pages.usd)["points"] == []
+    assert chart["dense"] is False
+    many = pages.history_chart(
+        [1.0] * (pages.DENSE_POINTS + 1), ["2025-05-01 08:00:00"] * (pages.DENSE_POINTS + 1), str
+    )
+    assert (many["dense"], len(many["points"]), len(many["x_labels"])) == (True, pages.DENSE_POINTS + 1, 5)
 
 
 @pytest.mark.parametrize(
