@@ -6,7 +6,7 @@ from datasette import hookimpl
 from datasette.utils import StartupError
 
 from . import cli as glyph_cli
-from . import migrate, pages, permissions, responses, routes, routes_lineage, routes_models
+from . import facets, migrate, pages, permissions, responses, routes, routes_lineage, routes_models
 from .config import glyph_database, mark_unwritable, plugin_config, read_only, run_write, unwritable
 
 
@@ -100,3 +100,26 @@ def table_actions(datasette, actor, database, table):
 @hookimpl
 def render_cell(value, column, table, database, datasette):
     return pages.render_cell(value, column, table, database, datasette)
+
+
+@hookimpl
+def register_facet_classes():
+    return [facets.ImportFacet]
+
+
+@hookimpl
+def prepare_jinja2_environment(env):
+    pages.prepare_jinja2_environment(env)
+
+
+@hookimpl
+def extra_css_urls(datasette):
+    return [datasette.urls.static_plugins("datasette_glyph", "glyph.css")]
+
+
+@hookimpl
+def extra_template_vars(datasette, view_name, database, table, request):
+    async def inner():
+        return await pages.table_template_vars(datasette, view_name, database, table, request)
+
+    return inner
