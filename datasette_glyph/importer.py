@@ -723,7 +723,7 @@ def _run(
     batch = _Batch(conn, header, max_errors, record_label)
     if batch.header_errors:
         raise ImportFailed(batch.header_errors[:max_errors], max(0, len(batch.header_errors) - max_errors))
-    with _ImportCache(conn), transaction(conn, "glyph_import"):
+    with _ImportCache(conn), transaction(conn, "glyph_import", "the import"):
         conn.execute(
             INSERT_BATCH_SQL,
             {

@@ -14,6 +14,7 @@ from datasette.utils.asgi import Response
 
 from . import lineage, uploads
 from .config import glyph_database, plugin_config, run_write
+from .db import StorageError
 from .importer import ImportFailed, import_csv, import_records
 from .listings import ConflictingParameters, InvalidParameter, ListingQuery, find_listings, parse_int
 from .permissions import can_import, can_view_table
@@ -156,6 +157,8 @@ async def _run_import(datasette, db, write) -> Response:
         result = await run_write(db, write)
     except ImportFailed as e:
         return _errors(422, e.errors, more=e.more)
+    except StorageError as e:
+        return _errors(e.status, [str(e)], more=0)
     body = {"ok": True, **result.to_dict()}
     body["links"] = _import_links(datasette, db.name, body["import_id"])
     return Response.json(body)
