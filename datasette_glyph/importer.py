@@ -31,11 +31,14 @@ from typing import BinaryIO, Callable, Dict, Iterator, List, Optional, Sequence,
 from .db import transaction
 from .lineage import summarise_import
 
-# The longest field accepted. Real fields (titles, notes) are at most a few KB; a field this long means
-# an unclosed quote or a file that is not CSV, and is refused rather than read into memory.
-MAX_FIELD_CHARS = 1024 * 1024
-# The longest physical line read at once; a longer one arrives in pieces and trips MAX_FIELD_CHARS.
-MAX_LINE_BYTES = 2 * MAX_FIELD_CHARS
+# The longest field accepted, in any column (the csv module's field limit). ``notes`` and ``warnings`` may be
+# this long; the other text columns have shorter caps (TEXT_CAPS). A longer field means an unclosed quote or a
+# file that is not CSV, and is refused rather than read into memory.
+MAX_FIELD_CHARS = 4 * 1024 * 1024
+# The longest physical line accepted (a header, or a record without quoted newlines). Lines are read in pieces
+# of READ_LINE_BYTES and joined, so a record is never cut at a buffer's edge; a line longer than this is refused.
+MAX_LINE_BYTES = 16 * 1024 * 1024
+READ_LINE_BYTES = 1024 * 1024
 # Rows converted and inserted per executemany call. Small chunks stay in the CPU caches and keep the
 # cyclic GC's work small: parsing and converting a million rows took 3.8 s of CPU in chunks of 500, 4.2-5.1 s
 # in chunks of 2,000 and 6.6 s in chunks of 20,000.
@@ -405,8 +408,11 @@ class _CsvSource:
 
     def __init__(self, stream: BinaryIO):
         self._buffer = stream
-        self._lines = iter(functools.partial(stream.readline, MAX_LINE_BYTES), b"")
-        first = next(self._lines, None)
+        self._lines = _whole_lines(stream)
+        try:
+            first = next(self._lines, None)
+        except _LineTooLong:
+            raise _Fatal(_line_too_long(1)) from None
         self.empty = first is None
         first = first or b""
         self._bom = len(codecs.BOM_UTF8) if first.startswith(codecs.BOM_UTF8) else 0
@@ -442,8 +448,6 @@ class _CsvSource:
     def _decode_error(self, e: UnicodeDecodeError, line: int, line_offset: int) -> _Fatal:
         offset = line_offset + e.start
         bad = e.object[e.start : e.end]
-        if len(e.object) >= MAX_LINE_BYTES and not e.object.endswith(b"\n"):
-            return _Fatal(_line_too_long(line))
         return _Fatal(
             _error(
                 line,
@@ -468,6 +472,8 @@ class _CsvSource:
         try:
             rows.extend(itertools.islice(self._reader, n))
             self.lines_read = self._reader.line_num
+        except _LineTooLong:
+            fatal = _Fatal(_line_too_long(self._reader.line_num + 1))
         except UnicodeDecodeError as e:
             line = self._reader.line_num + 1
             line_offset = self._buffer.tell() - len(e.object)
@@ -498,6 +504,33 @@ CSV_ERRORS = {
         "a line ends with a bare carriage return; lines must end with \\n or \\r\\n"
     ),
 }
+
+
+class _LineTooLong(Exception):
+    """A physical line is longer than MAX_LINE_BYTES."""
+
+
+def _whole_lines(stream: BinaryIO) -> Iterator[bytes]:
+    """The stream's physical lines, each whole however long (up to MAX_LINE_BYTES), ending in b"\\n" but the last.
+
+    Reading a long line in pieces and handing the pieces on as lines would make the csv module end a record
+    at each piece: one long record would become several, the later ones made up of the first one's tail.
+    """
+    read = functools.partial(stream.readline, READ_LINE_BYTES)
+    for piece in iter(read, b""):
+        if piece.endswith(b"\n"):
+            yield piece
+            continue
+        pieces, size = [piece], len(piece)
+        while not piece.endswith(b"\n"):
+            piece = read()
+            if not piece:
+                break
+            size += len(piece)
+            if size > MAX_LINE_BYTES:
+                raise _LineTooLong()
+            pieces.append(piece)
+        yield b"".join(pieces)
 
 
 def _line_too_long(line: int) -> dict:

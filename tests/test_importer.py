@@ -588,7 +588,7 @@ BAD_INPUTS = [
                 2,
                 None,
                 None,
-                f"Line 2: {TOO_LONG}",
+                f"Line 2: longer than {importer.MAX_LINE_BYTES:,} bytes (an unclosed quote, or not a CSV file?)",
             )
         ],
     ),
@@ -851,3 +851,38 @@ def test_timestamps_sort_with_sqlite_current_timestamp(conn):
     imported_at = conn.execute("SELECT imported_at FROM import_batches").fetchone()[0]
     assert re.fullmatch(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\.\d{6}", imported_at)
     assert imported_at == result.timestamp.replace("T", " ").rstrip("Z")
+
+
+# --- Records longer than any buffer ----------------------------------------------------------------
+
+
+def test_a_record_longer_than_the_read_buffer_is_one_row(conn):
+    notes = "n" * (2 * importer.READ_LINE_BYTES + importer.READ_LINE_BYTES // 2)  # 2.5 MiB on one line
+    source = data(HEADER + ",notes", ROW + "," + notes, ROW + ",short")
+    result = import_csv(conn, io.BytesIO(source))
+    found = conn.execute("SELECT length(notes), import_index FROM scored_listings ORDER BY import_index").fetchall()
+    assert (result.record_count, found) == (2, [(len(notes), 1), (5, 2)])
+
+
+def test_a_multibyte_record_longer_than_the_read_buffer_is_one_row(conn):
+    notes = "é" * (importer.READ_LINE_BYTES + 1000)  # 2 bytes each: the line is cut mid-character by the reader
+    result = import_csv(conn, io.BytesIO(data(HEADER + ",notes", ROW + "," + notes)))
+    found = conn.execute("SELECT notes FROM scored_listings").fetchall()
+    assert (result.record_count, found) == (1, [(notes,)])
+
+
+def test_a_header_longer_than_the_read_buffer_is_read_whole(conn):
+    extra = [f"x{i}" for i in range(400_000)]  # about 3 MiB of column names
+    header = ",".join(extra[:200_000] + [HEADER] + extra[200_000:])
+    row = ",".join([""] * 200_000 + [ROW] + [""] * 200_000)
+    result = import_csv(conn, io.BytesIO(data(header, row)))
+    assert (result.record_count, result.ignored_columns == extra) == (1, True)
+    assert rows(conn, result.import_id) == [("A10", 24, 0, 0, 150, 2397.01, 0.6504, 1)]
+
+
+def test_a_header_longer_than_any_line_accepted_is_refused(conn):
+    header = ("y" * (importer.MAX_LINE_BYTES + 10) + "," + HEADER).encode()
+    with pytest.raises(ImportFailed) as caught:
+        import_csv(conn, io.BytesIO(header + b"\n" + ROW.encode() + b"\n"))
+    message = f"Line 1: longer than {importer.MAX_LINE_BYTES:,} bytes (an unclosed quote, or not a CSV file?)"
+    assert caught.value.errors == [error(1, None, None, message)]
