@@ -24,6 +24,7 @@ import math
 import os
 import re
 import sqlite3
+import unicodedata
 import uuid
 from dataclasses import asdict, dataclass, field
 from typing import BinaryIO, Callable, Dict, Iterator, List, Optional, Sequence, Tuple, Union
@@ -105,10 +106,54 @@ def _error(line: Optional[int], column: Optional[str], value: Optional[str], mes
     return {"line": line, "column": column, "value": value, "message": message}
 
 
+_ESCAPES = {"\n": "\\n", "\r": "\\r", "\t": "\\t"}
+
+
+def _escape(char: str) -> str:
+    if " " <= char <= "~":
+        return char
+    if char in _ESCAPES:
+        return _ESCAPES[char]
+    code = ord(char)
+    return f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}" if code < 0x10000 else f"\\U{code:08x}"
+
+
 def _quote(value: str) -> str:
+    """A value for an error message: shortened, and with every character that is not printable ASCII escaped,
+    so that a byte order mark, a zero-width space or a Cyrillic letter that looks Latin can be seen."""
     if len(value) > 60:
         value = value[:60] + "…"
-    return "'" + value.replace("\n", "\\n").replace("\r", "\\r") + "'"
+    if value.isascii() and value.isprintable():
+        return "'" + value + "'"
+    return "'" + "".join(_escape(c) if c != "…" else c for c in value) + "'"
+
+
+# Names for characters that unicodedata has none for, or whose name does not say what they usually are.
+_CHARACTER_NOTES = {
+    "\ufeff": "ZERO WIDTH NO-BREAK SPACE, a byte order mark",
+    "\x00": "NUL, a zero byte",
+    "\t": "a tab",
+}
+
+
+def _character_name(char: str) -> str:
+    if char in _CHARACTER_NOTES:
+        return _CHARACTER_NOTES[char]
+    if "\ud800" <= char <= "\udfff":
+        return "a lone surrogate, which is not a character"
+    return unicodedata.name(char, "a control character" if unicodedata.category(char) == "Cc" else "unnamed")
+
+
+def _unusual_characters(value: str) -> str:
+    """'' for printable ASCII; else "; it contains \\u041d (CYRILLIC CAPITAL LETTER EN)" for up to three."""
+    if value.isascii() and value.isprintable():
+        return ""
+    found = list(dict.fromkeys(c for c in value if not " " <= c <= "~" and c not in "\n\r"))
+    if not found:
+        return ""
+    named = [f"{_escape(c)} ({_character_name(c)})" for c in found[:3]]
+    more = f" and {len(found) - 3} more" if len(found) > 3 else ""
+    return "; it contains " + ", ".join(named) + more
 
 
 # --- Columns and their converters -------------------------------------------------------------------
@@ -130,9 +175,11 @@ _BOOLEANS.update({variant: 0 for word in _FALSE for variant in _case_variants(wo
 
 MODEL_RE = re.compile(r"[A-Z0-9]+(?:_[A-Z0-9]+)*\Z")
 # A date, optionally with a time (seconds and fraction optional) and a UTC offset or Z.
+# Months, days, hours, minutes, seconds and offsets within their ranges; _real_date checks the day of the month.
 TIMESTAMP_RE = re.compile(
-    r"[0-9]{4}-[0-9]{2}-[0-9]{2}"
-    r"(?:[T ][0-9]{2}:[0-9]{2}(?::[0-9]{2}(?:[.,][0-9]+)?)?(?:Z|[+-][0-9]{2}(?::?[0-9]{2})?)?)?\Z"
+    r"[0-9]{4}-(?:0[1-9]|1[0-2])-(?:0[1-9]|[12][0-9]|3[01])"
+    r"(?:[T ](?:[01][0-9]|2[0-3]):[0-5][0-9](?::[0-5][0-9](?:[.,][0-9]+)?)?"
+    r"(?:Z|[+-](?:[01][0-9]|2[0-3])(?::?[0-5][0-9])?)?)?\Z"
 )
 
 
@@ -144,7 +191,14 @@ class _Bad(Exception):
 INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
 
 
+def _ascii_number(value: str) -> bool:
+    # int() and float() also take "2_4", full-width and Arabic-Indic digits; a number here is ASCII digits only.
+    return value.isascii() and "_" not in value
+
+
 def _int_value(value: str) -> int:
+    if not _ascii_number(value):
+        raise _Bad(f"{_quote(value)} is not an integer (digits 0-9 only)")
     try:
         number = int(value)
     except ValueError:
@@ -166,13 +220,15 @@ def _int_value(value: str) -> int:
 
 
 def _real_value(value: str) -> float:
+    if not _ascii_number(value):
+        raise _Bad(f"{_quote(value)} is not a number (digits 0-9, a point and an exponent only)")
     try:
         number = float(value)
     except ValueError:
         raise _Bad(f"{_quote(value)} is not a number") from None
     if not math.isfinite(number):
         raise _Bad(f"{_quote(value)} is not a finite number")
-    return number
+    return number + 0.0  # -0 is stored as 0
 
 
 def _price_value(value: str) -> float:
@@ -198,10 +254,27 @@ def _model_value(value: str) -> str:
 def _timestamp_value(value: str) -> str:
     if not TIMESTAMP_RE.match(value):
         raise _Bad(f"{_quote(value)} is not an ISO 8601 timestamp such as 2025-04-19T06:25:43Z")
+    if not _real_date(value):
+        raise _Bad(f"{_quote(value)} is not a real calendar date")
     return value
 
 
+def _real_date(value: str) -> bool:
+    try:
+        datetime.date(int(value[:4]), int(value[5:7]), int(value[8:10]))
+    except ValueError:
+        return False
+    return True
+
+
+def _fast_ascii(values: Sequence[str]) -> None:
+    joined = "".join(values)
+    if not joined.isascii() or "_" in joined:
+        raise ValueError("not ASCII digits")
+
+
 def _fast_ints(values: Sequence[str]) -> list:
+    _fast_ascii(values)
     numbers = list(map(int, values))
     if numbers and (min(numbers) < INT64_MIN or max(numbers) > INT64_MAX):
         raise ValueError("out of range")
@@ -209,9 +282,12 @@ def _fast_ints(values: Sequence[str]) -> list:
 
 
 def _fast_reals(values: Sequence[str]) -> list:
+    _fast_ascii(values)
     numbers = list(map(float, values))
     if not all(map(math.isfinite, numbers)):
         raise ValueError("not finite")
+    if numbers and min(numbers) == 0:
+        numbers = [number + 0.0 for number in numbers]  # -0 is stored as 0
     return numbers
 
 
@@ -233,6 +309,9 @@ def _fast_text(values: Sequence[str]) -> Sequence[str]:
 def _fast_timestamps(values: Sequence[str]) -> Sequence[str]:
     if not all(map(TIMESTAMP_RE.match, values)):
         raise ValueError("bad timestamp")
+    # The pattern allows days 01-31 in every month and the year 0000; only those can be unreal dates.
+    if not all(_real_date(v) for v in values if v[8:10] > "28" or v.startswith("0000")):
+        raise ValueError("no such date")
     return values
 
 
@@ -244,9 +323,12 @@ class Column:
     required: bool
     fast: Callable[[Sequence[str]], Sequence]  # whole column at once; raises on any bad value
     slow: Optional[Callable[[str], object]]  # one value; raises _Bad; None for free text
+    max_chars: Optional[int] = None  # longest text accepted (TEXT_CAPS)
 
     def convert(self, values: Sequence[str]) -> Tuple[Sequence, List[Tuple[int, str]]]:
         """Typed values (empty optional cells become None) and the (position, message) of each bad one."""
+        if self.max_chars is not None and values and max(map(len, values)) > self.max_chars:
+            return self._slowly(values)
         if self.required:
             try:
                 return self.fast(values), []
@@ -277,19 +359,38 @@ class Column:
                 out.append(None)
                 continue
             try:
+                if self.max_chars is not None and len(value) > self.max_chars:
+                    raise _Bad(f"the value is {len(value):,} characters long; {self.name} takes at most {self.max_chars:,}")
                 out.append(self.slow(value) if self.slow else value)
             except _Bad as e:
-                problems.append((i, str(e)))
+                problems.append((i, str(e) + _unusual_characters(value)))
                 out.append(None)
         return out, problems
 
 
+# The longest text each text column takes, in characters (documented in the README). Short labels are ids and
+# categories; notes and warnings may be as long as any field (MAX_FIELD_CHARS).
+TEXT_CAPS = {
+    "canonical_model": 100,
+    "condition": 100,
+    "region": 100,
+    "source_type": 100,
+    "generation": 100,
+    "form_factor": 100,
+    "seller": 1000,
+    "title": 2000,
+    "source_url": 8192,
+    "notes": MAX_FIELD_CHARS,
+    "warnings": MAX_FIELD_CHARS,
+}
+
+
 def _required(name, fast, slow) -> Column:
-    return Column(name, True, fast, slow)
+    return Column(name, True, fast, slow, TEXT_CAPS.get(name))
 
 
 def _optional(name, fast=_fast_text, slow=None) -> Column:
-    return Column(name, False, fast, slow)
+    return Column(name, False, fast, slow, TEXT_CAPS.get(name))
 
 
 def _fast_models(values: Sequence[str]) -> Sequence[str]:
@@ -610,6 +711,12 @@ class _Batch:
             ]
         for position, raw_name in enumerate(header):
             name = raw_name.strip()
+            if not name:
+                what = f"column {position + 1} of the header" if self.record_label is None else "a key"
+                errors.append(
+                    _error(line, None, raw_name, f"{loc}: {what} has no name; name every column (or remove the empty ones)")
+                )
+                continue
             if name in seen:
                 errors.append(
                     _error(
@@ -887,9 +994,22 @@ def _cell(value) -> str:
         return ""
     if isinstance(value, bool):
         return "True" if value else "False"
-    if isinstance(value, (int, float, str)):
+    if isinstance(value, str):
+        if not value.isascii() and _has_surrogate(value):
+            raise _Bad(f"{_quote(value)} is not text{_unusual_characters(value)}")
+        return value
+    if isinstance(value, (int, float)):
         return str(value)
-    raise _Bad(f"{_quote(json.dumps(value, default=str))} is not a single value")
+    raise _Bad(f"{_quote(json.dumps(value))} is {_json_type(value)}, not a single value")
+
+
+def _has_surrogate(text: str) -> bool:
+    # JSON may spell half of a surrogate pair ("\ud800") on its own; no encoding can store that.
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return True
+    return False
 
 
 def import_records(
@@ -913,9 +1033,17 @@ def import_records(
     if not records:
         raise ImportFailed([_error(None, None, None, "No records to import: the list is empty")])
     header = list(dict.fromkeys(key for record in records if isinstance(record, dict) for key in record))
-    payload = json.dumps(records, sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=str).encode(
-        "utf-8"
-    )
+    bad_keys = [key for key in header if not key.isascii() and _has_surrogate(key)]
+    if bad_keys:
+        errors = [
+            _error(None, None, key, f"Records: the key {_quote(key)} is not text{_unusual_characters(key)}")
+            for key in bad_keys[:max_errors]
+        ]
+        raise ImportFailed(errors, max(0, len(bad_keys) - max_errors))
+
+    def digest() -> Tuple[str, int]:
+        payload = json.dumps(records, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
+        return hashlib.sha256(payload).hexdigest(), len(payload)
 
     def chunks():
         for start in range(0, len(records), CHUNK_ROWS):
@@ -930,7 +1058,7 @@ def import_records(
                     try:
                         row.append(_cell(record.get(key)))
                     except _Bad as e:
-                        value = json.dumps(record[key], default=str)
+                        value = record[key] if isinstance(record[key], str) else json.dumps(record[key])
                         bad.append((number, position, _error(None, key, value, f"Record {number}, column {key}: {e}")))
                 if bad:
                     problems.extend(bad)
@@ -949,18 +1077,21 @@ def import_records(
         description=description,
         actor=actor,
         max_errors=max_errors,
-        digest=lambda: (hashlib.sha256(payload).hexdigest(), len(payload)),
+        digest=digest,
         record_label="Record",
     )
 
 
 def _json_type(value) -> str:
+    """What a parsed JSON value is, in JSON's words: an object, an array, a string, a number, a boolean, null."""
+    if isinstance(value, dict):
+        return "an object"
     if isinstance(value, list):
-        return "a list"
+        return "an array"
     if isinstance(value, str):
         return "a string"
     if value is None:
         return "null"
     if isinstance(value, bool):
         return "a boolean"
-    return "a number" if isinstance(value, (int, float)) else type(value).__name__
+    return "a number"

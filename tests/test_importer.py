@@ -5,6 +5,7 @@ import datetime
 import hashlib
 import io
 import json
+import math
 import re
 import threading
 import uuid
@@ -706,7 +707,7 @@ def test_records_take_the_same_write_path(conn):
     records = [record(title="first", region=None), record(canonical_model="L4", nvlink="yes", price="10", extra=[1])]
     with pytest.raises(ImportFailed) as failure:
         import_records(conn, records)
-    assert failure.value.errors == [error(None, "extra", "[1]", "Record 2, column extra: '[1]' is not a single value")]
+    assert failure.value.errors == [error(None, "extra", "[1]", "Record 2, column extra: '[1]' is an array, not a single value")]
     records[1].pop("extra")
     records[1]["shade"] = "blue"
     result = import_records(conn, records, source_name="api", actor="bob", description="json")
@@ -759,7 +760,7 @@ def test_records_take_the_same_write_path(conn):
         (
             [record(nvlink={"a": 1}), None, record(price="x")],
             [
-                error(None, "nvlink", '{"a": 1}', "Record 1, column nvlink: '{\"a\": 1}' is not a single value"),
+                error(None, "nvlink", '{"a": 1}', "Record 1, column nvlink: '{\"a\": 1}' is an object, not a single value"),
                 error(None, None, None, "Record 2: expected an object, found null"),
                 error(None, "price", "x", "Record 3, column price: 'x' is not a number"),
             ],
@@ -886,3 +887,159 @@ def test_a_header_longer_than_any_line_accepted_is_refused(conn):
         import_csv(conn, io.BytesIO(header + b"\n" + ROW.encode() + b"\n"))
     message = f"Line 1: longer than {importer.MAX_LINE_BYTES:,} bytes (an unclosed quote, or not a CSV file?)"
     assert caught.value.errors == [error(1, None, None, message)]
+
+
+# --- Values mean what they say, in CSV and in JSON alike ------------------------------------------------
+
+NOT_INT = "is not an integer (digits 0-9 only)"
+NOT_NUMBER = "is not a number (digits 0-9, a point and an exponent only)"
+NOT_TIMESTAMP = "is not an ISO 8601 timestamp such as 2025-04-19T06:25:43Z"
+VALUE_CASES = [
+    pytest.param("vram_gb", "2_4", f"'2_4' {NOT_INT}", id="underscore-int"),
+    pytest.param(
+        "vram_gb",
+        "２４",
+        f"'\\uff12\\uff14' {NOT_INT}; it contains \\uff12 (FULLWIDTH DIGIT TWO), \\uff14 (FULLWIDTH DIGIT FOUR)",
+        id="full-width-digits",
+    ),
+    pytest.param(
+        "tdp_watts",
+        "١٥٠",
+        f"'\\u0661\\u0665\\u0660' {NOT_INT}; it contains \\u0661 (ARABIC-INDIC DIGIT ONE), "
+        "\\u0665 (ARABIC-INDIC DIGIT FIVE), \\u0660 (ARABIC-INDIC DIGIT ZERO)",
+        id="arabic-indic-digits",
+    ),
+    pytest.param("price", "1_000.5", f"'1_000.5' {NOT_NUMBER}", id="underscore-price"),
+    pytest.param(
+        "score", "０.5", f"'\\uff10.5' {NOT_NUMBER}; it contains \\uff10 (FULLWIDTH DIGIT ZERO)", id="full-width-score"
+    ),
+    pytest.param("seen_at", "2025-13-45T99:99:99Z", f"'2025-13-45T99:99:99Z' {NOT_TIMESTAMP}", id="month-13"),
+    pytest.param("seen_at", "2025-04-19T24:00:00Z", f"'2025-04-19T24:00:00Z' {NOT_TIMESTAMP}", id="hour-24"),
+    pytest.param("seen_at", "2025-04-19T06:61Z", f"'2025-04-19T06:61Z' {NOT_TIMESTAMP}", id="minute-61"),
+    pytest.param("seen_at", "0000-00-00", f"'0000-00-00' {NOT_TIMESTAMP}", id="zero-date"),
+    pytest.param("seen_at", "0000-01-01", "'0000-01-01' is not a real calendar date", id="year-zero"),
+    pytest.param("seen_at", "2025-02-29", "'2025-02-29' is not a real calendar date", id="february-29"),
+    pytest.param("seen_at", "2025-04-31T10:00:00Z", "'2025-04-31T10:00:00Z' is not a real calendar date", id="april-31"),
+    pytest.param(
+        "seen_at",
+        "２０２５-04-19",
+        f"'\\uff12\\uff10\\uff12\\uff15-04-19' {NOT_TIMESTAMP}; it contains \\uff12 (FULLWIDTH DIGIT TWO), "
+        "\\uff10 (FULLWIDTH DIGIT ZERO), \\uff15 (FULLWIDTH DIGIT FIVE)",
+        id="full-width-date",
+    ),
+    pytest.param(
+        "canonical_model",
+        "Н100_PCIE_80GB",
+        "'\\u041d100_PCIE_80GB' is not an UPPER_SNAKE model id such as H100_PCIE_80GB; "
+        "it contains \\u041d (CYRILLIC CAPITAL LETTER EN)",
+        id="cyrillic-en",
+    ),
+    pytest.param(
+        "canonical_model",
+        "\ufeffH100",
+        "'\\ufeffH100' is not an UPPER_SNAKE model id such as H100_PCIE_80GB; "
+        "it contains \\ufeff (ZERO WIDTH NO-BREAK SPACE, a byte order mark)",
+        id="bom-in-value",
+    ),
+    pytest.param(
+        "canonical_model",
+        "H100\u200b",
+        "'H100\\u200b' is not an UPPER_SNAKE model id such as H100_PCIE_80GB; it contains \\u200b (ZERO WIDTH SPACE)",
+        id="zero-width-space",
+    ),
+    pytest.param(
+        "canonical_model",
+        "A" * 101,
+        "the value is 101 characters long; canonical_model takes at most 100",
+        id="model-too-long",
+    ),
+    pytest.param(
+        "seller", "s" * 1001, "the value is 1,001 characters long; seller takes at most 1,000", id="seller-too-long"
+    ),
+    pytest.param(
+        "source_url",
+        "u" * 8193,
+        "the value is 8,193 characters long; source_url takes at most 8,192",
+        id="url-too-long",
+    ),
+    pytest.param("title", "t" * 2001, "the value is 2,001 characters long; title takes at most 2,000", id="title-too-long"),
+]
+
+
+def _with(column: str, value: str) -> dict:
+    values = dict(zip(REQUIRED, ROW.split(",")))
+    values[column] = value
+    return values
+
+
+@pytest.mark.parametrize("column,value,message", VALUE_CASES)
+def test_values_that_do_not_mean_what_they_say_are_refused_from_csv(seeded, column, value, message):
+    values = _with(column, value)
+    before = checksum(seeded)
+    out = io.StringIO()
+    csv.writer(out, lineterminator="\n").writerows([list(values), list(values.values())])
+    with pytest.raises(ImportFailed) as failure:
+        import_csv(seeded, io.BytesIO(out.getvalue().encode("utf-8")))
+    assert failure.value.errors == [error(2, column, value[:200] + ("…" if len(value) > 200 else ""), f"Line 2, column {column}: {message}")]
+    assert checksum(seeded) == before
+
+
+@pytest.mark.parametrize("column,value,message", VALUE_CASES)
+def test_values_that_do_not_mean_what_they_say_are_refused_from_json(seeded, column, value, message):
+    before = checksum(seeded)
+    with pytest.raises(ImportFailed) as failure:
+        import_records(seeded, [record(), _with(column, value)])
+    shown = value[:200] + ("…" if len(value) > 200 else "")
+    assert failure.value.errors == [error(None, column, shown, f"Record 2, column {column}: {message}")]
+    assert checksum(seeded) == before
+
+
+@pytest.mark.parametrize(
+    "column,value,stored",
+    [
+        ("price", "-0", 0.0),
+        ("price", "-0.0", 0.0),
+        ("score", "-0", 0.0),
+        ("seen_at", "2024-02-29T23:59:59Z", "2024-02-29T23:59:59Z"),
+        ("seen_at", "2025-12-31 23:59:59.5+14:00", "2025-12-31 23:59:59.5+14:00"),
+        ("seen_at", "2025-04-30", "2025-04-30"),
+        ("notes", "n" * importer.MAX_FIELD_CHARS, "n" * importer.MAX_FIELD_CHARS),
+        ("canonical_model", "A" * 100, "A" * 100),
+    ],
+)
+def test_values_at_the_edges_are_kept(conn, column, value, stored):
+    csv_result = import_csv(conn, io.BytesIO(data(",".join(_with(column, value)), ",".join(_with(column, value).values()))))
+    json_result = import_records(conn, [_with(column, value)])
+    found = [
+        conn.execute(f"SELECT {column} FROM scored_listings WHERE import_id = ?", [r.import_id]).fetchone()[0]
+        for r in (csv_result, json_result)
+    ]
+    assert found == [stored, stored]
+    if isinstance(stored, float):
+        assert [math.copysign(1, v) for v in found] == [1, 1]  # not -0.0
+
+
+def test_a_lone_surrogate_in_json_is_refused_by_row_and_column(seeded):
+    before = checksum(seeded)
+    with pytest.raises(ImportFailed) as failure:
+        import_records(seeded, [record(), record(seller="a\ud800b")])
+    message = "Record 2, column seller: 'a\\ud800b' is not text; it contains \\ud800 (a lone surrogate, which is not a character)"
+    assert failure.value.errors == [error(None, "seller", "a\ud800b", message)]
+    assert checksum(seeded) == before
+
+
+def test_a_lone_surrogate_in_a_json_key_is_refused(seeded):
+    with pytest.raises(ImportFailed) as failure:
+        import_records(seeded, [{**record(), "x\udc00": 1}])
+    message = "Records: the key 'x\\udc00' is not text; it contains \\udc00 (a lone surrogate, which is not a character)"
+    assert failure.value.errors == [error(None, None, "x\udc00", message)]
+
+
+def test_empty_header_columns_are_named_by_position(conn):
+    with pytest.raises(ImportFailed) as failure:
+        import_csv(conn, io.BytesIO(data(HEADER + ",,", ROW + ",,")))
+    message = "has no name; name every column (or remove the empty ones)"
+    assert failure.value.errors == [
+        error(1, None, "", f"Line 1: column 8 of the header {message}"),
+        error(1, None, "", f"Line 1: column 9 of the header {message}"),
+    ]
