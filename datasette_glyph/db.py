@@ -47,7 +47,8 @@ def enable_wal(conn: sqlite3.Connection) -> None:
 class StorageError(Exception):
     """The database could not keep a change: locked by another process, disk full, read-only, I/O error.
 
-    Nothing of the change was written. ``kind`` is ``busy``, ``full``, ``readonly`` or ``io``; ``status`` is
+    Nothing of the change was written. ``kind`` is ``busy``, ``full``, ``readonly``, ``io`` or ``changed`` (the
+    file being imported is not the one received); ``status`` is
     the HTTP status a server answers with (507 for a full disk, 503 otherwise: try again later).
     """
 
@@ -56,8 +57,12 @@ class StorageError(Exception):
         "full": "The database's disk is full; {action} was not saved (nothing was written).",
         "readonly": "The database is read-only; {action} was not saved (nothing was written).",
         "io": "The database could not be written (a disk I/O error); {action} was not saved (nothing was written).",
+        "changed": (
+            "The file read for {action} is not the file received (its SHA-256 differs): it was changed on disk "
+            "meanwhile; {action} was not saved (nothing was written)."
+        ),
     }
-    STATUS = {"busy": 503, "full": 507, "readonly": 503, "io": 503}
+    STATUS = {"busy": 503, "full": 507, "readonly": 503, "io": 503, "changed": 503}
 
     def __init__(self, kind: str, action: str = "the change", detail: str = ""):
         super().__init__(self.MESSAGES[kind].format(action=action))

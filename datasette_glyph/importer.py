@@ -21,6 +21,7 @@ import io
 import itertools
 import json
 import math
+import mmap
 import os
 import re
 import sqlite3
@@ -29,7 +30,9 @@ import uuid
 from dataclasses import asdict, dataclass, field
 from typing import BinaryIO, Callable, Dict, Iterator, List, Optional, Sequence, Tuple, Union
 
-from .db import transaction
+import ijson
+
+from .db import StorageError, transaction
 from .lineage import summarise_import
 
 # The longest field accepted, in any column (the csv module's field limit). ``notes`` and ``warnings`` may be
@@ -931,12 +934,13 @@ def import_csv(
     actor: Optional[str] = None,
     progress: Optional[Callable[[int], None]] = None,
     max_errors: int = 50,
+    expected_sha256: Optional[str] = None,
 ) -> ImportResult:
     """Import one scored listings CSV file (a path, or a binary file object) as a new batch.
 
     ``filename`` is recorded as the file's name (default: the path as given). ``progress`` is called
     with the number of bytes read so far. Raises ImportFailed, having written nothing, if any record
-    is invalid.
+    is invalid; StorageError if the file's SHA-256 is not ``expected_sha256`` (an upload replaced on disk).
     """
     started = _utcnow()
     _set_field_limit()
@@ -972,7 +976,7 @@ def import_csv(
 
         def digest():
             stream.read()  # anything after the last record (normally nothing) belongs to the file too
-            return hashing.sha256.hexdigest(), hashing.count
+            return _verified(hashing, expected_sha256)
 
         return _run(
             conn,
@@ -989,6 +993,13 @@ def import_csv(
         )
 
 
+def _verified(hashing: "_HashingReader", expected_sha256: Optional[str]) -> Tuple[str, int]:
+    sha256 = hashing.sha256.hexdigest()
+    if expected_sha256 is not None and sha256 != expected_sha256:
+        raise StorageError("changed", "the import")
+    return sha256, hashing.count
+
+
 def _cell(value) -> str:
     if value is None:
         return ""
@@ -1000,6 +1011,8 @@ def _cell(value) -> str:
         return value
     if isinstance(value, (int, float)):
         return str(value)
+    if isinstance(value, _Nested):
+        raise _Bad(f"'{value.shown}' is {value.kind}, not a single value")
     raise _Bad(f"{_quote(json.dumps(value))} is {_json_type(value)}, not a single value")
 
 
@@ -1033,44 +1046,16 @@ def import_records(
     if not records:
         raise ImportFailed([_error(None, None, None, "No records to import: the list is empty")])
     header = list(dict.fromkeys(key for record in records if isinstance(record, dict) for key in record))
-    bad_keys = [key for key in header if not key.isascii() and _has_surrogate(key)]
-    if bad_keys:
-        errors = [
-            _error(None, None, key, f"Records: the key {_quote(key)} is not text{_unusual_characters(key)}")
-            for key in bad_keys[:max_errors]
-        ]
-        raise ImportFailed(errors, max(0, len(bad_keys) - max_errors))
+    _check_keys(header, max_errors)
 
     def digest() -> Tuple[str, int]:
         payload = json.dumps(records, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
         return hashlib.sha256(payload).hexdigest(), len(payload)
 
-    def chunks():
-        for start in range(0, len(records), CHUNK_ROWS):
-            rows, locations, problems = [], [], []
-            for number, record in enumerate(records[start : start + CHUNK_ROWS], start + 1):
-                if not isinstance(record, dict):
-                    message = f"Record {number}: expected an object, found {_json_type(record)}"
-                    problems.append((number, -1, _error(None, None, None, message)))
-                    continue
-                row, bad = [], []
-                for position, key in enumerate(header):
-                    try:
-                        row.append(_cell(record.get(key)))
-                    except _Bad as e:
-                        value = record[key] if isinstance(record[key], str) else json.dumps(record[key])
-                        bad.append((number, position, _error(None, key, value, f"Record {number}, column {key}: {e}")))
-                if bad:
-                    problems.extend(bad)
-                else:
-                    rows.append(row)
-                    locations.append(number)
-            yield rows, start + 1, locations, problems
-
     return _run(
         conn,
         header,
-        chunks(),
+        _record_chunks(header, enumerate(records, 1)),
         started=started,
         filename=filename,
         source_name=source_name,
@@ -1082,8 +1067,259 @@ def import_records(
     )
 
 
+def _check_keys(header: List[str], max_errors: int) -> None:
+    bad_keys = [key for key in header if not key.isascii() and _has_surrogate(key)]
+    if bad_keys:
+        errors = [
+            _error(None, None, key, f"Records: the key {_quote(key)} is not text{_unusual_characters(key)}")
+            for key in bad_keys[:max_errors]
+        ]
+        raise ImportFailed(errors, max(0, len(bad_keys) - max_errors))
+
+
+def _record_chunks(header: List[str], numbered: Iterator[Tuple[int, object]]) -> Iterator[tuple]:
+    """Records, numbered from 1, as chunks of rows for ``_run``: one cell per header key, problems found."""
+    numbered = iter(numbered)
+    while True:
+        batch = list(itertools.islice(numbered, CHUNK_ROWS))
+        if not batch:
+            return
+        rows, locations, problems = [], [], []
+        for number, record in batch:
+            if not isinstance(record, dict):
+                message = f"Record {number}: expected an object, found {_json_type(record)}"
+                problems.append((number, -1, _error(None, None, None, message)))
+                continue
+            row, bad = [], []
+            for position, key in enumerate(header):
+                try:
+                    row.append(_cell(record.get(key)))
+                except _Bad as e:
+                    value = record[key]
+                    shown = value if isinstance(value, str) else value.shown if isinstance(value, _Nested) else json.dumps(value)
+                    bad.append((number, position, _error(None, key, shown, f"Record {number}, column {key}: {e}")))
+            if bad:
+                problems.extend(bad)
+            else:
+                rows.append(row)
+                locations.append(number)
+        yield rows, batch[0][0], locations, problems
+        if len(batch) < CHUNK_ROWS:
+            return
+
+
+# --- JSON files, streamed ---------------------------------------------------------------------------
+#
+# A JSON import body is read from a file, event by event (ijson over the yajl C parser), one record at a
+# time: memory stays flat whatever the body's size and shape, and nesting of any depth costs a counter,
+# never recursion. Values that are objects or arrays are refused, so their content is skipped, never kept.
+
+# The most distinct keys the records of one body may use, and the longest key: keys are column names.
+MAX_JSON_KEYS = 1000
+MAX_JSON_KEY_CHARS = 1000
+# Arrays and objects nested deeper than this inside a record are refused outright (a record's values are
+# single values, so any nesting is refused anyway; this only stops reading sooner).
+MAX_JSON_DEPTH = 64
+JSON_READ_BYTES = 64 * 1024
+
+
+class InvalidJson(Exception):
+    """The body is not a JSON array of records: a syntax error, another top-level value, absurd keys."""
+
+
+@dataclass(frozen=True)
+class _Nested:
+    """An object or array where a single value belongs; only what it was is kept."""
+
+    kind: str  # "an object" or "an array"
+    shown: str  # "{…}" or "[…]"
+
+
+_OBJECT, _ARRAY = _Nested("an object", "{…}"), _Nested("an array", "[…]")
+_JSON_EVENT_TYPES = {
+    "start_map": "an object",
+    "start_array": "an array",
+    "string": "a string",
+    "integer": "a number",
+    "double": "a number",
+    "number": "a number",
+    "boolean": "a boolean",
+    "null": "null",
+}
+
+
+def _skip_container(events) -> None:
+    depth = 1
+    for event, _ in events:
+        if event in ("start_map", "start_array"):
+            depth += 1
+            if depth > MAX_JSON_DEPTH:
+                raise InvalidJson(
+                    f"The request body nests arrays and objects more than {MAX_JSON_DEPTH} levels deep; "
+                    "send an array of listing objects whose values are single values"
+                )
+        elif event in ("end_map", "end_array"):
+            depth -= 1
+            if depth == 0:
+                return
+
+
+# yajl, ijson's fast parser, turns an escaped lone surrogate ("\\ud800") into "?", which would store text that
+# was never sent; ijson's Python parser keeps it, and the import then refuses it by record and column. The
+# Python parser is about 20 times slower, so it reads only bodies that hold such an escape.
+_SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89a-fA-F][0-9a-fA-F]{2}")
+_SURROGATE_PAIR = re.compile(rb"\\u[dD][89abAB][0-9a-fA-F]{2}\\u[dD][c-fC-F][0-9a-fA-F]{2}")
+
+
+def _has_lone_surrogate_escape(path: Union[str, os.PathLike]) -> bool:
+    """True when the file may spell half a surrogate pair on its own (an escaped backslash can make it a false alarm)."""
+    if os.path.getsize(path) == 0:
+        return False
+    with open(path, "rb") as f, mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as view:
+        if not _SURROGATE_ESCAPE.search(view):
+            return False
+        halves = sum(1 for _ in _SURROGATE_ESCAPE.finditer(view))
+        return halves != 2 * sum(1 for _ in _SURROGATE_PAIR.finditer(view))
+
+
+def _json_error(e: Exception) -> str:
+    lines = str(e).splitlines()
+    first = lines[0] if lines and lines[0] else "unexpected end of the body"
+    if first == "parse error: premature EOF":
+        return "the body ends before the JSON does"
+    near = lines[1].strip() if len(lines) > 1 else ""
+    return f"{first.rstrip('.')} (near {near})" if near else first
+
+
+def _json_records(stream: BinaryIO, parser=ijson) -> Iterator[Tuple[int, object]]:
+    """(number, record) for each element of the top-level array; raises InvalidJson."""
+    events = parser.basic_parse(stream, use_float=True, buf_size=JSON_READ_BYTES)
+    try:
+        first = next(events, None)
+        if first is None:
+            raise InvalidJson("The request body is empty; send a JSON array of listing objects")
+        if first[0] != "start_array":
+            raise InvalidJson(f"Send a JSON array of listing objects, not {_JSON_EVENT_TYPES.get(first[0], first[0])}")
+        number = 0
+        for event, value in events:
+            if event == "end_array":
+                break
+            number += 1
+            if event == "start_map":
+                record: dict = {}
+                key = None
+                for event, value in events:
+                    if event == "end_map":
+                        break
+                    if event == "map_key":
+                        key = value
+                    elif event == "start_map":
+                        _skip_container(events)
+                        record[key] = _OBJECT
+                    elif event == "start_array":
+                        _skip_container(events)
+                        record[key] = _ARRAY
+                    else:
+                        record[key] = value
+                yield number, record
+            elif event == "start_array":
+                _skip_container(events)
+                yield number, _ARRAY
+            else:
+                yield number, value
+        for _ in events:  # ijson itself refuses anything but white space after the array
+            pass
+    except ijson.JSONError as e:
+        raise InvalidJson(f"The request body is not valid JSON: {_json_error(e)}") from None
+
+
+@dataclass
+class JsonBody:
+    """A JSON import body on disk, read through once: its keys in order of first use and its size."""
+
+    path: str
+    header: List[str]
+    records: int
+    exact_parser: bool = False  # read with ijson's Python parser, which keeps lone surrogates as they were sent
+
+    def records_in(self, stream: BinaryIO) -> Iterator[Tuple[int, object]]:
+        return _json_records(stream, ijson.get_backend("python") if self.exact_parser else ijson)
+
+
+def scan_json(path: Union[str, os.PathLike]) -> JsonBody:
+    """Read a JSON import body once, record by record, to learn its keys; raises InvalidJson.
+
+    Checks that it is valid JSON and an array, and that its keys are few and short enough to be columns.
+    """
+    keys: Dict[str, None] = {}
+    count = 0
+    exact = _has_lone_surrogate_escape(path)
+    with open(path, "rb") as f:
+        for count, record in JsonBody(os.fspath(path), [], 0, exact).records_in(f):
+            if isinstance(record, dict):
+                for key in record:
+                    if key not in keys:
+                        if len(key) > MAX_JSON_KEY_CHARS:
+                            raise InvalidJson(
+                                f"Record {count}: the key {_quote(key)} is {len(key):,} characters long; "
+                                f"a key (a column name) may be at most {MAX_JSON_KEY_CHARS:,}"
+                            )
+                        if len(keys) >= MAX_JSON_KEYS:
+                            raise InvalidJson(f"The records use more than {MAX_JSON_KEYS:,} different keys")
+                        keys[key] = None
+    return JsonBody(os.fspath(path), list(keys), count, exact)
+
+
+def import_json(
+    conn: sqlite3.Connection,
+    body: JsonBody,
+    *,
+    expected_sha256: Optional[str] = None,
+    source_name: Optional[str] = None,
+    description: Optional[str] = None,
+    actor: Optional[str] = None,
+    filename: Optional[str] = None,
+    max_errors: int = 50,
+) -> ImportResult:
+    """Import a JSON body scanned by :func:`scan_json` (an array of listing objects) as a new batch.
+
+    The same validation and write path as :func:`import_records`, reading one record at a time. ``sha256``
+    and ``bytes`` describe the body as received; StorageError if it is not ``expected_sha256``.
+    """
+    started = _utcnow()
+    if body.records == 0:
+        raise ImportFailed([_error(None, None, None, "No records to import: the list is empty")])
+    _check_keys(body.header, max_errors)
+    with open(body.path, "rb", buffering=0) as raw:
+        hashing = _HashingReader(raw)
+        stream = io.BufferedReader(hashing, JSON_READ_BYTES)
+
+        def digest():
+            stream.read()
+            return _verified(hashing, expected_sha256)
+
+        try:
+            return _run(
+                conn,
+                body.header,
+                _record_chunks(body.header, body.records_in(stream)),
+                started=started,
+                filename=filename,
+                source_name=source_name,
+                description=description,
+                actor=actor,
+                max_errors=max_errors,
+                digest=digest,
+                record_label="Record",
+            )
+        except InvalidJson:
+            raise StorageError("changed", "the import") from None  # it parsed once: the file was changed
+
+
 def _json_type(value) -> str:
     """What a parsed JSON value is, in JSON's words: an object, an array, a string, a number, a boolean, null."""
+    if isinstance(value, _Nested):
+        return value.kind
     if isinstance(value, dict):
         return "an object"
     if isinstance(value, list):

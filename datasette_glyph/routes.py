@@ -6,8 +6,9 @@ database's write thread, reads through ``db.execute_fn``. Errors are JSON: ``{"o
 
 from __future__ import annotations
 
-import json
+import asyncio
 import secrets
+import sys
 from urllib.parse import urlencode
 
 from datasette.utils.asgi import Response
@@ -15,7 +16,7 @@ from datasette.utils.asgi import Response
 from . import lineage, uploads
 from .config import glyph_database, plugin_config, run_write
 from .db import StorageError
-from .importer import ImportFailed, import_csv, import_records
+from .importer import ImportFailed, InvalidJson, import_csv, import_json, scan_json
 from .listings import ConflictingParameters, InvalidParameter, ListingQuery, find_listings, parse_int
 from .permissions import can_import, can_view_table
 
@@ -77,16 +78,12 @@ def _import_links(datasette, db_name: str, import_id: str) -> dict:
     }
 
 
-def _records_from_json(body: bytes) -> list:
-    if not body:
-        raise uploads.UploadError(400, "The request body is empty; send a JSON array of listing objects")
+async def _records_from_json(path):
+    # Read through once on a worker thread, not the event loop; the import reads it again on the write thread.
     try:
-        records = json.loads(body)
-    except (ValueError, UnicodeDecodeError) as e:
-        raise uploads.UploadError(400, f"The request body is not valid JSON: {e}") from None
-    if not isinstance(records, list):
-        raise uploads.UploadError(400, f"Send a JSON array of listing objects, not a JSON {type(records).__name__}")
-    return records
+        return await asyncio.get_running_loop().run_in_executor(None, scan_json, path)
+    except InvalidJson as e:
+        raise uploads.UploadError(400, str(e)) from None
 
 
 async def import_view(request, datasette):
@@ -123,6 +120,7 @@ async def import_view(request, datasette):
                         return import_csv(
                             conn,
                             f,
+                            expected_sha256=upload.sha256,
                             filename=upload.filename,
                             source_name=fields.get("source") or None,
                             description=fields.get("description") or None,
@@ -133,14 +131,19 @@ async def import_view(request, datasette):
         elif media == "application/json":
             max_bytes = min(config["max_json_bytes"], config["max_upload_bytes"])
             uploads.check_content_length(request.headers, max_bytes)
-            records = _records_from_json(await uploads.read_body(request.receive, max_bytes))
             source = request.args.get("source") or None
             description = request.args.get("description") or None
+            empty = "The request body is empty; send a JSON array of listing objects"
+            directory = uploads.upload_dir(config["upload_dir"])
+            async with uploads.body_upload(request.receive, directory, max_bytes, empty) as upload:
+                body = await _records_from_json(upload.path)
 
-            def write(conn):
-                return import_records(conn, records, source_name=source, description=description, actor=actor_id)
+                def write(conn):
+                    return import_json(
+                        conn, body, expected_sha256=upload.sha256, source_name=source, description=description, actor=actor_id
+                    )
 
-            return await _run_import(datasette, db, write)
+                return await _run_import(datasette, db, write)
         else:
             got = f"Content-Type {media!r}" if media else "no Content-Type"
             return _errors(
@@ -231,8 +234,15 @@ async def import_detail_view(request, datasette):
 
 
 def on_startup(datasette) -> None:
-    """Remove upload temp files that servers killed mid-upload left behind."""
-    uploads.clean_stale_uploads(uploads.upload_dir(plugin_config(datasette)["upload_dir"]))
+    """Check that the upload folder is private, and remove temp files that servers killed mid-upload left behind."""
+    try:
+        directory, note = uploads.check_upload_dir(plugin_config(datasette)["upload_dir"])
+    except uploads.UnsafeUploadDir as e:
+        # SystemExit, not StartupError: Datasette 0.65 shows a StartupError from a startup hook as a traceback.
+        raise SystemExit(f"Error: datasette-glyph: {e.message}") from None
+    if note:
+        print(f"datasette-glyph: {note}", file=sys.stderr)
+    uploads.clean_stale_uploads(directory)
 
 
 ROUTES = [
