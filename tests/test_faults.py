@@ -8,6 +8,7 @@ Each case runs with the database in WAL mode and in the rollback-journal mode a 
 from __future__ import annotations
 
 import contextlib
+import json
 import io
 import sqlite3
 import subprocess
@@ -21,7 +22,7 @@ from datasette_glyph import migrate
 from datasette_glyph.db import StorageError, connect
 from datasette_glyph.importer import import_csv
 
-from .server import running_server
+from .server import make_scored_csv, running_server
 
 CSV = b"canonical_model,vram_gb,mig_support,nvlink,tdp_watts,price,score\nA10,24,0,False,150,2397.01,0.6504\n"
 
@@ -224,3 +225,71 @@ def test_a_server_with_a_full_disk_answers_507_and_keeps_nothing(tmp_path, db_pa
         assert server_batches(server) == []
         assert "Traceback" not in server.log()
     assert batches(db_path) == [[], 0]
+
+
+# --- The command line on a full disk and a read-only filesystem ------------------------------------------
+
+
+def in_own_mounts(script: str, tmp_path: Path) -> subprocess.CompletedProcess:
+    """Run a shell script in a mount namespace of its own, so that it can mount a tiny or read-only filesystem."""
+    return subprocess.run(
+        ["unshare", "--mount", "bash", "-euc", script],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=tmp_path,
+        stdin=subprocess.DEVNULL,
+    )
+
+
+def datasette_script() -> str:
+    return str(Path(sys.executable).parent / "datasette")
+
+
+def test_glyph_import_on_a_full_disk_reports_each_file_on_one_line_and_goes_on(tmp_path):
+    make_scored_csv(tmp_path / "big.csv", 20_000)
+    (tmp_path / "small.csv").write_bytes(CSV)
+    script = f"""
+        mkdir disk
+        mount -t tmpfs -o size=512k tmpfs disk
+        {datasette_script()} glyph-migrate disk/glyph.db > /dev/null
+        {datasette_script()} glyph-import disk/glyph.db big.csv small.csv && echo "exit 0" || echo "exit $?"
+        {sys.executable} -c "import sqlite3; c = sqlite3.connect('disk/glyph.db'); print(c.execute('SELECT record_count, status FROM import_batches').fetchall(), c.execute('PRAGMA integrity_check').fetchone()[0])"
+    """
+    run = in_own_mounts(script, tmp_path)
+    out = run.stdout.splitlines()
+    assert (run.stderr.splitlines(), out[0].startswith("Imported 1 row from small.csv as "), out[1:]) == (
+        [
+            "Error: big.csv was not imported (1 error); nothing was written:",
+            "  big.csv: The database's disk is full; the import was not saved (nothing was written).",
+        ],
+        True,
+        ["exit 1", "[(1, 'complete')] ok"],
+    )
+
+
+def test_glyph_import_and_diff_on_a_read_only_filesystem(tmp_path):
+    (tmp_path / "data").mkdir()
+    db = tmp_path / "data" / "glyph.db"
+    conn = connect(db)
+    migrate.migrate(conn)
+    first = import_csv(conn, io.BytesIO(CSV)).import_id
+    second = import_csv(conn, io.BytesIO(CSV.replace(b"2397.01", b"2400.0"))).import_id
+    conn.close()
+    (tmp_path / "small.csv").write_bytes(CSV)
+    script = f"""
+        mount --bind -o ro data data
+        {datasette_script()} glyph-import data/glyph.db small.csv && echo "exit 0" || echo "exit $?"
+        {datasette_script()} glyph-diff data/glyph.db {first} {second} --json > diff.json && echo "exit 0" || echo "exit $?"
+    """
+    run = in_own_mounts(script, tmp_path)
+    assert (run.stderr, run.stdout) == (
+        "Error: data/glyph.db is read-only (the file or its folder cannot be written); nothing was imported\n",
+        "exit 1\nexit 0\n",
+    )
+    diff = json.loads((tmp_path / "diff.json").read_text())
+    assert (diff["a"]["import_id"], diff["b"]["import_id"], diff["models"][0]["change"]["median_price"]) == (
+        first,
+        second,
+        2.99,
+    )
