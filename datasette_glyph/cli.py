@@ -195,7 +195,7 @@ def glyph_import(path, files, source_name, description, as_json, quiet):
                 unreadable = importer.ImportFailed([_plain_error(f"Cannot read the file: {e.strerror}")])
                 _report_failure(shown, unreadable, as_json)
                 continue
-            except (StorageError, sqlite3.Error) as e:  # a full disk, a lock held too long: this file only
+            except sqlite3.Error as e:  # a full disk, a lock held too long (StorageError): this file only
                 failed += 1
                 _report_failure(shown, importer.ImportFailed([_plain_error(_storage_message(e, path))]), as_json)
                 continue

@@ -44,8 +44,10 @@ def enable_wal(conn: sqlite3.Connection) -> None:
             time.sleep(0.05)
 
 
-class StorageError(Exception):
+class StorageError(sqlite3.OperationalError):
     """The database could not keep a change: locked by another process, disk full, read-only, I/O error.
+
+    An ``sqlite3.OperationalError``, so that code catching SQLite's errors still catches it.
 
     Nothing of the change was written. ``kind`` is ``busy``, ``full``, ``readonly``, ``io`` or ``changed`` (the
     file being imported is not the one received); ``status`` is
@@ -129,6 +131,8 @@ def transaction(
             except BaseException:
                 _rollback(conn)
                 raise
+    except StorageError:
+        raise
     except sqlite3.Error as e:
         kind = storage_kind(e)
         if kind is None:
