@@ -1043,3 +1043,13 @@ def test_empty_header_columns_are_named_by_position(conn):
         error(1, None, "", f"Line 1: column 8 of the header {message}"),
         error(1, None, "", f"Line 1: column 9 of the header {message}"),
     ]
+
+
+def test_a_surrogate_encoded_in_csv_bytes_is_not_utf8(seeded):
+    # UTF-8 has no encoding of a lone surrogate: the three bytes CESU-8 would use are refused with their offset.
+    source = data(HEADER + ",seller", ROW + ",ok") + b"A10,24,0,False,150,1,0.5,x\xed\xa0\x80y\n"
+    offset = source.index(b"\xed")
+    with pytest.raises(ImportFailed) as failure:
+        import_csv(seeded, io.BytesIO(source))
+    message = f"Line 3: not valid UTF-8 (byte ed at byte offset {offset} of the file); save the file as UTF-8"
+    assert failure.value.errors == [error(3, None, None, message)]
