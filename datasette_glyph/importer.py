@@ -1120,7 +1120,9 @@ MAX_JSON_KEY_CHARS = 1000
 # Arrays and objects nested deeper than this inside a record are refused outright (a record's values are
 # single values, so any nesting is refused anyway; this only stops reading sooner).
 MAX_JSON_DEPTH = 64
-JSON_READ_BYTES = 64 * 1024
+# yajl gathers a long string piece by piece, copying what it has at each piece: with 64 KiB pieces a 10 MB string
+# took 1.9 s to read, with 1 MiB pieces 0.12 s.
+JSON_READ_BYTES = 1024 * 1024
 
 
 class InvalidJson(Exception):
@@ -1197,7 +1199,7 @@ def _json_records(stream: BinaryIO, parser=ijson) -> Iterator[Tuple[int, object]
     try:
         first = next(events, None)
         if first is None:
-            raise InvalidJson("The request body is empty; send a JSON array of listing objects")
+            raise InvalidJson("The request body is not valid JSON: it holds no value")
         if first[0] != "start_array":
             raise InvalidJson(f"Send a JSON array of listing objects, not {_JSON_EVENT_TYPES.get(first[0], first[0])}")
         number = 0
@@ -1251,6 +1253,8 @@ def scan_json(path: Union[str, os.PathLike]) -> JsonBody:
 
     Checks that it is valid JSON and an array, and that its keys are few and short enough to be columns.
     """
+    if os.path.getsize(path) == 0:
+        raise InvalidJson("The request body is empty; send a JSON array of listing objects")
     keys: Dict[str, None] = {}
     count = 0
     exact = _has_lone_surrogate_escape(path)

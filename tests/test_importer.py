@@ -1053,3 +1053,78 @@ def test_a_surrogate_encoded_in_csv_bytes_is_not_utf8(seeded):
         import_csv(seeded, io.BytesIO(source))
     message = f"Line 3: not valid UTF-8 (byte ed at byte offset {offset} of the file); save the file as UTF-8"
     assert failure.value.errors == [error(3, None, None, message)]
+
+
+# --- JSON bodies read from a file, record by record -------------------------------------------------------
+
+
+def json_file(tmp_path, body: bytes):
+    path = tmp_path / "body.json"
+    path.write_bytes(body)
+    return path
+
+
+def test_a_json_body_takes_the_same_path_as_a_list_of_records(conn, tmp_path):
+    records = [record(), record(canonical_model="L4", nvlink=True, price=10, extra="x")]
+    body = json.dumps(records).encode()
+    scanned = importer.scan_json(json_file(tmp_path, body))
+    assert (scanned.header, scanned.records, scanned.exact_parser) == (list(records[1]), 2, False)
+    from_file = importer.import_json(conn, scanned, expected_sha256=hashlib.sha256(body).hexdigest())
+    from_list = import_records(conn, records)
+    assert rows(conn, from_file.import_id) == rows(conn, from_list.import_id)
+    assert (from_file.sha256, from_file.bytes, from_file.ignored_columns) == (
+        hashlib.sha256(body).hexdigest(),
+        len(body),
+        ["extra"],
+    )
+
+
+@pytest.mark.parametrize(
+    "body,message",
+    [
+        (b"", "The request body is empty; send a JSON array of listing objects"),
+        (b'{"a": 1}', "Send a JSON array of listing objects, not an object"),
+        (b"null", "Send a JSON array of listing objects, not null"),
+        (b"[1] [2]", "The request body is not valid JSON: parse error: trailing garbage (near [1] [2])"),
+        (b'[{"a": 1,', "The request body is not valid JSON: the body ends before the JSON does"),
+        (
+            b"[" + b"[" * 100_000 + b"]" * 100_000 + b"]",
+            "The request body nests arrays and objects more than 64 levels deep; "
+            "send an array of listing objects whose values are single values",
+        ),
+        (
+            json.dumps([{"k" * 1001: 1}]).encode(),
+            f"Record 1: the key '{'k' * 60}…' is 1,001 characters long; a key (a column name) may be at most 1,000",
+        ),
+        (
+            json.dumps([{f"c{i}": 1 for i in range(1001)}]).encode(),
+            "The records use more than 1,000 different keys",
+        ),
+    ],
+)
+def test_json_bodies_that_are_not_an_array_of_records(tmp_path, body, message):
+    with pytest.raises(importer.InvalidJson) as caught:
+        importer.scan_json(json_file(tmp_path, body))
+    assert str(caught.value) == message
+
+
+def test_a_lone_surrogate_escape_in_a_json_body_is_refused_by_record_and_column(seeded, tmp_path):
+    # yajl would read "\ud800" as "?"; the body is read by the exact parser instead.
+    body = json.dumps([record(), record(seller="x\ud800"), record(notes="\U0001f600 fine")]).encode()
+    scanned = importer.scan_json(json_file(tmp_path, body))
+    before = checksum(seeded)
+    with pytest.raises(ImportFailed) as failure:
+        importer.import_json(seeded, scanned)
+    message = "Record 2, column seller: 'x\\ud800' is not text; it contains \\ud800 (a lone surrogate, which is not a character)"
+    assert (scanned.exact_parser, failure.value.errors) == (True, [error(None, "seller", "x\ud800", message)])
+    assert checksum(seeded) == before
+
+
+def test_a_json_body_changed_after_it_was_received_is_refused(conn, tmp_path):
+    body = json.dumps([record()]).encode()
+    path = json_file(tmp_path, body)
+    scanned = importer.scan_json(path)
+    path.write_bytes(json.dumps([record(canonical_model="L4")]).encode())
+    with pytest.raises(importer.StorageError) as caught:
+        importer.import_json(conn, scanned, expected_sha256=hashlib.sha256(body).hexdigest())
+    assert (caught.value.kind, conn.execute("SELECT count(*) FROM import_batches").fetchone()[0]) == ("changed", 0)
