@@ -848,7 +848,22 @@ class _ImportCache:
         return False
 
 
-def _run(
+def _run(conn: sqlite3.Connection, header: List[str], chunks: Iterator[tuple], **options) -> ImportResult:
+    """Validate and write ``chunks`` as one batch; see ``_write_batch``.
+
+    However it ends, the chunk generator is closed, so that its frame lets go of the records it holds: a
+    refused import's exception, with its traceback, is kept by Datasette's write thread until the next write,
+    and would otherwise keep the body's largest values in memory until then.
+    """
+    try:
+        return _write_batch(conn, header, chunks, **options)
+    finally:
+        close = getattr(chunks, "close", None)
+        if close is not None:
+            close()
+
+
+def _write_batch(
     conn: sqlite3.Connection,
     header: List[str],
     chunks: Iterator[tuple],  # (rows, first location, locations or None, problems or None)

@@ -83,7 +83,8 @@ async def _records_from_json(path):
     try:
         return await asyncio.get_running_loop().run_in_executor(None, scan_json, path)
     except InvalidJson as e:
-        raise uploads.UploadError(400, str(e)) from None
+        message = str(e)
+    raise uploads.UploadError(400, message)  # outside the except: the parser's frames are not kept with it
 
 
 async def import_view(request, datasette):
@@ -243,6 +244,7 @@ def on_startup(datasette) -> None:
     if note:
         print(f"datasette-glyph: {note}", file=sys.stderr)
     uploads.clean_stale_uploads(directory)
+    uploads.return_large_allocations()
 
 
 ROUTES = [
