@@ -221,7 +221,7 @@ def _open_migrated(path):
         raise click.ClickException(f"{path} cannot be imported into: {e}") from None
     except sqlite3.DatabaseError as e:
         if _read_only(path):
-            raise click.ClickException(f"{path} is read-only (the file or its folder cannot be written); nothing was imported") from None
+            raise click.ClickException(f"{path} is {READ_ONLY}; nothing was imported") from None
         if getattr(e, "sqlite_errorcode", 26) & 0xFF == 26:  # SQLITE_NOTADB
             raise click.ClickException(f"{path} is not a SQLite database ({e})") from None
         raise click.ClickException(f"{path} cannot be opened: {e}") from None
@@ -278,6 +278,9 @@ def _report_failure(shown, failure, as_json) -> None:
 # Lineage: diff two imports, roll one back -----------------------------------------------------------------------
 
 
+READ_ONLY = "read-only (the file or its folder cannot be written)"
+
+
 def _read_only(path) -> bool:
     """The database file, or the folder its journal files go in, cannot be written (a read-only filesystem)."""
     return not os.access(path, os.W_OK) or not os.access(os.path.dirname(os.path.abspath(path)), os.W_OK)
@@ -294,7 +297,7 @@ def _open_existing(path, write=True):
         raise click.ClickException(f"{path} does not exist")
     if _read_only(path):
         if write:
-            raise click.ClickException(f"{path} is read-only (the file or its folder cannot be written); nothing was changed")
+            raise click.ClickException(f"{path} is {READ_ONLY}; nothing was changed")
         return sqlite3.connect(f"file:{urllib.parse.quote(os.path.abspath(path))}?mode=ro&immutable=1", uri=True)
     try:
         return connect(path)

@@ -363,7 +363,9 @@ class Column:
                 continue
             try:
                 if self.max_chars is not None and len(value) > self.max_chars:
-                    raise _Bad(f"the value is {len(value):,} characters long; {self.name} takes at most {self.max_chars:,}")
+                    raise _Bad(
+                        f"the value is {len(value):,} characters long; {self.name} takes at most {self.max_chars:,}"
+                    )
                 out.append(self.slow(value) if self.slow else value)
             except _Bad as e:
                 problems.append((i, str(e) + _unusual_characters(value)))
@@ -717,7 +719,9 @@ class _Batch:
             if not name:
                 what = f"column {position + 1} of the header" if self.record_label is None else "a key"
                 errors.append(
-                    _error(line, None, raw_name, f"{loc}: {what} has no name; name every column (or remove the empty ones)")
+                    _error(
+                        line, None, raw_name, f"{loc}: {what} has no name; name every column (or remove the empty ones)"
+                    )
                 )
                 continue
             if name in seen:
@@ -1111,7 +1115,11 @@ def _record_chunks(header: List[str], numbered: Iterator[Tuple[int, object]]) ->
                     row.append(_cell(record.get(key)))
                 except _Bad as e:
                     value = record[key]
-                    shown = value if isinstance(value, str) else value.shown if isinstance(value, _Nested) else json.dumps(value)
+                    shown = (
+                        value
+                        if isinstance(value, str)
+                        else value.shown if isinstance(value, _Nested) else json.dumps(value)
+                    )
                     bad.append((number, position, _error(None, key, shown, f"Record {number}, column {key}: {e}")))
             if bad:
                 problems.extend(bad)
@@ -1189,7 +1197,7 @@ _SURROGATE_PAIR = re.compile(rb"\\u[dD][89abAB][0-9a-fA-F]{2}\\u[dD][c-fC-F][0-9
 
 
 def _has_lone_surrogate_escape(path: Union[str, os.PathLike]) -> bool:
-    """True when the file may spell half a surrogate pair on its own (an escaped backslash can make it a false alarm)."""
+    """True when the file may spell half a surrogate pair on its own (an escaped backslash may be a false alarm)."""
     if os.path.getsize(path) == 0:
         return False
     with open(path, "rb") as f, mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as view:

@@ -141,7 +141,12 @@ async def import_view(request, datasette):
 
                 def write(conn):
                     return import_json(
-                        conn, body, expected_sha256=upload.sha256, source_name=source, description=description, actor=actor_id
+                        conn,
+                        body,
+                        expected_sha256=upload.sha256,
+                        source_name=source,
+                        description=description,
+                        actor=actor_id,
                     )
 
                 return await _run_import(datasette, db, write)

@@ -73,6 +73,8 @@ def return_large_allocations() -> None:
     """
     if _mallopt is not None:
         _mallopt(M_MMAP_THRESHOLD, LARGE_ALLOCATION_BYTES)
+
+
 RELEASE_DELAY_SECONDS = 0.05
 
 
@@ -348,7 +350,9 @@ class _MultipartSink:
     def _header(self, buffer: bytearray, data: bytes) -> None:
         self._header_bytes += len(data)
         if self._header_bytes > MAX_PART_HEADER_BYTES:
-            raise UploadError(400, f"Malformed multipart body: a part's headers are over {MAX_PART_HEADER_BYTES:,} bytes")
+            raise UploadError(
+                400, f"Malformed multipart body: a part's headers are over {MAX_PART_HEADER_BYTES:,} bytes"
+            )
         buffer.extend(data)
 
     def on_part_begin(self):

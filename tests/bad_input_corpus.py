@@ -402,9 +402,18 @@ def import_cases() -> List[Case]:
             "model id of 1,000,000 characters",
             csv_bytes([row(canonical_model="A" * 1_000_000)]),
             422,
-            [line_error(2, "canonical_model", "the value is 1,000,000 characters long; canonical_model takes at most 100")],
+            [
+                line_error(
+                    2, "canonical_model", "the value is 1,000,000 characters long; canonical_model takes at most 100"
+                )
+            ],
         ),
-        upload("digits with an underscore", csv_bytes([row(vram_gb="2_4")]), 422, [line_error(2, "vram_gb", "'2_4' is not an integer (digits 0-9 only)")]),
+        upload(
+            "digits with an underscore",
+            csv_bytes([row(vram_gb="2_4")]),
+            422,
+            [line_error(2, "vram_gb", "'2_4' is not an integer (digits 0-9 only)")],
+        ),
         upload(
             "full-width digits",
             csv_bytes([row(tdp_watts="４５０")]),
@@ -413,7 +422,8 @@ def import_cases() -> List[Case]:
                 line_error(
                     2,
                     "tdp_watts",
-                    "'\\uff14\\uff15\\uff10' is not an integer (digits 0-9 only); it contains \\uff14 (FULLWIDTH DIGIT FOUR), "
+                    "'\\uff14\\uff15\\uff10' is not an integer (digits 0-9 only); "
+                    "it contains \\uff14 (FULLWIDTH DIGIT FOUR), "
                     "\\uff15 (FULLWIDTH DIGIT FIVE), \\uff10 (FULLWIDTH DIGIT ZERO)",
                 )
             ],
@@ -441,7 +451,11 @@ def import_cases() -> List[Case]:
             "month 13 and hour 99",
             csv_bytes([row(seen_at="2025-13-45T99:99:99Z")]),
             422,
-            [line_error(2, "seen_at", "'2025-13-45T99:99:99Z' is not an ISO 8601 timestamp such as 2025-04-19T06:25:43Z")],
+            [
+                line_error(
+                    2, "seen_at", "'2025-13-45T99:99:99Z' is not an ISO 8601 timestamp such as 2025-04-19T06:25:43Z"
+                )
+            ],
         ),
         upload(
             "February 30",
@@ -605,9 +619,7 @@ def request_cases() -> List[Case]:
             b'[{"canonical_model": "RTX_4090",',
             "application/json",
             400,
-            [
-                "The request body is not valid JSON: the body ends before the JSON does"
-            ],
+            ["The request body is not valid JSON: the body ends before the JSON does"],
         ),
         raw_post(
             "JSON object instead of a list",
@@ -642,7 +654,10 @@ def request_cases() -> List[Case]:
             json.dumps([dict(GOOD_ROW, canonical_model="A" * 2_000_000)]).encode(),
             "application/json",
             422,
-            ["Record 1, column canonical_model: the value is 2,000,000 characters long; canonical_model takes at most 100"],
+            [
+                "Record 1, column canonical_model: the value is 2,000,000 characters long; "
+                "canonical_model takes at most 100"
+            ],
         ),
         raw_post(
             "JSON with full-width digits",

@@ -5,10 +5,7 @@ import asyncio
 import datetime
 import hashlib
 import json
-import os
-import socket
 import subprocess
-import sys
 import time
 import uuid
 from pathlib import Path

@@ -27,8 +27,7 @@ from .server import make_scored_csv, running_server
 CSV = b"canonical_model,vram_gb,mig_support,nvlink,tdp_watts,price,score\nA10,24,0,False,150,2397.01,0.6504\n"
 
 # A second process that takes a lock on the database, says so on stdout, and keeps it until stdin closes.
-HOLDER = textwrap.dedent(
-    """
+HOLDER = textwrap.dedent("""
     import sqlite3, sys
     conn = sqlite3.connect(sys.argv[1], isolation_level=None)
     if sys.argv[2] == "read":
@@ -39,8 +38,7 @@ HOLDER = textwrap.dedent(
     print("locked", flush=True)
     sys.stdin.read()
     conn.execute("ROLLBACK")
-    """
-)
+    """)
 
 
 @contextlib.contextmanager
@@ -155,8 +153,7 @@ def test_a_read_only_database_file_is_named_as_such(db, tmp_path):
 # --- The same faults through a real server ----------------------------------------------------------------
 
 # Fault injection for the server's own connections: a database that may not grow past its current size.
-FULL_DISK_PLUGIN = textwrap.dedent(
-    """
+FULL_DISK_PLUGIN = textwrap.dedent("""
     from datasette import hookimpl
 
     @hookimpl
@@ -164,8 +161,7 @@ FULL_DISK_PLUGIN = textwrap.dedent(
         if conn.execute("PRAGMA database_list").fetchone()[2].endswith("glyph.db"):
             pages = conn.execute("PRAGMA page_count").fetchone()[0]
             conn.execute(f"PRAGMA max_page_count = {pages + 20}")
-    """
-)
+    """)
 
 
 def server_batches(server) -> list:
@@ -246,6 +242,13 @@ def datasette_script() -> str:
     return str(Path(sys.executable).parent / "datasette")
 
 
+CHECK = (
+    "import sqlite3; c = sqlite3.connect('disk/glyph.db'); "
+    "print(c.execute('SELECT record_count, status FROM import_batches').fetchall(), "
+    "c.execute('PRAGMA integrity_check').fetchone()[0])"
+)
+
+
 def test_glyph_import_on_a_full_disk_reports_each_file_on_one_line_and_goes_on(tmp_path):
     make_scored_csv(tmp_path / "big.csv", 20_000)
     (tmp_path / "small.csv").write_bytes(CSV)
@@ -254,7 +257,7 @@ def test_glyph_import_on_a_full_disk_reports_each_file_on_one_line_and_goes_on(t
         mount -t tmpfs -o size=512k tmpfs disk
         {datasette_script()} glyph-migrate disk/glyph.db > /dev/null
         {datasette_script()} glyph-import disk/glyph.db big.csv small.csv && echo "exit 0" || echo "exit $?"
-        {sys.executable} -c "import sqlite3; c = sqlite3.connect('disk/glyph.db'); print(c.execute('SELECT record_count, status FROM import_batches').fetchall(), c.execute('PRAGMA integrity_check').fetchone()[0])"
+        {sys.executable} -c "{CHECK}"
     """
     run = in_own_mounts(script, tmp_path)
     out = run.stdout.splitlines()
@@ -280,7 +283,8 @@ def test_glyph_import_and_diff_on_a_read_only_filesystem(tmp_path):
     script = f"""
         mount --bind -o ro data data
         {datasette_script()} glyph-import data/glyph.db small.csv && echo "exit 0" || echo "exit $?"
-        {datasette_script()} glyph-diff data/glyph.db {first} {second} --json > diff.json && echo "exit 0" || echo "exit $?"
+        {datasette_script()} glyph-diff data/glyph.db {first} {second} --json > diff.json \\
+            && echo "exit 0" || echo "exit $?"
     """
     run = in_own_mounts(script, tmp_path)
     assert (run.stderr, run.stdout) == (

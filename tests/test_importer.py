@@ -707,7 +707,9 @@ def test_records_take_the_same_write_path(conn):
     records = [record(title="first", region=None), record(canonical_model="L4", nvlink="yes", price="10", extra=[1])]
     with pytest.raises(ImportFailed) as failure:
         import_records(conn, records)
-    assert failure.value.errors == [error(None, "extra", "[1]", "Record 2, column extra: '[1]' is an array, not a single value")]
+    assert failure.value.errors == [
+        error(None, "extra", "[1]", "Record 2, column extra: '[1]' is an array, not a single value")
+    ]
     records[1].pop("extra")
     records[1]["shade"] = "blue"
     result = import_records(conn, records, source_name="api", actor="bob", description="json")
@@ -760,7 +762,9 @@ def test_records_take_the_same_write_path(conn):
         (
             [record(nvlink={"a": 1}), None, record(price="x")],
             [
-                error(None, "nvlink", '{"a": 1}', "Record 1, column nvlink: '{\"a\": 1}' is an object, not a single value"),
+                error(
+                    None, "nvlink", '{"a": 1}', "Record 1, column nvlink: '{\"a\": 1}' is an object, not a single value"
+                ),
                 error(None, None, None, "Record 2: expected an object, found null"),
                 error(None, "price", "x", "Record 3, column price: 'x' is not a number"),
             ],
@@ -919,7 +923,9 @@ VALUE_CASES = [
     pytest.param("seen_at", "0000-00-00", f"'0000-00-00' {NOT_TIMESTAMP}", id="zero-date"),
     pytest.param("seen_at", "0000-01-01", "'0000-01-01' is not a real calendar date", id="year-zero"),
     pytest.param("seen_at", "2025-02-29", "'2025-02-29' is not a real calendar date", id="february-29"),
-    pytest.param("seen_at", "2025-04-31T10:00:00Z", "'2025-04-31T10:00:00Z' is not a real calendar date", id="april-31"),
+    pytest.param(
+        "seen_at", "2025-04-31T10:00:00Z", "'2025-04-31T10:00:00Z' is not a real calendar date", id="april-31"
+    ),
     pytest.param(
         "seen_at",
         "２０２５-04-19",
@@ -962,7 +968,9 @@ VALUE_CASES = [
         "the value is 8,193 characters long; source_url takes at most 8,192",
         id="url-too-long",
     ),
-    pytest.param("title", "t" * 2001, "the value is 2,001 characters long; title takes at most 2,000", id="title-too-long"),
+    pytest.param(
+        "title", "t" * 2001, "the value is 2,001 characters long; title takes at most 2,000", id="title-too-long"
+    ),
 ]
 
 
@@ -980,7 +988,9 @@ def test_values_that_do_not_mean_what_they_say_are_refused_from_csv(seeded, colu
     csv.writer(out, lineterminator="\n").writerows([list(values), list(values.values())])
     with pytest.raises(ImportFailed) as failure:
         import_csv(seeded, io.BytesIO(out.getvalue().encode("utf-8")))
-    assert failure.value.errors == [error(2, column, value[:200] + ("…" if len(value) > 200 else ""), f"Line 2, column {column}: {message}")]
+    assert failure.value.errors == [
+        error(2, column, value[:200] + ("…" if len(value) > 200 else ""), f"Line 2, column {column}: {message}")
+    ]
     assert checksum(seeded) == before
 
 
@@ -1008,7 +1018,9 @@ def test_values_that_do_not_mean_what_they_say_are_refused_from_json(seeded, col
     ],
 )
 def test_values_at_the_edges_are_kept(conn, column, value, stored):
-    csv_result = import_csv(conn, io.BytesIO(data(",".join(_with(column, value)), ",".join(_with(column, value).values()))))
+    csv_result = import_csv(
+        conn, io.BytesIO(data(",".join(_with(column, value)), ",".join(_with(column, value).values())))
+    )
     json_result = import_records(conn, [_with(column, value)])
     found = [
         conn.execute(f"SELECT {column} FROM scored_listings WHERE import_id = ?", [r.import_id]).fetchone()[0]
@@ -1023,7 +1035,10 @@ def test_a_lone_surrogate_in_json_is_refused_by_row_and_column(seeded):
     before = checksum(seeded)
     with pytest.raises(ImportFailed) as failure:
         import_records(seeded, [record(), record(seller="a\ud800b")])
-    message = "Record 2, column seller: 'a\\ud800b' is not text; it contains \\ud800 (a lone surrogate, which is not a character)"
+    message = (
+        "Record 2, column seller: 'a\\ud800b' is not text; "
+        "it contains \\ud800 (a lone surrogate, which is not a character)"
+    )
     assert failure.value.errors == [error(None, "seller", "a\ud800b", message)]
     assert checksum(seeded) == before
 
@@ -1031,7 +1046,9 @@ def test_a_lone_surrogate_in_json_is_refused_by_row_and_column(seeded):
 def test_a_lone_surrogate_in_a_json_key_is_refused(seeded):
     with pytest.raises(ImportFailed) as failure:
         import_records(seeded, [{**record(), "x\udc00": 1}])
-    message = "Records: the key 'x\\udc00' is not text; it contains \\udc00 (a lone surrogate, which is not a character)"
+    message = (
+        "Records: the key 'x\\udc00' is not text; it contains \\udc00 (a lone surrogate, which is not a character)"
+    )
     assert failure.value.errors == [error(None, None, "x\udc00", message)]
 
 
@@ -1115,7 +1132,10 @@ def test_a_lone_surrogate_escape_in_a_json_body_is_refused_by_record_and_column(
     before = checksum(seeded)
     with pytest.raises(ImportFailed) as failure:
         importer.import_json(seeded, scanned)
-    message = "Record 2, column seller: 'x\\ud800' is not text; it contains \\ud800 (a lone surrogate, which is not a character)"
+    message = (
+        "Record 2, column seller: 'x\\ud800' is not text; "
+        "it contains \\ud800 (a lone surrogate, which is not a character)"
+    )
     assert (scanned.exact_parser, failure.value.errors) == (True, [error(None, "seller", "x\ud800", message)])
     assert checksum(seeded) == before
 

@@ -113,15 +113,16 @@ def test_a_server_makes_an_open_upload_folder_private_and_says_so(tmp_path, db_p
     folder.chmod(0o757)
     with running_server(db_path, plugin_config={"allow_import": True, "upload_dir": str(folder)}) as server:
         assert mode(folder) == 0o700
-        note = f"datasette-glyph: the upload folder {folder} was open to other users (mode 0757); it is now private (0700)"
+        note = (
+            f"datasette-glyph: the upload folder {folder} was open to other users (mode 0757); it is now private (0700)"
+        )
         assert note in server.log().splitlines()
 
 
 # --- One locked folder per process; cleaning up only what nobody holds -------------------------------------
 
 # A process that writes one upload temp file into the shared folder, says where, and waits to be killed.
-UPLOADER = textwrap.dedent(
-    """
+UPLOADER = textwrap.dedent("""
     import os, sys
     from pathlib import Path
     from datasette_glyph import uploads
@@ -129,8 +130,7 @@ UPLOADER = textwrap.dedent(
     path.write_bytes(b"in flight")
     print(os.getpid(), path, flush=True)
     sys.stdin.read()
-    """
-)
+    """)
 
 
 def start_uploader(folder: Path, pid_namespace: bool):
@@ -269,8 +269,20 @@ def test_a_full_upload_disk_is_a_json_507_and_the_next_upload_works(db_path, tmp
         big = make_scored_csv(tmp_path / "big.csv", 20_000)  # about 4 MB
         answer = server.upload_csv(big)
         assert (answer.status, answer.json()) == (507, {"ok": False, "errors": [FULL], "more": 0})
-        body = json.dumps([{"canonical_model": "L4", "vram_gb": 24, "mig_support": 0, "nvlink": False,
-                            "tdp_watts": 72, "price": 2000, "score": 0.5, "notes": "n" * 2_000_000}]).encode()
+        body = json.dumps(
+            [
+                {
+                    "canonical_model": "L4",
+                    "vram_gb": 24,
+                    "mig_support": 0,
+                    "nvlink": False,
+                    "tdp_watts": 72,
+                    "price": 2000,
+                    "score": 0.5,
+                    "notes": "n" * 2_000_000,
+                }
+            ]
+        ).encode()
         answer = server.request("POST", "/api/import", body=body, headers={"Content-Type": "application/json"})
         assert (answer.status, answer.json()) == (507, {"ok": False, "errors": [FULL], "more": 0})
         assert files_in(folder) == []
