@@ -21,6 +21,7 @@ def readme_example():
 def test_the_worked_migration_example_runs_as_printed(tmp_path):
     commands, printed = readme_example()
     shutil.copytree(ROOT / "sample", tmp_path / "sample")
+    shutil.copytree(ROOT / "tests", tmp_path / "tests", ignore=shutil.ignore_patterns("__pycache__"))
     env = {**os.environ, "PATH": os.path.dirname(sys.executable) + os.pathsep + os.environ.get("PATH", "")}
     outputs = []
     for command in commands:
