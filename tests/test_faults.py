@@ -177,16 +177,20 @@ def test_a_server_never_acknowledges_an_import_whose_commit_failed(tmp_path):
     path = tmp_path / "copy.db"  # rollback-journal mode, and the server is not told to migrate it
     csv_path = tmp_path / "one.csv"
     csv_path.write_bytes(CSV)
-    with running_server(path, plugin_config={"allow_import": True, "migrate": False}) as server:
+    config = {"allow_import": True, "migrate": False, "write_wait_ms": 1000}
+    with running_server(path, plugin_config=config) as server:
         with lock_held_elsewhere(path, "read"):
             refused = server.upload_csv(csv_path)
-        assert (refused.status, refused.json()) == (
+        assert (refused.status, refused.headers.get("retry-after"), refused.json()) == (
             503,
+            "5",
             {
                 "ok": False,
                 "errors": [
-                    "The database is locked by another process; the import was not saved (nothing was written). "
-                    "Try again."
+                    {
+                        "message": "The database copy is busy (another process holds it) and the write could not "
+                        "be committed within 1000 ms. Nothing was written; try again."
+                    }
                 ],
                 "more": 0,
             },
@@ -214,7 +218,7 @@ def test_a_server_with_a_full_disk_answers_507_and_keeps_nothing(tmp_path, db_pa
             507,
             {
                 "ok": False,
-                "errors": ["The database's disk is full; the import was not saved (nothing was written)."],
+                "errors": [{"message": "The database's disk is full; the import was not saved (nothing was written)."}],
                 "more": 0,
             },
         )

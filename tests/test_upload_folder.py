@@ -240,8 +240,10 @@ def test_a_server_refuses_an_upload_swapped_while_it_waited(db_path, tmp_path):
             {
                 "ok": False,
                 "errors": [
-                    "The file read for the import is not the file received (its SHA-256 differs): it was changed on "
-                    "disk meanwhile; the import was not saved (nothing was written)."
+                    {
+                        "message": "The file read for the import is not the file received (its SHA-256 differs): it "
+                        "was changed on disk meanwhile; the import was not saved (nothing was written)."
+                    }
                 ],
                 "more": 0,
             },
@@ -268,7 +270,7 @@ def test_a_full_upload_disk_is_a_json_507_and_the_next_upload_works(db_path, tmp
     try:
         big = make_scored_csv(tmp_path / "big.csv", 20_000)  # about 4 MB
         answer = server.upload_csv(big)
-        assert (answer.status, answer.json()) == (507, {"ok": False, "errors": [FULL], "more": 0})
+        assert (answer.status, answer.json()) == (507, {"ok": False, "errors": [{"message": FULL}], "more": 0})
         body = json.dumps(
             [
                 {
@@ -284,7 +286,7 @@ def test_a_full_upload_disk_is_a_json_507_and_the_next_upload_works(db_path, tmp
             ]
         ).encode()
         answer = server.request("POST", "/api/import", body=body, headers={"Content-Type": "application/json"})
-        assert (answer.status, answer.json()) == (507, {"ok": False, "errors": [FULL], "more": 0})
+        assert (answer.status, answer.json()) == (507, {"ok": False, "errors": [{"message": FULL}], "more": 0})
         assert files_in(folder) == []
         small = tmp_path / "small.csv"
         small.write_bytes(CSV)
