@@ -8,12 +8,13 @@ import json
 import os
 import sqlite3
 import sys
+import urllib.parse
 
 import click
 
 from . import importer, lineage
 from . import migrate as migrations
-from .db import BUSY_TIMEOUT_MS, connect
+from .db import BUSY_TIMEOUT_MS, StorageError, connect
 
 
 def register(cli: click.Group) -> None:
@@ -245,6 +246,10 @@ def glyph_import(path, files, source_name, description, as_json, quiet):
                 unreadable = importer.ImportFailed([_plain_error(f"Cannot read the file: {e.strerror}")])
                 _report_failure(shown, unreadable, as_json)
                 continue
+            except sqlite3.Error as e:  # a full disk, a lock held too long (StorageError): this file only
+                failed += 1
+                _report_failure(shown, importer.ImportFailed([_plain_error(_storage_message(e, path))]), as_json)
+                continue
             if as_json:
                 click.echo(json.dumps(result.to_dict()))
             elif not quiet:
@@ -266,7 +271,11 @@ def _open_migrated(path):
     except migrations.MigrationError as e:
         raise click.ClickException(f"{path} cannot be imported into: {e}") from None
     except sqlite3.DatabaseError as e:
-        raise click.ClickException(f"{path} is not a SQLite database ({e})") from None
+        if _read_only(path):
+            raise click.ClickException(f"{path} is {READ_ONLY}; nothing was imported") from None
+        if getattr(e, "sqlite_errorcode", 26) & 0xFF == 26:  # SQLITE_NOTADB
+            raise click.ClickException(f"{path} is not a SQLite database ({e})") from None
+        raise click.ClickException(f"{path} cannot be opened: {e}") from None
     if pending:
         conn.close()
         state = "has no glyph schema" if version is None else f"is at migration {version}"
@@ -320,11 +329,31 @@ def _report_failure(shown, failure, as_json) -> None:
 # Lineage: diff two imports, roll one back -----------------------------------------------------------------------
 
 
-def _open_existing(path):
-    """A connection to an existing database file; never creates one."""
+READ_ONLY = "read-only (the file or its folder cannot be written)"
+
+
+def _read_only(path) -> bool:
+    """The database file, or the folder its journal files go in, cannot be written (a read-only filesystem)."""
+    return not os.access(path, os.W_OK) or not os.access(os.path.dirname(os.path.abspath(path)), os.W_OK)
+
+
+def _storage_message(error, path) -> str:
+    return str(error) if isinstance(error, StorageError) else f"{path}: {error}; nothing was written"
+
+
+def _open_existing(path, write=True):
+    """A connection to an existing database file; never creates one. Reading a file on a read-only filesystem
+    opens it immutable (nothing can change it there), since SQLite cannot make its lock files beside it."""
     if not os.path.exists(path):
         raise click.ClickException(f"{path} does not exist")
-    return connect(path)
+    if _read_only(path):
+        if write:
+            raise click.ClickException(f"{path} is {READ_ONLY}; nothing was changed")
+        return sqlite3.connect(f"file:{urllib.parse.quote(os.path.abspath(path))}?mode=ro&immutable=1", uri=True)
+    try:
+        return connect(path)
+    except sqlite3.Error as e:
+        raise click.ClickException(f"{path} cannot be opened: {e}") from None
 
 
 def _text_table(headers, rows, right) -> list:
@@ -451,7 +480,7 @@ def glyph_diff(path, a, b, kind, limit, offset, as_json):
         datasette glyph-diff glyph.db A B --kind changed --limit 0
         datasette glyph-diff glyph.db A B --json > diff.json
     """
-    conn = _open_existing(path)
+    conn = _open_existing(path, write=False)
     try:
         diff = lineage.diff_imports(conn, a, b, kind=kind, limit=limit or None, offset=offset)
     except lineage.UnknownImport as e:

@@ -29,8 +29,8 @@ DEFAULTS = {
     "max_upload_bytes": 512 * 1024 * 1024,  # larger uploads are refused with 413
     "allow_import": None,  # a Datasette allow block granting glyph-import
     "allow_rollback": None,  # a Datasette allow block granting glyph-rollback
-    "max_json_bytes": 32 * 1024 * 1024,  # cap on a JSON import body, which is parsed in memory
-    "upload_dir": None,  # folder for upload temp files; default: datasette-glyph-uploads in the system temp dir
+    "max_json_bytes": 32 * 1024 * 1024,  # cap on a JSON import body (streamed to a temp file, read record by record)
+    "upload_dir": None,  # folder for upload temp files, private (0700); default: datasette-glyph-uploads-<uid> in the temp dir
     "read_only": False,  # a replica: refuse every write with 503, hide the upload page, never migrate
     "primary_url": None,  # where writes go when this server is read-only, named in the 503
     "write_wait_ms": 30_000,  # how long an import or rollback waits for another process's write lock before a 503

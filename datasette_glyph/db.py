@@ -6,7 +6,7 @@ import contextlib
 import sqlite3
 import time
 from pathlib import Path
-from typing import Iterator, Union
+from typing import Iterator, Optional, Union
 
 # How long a writer waits for another writer before giving up (milliseconds). Imports of a million
 # rows take tens of seconds, so a second importer or a migration run has to be patient.
@@ -44,27 +44,97 @@ def enable_wal(conn: sqlite3.Connection) -> None:
             time.sleep(0.05)
 
 
+class StorageError(sqlite3.OperationalError):
+    """The database could not keep a change: locked by another process, disk full, read-only, I/O error.
+
+    An ``sqlite3.OperationalError``, so that code catching SQLite's errors still catches it.
+
+    Nothing of the change was written. ``kind`` is ``busy``, ``full``, ``readonly``, ``io`` or ``changed`` (the
+    file being imported is not the one received); ``status`` is
+    the HTTP status a server answers with (507 for a full disk, 503 otherwise: try again later).
+    """
+
+    MESSAGES = {
+        "busy": "The database is locked by another process; {action} was not saved (nothing was written). Try again.",
+        "full": "The database's disk is full; {action} was not saved (nothing was written).",
+        "readonly": "The database is read-only; {action} was not saved (nothing was written).",
+        "io": "The database could not be written (a disk I/O error); {action} was not saved (nothing was written).",
+        "changed": (
+            "The file read for {action} is not the file received (its SHA-256 differs): it was changed on disk "
+            "meanwhile; {action} was not saved (nothing was written)."
+        ),
+    }
+    STATUS = {"busy": 503, "full": 507, "readonly": 503, "io": 503, "changed": 503}
+
+    def __init__(self, kind: str, action: str = "the change", detail: str = ""):
+        super().__init__(self.MESSAGES[kind].format(action=action))
+        self.kind = kind
+        self.status = self.STATUS[kind]
+        self.detail = detail  # SQLite's own words
+
+
+# SQLite's primary result codes (the low byte of the extended code) that mean "could not write".
+_STORAGE_CODES = {5: "busy", 6: "busy", 13: "full", 8: "readonly", 10: "io"}
+
+
+def storage_kind(error: BaseException) -> Optional[str]:
+    """``busy``, ``full``, ``readonly`` or ``io`` when ``error`` is SQLite failing to write; else None."""
+    if not isinstance(error, sqlite3.Error):
+        return None
+    code = getattr(error, "sqlite_errorcode", None)
+    if code is not None:
+        return _STORAGE_CODES.get(code & 0xFF)
+    text = str(error)
+    for needle, kind in (("locked", "busy"), ("full", "full"), ("readonly", "readonly"), ("I/O", "io")):
+        if needle in text:
+            return kind
+    return None
+
+
+def _rollback(conn: sqlite3.Connection, statement: str = "ROLLBACK") -> None:
+    # SQLite rolls back by itself after some failures (a full disk, an I/O error), and not after others
+    # (a COMMIT refused as busy leaves the transaction open); never leave one open behind.
+    with contextlib.suppress(sqlite3.Error):
+        if conn.in_transaction:
+            conn.execute(statement)
+
+
 @contextlib.contextmanager
-def transaction(conn: sqlite3.Connection, name: str = "glyph") -> Iterator[sqlite3.Connection]:
+def transaction(
+    conn: sqlite3.Connection, name: str = "glyph", action: str = "the change"
+) -> Iterator[sqlite3.Connection]:
     """All or nothing: BEGIN IMMEDIATE ... COMMIT, or a SAVEPOINT when a transaction is already open.
 
-    Datasette 1.0a wraps write functions in its own BEGIN; 0.65 and the command line do not.
+    Datasette 1.0a wraps write functions in its own BEGIN; 0.65 and the command line do not. When the
+    COMMIT itself fails (another process still reading a rollback-journal database, a full disk), the
+    transaction is rolled back and StorageError raised: the connection is never left inside a transaction
+    that a later write would only add a savepoint to. A write SQLite refuses for lack of room, a lock or
+    permission raises StorageError too (``action`` names the change in its message).
     """
-    if conn.in_transaction:
-        conn.execute(f"SAVEPOINT {name}")
-        try:
-            yield conn
-        except BaseException:
-            conn.execute(f"ROLLBACK TO {name}")
+    try:
+        if conn.in_transaction:
+            conn.execute(f"SAVEPOINT {name}")
+            try:
+                yield conn
+            except BaseException:
+                if conn.in_transaction:
+                    with contextlib.suppress(sqlite3.Error):
+                        conn.execute(f"ROLLBACK TO {name}")
+                        conn.execute(f"RELEASE {name}")
+                raise
             conn.execute(f"RELEASE {name}")
+        else:
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                yield conn
+                conn.execute("COMMIT")
+            except BaseException:
+                _rollback(conn)
+                raise
+    except StorageError:
+        raise
+    except sqlite3.Error as e:
+        kind = storage_kind(e)
+        if kind is None:
             raise
-        conn.execute(f"RELEASE {name}")
-    else:
-        conn.execute("BEGIN IMMEDIATE")
-        try:
-            yield conn
-        except BaseException:
-            if conn.in_transaction:
-                conn.execute("ROLLBACK")
-            raise
-        conn.execute("COMMIT")
+        raise StorageError(kind, action, str(e)) from e

@@ -21,21 +21,28 @@ import io
 import itertools
 import json
 import math
+import mmap
 import os
 import re
 import sqlite3
+import unicodedata
 import uuid
 from dataclasses import asdict, dataclass, field
 from typing import BinaryIO, Callable, Dict, Iterator, List, Optional, Sequence, Tuple, Union
 
-from .db import transaction
+import ijson
+
+from .db import StorageError, transaction
 from .lineage import summarise_import
 
-# The longest field accepted. Real fields (titles, notes) are at most a few KB; a field this long means
-# an unclosed quote or a file that is not CSV, and is refused rather than read into memory.
-MAX_FIELD_CHARS = 1024 * 1024
-# The longest physical line read at once; a longer one arrives in pieces and trips MAX_FIELD_CHARS.
-MAX_LINE_BYTES = 2 * MAX_FIELD_CHARS
+# The longest field accepted, in any column (the csv module's field limit). ``notes`` and ``warnings`` may be
+# this long; the other text columns have shorter caps (TEXT_CAPS). A longer field means an unclosed quote or a
+# file that is not CSV, and is refused rather than read into memory.
+MAX_FIELD_CHARS = 4 * 1024 * 1024
+# The longest physical line accepted (a header, or a record without quoted newlines). Lines are read in pieces
+# of READ_LINE_BYTES and joined, so a record is never cut at a buffer's edge; a line longer than this is refused.
+MAX_LINE_BYTES = 16 * 1024 * 1024
+READ_LINE_BYTES = 1024 * 1024
 # Rows converted and inserted per executemany call. Small chunks stay in the CPU caches and keep the
 # cyclic GC's work small: parsing and converting a million rows took 3.8 s of CPU in chunks of 500, 4.2-5.1 s
 # in chunks of 2,000 and 6.6 s in chunks of 20,000.
@@ -102,10 +109,54 @@ def _error(line: Optional[int], column: Optional[str], value: Optional[str], mes
     return {"line": line, "column": column, "value": value, "message": message}
 
 
+_ESCAPES = {"\n": "\\n", "\r": "\\r", "\t": "\\t"}
+
+
+def _escape(char: str) -> str:
+    if " " <= char <= "~":
+        return char
+    if char in _ESCAPES:
+        return _ESCAPES[char]
+    code = ord(char)
+    return f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}" if code < 0x10000 else f"\\U{code:08x}"
+
+
 def _quote(value: str) -> str:
+    """A value for an error message: shortened, and with every character that is not printable ASCII escaped,
+    so that a byte order mark, a zero-width space or a Cyrillic letter that looks Latin can be seen."""
     if len(value) > 60:
         value = value[:60] + "…"
-    return "'" + value.replace("\n", "\\n").replace("\r", "\\r") + "'"
+    if value.isascii() and value.isprintable():
+        return "'" + value + "'"
+    return "'" + "".join(_escape(c) if c != "…" else c for c in value) + "'"
+
+
+# Names for characters that unicodedata has none for, or whose name does not say what they usually are.
+_CHARACTER_NOTES = {
+    "\ufeff": "ZERO WIDTH NO-BREAK SPACE, a byte order mark",
+    "\x00": "NUL, a zero byte",
+    "\t": "a tab",
+}
+
+
+def _character_name(char: str) -> str:
+    if char in _CHARACTER_NOTES:
+        return _CHARACTER_NOTES[char]
+    if "\ud800" <= char <= "\udfff":
+        return "a lone surrogate, which is not a character"
+    return unicodedata.name(char, "a control character" if unicodedata.category(char) == "Cc" else "unnamed")
+
+
+def _unusual_characters(value: str) -> str:
+    """'' for printable ASCII; else "; it contains \\u041d (CYRILLIC CAPITAL LETTER EN)" for up to three."""
+    if value.isascii() and value.isprintable():
+        return ""
+    found = list(dict.fromkeys(c for c in value if not " " <= c <= "~" and c not in "\n\r"))
+    if not found:
+        return ""
+    named = [f"{_escape(c)} ({_character_name(c)})" for c in found[:3]]
+    more = f" and {len(found) - 3} more" if len(found) > 3 else ""
+    return "; it contains " + ", ".join(named) + more
 
 
 # --- Columns and their converters -------------------------------------------------------------------
@@ -127,9 +178,11 @@ _BOOLEANS.update({variant: 0 for word in _FALSE for variant in _case_variants(wo
 
 MODEL_RE = re.compile(r"[A-Z0-9]+(?:_[A-Z0-9]+)*\Z")
 # A date, optionally with a time (seconds and fraction optional) and a UTC offset or Z.
+# Months, days, hours, minutes, seconds and offsets within their ranges; _real_date checks the day of the month.
 TIMESTAMP_RE = re.compile(
-    r"[0-9]{4}-[0-9]{2}-[0-9]{2}"
-    r"(?:[T ][0-9]{2}:[0-9]{2}(?::[0-9]{2}(?:[.,][0-9]+)?)?(?:Z|[+-][0-9]{2}(?::?[0-9]{2})?)?)?\Z"
+    r"[0-9]{4}-(?:0[1-9]|1[0-2])-(?:0[1-9]|[12][0-9]|3[01])"
+    r"(?:[T ](?:[01][0-9]|2[0-3]):[0-5][0-9](?::[0-5][0-9](?:[.,][0-9]+)?)?"
+    r"(?:Z|[+-](?:[01][0-9]|2[0-3])(?::?[0-5][0-9])?)?)?\Z"
 )
 
 
@@ -141,7 +194,14 @@ class _Bad(Exception):
 INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
 
 
+def _ascii_number(value: str) -> bool:
+    # int() and float() also take "2_4", full-width and Arabic-Indic digits; a number here is ASCII digits only.
+    return value.isascii() and "_" not in value
+
+
 def _int_value(value: str) -> int:
+    if not _ascii_number(value):
+        raise _Bad(f"{_quote(value)} is not an integer (digits 0-9 only)")
     try:
         number = int(value)
     except ValueError:
@@ -163,13 +223,15 @@ def _int_value(value: str) -> int:
 
 
 def _real_value(value: str) -> float:
+    if not _ascii_number(value):
+        raise _Bad(f"{_quote(value)} is not a number (digits 0-9, a point and an exponent only)")
     try:
         number = float(value)
     except ValueError:
         raise _Bad(f"{_quote(value)} is not a number") from None
     if not math.isfinite(number):
         raise _Bad(f"{_quote(value)} is not a finite number")
-    return number
+    return number + 0.0  # -0 is stored as 0
 
 
 def _price_value(value: str) -> float:
@@ -195,10 +257,27 @@ def _model_value(value: str) -> str:
 def _timestamp_value(value: str) -> str:
     if not TIMESTAMP_RE.match(value):
         raise _Bad(f"{_quote(value)} is not an ISO 8601 timestamp such as 2025-04-19T06:25:43Z")
+    if not _real_date(value):
+        raise _Bad(f"{_quote(value)} is not a real calendar date")
     return value
 
 
+def _real_date(value: str) -> bool:
+    try:
+        datetime.date(int(value[:4]), int(value[5:7]), int(value[8:10]))
+    except ValueError:
+        return False
+    return True
+
+
+def _fast_ascii(values: Sequence[str]) -> None:
+    joined = "".join(values)
+    if not joined.isascii() or "_" in joined:
+        raise ValueError("not ASCII digits")
+
+
 def _fast_ints(values: Sequence[str]) -> list:
+    _fast_ascii(values)
     numbers = list(map(int, values))
     if numbers and (min(numbers) < INT64_MIN or max(numbers) > INT64_MAX):
         raise ValueError("out of range")
@@ -206,9 +285,12 @@ def _fast_ints(values: Sequence[str]) -> list:
 
 
 def _fast_reals(values: Sequence[str]) -> list:
+    _fast_ascii(values)
     numbers = list(map(float, values))
     if not all(map(math.isfinite, numbers)):
         raise ValueError("not finite")
+    if numbers and min(numbers) == 0:
+        numbers = [number + 0.0 for number in numbers]  # -0 is stored as 0
     return numbers
 
 
@@ -230,6 +312,9 @@ def _fast_text(values: Sequence[str]) -> Sequence[str]:
 def _fast_timestamps(values: Sequence[str]) -> Sequence[str]:
     if not all(map(TIMESTAMP_RE.match, values)):
         raise ValueError("bad timestamp")
+    # The pattern allows days 01-31 in every month and the year 0000; only those can be unreal dates.
+    if not all(_real_date(v) for v in values if v[8:10] > "28" or v.startswith("0000")):
+        raise ValueError("no such date")
     return values
 
 
@@ -241,9 +326,12 @@ class Column:
     required: bool
     fast: Callable[[Sequence[str]], Sequence]  # whole column at once; raises on any bad value
     slow: Optional[Callable[[str], object]]  # one value; raises _Bad; None for free text
+    max_chars: Optional[int] = None  # longest text accepted (TEXT_CAPS)
 
     def convert(self, values: Sequence[str]) -> Tuple[Sequence, List[Tuple[int, str]]]:
         """Typed values (empty optional cells become None) and the (position, message) of each bad one."""
+        if self.max_chars is not None and values and max(map(len, values)) > self.max_chars:
+            return self._slowly(values)
         if self.required:
             try:
                 return self.fast(values), []
@@ -274,19 +362,40 @@ class Column:
                 out.append(None)
                 continue
             try:
+                if self.max_chars is not None and len(value) > self.max_chars:
+                    raise _Bad(
+                        f"the value is {len(value):,} characters long; {self.name} takes at most {self.max_chars:,}"
+                    )
                 out.append(self.slow(value) if self.slow else value)
             except _Bad as e:
-                problems.append((i, str(e)))
+                problems.append((i, str(e) + _unusual_characters(value)))
                 out.append(None)
         return out, problems
 
 
+# The longest text each text column takes, in characters (documented in the README). Short labels are ids and
+# categories; notes and warnings may be as long as any field (MAX_FIELD_CHARS).
+TEXT_CAPS = {
+    "canonical_model": 100,
+    "condition": 100,
+    "region": 100,
+    "source_type": 100,
+    "generation": 100,
+    "form_factor": 100,
+    "seller": 1000,
+    "title": 2000,
+    "source_url": 8192,
+    "notes": MAX_FIELD_CHARS,
+    "warnings": MAX_FIELD_CHARS,
+}
+
+
 def _required(name, fast, slow) -> Column:
-    return Column(name, True, fast, slow)
+    return Column(name, True, fast, slow, TEXT_CAPS.get(name))
 
 
 def _optional(name, fast=_fast_text, slow=None) -> Column:
-    return Column(name, False, fast, slow)
+    return Column(name, False, fast, slow, TEXT_CAPS.get(name))
 
 
 def _fast_models(values: Sequence[str]) -> Sequence[str]:
@@ -405,8 +514,11 @@ class _CsvSource:
 
     def __init__(self, stream: BinaryIO):
         self._buffer = stream
-        self._lines = iter(functools.partial(stream.readline, MAX_LINE_BYTES), b"")
-        first = next(self._lines, None)
+        self._lines = _whole_lines(stream)
+        try:
+            first = next(self._lines, None)
+        except _LineTooLong:
+            raise _Fatal(_line_too_long(1)) from None
         self.empty = first is None
         first = first or b""
         self._bom = len(codecs.BOM_UTF8) if first.startswith(codecs.BOM_UTF8) else 0
@@ -442,8 +554,6 @@ class _CsvSource:
     def _decode_error(self, e: UnicodeDecodeError, line: int, line_offset: int) -> _Fatal:
         offset = line_offset + e.start
         bad = e.object[e.start : e.end]
-        if len(e.object) >= MAX_LINE_BYTES and not e.object.endswith(b"\n"):
-            return _Fatal(_line_too_long(line))
         return _Fatal(
             _error(
                 line,
@@ -468,6 +578,8 @@ class _CsvSource:
         try:
             rows.extend(itertools.islice(self._reader, n))
             self.lines_read = self._reader.line_num
+        except _LineTooLong:
+            fatal = _Fatal(_line_too_long(self._reader.line_num + 1))
         except UnicodeDecodeError as e:
             line = self._reader.line_num + 1
             line_offset = self._buffer.tell() - len(e.object)
@@ -498,6 +610,33 @@ CSV_ERRORS = {
         "a line ends with a bare carriage return; lines must end with \\n or \\r\\n"
     ),
 }
+
+
+class _LineTooLong(Exception):
+    """A physical line is longer than MAX_LINE_BYTES."""
+
+
+def _whole_lines(stream: BinaryIO) -> Iterator[bytes]:
+    """The stream's physical lines, each whole however long (up to MAX_LINE_BYTES), ending in b"\\n" but the last.
+
+    Reading a long line in pieces and handing the pieces on as lines would make the csv module end a record
+    at each piece: one long record would become several, the later ones made up of the first one's tail.
+    """
+    read = functools.partial(stream.readline, READ_LINE_BYTES)
+    for piece in iter(read, b""):
+        if piece.endswith(b"\n"):
+            yield piece
+            continue
+        pieces, size = [piece], len(piece)
+        while not piece.endswith(b"\n"):
+            piece = read()
+            if not piece:
+                break
+            size += len(piece)
+            if size > MAX_LINE_BYTES:
+                raise _LineTooLong()
+            pieces.append(piece)
+        yield b"".join(pieces)
 
 
 def _line_too_long(line: int) -> dict:
@@ -577,6 +716,14 @@ class _Batch:
             ]
         for position, raw_name in enumerate(header):
             name = raw_name.strip()
+            if not name:
+                what = f"column {position + 1} of the header" if self.record_label is None else "a key"
+                errors.append(
+                    _error(
+                        line, None, raw_name, f"{loc}: {what} has no name; name every column (or remove the empty ones)"
+                    )
+                )
+                continue
             if name in seen:
                 errors.append(
                     _error(
@@ -705,7 +852,22 @@ class _ImportCache:
         return False
 
 
-def _run(
+def _run(conn: sqlite3.Connection, header: List[str], chunks: Iterator[tuple], **options) -> ImportResult:
+    """Validate and write ``chunks`` as one batch; see ``_write_batch``.
+
+    However it ends, the chunk generator is closed, so that its frame lets go of the records it holds: a
+    refused import's exception, with its traceback, is kept by Datasette's write thread until the next write,
+    and would otherwise keep the body's largest values in memory until then.
+    """
+    try:
+        return _write_batch(conn, header, chunks, **options)
+    finally:
+        close = getattr(chunks, "close", None)
+        if close is not None:
+            close()
+
+
+def _write_batch(
     conn: sqlite3.Connection,
     header: List[str],
     chunks: Iterator[tuple],  # (rows, first location, locations or None, problems or None)
@@ -723,7 +885,7 @@ def _run(
     batch = _Batch(conn, header, max_errors, record_label)
     if batch.header_errors:
         raise ImportFailed(batch.header_errors[:max_errors], max(0, len(batch.header_errors) - max_errors))
-    with _ImportCache(conn), transaction(conn, "glyph_import"):
+    with _ImportCache(conn), transaction(conn, "glyph_import", "the import"):
         conn.execute(
             INSERT_BATCH_SQL,
             {
@@ -791,12 +953,13 @@ def import_csv(
     actor: Optional[str] = None,
     progress: Optional[Callable[[int], None]] = None,
     max_errors: int = 50,
+    expected_sha256: Optional[str] = None,
 ) -> ImportResult:
     """Import one scored listings CSV file (a path, or a binary file object) as a new batch.
 
     ``filename`` is recorded as the file's name (default: the path as given). ``progress`` is called
     with the number of bytes read so far. Raises ImportFailed, having written nothing, if any record
-    is invalid.
+    is invalid; StorageError if the file's SHA-256 is not ``expected_sha256`` (an upload replaced on disk).
     """
     started = _utcnow()
     _set_field_limit()
@@ -832,7 +995,7 @@ def import_csv(
 
         def digest():
             stream.read()  # anything after the last record (normally nothing) belongs to the file too
-            return hashing.sha256.hexdigest(), hashing.count
+            return _verified(hashing, expected_sha256)
 
         return _run(
             conn,
@@ -849,14 +1012,36 @@ def import_csv(
         )
 
 
+def _verified(hashing: "_HashingReader", expected_sha256: Optional[str]) -> Tuple[str, int]:
+    sha256 = hashing.sha256.hexdigest()
+    if expected_sha256 is not None and sha256 != expected_sha256:
+        raise StorageError("changed", "the import")
+    return sha256, hashing.count
+
+
 def _cell(value) -> str:
     if value is None:
         return ""
     if isinstance(value, bool):
         return "True" if value else "False"
-    if isinstance(value, (int, float, str)):
+    if isinstance(value, str):
+        if not value.isascii() and _has_surrogate(value):
+            raise _Bad(f"{_quote(value)} is not text{_unusual_characters(value)}")
+        return value
+    if isinstance(value, (int, float)):
         return str(value)
-    raise _Bad(f"{_quote(json.dumps(value, default=str))} is not a single value")
+    if isinstance(value, _Nested):
+        raise _Bad(f"'{value.shown}' is {value.kind}, not a single value")
+    raise _Bad(f"{_quote(json.dumps(value))} is {_json_type(value)}, not a single value")
+
+
+def _has_surrogate(text: str) -> bool:
+    # JSON may spell half of a surrogate pair ("\ud800") on its own; no encoding can store that.
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return True
+    return False
 
 
 def import_records(
@@ -880,54 +1065,296 @@ def import_records(
     if not records:
         raise ImportFailed([_error(None, None, None, "No records to import: the list is empty")])
     header = list(dict.fromkeys(key for record in records if isinstance(record, dict) for key in record))
-    payload = json.dumps(records, sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=str).encode(
-        "utf-8"
-    )
+    _check_keys(header, max_errors)
 
-    def chunks():
-        for start in range(0, len(records), CHUNK_ROWS):
-            rows, locations, problems = [], [], []
-            for number, record in enumerate(records[start : start + CHUNK_ROWS], start + 1):
-                if not isinstance(record, dict):
-                    message = f"Record {number}: expected an object, found {_json_type(record)}"
-                    problems.append((number, -1, _error(None, None, None, message)))
-                    continue
-                row, bad = [], []
-                for position, key in enumerate(header):
-                    try:
-                        row.append(_cell(record.get(key)))
-                    except _Bad as e:
-                        value = json.dumps(record[key], default=str)
-                        bad.append((number, position, _error(None, key, value, f"Record {number}, column {key}: {e}")))
-                if bad:
-                    problems.extend(bad)
-                else:
-                    rows.append(row)
-                    locations.append(number)
-            yield rows, start + 1, locations, problems
+    def digest() -> Tuple[str, int]:
+        payload = json.dumps(records, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
+        return hashlib.sha256(payload).hexdigest(), len(payload)
 
     return _run(
         conn,
         header,
-        chunks(),
+        _record_chunks(header, enumerate(records, 1)),
         started=started,
         filename=filename,
         source_name=source_name,
         description=description,
         actor=actor,
         max_errors=max_errors,
-        digest=lambda: (hashlib.sha256(payload).hexdigest(), len(payload)),
+        digest=digest,
         record_label="Record",
     )
 
 
+def _check_keys(header: List[str], max_errors: int) -> None:
+    bad_keys = [key for key in header if not key.isascii() and _has_surrogate(key)]
+    if bad_keys:
+        errors = [
+            _error(None, None, key, f"Records: the key {_quote(key)} is not text{_unusual_characters(key)}")
+            for key in bad_keys[:max_errors]
+        ]
+        raise ImportFailed(errors, max(0, len(bad_keys) - max_errors))
+
+
+def _record_chunks(header: List[str], numbered: Iterator[Tuple[int, object]]) -> Iterator[tuple]:
+    """Records, numbered from 1, as chunks of rows for ``_run``: one cell per header key, problems found."""
+    numbered = iter(numbered)
+    while True:
+        batch = list(itertools.islice(numbered, CHUNK_ROWS))
+        if not batch:
+            return
+        rows, locations, problems = [], [], []
+        for number, record in batch:
+            if not isinstance(record, dict):
+                message = f"Record {number}: expected an object, found {_json_type(record)}"
+                problems.append((number, -1, _error(None, None, None, message)))
+                continue
+            row, bad = [], []
+            for position, key in enumerate(header):
+                try:
+                    row.append(_cell(record.get(key)))
+                except _Bad as e:
+                    value = record[key]
+                    shown = (
+                        value
+                        if isinstance(value, str)
+                        else value.shown if isinstance(value, _Nested) else json.dumps(value)
+                    )
+                    bad.append((number, position, _error(None, key, shown, f"Record {number}, column {key}: {e}")))
+            if bad:
+                problems.extend(bad)
+            else:
+                rows.append(row)
+                locations.append(number)
+        yield rows, batch[0][0], locations, problems
+        if len(batch) < CHUNK_ROWS:
+            return
+
+
+# --- JSON files, streamed ---------------------------------------------------------------------------
+#
+# A JSON import body is read from a file, event by event (ijson over the yajl C parser), one record at a
+# time: memory stays flat whatever the body's size and shape, and nesting of any depth costs a counter,
+# never recursion. Values that are objects or arrays are refused, so their content is skipped, never kept.
+
+# The most distinct keys the records of one body may use, and the longest key: keys are column names.
+MAX_JSON_KEYS = 1000
+MAX_JSON_KEY_CHARS = 1000
+# Arrays and objects nested deeper than this inside a record are refused outright (a record's values are
+# single values, so any nesting is refused anyway; this only stops reading sooner).
+MAX_JSON_DEPTH = 64
+# yajl gathers a long string piece by piece, copying what it has at each piece: with 64 KiB pieces a 10 MB string
+# took 1.9 s to read, with 1 MiB pieces 0.12 s.
+JSON_READ_BYTES = 1024 * 1024
+
+
+class InvalidJson(Exception):
+    """The body is not a JSON array of records: a syntax error, another top-level value, absurd keys."""
+
+
+@dataclass(frozen=True)
+class _Nested:
+    """An object or array where a single value belongs; only what it was is kept."""
+
+    kind: str  # "an object" or "an array"
+    shown: str  # "{…}" or "[…]"
+
+
+_OBJECT, _ARRAY = _Nested("an object", "{…}"), _Nested("an array", "[…]")
+_JSON_EVENT_TYPES = {
+    "start_map": "an object",
+    "start_array": "an array",
+    "string": "a string",
+    "integer": "a number",
+    "double": "a number",
+    "number": "a number",
+    "boolean": "a boolean",
+    "null": "null",
+}
+
+
+def _skip_container(events) -> None:
+    depth = 1
+    for event, _ in events:
+        if event in ("start_map", "start_array"):
+            depth += 1
+            if depth > MAX_JSON_DEPTH:
+                raise InvalidJson(
+                    f"The request body nests arrays and objects more than {MAX_JSON_DEPTH} levels deep; "
+                    "send an array of listing objects whose values are single values"
+                )
+        elif event in ("end_map", "end_array"):
+            depth -= 1
+            if depth == 0:
+                return
+
+
+# yajl, ijson's fast parser, turns an escaped lone surrogate ("\\ud800") into "?", which would store text that
+# was never sent; ijson's Python parser keeps it, and the import then refuses it by record and column. The
+# Python parser is about 20 times slower, so it reads only bodies that hold such an escape.
+_SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89a-fA-F][0-9a-fA-F]{2}")
+_SURROGATE_PAIR = re.compile(rb"\\u[dD][89abAB][0-9a-fA-F]{2}\\u[dD][c-fC-F][0-9a-fA-F]{2}")
+
+
+def _has_lone_surrogate_escape(path: Union[str, os.PathLike]) -> bool:
+    """True when the file may spell half a surrogate pair on its own (an escaped backslash may be a false alarm)."""
+    if os.path.getsize(path) == 0:
+        return False
+    with open(path, "rb") as f, mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as view:
+        if not _SURROGATE_ESCAPE.search(view):
+            return False
+        halves = sum(1 for _ in _SURROGATE_ESCAPE.finditer(view))
+        return halves != 2 * sum(1 for _ in _SURROGATE_PAIR.finditer(view))
+
+
+def _json_error(e: Exception) -> str:
+    lines = str(e).splitlines()
+    first = lines[0] if lines and lines[0] else "unexpected end of the body"
+    if first == "parse error: premature EOF":
+        return "the body ends before the JSON does"
+    near = lines[1].strip() if len(lines) > 1 else ""
+    return f"{first.rstrip('.')} (near {near})" if near else first
+
+
+def _json_records(stream: BinaryIO, parser=ijson) -> Iterator[Tuple[int, object]]:
+    """(number, record) for each element of the top-level array; raises InvalidJson."""
+    events = parser.basic_parse(stream, use_float=True, buf_size=JSON_READ_BYTES)
+    try:
+        first = next(events, None)
+        if first is None:
+            raise InvalidJson("The request body is not valid JSON: it holds no value")
+        if first[0] != "start_array":
+            raise InvalidJson(f"Send a JSON array of listing objects, not {_JSON_EVENT_TYPES.get(first[0], first[0])}")
+        number = 0
+        for event, value in events:
+            if event == "end_array":
+                break
+            number += 1
+            if event == "start_map":
+                record: dict = {}
+                key = None
+                for event, value in events:
+                    if event == "end_map":
+                        break
+                    if event == "map_key":
+                        key = value
+                    elif event == "start_map":
+                        _skip_container(events)
+                        record[key] = _OBJECT
+                    elif event == "start_array":
+                        _skip_container(events)
+                        record[key] = _ARRAY
+                    else:
+                        record[key] = value
+                yield number, record
+            elif event == "start_array":
+                _skip_container(events)
+                yield number, _ARRAY
+            else:
+                yield number, value
+        for _ in events:  # ijson itself refuses anything but white space after the array
+            pass
+    except ijson.JSONError as e:
+        raise InvalidJson(f"The request body is not valid JSON: {_json_error(e)}") from None
+
+
+@dataclass
+class JsonBody:
+    """A JSON import body on disk, read through once: its keys in order of first use and its size."""
+
+    path: str
+    header: List[str]
+    records: int
+    exact_parser: bool = False  # read with ijson's Python parser, which keeps lone surrogates as they were sent
+
+    def records_in(self, stream: BinaryIO) -> Iterator[Tuple[int, object]]:
+        return _json_records(stream, ijson.get_backend("python") if self.exact_parser else ijson)
+
+
+def scan_json(path: Union[str, os.PathLike]) -> JsonBody:
+    """Read a JSON import body once, record by record, to learn its keys; raises InvalidJson.
+
+    Checks that it is valid JSON and an array, and that its keys are few and short enough to be columns.
+    """
+    if os.path.getsize(path) == 0:
+        raise InvalidJson("The request body is empty; send a JSON array of listing objects")
+    keys: Dict[str, None] = {}
+    count = 0
+    exact = _has_lone_surrogate_escape(path)
+    with open(path, "rb") as f:
+        for count, record in JsonBody(os.fspath(path), [], 0, exact).records_in(f):
+            if isinstance(record, dict):
+                for key in record:
+                    if key not in keys:
+                        if len(key) > MAX_JSON_KEY_CHARS:
+                            raise InvalidJson(
+                                f"Record {count}: the key {_quote(key)} is {len(key):,} characters long; "
+                                f"a key (a column name) may be at most {MAX_JSON_KEY_CHARS:,}"
+                            )
+                        if len(keys) >= MAX_JSON_KEYS:
+                            raise InvalidJson(f"The records use more than {MAX_JSON_KEYS:,} different keys")
+                        keys[key] = None
+    return JsonBody(os.fspath(path), list(keys), count, exact)
+
+
+def import_json(
+    conn: sqlite3.Connection,
+    body: JsonBody,
+    *,
+    expected_sha256: Optional[str] = None,
+    source_name: Optional[str] = None,
+    description: Optional[str] = None,
+    actor: Optional[str] = None,
+    filename: Optional[str] = None,
+    max_errors: int = 50,
+) -> ImportResult:
+    """Import a JSON body scanned by :func:`scan_json` (an array of listing objects) as a new batch.
+
+    The same validation and write path as :func:`import_records`, reading one record at a time. ``sha256``
+    and ``bytes`` describe the body as received; StorageError if it is not ``expected_sha256``.
+    """
+    started = _utcnow()
+    if body.records == 0:
+        raise ImportFailed([_error(None, None, None, "No records to import: the list is empty")])
+    _check_keys(body.header, max_errors)
+    with open(body.path, "rb", buffering=0) as raw:
+        hashing = _HashingReader(raw)
+        stream = io.BufferedReader(hashing, JSON_READ_BYTES)
+
+        def digest():
+            stream.read()
+            return _verified(hashing, expected_sha256)
+
+        try:
+            return _run(
+                conn,
+                body.header,
+                _record_chunks(body.header, body.records_in(stream)),
+                started=started,
+                filename=filename,
+                source_name=source_name,
+                description=description,
+                actor=actor,
+                max_errors=max_errors,
+                digest=digest,
+                record_label="Record",
+            )
+        except InvalidJson:
+            raise StorageError("changed", "the import") from None  # it parsed once: the file was changed
+
+
 def _json_type(value) -> str:
+    """What a parsed JSON value is, in JSON's words: an object, an array, a string, a number, a boolean, null."""
+    if isinstance(value, _Nested):
+        return value.kind
+    if isinstance(value, dict):
+        return "an object"
     if isinstance(value, list):
-        return "a list"
+        return "an array"
     if isinstance(value, str):
         return "a string"
     if value is None:
         return "null"
     if isinstance(value, bool):
         return "a boolean"
-    return "a number" if isinstance(value, (int, float)) else type(value).__name__
+    return "a number"

@@ -7,9 +7,11 @@ database's write thread, reads through ``db.execute_fn``. Answers follow ``respo
 
 from __future__ import annotations
 
+import asyncio
 import json
 import secrets
 import sqlite3
+import sys
 from typing import Optional
 from urllib.parse import urlencode
 
@@ -17,8 +19,9 @@ from datasette.utils.asgi import Response
 
 from . import lineage, uploads
 from .config import glyph_database, plugin_config, run_guarded_write
+from .db import StorageError
 from .formats import utc_z
-from .importer import ImportFailed, import_csv, import_records
+from .importer import ImportFailed, InvalidJson, import_csv, import_json, import_records, scan_json
 from .listings import ConflictingParameters, InvalidParameter, ListingQuery, find_listings, parse_int
 from .permissions import can_import, can_rollback, can_view_table
 from .responses import (
@@ -83,16 +86,13 @@ def _import_links(datasette, db_name: str, import_id: str) -> dict:
     }
 
 
-def _records_from_json(body: bytes) -> list:
-    if not body:
-        raise uploads.UploadError(400, "The request body is empty; send a JSON array of listing objects")
+async def _records_from_json(path):
+    # Read through once on a worker thread, not the event loop; the import reads it again on the write thread.
     try:
-        records = json.loads(body)
-    except (ValueError, UnicodeDecodeError) as e:
-        raise uploads.UploadError(400, f"The request body is not valid JSON: {e}") from None
-    if not isinstance(records, list):
-        raise uploads.UploadError(400, f"Send a JSON array of listing objects, not a JSON {type(records).__name__}")
-    return records
+        return await asyncio.get_running_loop().run_in_executor(None, scan_json, path)
+    except InvalidJson as e:
+        message = str(e)
+    raise uploads.UploadError(400, message)  # outside the except: the parser's frames are not kept with it
 
 
 async def import_view(request, datasette):
@@ -120,6 +120,7 @@ async def import_view(request, datasette):
                         return import_csv(
                             conn,
                             f,
+                            expected_sha256=upload.sha256,
                             filename=upload.filename,
                             source_name=fields.get("source") or None,
                             description=fields.get("description") or None,
@@ -158,22 +159,48 @@ async def _import_refused(request, datasette) -> Optional[Response]:
 
 
 async def _import_json(request, datasette, config, db, importer_id, prepare=None) -> Response:
-    """Import the JSON array in the request body; ``prepare(records)`` may check or reshape the records first."""
+    """Import the JSON array in the request body; ``prepare(records)`` may check or reshape the records first.
+
+    The body is streamed to a temp file and checked there on a worker thread (syntax, nesting, keys). Without
+    ``prepare`` the import then reads it record by record; with it the records are loaded as a list first.
+    """
     max_bytes = min(config["max_json_bytes"], config["max_upload_bytes"])
     uploads.check_content_length(request.headers, max_bytes)
-    records = _records_from_json(await uploads.read_body(request.receive, max_bytes))
-    if prepare:
-        try:
-            records = prepare(records)
-        except ImportFailed as e:
-            return errors_response(422, e.errors, more=e.more)
     source = request.args.get("source") or None
     description = request.args.get("description") or None
+    empty = "The request body is empty; send a JSON array of listing objects"
+    directory = uploads.upload_dir(config["upload_dir"])
+    async with uploads.body_upload(request.receive, directory, max_bytes, empty) as upload:
+        body = await _records_from_json(upload.path)
+        if prepare:
+            records = await asyncio.get_running_loop().run_in_executor(None, _load_json, upload.path)
+            try:
+                records = prepare(records)
+            except ImportFailed as e:
+                return errors_response(422, e.errors, more=e.more)
 
-    def write(conn):
-        return import_records(conn, records, source_name=source, description=description, actor=importer_id)
+            def write(conn):
+                return import_records(conn, records, source_name=source, description=description, actor=importer_id)
 
-    return await _run_import(datasette, db, write)
+        else:
+
+            def write(conn):
+                return import_json(
+                    conn,
+                    body,
+                    expected_sha256=upload.sha256,
+                    source_name=source,
+                    description=description,
+                    actor=importer_id,
+                )
+
+        return await _run_import(datasette, db, write)
+
+
+def _load_json(path) -> list:
+    # Only after scan_json accepted the body: valid JSON, an array, nested at most MAX_JSON_DEPTH levels.
+    with open(path, "rb") as f:
+        return json.load(f)
 
 
 # The old store's import URL ------------------------------------------------------------------------------------
@@ -232,6 +259,8 @@ async def _run_import(datasette, db, write) -> Response:
         result = await run_guarded_write(datasette, db, write)
     except ImportFailed as e:
         return errors_response(422, e.errors, more=e.more)
+    except StorageError as e:
+        return errors_response(e.status, [str(e)])
     body = result.to_dict()
     body["links"] = _import_links(datasette, db.name, body["import_id"])
     return ok_response(body)
@@ -348,8 +377,16 @@ def _parameter_error(e: InvalidParameter) -> dict:
 
 
 def on_startup(datasette) -> None:
-    """Remove upload temp files that servers killed mid-upload left behind."""
-    uploads.clean_stale_uploads(uploads.upload_dir(plugin_config(datasette)["upload_dir"]))
+    """Check that the upload folder is private, and remove temp files that servers killed mid-upload left behind."""
+    try:
+        directory, note = uploads.check_upload_dir(plugin_config(datasette)["upload_dir"])
+    except uploads.UnsafeUploadDir as e:
+        # SystemExit, not StartupError: Datasette 0.65 shows a StartupError from a startup hook as a traceback.
+        raise SystemExit(f"Error: datasette-glyph: {e.message}") from None
+    if note:
+        print(f"datasette-glyph: {note}", file=sys.stderr)
+    uploads.clean_stale_uploads(directory)
+    uploads.return_large_allocations()
 
 
 ROUTES = [

@@ -235,7 +235,7 @@ async def test_a_busy_writer_means_a_bounded_wait_then_503_with_retry_after(db_p
 
 
 @pytest.mark.asyncio
-async def test_a_full_database_is_a_503_and_nothing_is_written(db_path):
+async def test_a_full_database_is_a_507_and_nothing_is_written(db_path):
     ds = await serve(db_path)
     db = ds.get_database("glyph")
     pages = await db.execute_write_fn(lambda conn: conn.execute("PRAGMA page_count").fetchone()[0], block=True)
@@ -245,11 +245,11 @@ async def test_a_full_database_is_a_503_and_nothing_is_written(db_path):
     records = [dict(RECORDS[0], notes="x" * 2000) for _ in range(200)]
     response = await ds.client.post("/api/import", headers=JSON, content=json.dumps(records).encode())
     assert (response.status_code, response.headers.get("retry-after"), response.json()) == (
-        503,
-        "5",
+        507,
+        None,
         {
             "ok": False,
-            "errors": [{"message": "The database cannot be written (database or disk is full); nothing was written"}],
+            "errors": [{"message": "The database's disk is full; the import was not saved (nothing was written)."}],
             "more": 0,
         },
     )

@@ -359,7 +359,7 @@ def batch_ids_by_table(conn: sqlite3.Connection) -> Dict[str, set]:
 
 
 def leftover_uploads(upload_dir: Path) -> List[str]:
-    return sorted(p.name for p in upload_dir.iterdir() if p.name.startswith("glyph-upload"))
+    return sorted(p.name for p in upload_dir.rglob("*.part"))
 
 
 @dataclass

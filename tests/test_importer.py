@@ -5,6 +5,7 @@ import datetime
 import hashlib
 import io
 import json
+import math
 import re
 import threading
 import uuid
@@ -588,7 +589,7 @@ BAD_INPUTS = [
                 2,
                 None,
                 None,
-                f"Line 2: {TOO_LONG}",
+                f"Line 2: longer than {importer.MAX_LINE_BYTES:,} bytes (an unclosed quote, or not a CSV file?)",
             )
         ],
     ),
@@ -706,7 +707,9 @@ def test_records_take_the_same_write_path(conn):
     records = [record(title="first", region=None), record(canonical_model="L4", nvlink="yes", price="10", extra=[1])]
     with pytest.raises(ImportFailed) as failure:
         import_records(conn, records)
-    assert failure.value.errors == [error(None, "extra", "[1]", "Record 2, column extra: '[1]' is not a single value")]
+    assert failure.value.errors == [
+        error(None, "extra", "[1]", "Record 2, column extra: '[1]' is an array, not a single value")
+    ]
     records[1].pop("extra")
     records[1]["shade"] = "blue"
     result = import_records(conn, records, source_name="api", actor="bob", description="json")
@@ -759,7 +762,9 @@ def test_records_take_the_same_write_path(conn):
         (
             [record(nvlink={"a": 1}), None, record(price="x")],
             [
-                error(None, "nvlink", '{"a": 1}', "Record 1, column nvlink: '{\"a\": 1}' is not a single value"),
+                error(
+                    None, "nvlink", '{"a": 1}', "Record 1, column nvlink: '{\"a\": 1}' is an object, not a single value"
+                ),
                 error(None, None, None, "Record 2: expected an object, found null"),
                 error(None, "price", "x", "Record 3, column price: 'x' is not a number"),
             ],
@@ -851,3 +856,295 @@ def test_timestamps_sort_with_sqlite_current_timestamp(conn):
     imported_at = conn.execute("SELECT imported_at FROM import_batches").fetchone()[0]
     assert re.fullmatch(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\.\d{6}", imported_at)
     assert imported_at == result.timestamp.replace("T", " ").rstrip("Z")
+
+
+# --- Records longer than any buffer ----------------------------------------------------------------
+
+
+def test_a_record_longer_than_the_read_buffer_is_one_row(conn):
+    notes = "n" * (2 * importer.READ_LINE_BYTES + importer.READ_LINE_BYTES // 2)  # 2.5 MiB on one line
+    source = data(HEADER + ",notes", ROW + "," + notes, ROW + ",short")
+    result = import_csv(conn, io.BytesIO(source))
+    found = conn.execute("SELECT length(notes), import_index FROM scored_listings ORDER BY import_index").fetchall()
+    assert (result.record_count, found) == (2, [(len(notes), 1), (5, 2)])
+
+
+def test_a_multibyte_record_longer_than_the_read_buffer_is_one_row(conn):
+    notes = "é" * (importer.READ_LINE_BYTES + 1000)  # 2 bytes each: the line is cut mid-character by the reader
+    result = import_csv(conn, io.BytesIO(data(HEADER + ",notes", ROW + "," + notes)))
+    found = conn.execute("SELECT notes FROM scored_listings").fetchall()
+    assert (result.record_count, found) == (1, [(notes,)])
+
+
+def test_a_header_longer_than_the_read_buffer_is_read_whole(conn):
+    extra = [f"x{i}" for i in range(400_000)]  # about 3 MiB of column names
+    header = ",".join(extra[:200_000] + [HEADER] + extra[200_000:])
+    row = ",".join([""] * 200_000 + [ROW] + [""] * 200_000)
+    result = import_csv(conn, io.BytesIO(data(header, row)))
+    assert (result.record_count, result.ignored_columns == extra) == (1, True)
+    assert rows(conn, result.import_id) == [("A10", 24, 0, 0, 150, 2397.01, 0.6504, 1)]
+
+
+def test_a_header_longer_than_any_line_accepted_is_refused(conn):
+    header = ("y" * (importer.MAX_LINE_BYTES + 10) + "," + HEADER).encode()
+    with pytest.raises(ImportFailed) as caught:
+        import_csv(conn, io.BytesIO(header + b"\n" + ROW.encode() + b"\n"))
+    message = f"Line 1: longer than {importer.MAX_LINE_BYTES:,} bytes (an unclosed quote, or not a CSV file?)"
+    assert caught.value.errors == [error(1, None, None, message)]
+
+
+# --- Values mean what they say, in CSV and in JSON alike ------------------------------------------------
+
+NOT_INT = "is not an integer (digits 0-9 only)"
+NOT_NUMBER = "is not a number (digits 0-9, a point and an exponent only)"
+NOT_TIMESTAMP = "is not an ISO 8601 timestamp such as 2025-04-19T06:25:43Z"
+VALUE_CASES = [
+    pytest.param("vram_gb", "2_4", f"'2_4' {NOT_INT}", id="underscore-int"),
+    pytest.param(
+        "vram_gb",
+        "２４",
+        f"'\\uff12\\uff14' {NOT_INT}; it contains \\uff12 (FULLWIDTH DIGIT TWO), \\uff14 (FULLWIDTH DIGIT FOUR)",
+        id="full-width-digits",
+    ),
+    pytest.param(
+        "tdp_watts",
+        "١٥٠",
+        f"'\\u0661\\u0665\\u0660' {NOT_INT}; it contains \\u0661 (ARABIC-INDIC DIGIT ONE), "
+        "\\u0665 (ARABIC-INDIC DIGIT FIVE), \\u0660 (ARABIC-INDIC DIGIT ZERO)",
+        id="arabic-indic-digits",
+    ),
+    pytest.param("price", "1_000.5", f"'1_000.5' {NOT_NUMBER}", id="underscore-price"),
+    pytest.param(
+        "score", "０.5", f"'\\uff10.5' {NOT_NUMBER}; it contains \\uff10 (FULLWIDTH DIGIT ZERO)", id="full-width-score"
+    ),
+    pytest.param("seen_at", "2025-13-45T99:99:99Z", f"'2025-13-45T99:99:99Z' {NOT_TIMESTAMP}", id="month-13"),
+    pytest.param("seen_at", "2025-04-19T24:00:00Z", f"'2025-04-19T24:00:00Z' {NOT_TIMESTAMP}", id="hour-24"),
+    pytest.param("seen_at", "2025-04-19T06:61Z", f"'2025-04-19T06:61Z' {NOT_TIMESTAMP}", id="minute-61"),
+    pytest.param("seen_at", "0000-00-00", f"'0000-00-00' {NOT_TIMESTAMP}", id="zero-date"),
+    pytest.param("seen_at", "0000-01-01", "'0000-01-01' is not a real calendar date", id="year-zero"),
+    pytest.param("seen_at", "2025-02-29", "'2025-02-29' is not a real calendar date", id="february-29"),
+    pytest.param(
+        "seen_at", "2025-04-31T10:00:00Z", "'2025-04-31T10:00:00Z' is not a real calendar date", id="april-31"
+    ),
+    pytest.param(
+        "seen_at",
+        "２０２５-04-19",
+        f"'\\uff12\\uff10\\uff12\\uff15-04-19' {NOT_TIMESTAMP}; it contains \\uff12 (FULLWIDTH DIGIT TWO), "
+        "\\uff10 (FULLWIDTH DIGIT ZERO), \\uff15 (FULLWIDTH DIGIT FIVE)",
+        id="full-width-date",
+    ),
+    pytest.param(
+        "canonical_model",
+        "Н100_PCIE_80GB",
+        "'\\u041d100_PCIE_80GB' is not an UPPER_SNAKE model id such as H100_PCIE_80GB; "
+        "it contains \\u041d (CYRILLIC CAPITAL LETTER EN)",
+        id="cyrillic-en",
+    ),
+    pytest.param(
+        "canonical_model",
+        "\ufeffH100",
+        "'\\ufeffH100' is not an UPPER_SNAKE model id such as H100_PCIE_80GB; "
+        "it contains \\ufeff (ZERO WIDTH NO-BREAK SPACE, a byte order mark)",
+        id="bom-in-value",
+    ),
+    pytest.param(
+        "canonical_model",
+        "H100\u200b",
+        "'H100\\u200b' is not an UPPER_SNAKE model id such as H100_PCIE_80GB; it contains \\u200b (ZERO WIDTH SPACE)",
+        id="zero-width-space",
+    ),
+    pytest.param(
+        "canonical_model",
+        "A" * 101,
+        "the value is 101 characters long; canonical_model takes at most 100",
+        id="model-too-long",
+    ),
+    pytest.param(
+        "seller", "s" * 1001, "the value is 1,001 characters long; seller takes at most 1,000", id="seller-too-long"
+    ),
+    pytest.param(
+        "source_url",
+        "u" * 8193,
+        "the value is 8,193 characters long; source_url takes at most 8,192",
+        id="url-too-long",
+    ),
+    pytest.param(
+        "title", "t" * 2001, "the value is 2,001 characters long; title takes at most 2,000", id="title-too-long"
+    ),
+]
+
+
+def _with(column: str, value: str) -> dict:
+    values = dict(zip(REQUIRED, ROW.split(",")))
+    values[column] = value
+    return values
+
+
+@pytest.mark.parametrize("column,value,message", VALUE_CASES)
+def test_values_that_do_not_mean_what_they_say_are_refused_from_csv(seeded, column, value, message):
+    values = _with(column, value)
+    before = checksum(seeded)
+    out = io.StringIO()
+    csv.writer(out, lineterminator="\n").writerows([list(values), list(values.values())])
+    with pytest.raises(ImportFailed) as failure:
+        import_csv(seeded, io.BytesIO(out.getvalue().encode("utf-8")))
+    assert failure.value.errors == [
+        error(2, column, value[:200] + ("…" if len(value) > 200 else ""), f"Line 2, column {column}: {message}")
+    ]
+    assert checksum(seeded) == before
+
+
+@pytest.mark.parametrize("column,value,message", VALUE_CASES)
+def test_values_that_do_not_mean_what_they_say_are_refused_from_json(seeded, column, value, message):
+    before = checksum(seeded)
+    with pytest.raises(ImportFailed) as failure:
+        import_records(seeded, [record(), _with(column, value)])
+    shown = value[:200] + ("…" if len(value) > 200 else "")
+    assert failure.value.errors == [error(None, column, shown, f"Record 2, column {column}: {message}")]
+    assert checksum(seeded) == before
+
+
+@pytest.mark.parametrize(
+    "column,value,stored",
+    [
+        ("price", "-0", 0.0),
+        ("price", "-0.0", 0.0),
+        ("score", "-0", 0.0),
+        ("seen_at", "2024-02-29T23:59:59Z", "2024-02-29T23:59:59Z"),
+        ("seen_at", "2025-12-31 23:59:59.5+14:00", "2025-12-31 23:59:59.5+14:00"),
+        ("seen_at", "2025-04-30", "2025-04-30"),
+        ("notes", "n" * importer.MAX_FIELD_CHARS, "n" * importer.MAX_FIELD_CHARS),
+        ("canonical_model", "A" * 100, "A" * 100),
+    ],
+)
+def test_values_at_the_edges_are_kept(conn, column, value, stored):
+    csv_result = import_csv(
+        conn, io.BytesIO(data(",".join(_with(column, value)), ",".join(_with(column, value).values())))
+    )
+    json_result = import_records(conn, [_with(column, value)])
+    found = [
+        conn.execute(f"SELECT {column} FROM scored_listings WHERE import_id = ?", [r.import_id]).fetchone()[0]
+        for r in (csv_result, json_result)
+    ]
+    assert found == [stored, stored]
+    if isinstance(stored, float):
+        assert [math.copysign(1, v) for v in found] == [1, 1]  # not -0.0
+
+
+def test_a_lone_surrogate_in_json_is_refused_by_row_and_column(seeded):
+    before = checksum(seeded)
+    with pytest.raises(ImportFailed) as failure:
+        import_records(seeded, [record(), record(seller="a\ud800b")])
+    message = (
+        "Record 2, column seller: 'a\\ud800b' is not text; "
+        "it contains \\ud800 (a lone surrogate, which is not a character)"
+    )
+    assert failure.value.errors == [error(None, "seller", "a\ud800b", message)]
+    assert checksum(seeded) == before
+
+
+def test_a_lone_surrogate_in_a_json_key_is_refused(seeded):
+    with pytest.raises(ImportFailed) as failure:
+        import_records(seeded, [{**record(), "x\udc00": 1}])
+    message = (
+        "Records: the key 'x\\udc00' is not text; it contains \\udc00 (a lone surrogate, which is not a character)"
+    )
+    assert failure.value.errors == [error(None, None, "x\udc00", message)]
+
+
+def test_empty_header_columns_are_named_by_position(conn):
+    with pytest.raises(ImportFailed) as failure:
+        import_csv(conn, io.BytesIO(data(HEADER + ",,", ROW + ",,")))
+    message = "has no name; name every column (or remove the empty ones)"
+    assert failure.value.errors == [
+        error(1, None, "", f"Line 1: column 8 of the header {message}"),
+        error(1, None, "", f"Line 1: column 9 of the header {message}"),
+    ]
+
+
+def test_a_surrogate_encoded_in_csv_bytes_is_not_utf8(seeded):
+    # UTF-8 has no encoding of a lone surrogate: the three bytes CESU-8 would use are refused with their offset.
+    source = data(HEADER + ",seller", ROW + ",ok") + b"A10,24,0,False,150,1,0.5,x\xed\xa0\x80y\n"
+    offset = source.index(b"\xed")
+    with pytest.raises(ImportFailed) as failure:
+        import_csv(seeded, io.BytesIO(source))
+    message = f"Line 3: not valid UTF-8 (byte ed at byte offset {offset} of the file); save the file as UTF-8"
+    assert failure.value.errors == [error(3, None, None, message)]
+
+
+# --- JSON bodies read from a file, record by record -------------------------------------------------------
+
+
+def json_file(tmp_path, body: bytes):
+    path = tmp_path / "body.json"
+    path.write_bytes(body)
+    return path
+
+
+def test_a_json_body_takes_the_same_path_as_a_list_of_records(conn, tmp_path):
+    records = [record(), record(canonical_model="L4", nvlink=True, price=10, extra="x")]
+    body = json.dumps(records).encode()
+    scanned = importer.scan_json(json_file(tmp_path, body))
+    assert (scanned.header, scanned.records, scanned.exact_parser) == (list(records[1]), 2, False)
+    from_file = importer.import_json(conn, scanned, expected_sha256=hashlib.sha256(body).hexdigest())
+    from_list = import_records(conn, records)
+    assert rows(conn, from_file.import_id) == rows(conn, from_list.import_id)
+    assert (from_file.sha256, from_file.bytes, from_file.ignored_columns) == (
+        hashlib.sha256(body).hexdigest(),
+        len(body),
+        ["extra"],
+    )
+
+
+@pytest.mark.parametrize(
+    "body,message",
+    [
+        (b"", "The request body is empty; send a JSON array of listing objects"),
+        (b'{"a": 1}', "Send a JSON array of listing objects, not an object"),
+        (b"null", "Send a JSON array of listing objects, not null"),
+        (b"[1] [2]", "The request body is not valid JSON: parse error: trailing garbage (near [1] [2])"),
+        (b'[{"a": 1,', "The request body is not valid JSON: the body ends before the JSON does"),
+        (
+            b"[" + b"[" * 100_000 + b"]" * 100_000 + b"]",
+            "The request body nests arrays and objects more than 64 levels deep; "
+            "send an array of listing objects whose values are single values",
+        ),
+        (
+            json.dumps([{"k" * 1001: 1}]).encode(),
+            f"Record 1: the key '{'k' * 60}…' is 1,001 characters long; a key (a column name) may be at most 1,000",
+        ),
+        (
+            json.dumps([{f"c{i}": 1 for i in range(1001)}]).encode(),
+            "The records use more than 1,000 different keys",
+        ),
+    ],
+)
+def test_json_bodies_that_are_not_an_array_of_records(tmp_path, body, message):
+    with pytest.raises(importer.InvalidJson) as caught:
+        importer.scan_json(json_file(tmp_path, body))
+    assert str(caught.value) == message
+
+
+def test_a_lone_surrogate_escape_in_a_json_body_is_refused_by_record_and_column(seeded, tmp_path):
+    # yajl would read "\ud800" as "?"; the body is read by the exact parser instead.
+    body = json.dumps([record(), record(seller="x\ud800"), record(notes="\U0001f600 fine")]).encode()
+    scanned = importer.scan_json(json_file(tmp_path, body))
+    before = checksum(seeded)
+    with pytest.raises(ImportFailed) as failure:
+        importer.import_json(seeded, scanned)
+    message = (
+        "Record 2, column seller: 'x\\ud800' is not text; "
+        "it contains \\ud800 (a lone surrogate, which is not a character)"
+    )
+    assert (scanned.exact_parser, failure.value.errors) == (True, [error(None, "seller", "x\ud800", message)])
+    assert checksum(seeded) == before
+
+
+def test_a_json_body_changed_after_it_was_received_is_refused(conn, tmp_path):
+    body = json.dumps([record()]).encode()
+    path = json_file(tmp_path, body)
+    scanned = importer.scan_json(path)
+    path.write_bytes(json.dumps([record(canonical_model="L4")]).encode())
+    with pytest.raises(importer.StorageError) as caught:
+        importer.import_json(conn, scanned, expected_sha256=hashlib.sha256(body).hexdigest())
+    assert (caught.value.kind, conn.execute("SELECT count(*) FROM import_batches").fetchone()[0]) == ("changed", 0)

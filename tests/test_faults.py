@@ -1,0 +1,303 @@
+"""Faults on the commit path: a COMMIT that fails, a full disk, a lock held by another process.
+
+Whatever fails, the import is refused as a whole, the connection is left with no transaction open (so the
+next import really commits), and nothing is reported as imported that a fresh connection cannot read back.
+Each case runs with the database in WAL mode and in the rollback-journal mode a ``VACUUM INTO`` copy has.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import io
+import sqlite3
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from datasette_glyph import migrate
+from datasette_glyph.db import StorageError, connect
+from datasette_glyph.importer import import_csv
+
+from .server import make_scored_csv, running_server
+
+CSV = b"canonical_model,vram_gb,mig_support,nvlink,tdp_watts,price,score\nA10,24,0,False,150,2397.01,0.6504\n"
+
+# A second process that takes a lock on the database, says so on stdout, and keeps it until stdin closes.
+HOLDER = textwrap.dedent("""
+    import sqlite3, sys
+    conn = sqlite3.connect(sys.argv[1], isolation_level=None)
+    if sys.argv[2] == "read":
+        conn.execute("BEGIN")
+        conn.execute("SELECT count(*) FROM import_batches").fetchone()
+    else:
+        conn.execute("BEGIN IMMEDIATE")
+    print("locked", flush=True)
+    sys.stdin.read()
+    conn.execute("ROLLBACK")
+    """)
+
+
+@contextlib.contextmanager
+def lock_held_elsewhere(path: Path, kind: str):
+    """Another process holds a read ("read": a SHARED lock) or write ("write": RESERVED) lock on ``path``."""
+    process = subprocess.Popen(
+        [sys.executable, "-c", HOLDER, str(path), kind], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
+    )
+    try:
+        assert process.stdout.readline() == "locked\n"
+        yield
+    finally:
+        process.stdin.close()
+        process.wait(10)
+
+
+@pytest.fixture(params=["wal", "delete"])
+def db(request, tmp_path) -> Path:
+    """A migrated database in WAL mode, or its VACUUM INTO copy, which is in rollback-journal mode."""
+    path = tmp_path / "glyph.db"
+    conn = connect(path)
+    migrate.migrate(conn)
+    if request.param == "delete":
+        copy = tmp_path / "copy.db"
+        conn.execute("VACUUM INTO ?", [str(copy)])
+        path = copy
+    conn.close()
+    mode = sqlite3.connect(path).execute("PRAGMA journal_mode").fetchone()[0]
+    assert mode == request.param
+    return path
+
+
+def engine_connection(path: Path, busy_ms: int = 200) -> sqlite3.Connection:
+    """A connection that keeps the file's journal mode (as a server with ``migrate: false`` does)."""
+    conn = sqlite3.connect(str(path), isolation_level=None, check_same_thread=False)
+    conn.execute(f"PRAGMA busy_timeout = {busy_ms}")
+    return conn
+
+
+def batches(path: Path) -> list:
+    """What a fresh connection reads back: (record_count, status) of every batch, and the row count."""
+    conn = sqlite3.connect(path)
+    try:
+        found = conn.execute("SELECT record_count, status FROM import_batches ORDER BY id").fetchall()
+        return [found, conn.execute("SELECT count(*) FROM scored_listings").fetchone()[0]]
+    finally:
+        conn.close()
+
+
+def test_a_commit_refused_by_a_reader_rolls_back_and_the_next_import_commits(tmp_path):
+    path = tmp_path / "glyph.db"
+    conn = connect(path)
+    migrate.migrate(conn)
+    conn.execute("VACUUM INTO ?", [str(tmp_path / "copy.db")])
+    conn.close()
+    path = tmp_path / "copy.db"
+    conn = engine_connection(path)
+    # In rollback-journal mode COMMIT needs every reader gone; the reader here stays.
+    with lock_held_elsewhere(path, "read"):
+        with pytest.raises(StorageError) as caught:
+            import_csv(conn, io.BytesIO(CSV))
+        assert conn.in_transaction is False
+    assert (caught.value.kind, caught.value.status) == ("busy", 503)
+    assert str(caught.value) == (
+        "The database is locked by another process; the import was not saved (nothing was written). Try again."
+    )
+    assert batches(path) == [[], 0]
+    result = import_csv(conn, io.BytesIO(CSV))
+    conn.close()
+    assert batches(path) == [[(1, "complete")], 1]
+    assert result.record_count == 1
+
+
+def test_a_writer_elsewhere_means_a_clear_refusal(db):
+    conn = engine_connection(db)
+    with lock_held_elsewhere(db, "write"):
+        with pytest.raises(StorageError) as caught:
+            import_csv(conn, io.BytesIO(CSV))
+        assert conn.in_transaction is False
+    assert caught.value.kind == "busy"
+    assert batches(db) == [[], 0]
+    import_csv(conn, io.BytesIO(CSV))
+    assert batches(db) == [[(1, "complete")], 1]
+
+
+def test_a_full_database_refuses_the_import_and_writes_nothing(db):
+    conn = engine_connection(db)
+    import_csv(conn, io.BytesIO(CSV))
+    pages = conn.execute("PRAGMA page_count").fetchone()[0]
+    conn.execute(f"PRAGMA max_page_count = {pages + 2}")
+    big = CSV + b"".join(b"A10,24,0,False,150,%d.5,0.5\n" % i for i in range(5000))
+    with pytest.raises(StorageError) as caught:
+        import_csv(conn, io.BytesIO(big))
+    assert (caught.value.kind, caught.value.status) == ("full", 507)
+    assert str(caught.value) == "The database's disk is full; the import was not saved (nothing was written)."
+    assert conn.in_transaction is False
+    assert batches(db) == [[(1, "complete")], 1]
+    conn.execute("PRAGMA max_page_count = 1073741823")
+    import_csv(conn, io.BytesIO(big))
+    assert batches(db) == [[(1, "complete"), (5001, "complete")], 5002]
+
+
+def test_a_read_only_database_file_is_named_as_such(db, tmp_path):
+    conn = sqlite3.connect(f"file:{db}?mode=ro", uri=True, isolation_level=None)
+    with pytest.raises(StorageError) as caught:
+        import_csv(conn, io.BytesIO(CSV))
+    assert (caught.value.kind, caught.value.status) == ("readonly", 503)
+    assert str(caught.value) == "The database is read-only; the import was not saved (nothing was written)."
+    assert batches(db) == [[], 0]
+
+
+# --- The same faults through a real server ----------------------------------------------------------------
+
+# Fault injection for the server's own connections: a database that may not grow past its current size.
+FULL_DISK_PLUGIN = textwrap.dedent("""
+    from datasette import hookimpl
+
+    @hookimpl
+    def prepare_connection(conn):
+        if conn.execute("PRAGMA database_list").fetchone()[2].endswith("glyph.db"):
+            pages = conn.execute("PRAGMA page_count").fetchone()[0]
+            conn.execute(f"PRAGMA max_page_count = {pages + 20}")
+    """)
+
+
+def server_batches(server) -> list:
+    return [(b["record_count"], b["status"]) for b in server.get("/api/imports").json()["imports"]]
+
+
+def test_a_server_never_acknowledges_an_import_whose_commit_failed(tmp_path):
+    original = tmp_path / "glyph.db"
+    conn = connect(original)
+    migrate.migrate(conn)
+    conn.execute("VACUUM INTO ?", [str(tmp_path / "copy.db")])
+    conn.close()
+    path = tmp_path / "copy.db"  # rollback-journal mode, and the server is not told to migrate it
+    csv_path = tmp_path / "one.csv"
+    csv_path.write_bytes(CSV)
+    config = {"allow_import": True, "migrate": False, "write_wait_ms": 1000}
+    with running_server(path, plugin_config=config) as server:
+        with lock_held_elsewhere(path, "read"):
+            refused = server.upload_csv(csv_path)
+        assert (refused.status, refused.headers.get("retry-after"), refused.json()) == (
+            503,
+            "5",
+            {
+                "ok": False,
+                "errors": [
+                    {
+                        "message": "The database copy is busy (another process holds it) and the write could not "
+                        "be committed within 1000 ms. Nothing was written; try again."
+                    }
+                ],
+                "more": 0,
+            },
+        )
+        accepted = server.upload_csv(csv_path)
+        assert accepted.status == 200
+        assert server_batches(server) == [(1, "complete")]
+        server.restart()
+        assert server_batches(server) == [(1, "complete")]
+        assert "Traceback" not in server.log()
+    assert batches(path) == [[(1, "complete")], 1]
+
+
+def test_a_server_with_a_full_disk_answers_507_and_keeps_nothing(tmp_path, db_path):
+    plugins = tmp_path / "plugins"
+    plugins.mkdir()
+    (plugins / "full_disk.py").write_text(FULL_DISK_PLUGIN)
+    csv_path = tmp_path / "big.csv"
+    csv_path.write_bytes(CSV + b"".join(b"A10,24,0,False,150,%d.5,0.5\n" % i for i in range(20000)))
+    with running_server(
+        db_path, plugin_config={"allow_import": True}, extra_args=["--plugins-dir", str(plugins)]
+    ) as server:
+        answer = server.upload_csv(csv_path)
+        assert (answer.status, answer.json()) == (
+            507,
+            {
+                "ok": False,
+                "errors": [{"message": "The database's disk is full; the import was not saved (nothing was written)."}],
+                "more": 0,
+            },
+        )
+        assert server_batches(server) == []
+        assert "Traceback" not in server.log()
+    assert batches(db_path) == [[], 0]
+
+
+# --- The command line on a full disk and a read-only filesystem ------------------------------------------
+
+
+def in_own_mounts(script: str, tmp_path: Path) -> subprocess.CompletedProcess:
+    """Run a shell script in a mount namespace of its own, so that it can mount a tiny or read-only filesystem."""
+    return subprocess.run(
+        ["unshare", "--mount", "bash", "-euc", script],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=tmp_path,
+        stdin=subprocess.DEVNULL,
+    )
+
+
+def datasette_script() -> str:
+    return str(Path(sys.executable).parent / "datasette")
+
+
+CHECK = (
+    "import sqlite3; c = sqlite3.connect('disk/glyph.db'); "
+    "print(c.execute('SELECT record_count, status FROM import_batches').fetchall(), "
+    "c.execute('PRAGMA integrity_check').fetchone()[0])"
+)
+
+
+def test_glyph_import_on_a_full_disk_reports_each_file_on_one_line_and_goes_on(tmp_path):
+    make_scored_csv(tmp_path / "big.csv", 20_000)
+    (tmp_path / "small.csv").write_bytes(CSV)
+    script = f"""
+        mkdir disk
+        mount -t tmpfs -o size=512k tmpfs disk
+        {datasette_script()} glyph-migrate disk/glyph.db > /dev/null
+        {datasette_script()} glyph-import disk/glyph.db big.csv small.csv && echo "exit 0" || echo "exit $?"
+        {sys.executable} -c "{CHECK}"
+    """
+    run = in_own_mounts(script, tmp_path)
+    out = run.stdout.splitlines()
+    assert (run.stderr.splitlines(), out[0].startswith("Imported 1 row from small.csv as "), out[1:]) == (
+        [
+            "Error: big.csv was not imported (1 error); nothing was written:",
+            "  big.csv: The database's disk is full; the import was not saved (nothing was written).",
+        ],
+        True,
+        ["exit 1", "[(1, 'complete')] ok"],
+    )
+
+
+def test_glyph_import_and_diff_on_a_read_only_filesystem(tmp_path):
+    (tmp_path / "data").mkdir()
+    db = tmp_path / "data" / "glyph.db"
+    conn = connect(db)
+    migrate.migrate(conn)
+    first = import_csv(conn, io.BytesIO(CSV)).import_id
+    second = import_csv(conn, io.BytesIO(CSV.replace(b"2397.01", b"2400.0"))).import_id
+    conn.close()
+    (tmp_path / "small.csv").write_bytes(CSV)
+    script = f"""
+        mount --bind -o ro data data
+        {datasette_script()} glyph-import data/glyph.db small.csv && echo "exit 0" || echo "exit $?"
+        {datasette_script()} glyph-diff data/glyph.db {first} {second} --json > diff.json \\
+            && echo "exit 0" || echo "exit $?"
+    """
+    run = in_own_mounts(script, tmp_path)
+    assert (run.stderr, run.stdout) == (
+        "Error: data/glyph.db is read-only (the file or its folder cannot be written); nothing was imported\n",
+        "exit 1\nexit 0\n",
+    )
+    diff = json.loads((tmp_path / "diff.json").read_text())
+    assert (diff["a"]["import_id"], diff["b"]["import_id"], diff["models"][0]["change"]["median_price"]) == (
+        first,
+        second,
+        2.99,
+    )
