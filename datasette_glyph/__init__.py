@@ -3,11 +3,10 @@
 import sys
 
 from datasette import hookimpl
-from datasette.utils import StartupError
 
 from . import cli as glyph_cli
 from . import migrate, pages, permissions, routes, routes_lineage
-from .config import glyph_database, plugin_config, run_write
+from .config import DatabaseNotServed, GlyphStartupError, glyph_database, plugin_config, remove_empty_files, run_write
 
 
 @hookimpl
@@ -25,16 +24,20 @@ def register_routes():
 def startup(datasette):
     async def inner():
         routes.on_startup(datasette)
+        try:
+            db = glyph_database(datasette)
+        except DatabaseNotServed as e:
+            removed = remove_empty_files(datasette)
+            raise GlyphStartupError(str(e) + "".join(f"; removed the empty file {path}" for path in removed))
         if not plugin_config(datasette)["migrate"]:
             return
-        db = glyph_database(datasette)
         if not db.is_mutable:
             print(f"datasette-glyph: {db.name} is read-only; not migrating it", file=sys.stderr)
             return
         try:
             steps = await run_write(db, migrate.migrate_if_managed)
         except migrate.MigrationError as e:
-            raise StartupError(f"datasette-glyph could not migrate {db.name}: {e}")
+            raise GlyphStartupError(f"datasette-glyph could not migrate {db.name}: {e}")
         if steps is None:
             message = f"datasette-glyph: {db.name} is not a glyph database; adopt it with datasette glyph-migrate"
             print(message, file=sys.stderr)
