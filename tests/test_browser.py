@@ -16,7 +16,7 @@ import yaml
 from datasette_glyph import migrate
 from datasette_glyph.db import connect
 
-from .browser_support import REPO, actor_cookie, chromium, missing_browser, screenshot_dir
+from .browser_support import REPO, actor_cookie, chromium, require_browser, screenshot_dir
 from .server import running_server
 
 SECRET = "glyph-browser-test-secret"
@@ -59,9 +59,7 @@ def server(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def browser():
-    problem = missing_browser()
-    if problem:
-        pytest.fail(problem)
+    require_browser()
     with chromium() as b:
         yield b
 
