@@ -40,18 +40,11 @@ def datasette_command() -> str:
     return str(candidate) if candidate.exists() else "datasette"
 
 
-MAKE_SCORED_CSV = Path(__file__).resolve().parents[2] / "shared" / "tools" / "make_scored_csv.py"
-
-
 def make_scored_csv(path: PathLike, rows: int, seed: int = 1) -> Path:
-    """Write a realistic scored listings CSV of ``rows`` rows (the shared generator; same seed, same bytes)."""
-    tool = os.environ.get("GLYPH_MAKE_SCORED_CSV", str(MAKE_SCORED_CSV))
-    subprocess.run(
-        [sys.executable, tool, "--rows", str(rows), "--seed", str(seed), "--out", str(path)],
-        check=True,
-        stdin=subprocess.DEVNULL,
-    )
-    return Path(path)
+    """Write a realistic scored listings CSV of ``rows`` rows (the package's market generator; same seed, same bytes)."""
+    from datasette_glyph.market import write_market
+
+    return write_market(path, rows, seed)
 
 
 REPO = Path(__file__).resolve().parents[1]

@@ -11,6 +11,7 @@ from datasette_glyph import lineage
 from datasette_glyph.db import connect
 
 from .test_api_lineage import DIFF_AB
+from .snapshots import insert_snapshot
 from .test_lineage import A_ID, B_ID, C_ID, database_checksum, insert_market
 
 
@@ -22,8 +23,12 @@ def market_path(db_path):
     return str(db_path)
 
 
-def run(*args):
-    return CliRunner().invoke(cli, list(args), catch_exceptions=False)
+def run(*args, input=None):
+    return CliRunner().invoke(cli, list(args), catch_exceptions=False, input=input)
+
+
+SHORT = "give the whole id or at least 8 of its first characters\n"
+A2_ID = "aaaaaaaa-0000-4000-8000-000000000009"  # shares its first 13 characters with A_ID
 
 
 DIFF_AB_TEXT = f"""\
@@ -76,6 +81,7 @@ Showing 1-1 of 2 changed listings; for more use --offset 1 or --limit 0.
 DIFF_CC_TEXT = f"""\
 A: {C_ID}  c.csv  source broker  imported 2025-05-03 10:00:00  2 rows  complete
 B: {C_ID}  c.csv  source broker  imported 2025-05-03 10:00:00  2 rows  complete
+Note: A and B are the same import.
 
 By model
 model     rows A  rows B  rows +/-  median A  median B  median +/-  score A  score B  score +/-
@@ -96,6 +102,8 @@ No changes.
         ([A_ID, B_ID, "--limit", "0"], DIFF_AB_TEXT),
         ([A_ID, C_ID, "--kind", "changed", "--limit", "1"], DIFF_AC_CHANGED_TEXT),
         ([C_ID, C_ID], DIFF_CC_TEXT),
+        ([A_ID[:8], B_ID[:13]], DIFF_AB_TEXT),  # unique prefixes of 8 characters or more
+        ([A_ID.upper(), B_ID], DIFF_AB_TEXT),  # any case
     ],
 )
 def test_glyph_diff_prints_tables(market_path, args, expected):
@@ -127,11 +135,21 @@ def test_glyph_diff_json_is_what_the_api_answers(market_path):
 @pytest.mark.parametrize(
     "args, error",
     [
-        ([A_ID, "nope"], "Error: No import with import_id 'nope' in {path}\n"),
-        (["nope", B_ID], "Error: No import with import_id 'nope' in {path}\n"),
+        ([A_ID, "nope"], "Error: No import with import_id 'nope' in {path}; " + SHORT),
+        (["nope", B_ID], "Error: No import with import_id 'nope' in {path}; " + SHORT),
+        ([A_ID, "aaaaaaa"], "Error: No import with import_id 'aaaaaaa' in {path}; " + SHORT),
+        ([A_ID, "dddddddd"], "Error: No import with import_id 'dddddddd' in {path}\n"),
+        (
+            [A_ID, "aaaaaaaa-0000"],
+            "Error: Import id prefix 'aaaaaaaa-0000' is ambiguous: it matches 2 imports: "
+            + f"{A2_ID}, {A_ID}; give more characters (in {{path}})\n",
+        ),
     ],
 )
 def test_glyph_diff_of_an_unknown_import(market_path, args, error):
+    conn = connect(market_path)
+    insert_snapshot(conn, [{"canonical_model": "A10", "price": 1.0, "score": 0.5}], import_id=A2_ID)
+    conn.close()
     result = run("glyph-diff", market_path, *args)
     assert (result.exit_code, result.stdout, result.stderr) == (1, "", error.format(path=market_path))
 
@@ -180,6 +198,8 @@ def test_glyph_rollback(market_path, monkeypatch, options, user, actor):
     assert (result.exit_code, result.stdout, result.stderr) == (
         0,
         (
+            f"Import {B_ID}  b.csv  source market  imported 2025-05-02 10:00:00  6 rows  complete\n"
+            "Rolling it back removes 6 scored_listings, 0 listings, 0 quantized_listings and 1 models rows\n"
             f"Rolled back {B_ID}: removed 6 scored_listings, 0 listings, 0 quantized_listings and 1 models rows\n"
             f"Its import_batches record stays, marked rolled_back at {record['rolled_back_at']}{by}\n"
         ),
@@ -201,7 +221,7 @@ def test_glyph_rollback_refuses_a_second_time_and_unknown_ids(market_path):
     )
     assert (unknown.exit_code, unknown.stderr) == (
         1,
-        f"Error: No import with import_id 'nope' in {market_path}; nothing was changed\n",
+        f"Error: No import with import_id 'nope' in {market_path}; " + SHORT,
     )
     assert checksum_of(market_path) == before
 
@@ -221,7 +241,8 @@ def test_glyph_rollback_that_fails_part_way_changes_nothing(market_path):
     result = run("glyph-rollback", market_path, A_ID, "--actor", "alice")
     assert (result.exit_code, result.stdout, result.stderr) == (
         1,
-        "",
+        f"Import {A_ID}  a.csv  source market  imported 2025-05-01 10:00:00  6 rows  complete\n"
+        "Rolling it back removes 6 scored_listings, 0 listings, 0 quantized_listings and 0 models rows\n",
         f"Error: Rollback of {A_ID} in {market_path} failed: disk on fire; nothing was changed\n",
     )
     assert checksum_of(market_path) == before
