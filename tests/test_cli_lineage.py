@@ -253,3 +253,111 @@ def test_glyph_rollback_of_a_missing_file(tmp_path):
     result = run("glyph-rollback", missing, A_ID)
     assert (result.exit_code, result.stderr) == (1, f"Error: {missing} does not exist\n")
     assert not (tmp_path / "missing.db").exists()
+
+
+# glyph-imports ------------------------------------------------------------------------------------------------------
+
+IMPORTS_TEXT = f"""\
+import_id                             imported_at          source  file   rows  status
+------------------------------------  -------------------  ------  -----  ----  --------
+{C_ID}  2025-05-03 10:00:00  broker  c.csv     2  complete
+{B_ID}  2025-05-02 10:00:00  market  b.csv     6  complete
+{A_ID}  2025-05-01 10:00:00  market  a.csv     6  complete
+"""
+
+
+@pytest.mark.parametrize(
+    "options, expected",
+    [
+        ([], IMPORTS_TEXT),
+        (["--limit", "0"], IMPORTS_TEXT),
+        (["--source", "market", "--quiet"], f"{B_ID}\n{A_ID}\n"),
+        (["-q", "--limit", "1"], f"{C_ID}\n"),
+        (
+            ["--limit", "1"],
+            "\n".join(IMPORTS_TEXT.splitlines()[:3])
+            + "\n\nShowing the newest 1 of 3 imports; for all use --limit 0.\n",
+        ),
+        (["--source", "nobody"], "No imports from nobody in {path}.\n"),
+    ],
+)
+def test_glyph_imports(market_path, options, expected):
+    result = run("glyph-imports", market_path, *options)
+    assert (result.exit_code, result.stdout, result.stderr) == (0, expected.format(path=market_path), "")
+
+
+def test_glyph_imports_json(market_path):
+    result = run("glyph-imports", market_path, "--json", "--source", "broker")
+    conn = sqlite3.connect(market_path)
+    expected = lineage.list_imports(conn, source="broker")
+    conn.close()
+    assert (result.exit_code, json.loads(result.stdout)) == (0, {"ok": True, "imports": expected, "total": 1})
+
+
+def test_glyph_imports_of_a_missing_file(tmp_path):
+    missing = str(tmp_path / "missing.db")
+    result = run("glyph-imports", missing)
+    assert (result.exit_code, result.stderr, list(tmp_path.iterdir())) == (1, f"Error: {missing} does not exist\n", [])
+
+
+# glyph-rollback: --dry-run, --yes and the question on a terminal -----------------------------------------------------
+
+B_PLAN = (
+    f"Import {B_ID}  b.csv  source market  imported 2025-05-02 10:00:00  6 rows  complete\n"
+    "Rolling it back {verb} 6 scored_listings, 0 listings, 0 quantized_listings and 1 models rows\n"
+)
+
+
+def test_glyph_rollback_dry_run_changes_nothing(market_path):
+    before = checksum_of(market_path)
+    result = run("glyph-rollback", market_path, B_ID[:8], "--dry-run")
+    assert (result.exit_code, result.stdout, result.stderr) == (
+        0,
+        B_PLAN.format(verb="would remove") + "Dry run: nothing was changed\n",
+        "",
+    )
+    assert checksum_of(market_path) == before
+
+
+def on_a_terminal(argv, answer):
+    """Run ``argv`` with a pseudo-terminal as its standard input, answer its question, return (status, output)."""
+    import os
+    import pty
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    leader, follower = pty.openpty()
+    datasette = str(Path(sys.executable).parent / "datasette")
+    process = subprocess.Popen(
+        [datasette, *argv], stdin=follower, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+    )
+    os.close(follower)
+    os.write(leader, answer.encode())
+    output, _ = process.communicate(timeout=60)
+    os.close(leader)
+    return process.returncode, output
+
+
+@pytest.mark.parametrize("answer, status", [("n\n", 1), ("\n", 1), ("y\n", 0)])
+def test_glyph_rollback_asks_on_a_terminal(market_path, answer, status):
+    before = checksum_of(market_path)
+    code, output = on_a_terminal(["glyph-rollback", market_path, B_ID, "--actor", "alice"], answer)
+    record = batch_record(market_path, B_ID)
+    lines = output.splitlines()
+    assert (code, lines[:3]) == (
+        status,
+        B_PLAN.format(verb="removes").splitlines() + ["Roll it back? [y/N]: " + ("Nothing was changed" if status else f"Rolled back {B_ID}: removed 6 scored_listings, 0 listings, 0 quantized_listings and 1 models rows")],  # noqa: E501
+    )
+    if status:
+        assert (checksum_of(market_path), record["status"]) == (before, "complete")
+    else:
+        assert (record["status"], record["rolled_back_by"]) == ("rolled_back", "alice")
+
+
+def test_glyph_rollback_yes_does_not_ask_on_a_terminal(market_path):
+    code, output = on_a_terminal(["glyph-rollback", market_path, B_ID, "--yes"], "")
+    assert (code, output.splitlines()[2]) == (
+        0,
+        f"Rolled back {B_ID}: removed 6 scored_listings, 0 listings, 0 quantized_listings and 1 models rows",
+    )
