@@ -1,7 +1,7 @@
 """Time CSV imports three ways on the same files, against a minimal reference importer, with peak memory.
 
-For each size (default 100,000 and 1,000,000 rows, written by ``datasette_glyph.market``, as ``datasette glyph-sample`` writes them) and each into a freshly
-migrated database with every index:
+For each size (default 100,000 and 1,000,000 rows, written by ``datasette_glyph.market`` as ``datasette
+glyph-sample`` writes them) and each into a freshly migrated database with every index:
 
   reference  the floor in Python: csv module, type conversion, one executemany, one transaction
   engine     ``datasette_glyph.importer.import_csv``, as ``datasette glyph-import`` runs it

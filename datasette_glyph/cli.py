@@ -567,7 +567,11 @@ def glyph_imports(path, source_name, limit, as_json, quiet):
 @click.option("--rows", type=click.IntRange(min=0), help="Listings in the first snapshot.  [default: 1000]")
 @click.option("--seed", type=int, default=1, show_default=True, help="Same seed, same files.")
 @click.option(
-    "--snapshots", type=click.IntRange(min=1), default=1, show_default=True, help="Write this many snapshots, a day apart."
+    "--snapshots",
+    type=click.IntRange(min=1),
+    default=1,
+    show_default=True,
+    help="Write this many snapshots, a day apart.",
 )
 @click.option(
     "--after",
@@ -575,10 +579,18 @@ def glyph_imports(path, source_name, limit, as_json, quiet):
     help="Write the snapshot that follows the market in this CSV file, instead of a new market.",
 )
 @click.option(
-    "--changed", type=click.FloatRange(0, 1), default=market.CHANGED, show_default=True, help="Share of listings whose price changes."
+    "--changed",
+    type=click.FloatRange(0, 1),
+    default=market.CHANGED,
+    show_default=True,
+    help="Share of listings whose price changes.",
 )
 @click.option(
-    "--removed", type=click.FloatRange(0, 1), default=market.REMOVED, show_default=True, help="Share of listings removed."
+    "--removed",
+    type=click.FloatRange(0, 1),
+    default=market.REMOVED,
+    show_default=True,
+    help="Share of listings removed.",
 )
 @click.option(
     "--added", type=click.FloatRange(0, 10), default=market.ADDED, show_default=True, help="New listings, as a share."

@@ -111,8 +111,7 @@ def resolve_import_id(conn: sqlite3.Connection, text: str) -> str:
     if len(text) < MIN_PREFIX:
         raise UnknownImport(text, hint=f"give the whole id or at least {MIN_PREFIX} of its first characters")
     matches = [
-        row[0]
-        for row in conn.execute(IMPORT_ID_PREFIX_SQL, {"prefix": text.lower(), "limit": AMBIGUOUS_SHOWN + 1})
+        row[0] for row in conn.execute(IMPORT_ID_PREFIX_SQL, {"prefix": text.lower(), "limit": AMBIGUOUS_SHOWN + 1})
     ]
     if not matches:
         raise UnknownImport(text)

@@ -119,7 +119,9 @@ def listing(number: int, rng: random.Random, day: date = FIRST_DAY, url_prefix: 
     noise = (rnd() + rnd() - 1.0) * 0.15  # triangular, +-15% around the condition's price
     score = 0.5 - 2.5 * noise + (rnd() - 0.5) * 0.2  # cheaper than usual scores higher
     extra = rnd()
-    title = f"{name} - {label}" if extra < 0.9 else f'{name} "OEM" - {label}' if extra < 0.95 else f"{name}, bulk - {label}"
+    title = (
+        f"{name} - {label}" if extra < 0.9 else f'{name} "OEM" - {label}' if extra < 0.95 else f"{name}, bulk - {label}"
+    )
     return {
         "canonical_model": model,
         "vram_gb": vram,

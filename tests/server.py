@@ -41,7 +41,7 @@ def datasette_command() -> str:
 
 
 def make_scored_csv(path: PathLike, rows: int, seed: int = 1) -> Path:
-    """Write a realistic scored listings CSV of ``rows`` rows (the package's market generator; same seed, same bytes)."""
+    """Write a realistic scored listings CSV of ``rows`` rows (``datasette_glyph.market``; same seed, same bytes)."""
     from datasette_glyph.market import write_market
 
     return write_market(path, rows, seed)

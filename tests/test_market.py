@@ -85,7 +85,11 @@ def test_snapshots_are_deterministic_and_say_what_changed():
     before = {row["source_url"]: row for row in first}
     after = {row["source_url"]: row for row in second}
     assert sorted(set(before) - set(after)) == sorted(to_second.removed)
-    assert {u: (before[u]["price"], after[u]["price"]) for u in after if u in before and before[u]["price"] != after[u]["price"]} == to_second.changed  # noqa: E501
+    assert {
+        u: (before[u]["price"], after[u]["price"])
+        for u in after
+        if u in before and before[u]["price"] != after[u]["price"]
+    } == to_second.changed  # noqa: E501
     assert {row["seen_at"][:10] for row in second} == {"2025-05-02"}
 
 

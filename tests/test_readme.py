@@ -28,8 +28,6 @@ import textwrap
 from dataclasses import dataclass
 from pathlib import Path
 
-import pytest
-
 from .server import REPO, free_port
 
 PORT = 8001
@@ -47,6 +45,8 @@ def not_run(block) -> bool:
     """Whether the block is one of NOT_RUN (a block is named by its first line's command)."""
     first = block.text.strip().splitlines()[0].split("  #")[0].strip()
     return first in NOT_RUN
+
+
 QUICK_START_INSTALL = "pip install . && "
 
 # Brings the loopback interface of a new network namespace up, as `ip link set lo up` does (SIOCGIFFLAGS and
@@ -130,7 +130,9 @@ def driver_script(blocks: list, work: Path, port: int) -> str:
                 f"echo 0 > .example-{number}.rc && break; sleep 0.2; done"
             )
         else:
-            steps.append(f"bash -e {script} > .example-{number}.out 2> .example-{number}.err; echo $? > .example-{number}.rc")
+            steps.append(
+                f"bash -e {script} > .example-{number}.out 2> .example-{number}.err; echo $? > .example-{number}.rc"
+            )
     return "cd " + str(work) + "\n" + "\n".join(steps) + "\n"
 
 
