@@ -614,35 +614,42 @@ def glyph_sample(out, rows, seed, snapshots, after, changed, removed, added):
         raise click.UsageError("--rows makes a new market; --after continues the one in a file. Use one of them.")
     if out == "-" and snapshots > 1:
         raise click.UsageError("Several snapshots need a file name to number; - writes only one.")
+    if after and os.path.exists(out) and os.path.samefile(after, out):
+        raise click.UsageError(f"{out} is the file --after reads; write the next snapshot to another file.")
     rates = {"changed": changed, "removed": removed, "added": added}
-    if after:
-        previous = market.read_csv(after)
-        day = market.day_after(previous)
-        current, changes = market.next_snapshot(previous, seed, day=day, **rates)
-        history = [(current, changes, after)]
-    else:
-        current = market.first_snapshot(1000 if rows is None else rows, seed)
-        day = market.FIRST_DAY
-        history = [(current, None, None)]
-    for number in range(1, snapshots):
-        day = day + datetime.timedelta(days=1)
-        current, changes = market.next_snapshot(current, seed * 1000 + number, day=day, **rates)
-        history.append((current, changes, None))
     stem, extension = os.path.splitext(out)
     names = [out] if snapshots == 1 else [f"{stem}-{n}{extension or '.csv'}" for n in range(1, snapshots + 1)]
+    first_day = market.day_after(market.iter_csv(after)) if after else market.FIRST_DAY
+
+    def snapshot(index):
+        """The index-th file's listings (streamed, so that any size fits in memory), and its Changes."""
+        if after:
+            listings, steps = market.iter_csv(after), range(index + 1)
+        else:
+            listings, steps = market.iter_market(1000 if rows is None else rows, seed), range(1, index + 1)
+        changes = None
+        for step in steps:
+            changes = market.Changes()
+            step_seed = seed if after and step == 0 else seed * 1000 + step
+            day = first_day + datetime.timedelta(days=step)
+            listings = market.iter_next_snapshot(listings, step_seed, day=day, changes=changes, **rates)
+        return listings, changes
+
     before = after
-    for name, (listings, changes, _) in zip(names, history):
+    for index, name in enumerate(names):
+        listings, changes = snapshot(index)
+        counter = _Counted(listings)
         if name == "-":
             # The bytes a file would get (\r\n line ends, UTF-8), whatever the terminal's settings.
             sys.stdout.flush()
             stdout = io.TextIOWrapper(sys.stdout.buffer, encoding="utf-8", newline="")
-            market.write_csv(listings, stdout)
+            market.write_csv(counter, stdout)
             stdout.flush()
             stdout.detach()
         else:
-            market.write_csv(listings, name)
+            market.write_csv(counter, name)
         shown = "standard output" if name == "-" else name
-        line = f"Wrote {len(listings):,} listings to {shown}"
+        line = f"Wrote {counter.count:,} listings to {shown}"
         if changes is not None:
             line += (
                 f"; since {before}: {len(changes.changed):,} changed price, {len(changes.removed):,} removed, "
@@ -650,6 +657,18 @@ def glyph_sample(out, rows, seed, snapshots, after, changed, removed, added):
             )
         click.echo(line, err=True)
         before = name
+
+
+class _Counted:
+    """An iterable that counts what passes through it."""
+
+    def __init__(self, items):
+        self.items, self.count = items, 0
+
+    def __iter__(self):
+        for item in self.items:
+            self.count += 1
+            yield item
 
 
 COMMANDS = [glyph_migrate, glyph_import, glyph_imports, glyph_diff, glyph_rollback, glyph_sample]

@@ -26,7 +26,7 @@ import re
 from dataclasses import dataclass, field
 from datetime import date, timedelta
 from pathlib import Path
-from typing import IO, Dict, Iterable, Iterator, List, Tuple, Union
+from typing import IO, Dict, Iterable, Iterator, List, Optional, Tuple, Union
 
 COLUMNS = [
     "canonical_model", "vram_gb", "mig_support", "nvlink", "tdp_watts", "price", "score", "condition", "quantity",
@@ -169,8 +169,43 @@ def _url_number(url: str) -> Tuple[str, int]:
     return (url[: match.start()], int(match.group(1))) if match else (url or URL_PREFIX, 0)
 
 
+def iter_next_snapshot(
+    rows: Iterable[dict],
+    seed: int,
+    changed: float = CHANGED,
+    removed: float = REMOVED,
+    added: float = ADDED,
+    day: date = FIRST_DAY + timedelta(days=1),
+    changes: Optional[Changes] = None,
+) -> Iterator[dict]:
+    """``next_snapshot`` one listing at a time, recording what it did in ``changes`` as it goes."""
+    rng = random.Random(seed)
+    rnd = rng.random
+    changes = Changes() if changes is None else changes
+    count, last, prefix = 0, 0, URL_PREFIX
+    for row in rows:
+        count += 1
+        prefix, number = _url_number(row["source_url"])
+        last = max(last, number)
+        draw = rnd()
+        if draw < removed:
+            changes.removed.append(row["source_url"])
+            continue
+        row = dict(row, seen_at=_seen_at(day, rnd))
+        if draw < removed + changed:
+            old = float(row["price"])
+            new_price = round(old * _pick(rnd, PRICE_STEPS), 2)
+            row["price"] = new_price
+            changes.changed[row["source_url"]] = (old, new_price)
+        yield row
+    for number in range(last + 1, last + 1 + round(count * added)):
+        row = listing(number, rng, day, prefix)
+        changes.added.append(row["source_url"])
+        yield row
+
+
 def next_snapshot(
-    rows: List[dict],
+    rows: Iterable[dict],
     seed: int,
     changed: float = CHANGED,
     removed: float = REMOVED,
@@ -182,28 +217,8 @@ def next_snapshot(
     Kept listings stay in their order and keep every value but ``price`` and ``seen_at``; new ones, numbered
     after the highest ``source_url`` number so far, go at the end. ``round(len(rows) * added)`` are added.
     """
-    rng = random.Random(seed)
-    rnd = rng.random
     changes = Changes()
-    result = []
-    for row in rows:
-        draw = rnd()
-        if draw < removed:
-            changes.removed.append(row["source_url"])
-            continue
-        row = dict(row, seen_at=_seen_at(day, rnd))
-        if draw < removed + changed:
-            old = float(row["price"])
-            new_price = round(old * _pick(rnd, PRICE_STEPS), 2)
-            row["price"] = new_price
-            changes.changed[row["source_url"]] = (old, new_price)
-        result.append(row)
-    numbers = [_url_number(row["source_url"]) for row in rows]
-    prefix = numbers[-1][0] if numbers else URL_PREFIX
-    last = max((n for _, n in numbers), default=0)
-    for number in range(last + 1, last + 1 + round(len(rows) * added)):
-        result.append(listing(number, rng, day, prefix))
-        changes.added.append(result[-1]["source_url"])
+    result = list(iter_next_snapshot(rows, seed, changed, removed, added, day, changes))
     return result, changes
 
 
@@ -246,10 +261,16 @@ def write_market(path: Union[str, Path], rows: int, seed: int = 1) -> Path:
     return Path(path)
 
 
-def read_csv(path: Union[str, Path]) -> List[dict]:
+def iter_csv(path: Union[str, Path]) -> Iterator[dict]:
     """Listings of a scored listings CSV, as ``next_snapshot`` takes them: cells as text, empty cells None."""
     with open(path, newline="", encoding="utf-8-sig") as f:
-        return [{k: (v if v != "" else None) for k, v in row.items()} for row in csv.DictReader(f)]
+        for row in csv.DictReader(f):
+            yield {k: (v if v != "" else None) for k, v in row.items()}
+
+
+def read_csv(path: Union[str, Path]) -> List[dict]:
+    """``iter_csv`` as a list."""
+    return list(iter_csv(path))
 
 
 def day_after(rows: Iterable[dict]) -> date:

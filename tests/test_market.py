@@ -157,12 +157,31 @@ def test_glyph_sample_to_standard_output():
             "Error: --rows makes a new market; --after continues the one in a file. Use one of them.",
         ),
         (["out.csv", "--rows", "-1"], "Error: Invalid value for '--rows': -1 is not in the range x>=0."),
+        (
+            ["here.csv", "--after", "here.csv"],
+            "Error: here.csv is the file --after reads; write the next snapshot to another file.",
+        ),
     ],
 )
 def test_glyph_sample_usage_errors(tmp_path, monkeypatch, args, error):
     monkeypatch.chdir(tmp_path)
+    (tmp_path / "here.csv").write_bytes(SAMPLE.read_bytes())
     result = run(*args)
-    assert (result.exit_code, result.stderr.splitlines()[-1], list(tmp_path.iterdir())) == (2, error, [])
+    assert (result.exit_code, result.stderr.splitlines()[-1]) == (2, error)
+    assert (sorted(p.name for p in tmp_path.iterdir()), (tmp_path / "here.csv").read_bytes()) == (
+        ["here.csv"],
+        SAMPLE.read_bytes(),
+    )
+
+
+def test_glyph_sample_streams_a_market_of_any_size(tmp_path):
+    """The command writes listing by listing the same bytes as the functions that build whole lists."""
+    big, small = tmp_path / "big.csv", tmp_path / "small.csv"
+    assert run(big, "--rows", "30000", "--snapshots", "2").exit_code == 0
+    assert run(small, "--rows", "1000").exit_code == 0
+    assert (tmp_path / "big-1.csv").read_bytes().startswith(small.read_bytes())
+    snapshots, _ = market.market_snapshots(2, 30000, seed=1)
+    assert (tmp_path / "big-2.csv").read_bytes().decode("utf-8") == market.csv_text(snapshots[1])
 
 
 def test_the_broken_sample_is_refused_whole(db_path):
