@@ -313,11 +313,7 @@ def _diff_lines(diff) -> list:
     data = diff.to_dict()
     lines = []
     for side, batch in (("A", data["a"]), ("B", data["b"])):
-        name = batch["filename"] or batch["description"] or "-"
-        lines.append(
-            f"{side}: {batch['import_id']}  {name}  source {batch['source'] or '-'}  imported {batch['imported_at']}"
-            f"  {batch['record_count']:,} rows  {batch['status']}"
-        )
+        lines.append(f"{side}: {_batch_line(batch)}")
     if not data["same_source"]:
         lines.append("A and B come from different sources.")
     lines += [f"Note: {note}" for note in data["notes"]]
