@@ -51,7 +51,12 @@ def _open_for_reading(path):
 @click.option("--to", "target", metavar="ID", help="Migrate forward or back to this migration (0 for none).")
 @click.option("--rollback", type=click.IntRange(min=1), metavar="N", help="Roll back the last N applied migrations.")
 @click.option("--dry-run", is_flag=True, help="Print the SQL that would run, and change nothing.")
-def glyph_migrate(path, show_status, target, rollback, dry_run):
+@click.option(
+    "--discard-kept",
+    is_flag=True,
+    help="Drop what going down kept aside (titles, batch details, summaries) instead of restoring it on the next up.",
+)
+def glyph_migrate(path, show_status, target, rollback, dry_run, discard_kept):
     """Apply datasette-glyph's schema migrations to the database at PATH (created if missing).
 
     With no options every pending migration is applied, each in its own transaction. A database made
@@ -64,13 +69,27 @@ def glyph_migrate(path, show_status, target, rollback, dry_run):
         datasette glyph-migrate glyph.db --to 0001    # back to the schema before lineage
         datasette glyph-migrate glyph.db --rollback 1
         datasette glyph-migrate glyph.db --dry-run > pending.sql
+        datasette glyph-migrate glyph.db --discard-kept
     """
     if target is not None and rollback is not None:
         raise click.UsageError("Use either --to or --rollback, not both.")
-    if show_status and (target is not None or rollback is not None or dry_run):
-        raise click.UsageError("--status only reports; use it without --to, --rollback or --dry-run.")
+    if show_status and (target is not None or rollback is not None or dry_run or discard_kept):
+        raise click.UsageError("--status only reports; use it without --to, --rollback, --dry-run or --discard-kept.")
+    if discard_kept and dry_run:
+        raise click.UsageError("--discard-kept changes the database; it cannot be a dry run.")
     conn = None
     try:
+        if discard_kept:
+            conn = _open_for_reading(path)
+            dropped = migrations.discard_kept(conn)
+            if not dropped:
+                click.echo(f"{path}: nothing was kept aside")
+            for name, count in dropped:
+                click.echo(f"Dropped {name} ({count:,} rows)")
+            if target is None and rollback is None:
+                return
+            conn.close()
+            conn = None
         if show_status or dry_run:
             conn = _open_for_reading(path)
             if show_status:
@@ -122,6 +141,32 @@ def _print_status(conn, path) -> None:
             click.echo(f"      {row.migration.description}")
         if row.drifted:
             click.echo("      ! the up script has changed since it was applied (checksum drift)")
+    for line in migrations.pending_reports(conn, rows):
+        click.echo(line)
+    broken = migrations.broken_keys_at_adoption(conn)
+    if broken:
+        click.echo("")
+        click.echo(
+            f"{broken:,} foreign key(s) were already broken in the old store's file when it was adopted; "
+            "they are kept as they were and never block a migration."
+        )
+    kept = migrations.kept_aside(conn)
+    if kept:
+        click.echo("")
+        click.echo("Kept aside by going down, put back by the next up (drop with --discard-kept):")
+        for line in _wrapped([f"{name} ({count:,} row{'s' if count != 1 else ''})" for name, count in kept]):
+            click.echo("  " + line)
+
+
+def _wrapped(items, width=110) -> list:
+    lines, current = [], ""
+    for item in items:
+        if current and len(current) + len(item) + 2 > width:
+            lines.append(current + ",")
+            current = item
+        else:
+            current = f"{current}, {item}" if current else item
+    return lines + ([current] if current else [])
 
 
 def _print_plan(conn, path, target, rollback) -> None:
@@ -141,11 +186,15 @@ def _print_plan(conn, path, target, rollback) -> None:
     count = f"{len(steps)} step{'s' if len(steps) != 1 else ''}"
     click.echo(f"-- Dry run for {path}: {count} from {version} to {after}. Nothing was changed.")
     click.echo("-- glyph-migrate runs each step in its own transaction, with PRAGMA foreign_keys = OFF and")
-    click.echo("-- PRAGMA legacy_alter_table = ON, and records it in glyph_migrations.")
-    for number, step in enumerate(steps, start=1):
+    click.echo("-- PRAGMA legacy_alter_table = ON, and records it in glyph_migrations. The statements below are")
+    click.echo("-- those each step ran on a scratch copy of this file.")
+    for line in migrations.pending_reports(conn, rows):
+        click.echo(("-- " + line) if line else "--")
+    for number, (step, statements) in enumerate(migrations.dry_run(conn, target=target, rollback=rollback), start=1):
         click.echo("")
         click.echo(f"-- Step {number} of {len(steps)}: {step.migration.label} ({step.direction})")
-        click.echo(step.sql.rstrip("\n"))
+        for statement in statements:
+            click.echo(statement.rstrip(";") + ";")
 
 
 @click.command(name="glyph-import")

@@ -1,9 +1,13 @@
 """Reversible schema migrations: find them, plan a move between versions, apply or roll back, report.
 
-Migrations are pairs of files, ``NNNN_name.up.sql`` and ``NNNN_name.down.sql``, in the ``migrations``
-folder (shipped in the wheel as ``datasette_glyph.migrations``). The first ``--`` comment line of the
-up script is the migration's description. Applied migrations are recorded in ``glyph_migrations``
-with the SHA-256 of their up script, so that a file changed after it was applied is noticed.
+A migration is a pair of files, ``NNNN_name.up.sql`` and ``NNNN_name.down.sql``, or one Python file
+``NNNN_name.py`` with ``up(conn)`` and ``down(conn)`` for a migration that must plan from what the file
+holds (see ``schema``). They live in the ``migrations`` folder (shipped in the wheel as
+``datasette_glyph.migrations``). The first ``--`` comment line of an up script, or the first line of a
+Python migration's docstring, is its description. Applied migrations are recorded in
+``glyph_migrations`` with the SHA-256 of their up script (or Python file), so that a file changed after
+it was applied is noticed; a file may name the checksums it supersedes (``-- supersedes: <sha256>`` or
+``SUPERSEDES = [...]``) when it was rewritten without changing what it does to an applied database.
 
 Everything here works on a plain ``sqlite3.Connection``; nothing imports Datasette.
 """
@@ -12,13 +16,17 @@ from __future__ import annotations
 
 import datetime
 import hashlib
+import os
 import re
+import shutil
 import sqlite3
+import tempfile
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from importlib import resources
-from typing import Iterable, List, Optional, Sequence, Tuple
+from typing import Callable, Dict, Iterable, List, Optional, Sequence, Tuple
 
+from . import schema
 from .db import enable_wal, transaction
 
 BOOKKEEPING_SQL = """
@@ -37,7 +45,17 @@ INHERITED_TABLES = {"import_batches", "models", "listings", "scored_listings", "
 # What status() gives as applied_at of 0001 for a database the old store made and nothing has adopted yet.
 LEGACY_APPLIED_AT = "by the old store"
 
-FILE_RE = re.compile(r"^(\d{4})_([a-z0-9_]+)\.(up|down)\.sql$")
+FILE_RE = re.compile(r"^(\d{4})_([a-z0-9_]+)\.(up\.sql|down\.sql|py)$")
+SUPERSEDES_RE = re.compile(r"^--\s*supersedes:\s*([0-9a-f]{64})\s*$", re.MULTILINE)
+
+# Written when glyph-migrate adopts a database the old store made: 0001 was not created here, so going
+# below it is refused (it would drop the operator's tables).
+ADOPTION_SQL = """
+CREATE TABLE IF NOT EXISTS glyph_adoption (
+    adopted_at TEXT NOT NULL, -- ISO 8601, UTC
+    found TEXT NOT NULL -- what adoption found: the old store's tables, and any it does not own
+)
+"""
 
 
 class MigrationError(Exception):
@@ -53,8 +71,9 @@ class Migration:
     id: str
     name: str
     description: str
-    up_sql: str
-    down_sql: str
+    up_sql: str  # the up script, or the Python file's source
+    down_sql: str  # the down script; empty for a Python migration
+    python: Optional[Dict] = field(default=None, compare=False, repr=False)  # a Python migration's namespace
 
     @property
     def label(self) -> str:
@@ -64,6 +83,15 @@ class Migration:
     def checksum(self) -> str:
         # Line endings are normalised so that a checkout with CRLF files is not taken for a changed file.
         return hashlib.sha256(self.up_sql.replace("\r\n", "\n").encode("utf-8")).hexdigest()
+
+    @property
+    def supersedes(self) -> set:
+        if self.python is not None:
+            return set(self.python.get("SUPERSEDES", []))
+        return set(SUPERSEDES_RE.findall(self.up_sql))
+
+    def accepts(self, checksum: str) -> bool:
+        return checksum == self.checksum or checksum in self.supersedes
 
 
 @dataclass(frozen=True)
@@ -87,19 +115,41 @@ class Step:
     def sql(self) -> str:
         return self.migration.up_sql if self.direction == "up" else self.migration.down_sql
 
+    def run(self, conn: sqlite3.Connection, kept: str) -> None:
+        """Run the step's statements (or its Python function); MigrationError says where it failed."""
+        if self.migration.python is None:
+            _run_statements(conn, self, kept)
+            return
+        label, direction = self.migration.label, self.direction
+        try:
+            self.migration.python[direction](conn)
+        except (sqlite3.Error, ValueError) as e:
+            raise MigrationError(f"Migration {label} ({direction}) failed: {e}\n{kept}") from e
+
 
 def load_migrations(files: Optional[Iterable] = None) -> List[Migration]:
     """Read every migration pair from the packaged ``migrations`` folder (or the given files), in order."""
     if files is None:
-        files = [f for f in resources.files("datasette_glyph.migrations").iterdir() if f.name.endswith(".sql")]
+        files = [
+            f
+            for f in resources.files("datasette_glyph.migrations").iterdir()
+            if f.name.endswith(".sql") or (f.name.endswith(".py") and f.name[:1].isdigit())
+        ]
     scripts = {}
     for f in files:
         m = FILE_RE.match(f.name)
         if not m:
             raise MigrationError(f"Unexpected file in migrations: {f.name}")
-        scripts.setdefault((m.group(1), m.group(2)), {})[m.group(3)] = f.read_text(encoding="utf-8")
+        kind = m.group(3).split(".")[0]
+        scripts.setdefault((m.group(1), m.group(2)), {})[kind] = f.read_text(encoding="utf-8")
     migrations = []
     for (mid, name), pair in sorted(scripts.items()):
+        if "py" in pair:
+            if {"up", "down"} & set(pair):
+                raise MigrationError(f"Migration {mid}_{name} is both a Python file and SQL scripts")
+            namespace = _load_python(f"{mid}_{name}.py", pair["py"])
+            migrations.append(Migration(mid, name, _docstring_line(namespace), pair["py"], "", namespace))
+            continue
         missing = {"up", "down"} - set(pair)
         if missing:
             raise MigrationError(f"Migration {mid}_{name} has no {missing.pop()} script")
@@ -110,6 +160,20 @@ def load_migrations(files: Optional[Iterable] = None) -> List[Migration]:
             "Two migrations share a number: " + ", ".join(sorted({i for i in ids if ids.count(i) > 1}))
         )
     return migrations
+
+
+def _load_python(filename: str, source: str) -> Dict:
+    namespace: Dict = {"__name__": f"datasette_glyph.migrations.m{filename[:4]}", "__file__": filename}
+    exec(compile(source, filename, "exec"), namespace)
+    for function in ("up", "down"):
+        if not callable(namespace.get(function)):
+            raise MigrationError(f"Migration {filename} has no {function}(conn) function")
+    return namespace
+
+
+def _docstring_line(namespace: Dict) -> str:
+    doc = (namespace.get("__doc__") or "").strip()
+    return doc.splitlines()[0].strip() if doc else ""
 
 
 def _description(sql: str) -> str:
@@ -159,13 +223,76 @@ def is_legacy(conn: sqlite3.Connection) -> bool:
     return "glyph_migrations" not in tables and INHERITED_TABLES <= tables
 
 
+# The columns adoption needs in each of the old store's tables; anything else in them is kept as it is.
+REQUIRED_COLUMNS = {
+    "import_batches": ["id", "import_id"],
+    "models": ["model", "import_id"],
+    "listings": ["import_id"],
+    "scored_listings": ["canonical_model", "price", "import_id"],
+    "quantized_listings": ["scored_listing_id", "import_id"],
+    "schema_version": ["version"],
+}
+
+
+def check_adoptable(conn: sqlite3.Connection) -> str:
+    """Check that an unmanaged database is the old store's and is whole; say what was found.
+
+    Raises MigrationError naming what was expected and what was found, before anything is changed.
+    """
+    tables = sorted(t for t in _table_names(conn) if not t.startswith("sqlite_"))
+    missing = sorted(INHERITED_TABLES - set(tables))
+    if missing:
+        raise MigrationError(
+            "This is not a database of the old store, nor one datasette-glyph manages: expected the tables "
+            f"{', '.join(sorted(INHERITED_TABLES))}; missing {', '.join(missing)}; "
+            f"found {', '.join(tables) or 'no tables'}. Nothing was changed."
+        )
+    for table, needed in REQUIRED_COLUMNS.items():
+        present = schema.columns(conn, table)
+        absent = [c for c in needed if c not in present]
+        if absent:
+            raise MigrationError(
+                f"This is not a database of the old store: table {table} has no column {', '.join(absent)} "
+                f"(found {', '.join(present)}). Nothing was changed."
+            )
+    problems = [r[0] for r in conn.execute("PRAGMA quick_check(5)")]
+    if problems != ["ok"]:
+        raise MigrationError(
+            "The database is damaged (PRAGMA quick_check: " + "; ".join(problems) + "). "
+            "Restore it from a backup or repair it with the sqlite3 shell's .recover; nothing was changed."
+        )
+    others = [t for t in tables if t not in INHERITED_TABLES]
+    with_index = [t for t in sorted(INHERITED_TABLES) if "import_index" in schema.columns(conn, t)]
+    found = "the old store's tables"
+    if with_index:
+        found += "; import_index already on " + ", ".join(with_index)
+    if others:
+        found += "; kept as they are: " + ", ".join(others)
+    return found
+
+
+def is_adopted(conn: sqlite3.Connection) -> bool:
+    """True for a database the old store made and glyph-migrate adopted (its 0001 was not made here)."""
+    return "glyph_adoption" in _table_names(conn)
+
+
 def _adopt_legacy(conn: sqlite3.Connection, migrations: Sequence[Migration]) -> None:
-    """Create the bookkeeping table; record a database made by the old store as being at 0001."""
-    if "glyph_migrations" in _table_names(conn):
+    """Create the bookkeeping table; record a database made by the old store as being at 0001.
+
+    Any other database that has tables is refused: migrating it would add a schema beside tables that
+    are not the old store's.
+    """
+    tables = _table_names(conn)
+    if "glyph_migrations" in tables:
         return
-    legacy = is_legacy(conn)
+    if not [t for t in tables if not t.startswith("sqlite_")]:
+        conn.execute(BOOKKEEPING_SQL)
+        return
+    found = check_adoptable(conn)
     conn.execute(BOOKKEEPING_SQL)
-    if legacy and migrations and migrations[0].id == "0001":
+    conn.execute(ADOPTION_SQL)
+    conn.execute("INSERT INTO glyph_adoption (adopted_at, found) VALUES (?, ?)", [_now(), found])
+    if migrations and migrations[0].id == "0001":
         _record(conn, migrations[0])
 
 
@@ -205,7 +332,7 @@ def status(conn: sqlite3.Connection, migrations: Optional[Sequence[Migration]] =
     rows = []
     for m in migrations:
         checksum, applied_at = applied.pop(m.id, (None, None))
-        rows.append(Status(m, m.id, applied_at, checksum is not None and checksum != m.checksum))
+        rows.append(Status(m, m.id, applied_at, checksum is not None and not m.accepts(checksum)))
     for mid, (checksum, applied_at) in sorted(applied.items()):
         rows.append(Status(None, mid, applied_at, False))
     return rows
@@ -238,7 +365,7 @@ def plan(
         )
     drifted = [s.migration for s in rows if s.drifted]
     if drifted:
-        names = ", ".join(f"{m.label}.up.sql" for m in drifted)
+        names = ", ".join(m.label + (".py" if m.python is not None else ".up.sql") for m in drifted)
         raise MigrationError(
             f"Checksum drift: {names} changed after it was applied to this database. "
             "Restore the file as it was (a change to the schema needs a new migration), then run again."
@@ -287,12 +414,19 @@ def apply_step(conn: sqlite3.Connection, step: Step, previous: Optional[str] = N
     """
     label, direction = step.migration.label, step.direction
     kept = f"Nothing of it was kept: the database is still at {describe_version(previous)}."
+    if direction == "down" and step.migration.id == "0001" and is_adopted(conn):
+        raise MigrationError(
+            f"Migration {label} (down) is refused: this database was made by the old store and adopted, so "
+            f"0001 holds the operator's own tables; glyph-migrate does not remove them.\n{kept}"
+        )
     with transaction(conn, "glyph_migrate"):
         conn.execute("PRAGMA legacy_alter_table = ON")  # keep other tables' REFERENCES text as written
         try:
+            # Keys that were broken in the old store's file before adoption never block a step.
+            allowed = _recorded_broken_keys(conn)
             conn.execute("SAVEPOINT glyph_step")
-            _run_statements(conn, step, kept)
-            broken = _foreign_key_problems(conn)
+            step.run(conn, kept)
+            broken = _foreign_key_problems(conn) - allowed
             if broken:
                 # Checking first would cost a pass over every table on every run; a key found broken is
                 # rare, so only then is the step undone to see which keys were broken before it.
@@ -304,7 +438,7 @@ def apply_step(conn: sqlite3.Connection, step: Step, previous: Optional[str] = N
                         f"Migration {label} ({direction}) would break {len(broken)} foreign key(s); the first: "
                         f"{table} row {rowid} names a {parent} row that does not exist.\n{kept}"
                     )
-                _run_statements(conn, step, kept)
+                step.run(conn, kept)
             conn.execute("RELEASE glyph_step")
             if direction == "up":
                 _record(conn, step.migration)
@@ -312,6 +446,49 @@ def apply_step(conn: sqlite3.Connection, step: Step, previous: Optional[str] = N
                 conn.execute("DELETE FROM glyph_migrations WHERE id = ?", [step.migration.id])
         finally:
             conn.execute("PRAGMA legacy_alter_table = OFF")
+
+
+def _recorded_broken_keys(conn: sqlite3.Connection) -> set:
+    if "glyph_original_broken_keys" not in _table_names(conn):
+        return set()
+    return set(conn.execute("SELECT tbl, row_id, parent FROM glyph_original_broken_keys"))
+
+
+def pending_reports(conn: sqlite3.Connection, rows: Optional[Sequence[Status]] = None) -> List[str]:
+    """Lines that pending Python migrations have to say about this file before they run (``report(conn)``)."""
+    rows = status(conn) if rows is None else rows
+    lines: List[str] = []
+    for row in rows:
+        if row.migration is not None and not row.applied and row.migration.python is not None:
+            report = row.migration.python.get("report")
+            if report:
+                lines.extend(report(conn))
+    return lines
+
+
+def broken_keys_at_adoption(conn: sqlite3.Connection) -> int:
+    """How many foreign keys the old store's file already had broken when it was adopted."""
+    if "glyph_original_broken_keys" not in _table_names(conn):
+        return 0
+    return conn.execute("SELECT COUNT(*) FROM glyph_original_broken_keys").fetchone()[0]
+
+
+def kept_aside(conn: sqlite3.Connection) -> List[Tuple[str, int]]:
+    """Tables holding what going down kept aside for the next up to restore, with their row counts."""
+    return [
+        (name, conn.execute(f"SELECT COUNT(*) FROM {schema.quote(name)}").fetchone()[0])
+        for name in sorted(schema.bookkeeping_tables(conn))
+        if name.startswith("glyph_kept_")
+    ]
+
+
+def discard_kept(conn: sqlite3.Connection) -> List[Tuple[str, int]]:
+    """Drop everything going down kept aside; return what was dropped."""
+    with transaction(conn, "glyph_discard"):
+        dropped = kept_aside(conn)
+        for name, _ in dropped:
+            conn.execute(f"DROP TABLE {schema.quote(name)}")
+    return dropped
 
 
 def _run_statements(conn: sqlite3.Connection, step: Step, kept: str) -> None:
@@ -366,6 +543,43 @@ def migrate(
                 rollback -= 1
     finally:
         conn.execute(f"PRAGMA foreign_keys = {int(foreign_keys)}")
+
+
+# Statements a dry run leaves out of what it prints: reads, and the transaction's own bracketing.
+_QUIET = ("SELECT", "PRAGMA", "SAVEPOINT", "RELEASE", "ROLLBACK", "BEGIN", "COMMIT", "WITH RECURSIVE")
+
+
+def dry_run(
+    conn: sqlite3.Connection, target: Optional[str] = None, rollback: Optional[int] = None
+) -> List[Tuple[Step, List[str]]]:
+    """The statements each step would run, found by running them on a copy of the file; the file is not touched.
+
+    A migration that plans from what the file holds (a Python one) can only say what it will do by doing
+    it, so the whole move runs on a scratch copy (made with SQLite's backup API) and every statement
+    that writes is collected as it runs.
+    """
+    with tempfile.TemporaryDirectory(prefix="glyph-dry-run-") as scratch:
+        copy = sqlite3.connect(os.path.join(scratch, "copy.db"), isolation_level=None)
+        try:
+            conn.backup(copy)
+            executed: List[str] = []
+
+            def trace(statement: str) -> None:
+                text = statement.strip()
+                if text and not text.upper().startswith(_QUIET) and not text.startswith("--"):
+                    executed.append(text)
+
+            result: List[Tuple[Step, List[str]]] = []
+
+            def collect(step: Step, _seconds: float) -> None:
+                result.append((step, list(executed)))
+                executed.clear()
+
+            copy.set_trace_callback(trace)
+            migrate(copy, target=target, rollback=rollback, on_step=collect)
+            return result
+        finally:
+            copy.close()
 
 
 def migrate_if_managed(conn: sqlite3.Connection) -> Optional[List[Step]]:

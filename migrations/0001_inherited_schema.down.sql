@@ -1,4 +1,4 @@
--- Remove the inherited schema (every table of 0001 and its rows)
+-- Remove the inherited schema (every table of 0001 and its rows); refused for a database the old store made
 DROP TABLE quantized_listings;
 DROP TABLE scored_listings;
 DROP TABLE listings;

@@ -5,6 +5,8 @@ import pytest
 from datasette_glyph import migrate
 from datasette_glyph.db import connect
 
+from . import legacy_store
+
 
 @pytest.fixture
 def db_path(tmp_path):
@@ -25,9 +27,7 @@ def conn(db_path):
 
 
 def build_legacy_database(path) -> sqlite3.Connection:
-    """A database as the old store made it: the 0001 schema run by hand, no bookkeeping table."""
+    """A database as the old store's pre-lineage release made it, with no rows and no bookkeeping table."""
     conn = connect(path)
-    first = migrate.load_migrations()[0]
-    for statement in migrate.split_statements(first.up_sql):
-        conn.execute(statement)
+    conn.executescript(legacy_store.PRE_LINEAGE)
     return conn

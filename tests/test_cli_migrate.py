@@ -18,8 +18,8 @@ APPLIED_AT = "2025-01-02T03:04:05+00:00"
 DESCRIPTIONS = {m.id: m.description for m in migrate.load_migrations()}
 # --status lines up its columns on the longest migration name
 WIDTH = max(len(m.label) for m in migrate.load_migrations())
-SQL = {(m.id, "up"): m.up_sql.rstrip("\n") for m in migrate.load_migrations()}
-SQL.update({(m.id, "down"): m.down_sql.rstrip("\n") for m in migrate.load_migrations()})
+SQL = {(m.id, "up"): m.up_sql.rstrip("\n") for m in migrate.load_migrations() if m.python is None}
+SQL.update({(m.id, "down"): m.down_sql.rstrip("\n") for m in migrate.load_migrations() if m.python is None})
 
 
 @pytest.fixture(autouse=True)
@@ -220,8 +220,32 @@ def test_status_shows_drift_and_unknown_migrations(path):
 
 DRY_RUN_NOTE = (
     "-- glyph-migrate runs each step in its own transaction, with PRAGMA foreign_keys = OFF and\n"
-    "-- PRAGMA legacy_alter_table = ON, and records it in glyph_migrations.\n"
+    "-- PRAGMA legacy_alter_table = ON, and records it in glyph_migrations. The statements below are\n"
+    "-- those each step ran on a scratch copy of this file.\n"
 )
+
+
+def dry_run_blocks(output):
+    """The dry run's header, then (step header, [statements]) for each step."""
+    head, *steps = output.split("\n\n-- Step ")
+    blocks = []
+    for step in steps:
+        title, *statements = step.rstrip("\n").split(";\n")
+        title, first = title.split("\n", 1)
+        blocks.append(("-- Step " + title, [first, *statements]))
+    return head + "\n", blocks
+
+
+def file_statements(migration_id, direction):
+    """The statements of a SQL migration's script, as a dry run prints them."""
+    return [s.rstrip(";") for s in migrate.split_statements(SQL[migration_id, direction])]
+
+
+def in_order(needles, haystack):
+    position = 0
+    for needle in needles:
+        position = haystack.index(needle, position) + 1
+    return True
 
 
 def test_dry_run_on_a_legacy_database_prints_the_sql_and_changes_nothing(path):
@@ -229,15 +253,34 @@ def test_dry_run_on_a_legacy_database_prints_the_sql_and_changes_nothing(path):
     files = [path + suffix for suffix in ("", "-wal", "-shm", "-journal")]
     before = [open(f, "rb").read() if os.path.exists(f) else None for f in files]
     result = run(path, "--dry-run")
-    assert (result.exit_code, result.output) == (
-        0,
+    assert result.exit_code == 0
+    head, blocks = dry_run_blocks(result.output)
+    assert head == (
         f"-- Dry run for {path}: 4 steps from 0001_inherited_schema to 0005_scored_listings_condition_index. "
-        "Nothing was changed.\n" + DRY_RUN_NOTE + "\n"
-        f"-- Step 1 of 4: 0002_import_lineage (up)\n{SQL['0002', 'up']}\n\n"
-        f"-- Step 2 of 4: 0003_scored_listings_title (up)\n{SQL['0003', 'up']}\n\n"
-        f"-- Step 3 of 4: 0004_import_model_stats (up)\n{SQL['0004', 'up']}\n\n"
-        f"-- Step 4 of 4: 0005_scored_listings_condition_index (up)\n{SQL['0005', 'up']}\n",
+        "Nothing was changed.\n" + DRY_RUN_NOTE
     )
+    assert [title for title, _ in blocks] == [
+        "-- Step 1 of 4: 0002_import_lineage (up)",
+        "-- Step 2 of 4: 0003_scored_listings_title (up)",
+        "-- Step 3 of 4: 0004_import_model_stats (up)",
+        "-- Step 4 of 4: 0005_scored_listings_condition_index (up)",
+    ]
+    lineage, title, stats, condition = [statements for _, statements in blocks]
+    # The lineage step is planned from this file: it names the old store's own index and trigger names.
+    assert in_order(
+        [
+            "ALTER TABLE import_batches ADD COLUMN filename TEXT",
+            "DROP INDEX \"idx_scored_listings_import_id\"",
+            "ALTER TABLE \"scored_listings\" RENAME TO \"_glyph_old_scored_listings\"",
+            "CREATE INDEX idx_scored_listings_score ON scored_listings(score)",
+            "CREATE TRIGGER update_scored_listings_timestamp AFTER UPDATE ON scored_listings FOR EACH ROW\n"
+            "BEGIN UPDATE scored_listings SET updated_at = CURRENT_TIMESTAMP WHERE id = NEW.id; END",
+        ],
+        lineage,
+    )
+    assert title[0] == "ALTER TABLE scored_listings ADD COLUMN title TEXT"
+    assert stats[: len(file_statements("0004", "up"))] == file_statements("0004", "up")
+    assert condition[0] == file_statements("0005", "up")[0]
     assert [open(f, "rb").read() if os.path.exists(f) else None for f in files] == before
 
 
@@ -249,22 +292,22 @@ def test_dry_run_on_a_legacy_database_prints_the_sql_and_changes_nothing(path):
         ("0003", ["--rollback", "1"], "1 step from 0003_scored_listings_title to 0002_import_lineage",
          [("0003", "down")]),
         ("0001", ["--to", "0002"], "1 step from 0001_inherited_schema to 0002_import_lineage", [("0002", "up")]),
-        ("0002", ["--to", "0"], "2 steps from 0002_import_lineage to 0 (no migration applied)",
-         [("0002", "down"), ("0001", "down")]),
+        ("0005", ["--to", "0003"], "2 steps from 0005_scored_listings_condition_index to 0003_scored_listings_title",
+         [("0005", "down"), ("0004", "down")]),
     ],
 )  # fmt: skip
 def test_dry_run_of_a_move(path, start, args, header, steps):
     at(path, start)
     result = run(path, "--dry-run", *args)
     labels = {m.id: m.label for m in migrate.load_migrations()}
-    body = "".join(
-        f"\n-- Step {n} of {len(steps)}: {labels[mid]} ({direction})\n{SQL[mid, direction]}\n"
-        for n, (mid, direction) in enumerate(steps, start=1)
-    )
-    assert (result.exit_code, result.output) == (
-        0,
-        f"-- Dry run for {path}: {header}. Nothing was changed.\n" + DRY_RUN_NOTE + body,
-    )
+    head, blocks = dry_run_blocks(result.output)
+    assert (result.exit_code, head) == (0, f"-- Dry run for {path}: {header}. Nothing was changed.\n" + DRY_RUN_NOTE)
+    assert [title for title, _ in blocks] == [
+        f"-- Step {n} of {len(steps)}: {labels[mid]} ({direction})" for n, (mid, direction) in enumerate(steps, start=1)
+    ]
+    for (mid, direction), (_, statements) in zip(steps, blocks):
+        if (mid, direction) in SQL and SQL[mid, direction]:
+            assert statements[: len(file_statements(mid, direction))] == file_statements(mid, direction)
     assert migrate.current_version(connect(path)) == start
 
 
@@ -277,7 +320,7 @@ def test_dry_run_with_nothing_to_do(path):
     )
 
 
-STATUS_ONLY = "Error: --status only reports; use it without --to, --rollback or --dry-run."
+STATUS_ONLY = "Error: --status only reports; use it without --to, --rollback, --dry-run or --discard-kept."
 
 
 @pytest.mark.parametrize(
@@ -294,9 +337,9 @@ STATUS_ONLY = "Error: --status only reports; use it without --to, --rollback or 
         (None, ["--dry-run"], 1, "Error: {path} does not exist"),
         ("not a database", [], 1, "Error: {path}: file is not a database"),
         ("not a database", ["--status"], 1, "Error: {path}: file is not a database"),
-        ("drift", [], 1, "Error: Checksum drift: 0002_import_lineage.up.sql changed after it was applied to this "
+        ("drift", [], 1, "Error: Checksum drift: 0002_import_lineage.py changed after it was applied to this "
          "database. Restore the file as it was (a change to the schema needs a new migration), then run again."),
-        ("drift", ["--dry-run"], 1, "Error: Checksum drift: 0002_import_lineage.up.sql changed after it was applied "
+        ("drift", ["--dry-run"], 1, "Error: Checksum drift: 0002_import_lineage.py changed after it was applied "
          "to this database. Restore the file as it was (a change to the schema needs a new migration), then run "
          "again."),
     ],
@@ -327,18 +370,20 @@ def test_a_failing_migration_stops_the_run_and_exits_1(path, tmp_path, monkeypat
     folder = tmp_path / "migrations"
     folder.mkdir()
     for f in resources.files("datasette_glyph.migrations").iterdir():
-        if f.name.endswith(".sql"):
+        if f.name.endswith(".sql") or (f.name.endswith(".py") and f.name[:1].isdigit()):
             (folder / f.name).write_text(f.read_text(encoding="utf-8"), encoding="utf-8")
-    (folder / "0002_import_lineage.up.sql").write_text("-- Broken\nALTER TABLE nowhere ADD COLUMN x;\n")
+    (folder / "0004_import_model_stats.up.sql").write_text("-- Broken\nALTER TABLE nowhere ADD COLUMN x;\n")
     broken = migrate.load_migrations(files=sorted(folder.iterdir()))
     monkeypatch.setattr(migrate, "load_migrations", lambda files=None: broken)
     result = run(path)
     assert (result.exit_code, result.output) == (
         1,
         "Applied 0001_inherited_schema (0.50s)\n"
-        "Error: Migration 0002_import_lineage (up) failed at statement 1, line 2 of 0002_import_lineage.up.sql: "
+        "Applied 0002_import_lineage (0.50s)\n"
+        "Applied 0003_scored_listings_title (0.50s)\n"
+        "Error: Migration 0004_import_model_stats (up) failed at statement 1, line 2 of 0004_import_model_stats.up.sql: "
         "no such table: nowhere\n    ALTER TABLE nowhere ADD COLUMN x;\n"
-        "Nothing of it was kept: the database is still at 0001.\n",
+        "Nothing of it was kept: the database is still at 0003.\n",
     )
 
 

@@ -26,6 +26,7 @@ import pytest
 from datasette_glyph import migrate
 from datasette_glyph.db import connect
 
+from . import legacy_store
 from .server import datasette_command, make_scored_csv, start_server
 
 LEGACY_BATCH = "dbaea5cd-0a4d-52ca-88af-4737290a1213"
@@ -38,14 +39,13 @@ DATA_TABLES = ("models", "listings", "scored_listings", "quantized_listings")
 def build_large_legacy_database(path: Path, rows: int) -> None:
     """A database as the old store left it, with ``rows`` scored listings spread over batches.
 
-    A quarter of the rows name no batch, a quarter name a batch that import_batches does not hold (0002
-    makes a ``recovered`` record for it), the rest name one of two real batches; one in ten rows also has
-    a raw listing and a quantized listing. Foreign keys hold, as they did in the old store.
+    A quarter of the rows name no batch, a quarter name a batch that import_batches does not hold (its
+    record was deleted by hand: a broken key that 0002 covers with a ``recovered`` record and that going
+    down gives back), the rest name one of two real batches; one in ten rows also has a raw listing and a
+    quantized listing.
     """
     conn = connect(path)
-    first = migrate.load_migrations()[0]
-    for statement in migrate.split_statements(first.up_sql):
-        conn.execute(statement)
+    conn.executescript(legacy_store.PRE_LINEAGE)
     conn.execute("BEGIN")
     conn.execute(
         "INSERT INTO import_batches (import_id, imported_at, source, record_count) VALUES "
@@ -86,8 +86,7 @@ def build_large_legacy_database(path: Path, rows: int) -> None:
 
 def _inherited_columns() -> Dict[str, List[str]]:
     conn = sqlite3.connect(":memory:")
-    for statement in migrate.split_statements(migrate.load_migrations()[0].up_sql):
-        conn.execute(statement)
+    conn.executescript(legacy_store.PRE_LINEAGE)
     tables = ("import_batches", "schema_version") + DATA_TABLES
     columns = {t: [r[1] for r in conn.execute(f"PRAGMA table_info({t})")] for t in tables}
     conn.close()
@@ -125,7 +124,7 @@ def schema_signature(conn: sqlite3.Connection) -> tuple:
     return tuple(
         conn.execute(
             "SELECT type, name, tbl_name, sql FROM sqlite_master "
-            "WHERE name NOT LIKE 'sqlite_%' AND name != 'glyph_migrations' ORDER BY type, name"
+            "WHERE name NOT LIKE 'sqlite_%' AND name NOT LIKE 'glyph\\_%' ESCAPE '\\' ORDER BY type, name"
         ).fetchall()
     )
 
@@ -229,8 +228,16 @@ def kill_migrate_part_way(db_path: Path, argv: Sequence[str], after: Optional[fl
     return returncode == -signal.SIGKILL, elapsed
 
 
+def broken_keys(conn: sqlite3.Connection) -> set:
+    return {(table, rowid, parent) for table, rowid, parent, _ in conn.execute("PRAGMA foreign_key_check")}
+
+
 def check_whole_version(path: Path, signatures: Dict[tuple, str], expected_content: Dict[str, tuple]) -> str:
-    """Assert the database at ``path`` is sound and at one whole version with every row intact; return it."""
+    """Assert the database at ``path`` is sound and at one whole version with every row intact; return it.
+
+    The only broken foreign keys are the ones the old store's file came with (rows naming the batch whose
+    record was deleted), and only at 0001, where 0002's recovered record does not cover them.
+    """
     assert integrity(path) == ["ok"]
     conn = connect(path)
     try:
@@ -240,7 +247,12 @@ def check_whole_version(path: Path, signatures: Dict[tuple, str], expected_conte
         assert migrate.current_version(conn) == version
         assert inherited_content(conn) == expected_content
         assert lineage_problems(conn) == []
-        assert conn.execute("PRAGMA foreign_key_check").fetchall() == []
+        broken = broken_keys(conn)
+        assert {parent for _, _, parent in broken} <= {"import_batches"}
+        assert {conn.execute(f"SELECT import_id FROM {t} WHERE rowid = ?", [r]).fetchone()[0] for t, r, _ in broken} <= {
+            "batch-missing"
+        }
+        assert (version == "0001") == bool(broken)
         return version
     finally:
         conn.close()

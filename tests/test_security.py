@@ -271,6 +271,15 @@ SQL_INTERPOLATIONS_REVIEWED = {
     ("db.py", "BUSY_TIMEOUT_MS"),
     ("db.py", "name"),  # savepoint names are chosen by the code (glyph, glyph_plan, glyph_import, ...)
     ("migrate.py", "int(foreign_keys)"),  # read back from PRAGMA foreign_keys
+    ("migrate.py", "schema.quote(name)"),  # a glyph_kept_ table name read from sqlite_master, quoted
+    # schema.py: table and column names read from the database's own schema, quoted; expressions and joins
+    # are built by the migrations from those names; the bookkeeping table names are constants
+    ("schema.py", "quote(table)"),
+    ("schema.py", "quote(old)"),
+    ("schema.py", "names"),
+    ("schema.py", "exprs"),
+    ("schema.py", "joins"),
+    ("schema.py", "name"),
     # importer.py: column names come from the COLUMNS table (a header name is only used if it is a key there);
     # import_id is a server-made uuid4; the cache sizes are ints
     ("importer.py", "', '.join(names)"),

@@ -1,2 +1,0 @@
--- Drop scored_listings.title
-ALTER TABLE scored_listings DROP COLUMN title;
