@@ -19,6 +19,7 @@ import contextlib
 import http.client
 import json
 import os
+import re
 import shlex
 import signal
 import socket
@@ -57,9 +58,9 @@ def readme_serve_options() -> list:
     """
     text = (REPO / "README.md").read_text(encoding="utf-8")
     section = text.split("## Quick start", 1)[1].split("\n## ", 1)[0]
-    for line in section.splitlines():
-        for command in line.split("&&"):
-            words = shlex.split(command.strip())
+    for block in re.findall(r"```bash\n(.*?)\n```", section, re.S):
+        for command in block.split("&&"):
+            words = shlex.split(command.strip(), comments=True)
             if words[:2] == ["datasette", "glyph.db"]:
                 return [str(REPO / w) if w.endswith((".yml", ".yaml", ".json")) else w for w in words[2:]]
     raise LookupError("The README's quick start has no `datasette glyph.db ...` command")
