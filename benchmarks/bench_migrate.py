@@ -1,10 +1,11 @@
 """Time the lineage migration up and down on a large legacy database, and the memory it takes.
 
-Builds a database as the old store left it (the 0001 schema, no bookkeeping table) holding ROWS
-``scored_listings`` rows: the oldest 2% name no import, the rest are spread over 100 batches of which two
-are missing from ``import_batches``. Then it runs ``datasette glyph-migrate`` up to the newest version and
-back to 0001, each direction in a fresh child process, and prints the wall time of each direction, the
-time of each migration step, and the child's peak RSS.
+Builds a database as the old store's pre-lineage release left it (its own DDL, from tests/legacy_store.py;
+no bookkeeping table) holding ROWS ``scored_listings`` rows: the oldest 2% name no import, the rest are
+spread over 100 batches of which two are missing from ``import_batches`` (their records were deleted).
+Then it runs ``datasette glyph-migrate`` up to the newest version, back to 0001 and up again, each in a
+fresh child process, and prints the wall time of each run, the time of each migration step, the child's
+peak RSS, and whether going down gave back exactly the original file's schema and rows.
 
     python benchmarks/bench_migrate.py --rows 1000000
     python benchmarks/bench_migrate.py --rows 100000 --keep /tmp/legacy.db
@@ -75,14 +76,17 @@ FROM counter JOIN bench_spec AS spec ON spec.k = (n * 31) % :models
 """
 
 
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
+
+
 def build_legacy(path: str, rows: int) -> None:
     """Write the old store's schema and ``rows`` scored listings to a new file at ``path``."""
-    sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
     from datasette_glyph import migrate
     from datasette_glyph.db import connect, transaction
+    from tests.legacy_store import PRE_LINEAGE
 
     conn = connect(path)
-    statements = migrate.split_statements(migrate.load_migrations()[0].up_sql)
+    statements = migrate.split_statements(PRE_LINEAGE)
     # Indexes are built after the rows arrive: one sort each instead of a million random inserts.
     indexes = [s for s in statements if s.startswith("CREATE INDEX")]
     legacy_rows = int(rows * LEGACY_SHARE)
@@ -124,6 +128,27 @@ def build_legacy(path: str, rows: int) -> None:
     conn.close()
 
 
+def fingerprint(path: str) -> str:
+    """SHA-256 over sqlite_master (glyph's bookkeeping aside) and every table's rows in rowid order."""
+    import hashlib
+    import sqlite3
+
+    digest = hashlib.sha256()
+    conn = sqlite3.connect(path)
+    objects = conn.execute(
+        "SELECT type, name, tbl_name, sql FROM sqlite_master WHERE name NOT LIKE 'glyph\\_%' ESCAPE '\\' "
+        "AND name NOT LIKE 'sqlite_autoindex_glyph\\_%' ESCAPE '\\' ORDER BY type, name"
+    ).fetchall()
+    digest.update(repr(objects).encode())
+    for kind, name, _, _ in objects:
+        if kind == "table":
+            order = "name" if name == "sqlite_sequence" else "rowid"
+            for row in conn.execute(f'SELECT rowid, * FROM "{name}" ORDER BY {order}'):
+                digest.update(repr(row[1:] if name == "sqlite_sequence" else row).encode())
+    conn.close()
+    return digest.hexdigest()
+
+
 def run_child(path: str, args: list) -> dict:
     """Run glyph-migrate in a fresh process; its wall time, step times and peak RSS (KiB)."""
     code = (
@@ -161,12 +186,22 @@ def main() -> None:
         f"{os.path.getsize(path) / 2**20:.0f} MiB in {time.perf_counter() - started:.1f}s"
     )
     print(f"load average: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
-    for label, args in (("up (0001 -> newest)", []), ("down (newest -> 0001)", ["--to", "0001"])):
+    original = fingerprint(path)
+    adopted = None
+    runs = (("up (0001 -> newest)", []), ("down (newest -> 0001)", ["--to", "0001"]), ("up again", []))
+    for label, args in runs:
         figures = run_child(path, args)
         load = " ".join(f"{x:.2f}" for x in os.getloadavg())
         print(f"{label}: {figures['seconds']:.1f}s, peak RSS {figures['max_rss_kib'] / 1024:.0f} MiB (load {load})")
         for step in figures["steps"]:
             print(f"    {step}")
+        now = fingerprint(path)
+        if label.startswith("up ("):
+            adopted = now
+        elif label.startswith("down"):
+            print(f"    down gave back the original schema and rows exactly: {'yes' if now == original else 'NO'}")
+        else:
+            print(f"    up again gave the first up's schema and rows exactly: {'yes' if now == adopted else 'NO'}")
     if not options.keep:
         for suffix in ("", "-wal", "-shm"):
             if os.path.exists(path + suffix):

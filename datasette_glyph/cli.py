@@ -125,6 +125,8 @@ def _print_status(conn, path) -> None:
     state = f"at {_version_label(version, rows)}"
     if migrations.is_legacy(conn):
         state += " (made by the old store; glyph-migrate adopts it)"
+    elif migrations.is_adopted(conn) and version == "0001":
+        state += " (the old store's schema; adopted before)"
     click.echo(f"{path}: {state}, " + (f"{pending} pending" if pending else "up to date"))
     click.echo("")
     width = max(len(row.migration.label if row.migration else row.id) for row in rows) if rows else 0

@@ -469,3 +469,16 @@ def old_store_writes(conn: sqlite3.Connection, numbered: bool) -> None:
     )
     conn.execute("UPDATE scored_listings SET price = 2000.0 WHERE import_id = 'old-store-again'")
     conn.execute("PRAGMA foreign_keys = OFF")
+
+
+if __name__ == "__main__":
+    import argparse
+
+    parser = argparse.ArgumentParser(description="Write a database as one of the old store's releases left it.")
+    parser.add_argument("path", help="the new database file")
+    parser.add_argument("--variant", choices=sorted(VARIANTS), default="pre_lineage")
+    options = parser.parse_args()
+    if Path(options.path).exists():
+        parser.error(f"{options.path} already exists")
+    VARIANTS[options.variant](Path(options.path))
+    print(f"Wrote {options.path}: the old store's {options.variant.replace('_', ' ')} database, dirty rows included")

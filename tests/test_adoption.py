@@ -1,5 +1,6 @@
 """Adopting the old store's databases as they exist in the field, and going back to exactly what they were."""
 
+import shutil
 import sqlite3
 import subprocess
 import sys
@@ -21,6 +22,24 @@ CSV = (
     "H100_PCIE_80GB,80,7,True,350,25000.0,0.9,https://m.example/1,H100 boxed\n"
     "RTX_A6000,48,0,False,300,4200.0,0.6,https://m.example/9,\n"
 )
+
+
+def rows_by_name(path):
+    """Every table's rows as dicts keyed by column name (rowid included), in rowid order."""
+    conn = sqlite3.connect(path)
+    conn.row_factory = sqlite3.Row
+    tables = [r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%' AND name NOT LIKE 'glyph_%'")]
+    rows = {t: [dict(r) for r in conn.execute(f'SELECT rowid AS rowid, * FROM "{t}" ORDER BY rowid')] for t in tables}
+    conn.close()
+    return rows
+
+
+def after_index(rows, rowid):
+    return next(row["import_index"] for row in rows if row["rowid"] == rowid)
+
+
+def added_batches(conn):
+    return {r[0] for r in conn.execute("SELECT import_id FROM glyph_adopted_batches")}
 
 
 def build(tmp_path, variant):
@@ -47,15 +66,33 @@ def glyph_import(conn, text, name="drop.csv"):
 def test_adopt_down_and_up_again_exactly(tmp_path, variant):
     path = build(tmp_path, variant)
     original = read(path)
+    path_copy = tmp_path / "original.db"
+    shutil.copyfile(path, path_copy)
     conn = connect(path)
     migrate.migrate(conn)
     adopted = legacy_store.dump(conn)
 
-    # Every original row is there with its rowid and values; rows that named no batch name the legacy batch.
-    for table, rows in original["rows"].items():
-        if table in ("sqlite_sequence", "import_batches"):
-            continue
-        assert [row[0] for row in adopted["rows"][table]] == [row[0] for row in rows], table
+    # Every original row is there with its rowid and every value; rows that named no batch name the legacy
+    # batch, and an import_index the old store wrote is kept where it was valid.
+    before = rows_by_name(path_copy)
+    after = rows_by_name(path)
+    for table, rows in before.items():
+        expected, held = [], set()
+        for row in rows:
+            row = dict(row)
+            if table in legacy_store.DATA_TABLES:
+                row["import_id"] = row["import_id"] if row["import_id"] is not None else LEGACY
+                number = row.get("import_index")
+                valid = isinstance(number, int) and number >= 1 and (row["import_id"], number) not in held
+                if valid:
+                    held.add((row["import_id"], number))
+                elif "import_index" in row:
+                    row["import_index"] = after_index(after[table], row["rowid"])
+            expected.append(row)
+        mine = [{k: v for k, v in row.items() if k in expected[0]} for row in after[table]] if expected else []
+        if table == "import_batches":
+            mine = [row for row in mine if row["import_id"] not in added_batches(conn)]
+        assert mine == expected, table
     # Every index and trigger the old store had is still there, verbatim, but a plain index on import_id.
     kept = {o for o in original["objects"] if o[0] in ("index", "trigger", "view") and o[3] is not None}
     replaced = {o for o in kept if o[0] == "index" and o[3].replace(" ", "").endswith("(import_id)")}
