@@ -1,7 +1,7 @@
 """Every example in README.md runs as printed.
 
 The README's ``bash`` blocks run in document order, in one folder holding what a clone holds (``sample/``,
-``metadata.yml``), with this environment's ``datasette`` first on the PATH; each must exit 0 and show no curl
+``tests/``, ``metadata.yml``), with this environment's ``datasette`` first on the PATH; each must exit 0 and show no curl
 progress meter, and a block of curl calls must print nothing but JSON. A ``console`` block is a transcript: each ``$``
 command runs and must print exactly the lines that follow it.
 
@@ -223,6 +223,7 @@ def test_every_readme_example_runs_as_printed(tmp_path):
     work = tmp_path / "clone"
     work.mkdir()
     shutil.copytree(REPO / "sample", work / "sample")
+    shutil.copytree(REPO / "tests", work / "tests", ignore=shutil.ignore_patterns("__pycache__"))
     shutil.copy(REPO / "metadata.yml", work / "metadata.yml")
     plan = planned_examples(text)
     isolated = namespaces_work()
