@@ -5,8 +5,18 @@ import sys
 from datasette import hookimpl
 
 from . import cli as glyph_cli
-from . import migrate, pages, permissions, routes, routes_lineage
-from .config import DatabaseNotServed, GlyphStartupError, glyph_database, plugin_config, remove_empty_files, run_write
+from . import migrate, pages, permissions, responses, routes, routes_lineage
+from .config import (
+    DatabaseNotServed,
+    GlyphStartupError,
+    glyph_database,
+    mark_unwritable,
+    plugin_config,
+    read_only,
+    remove_empty_files,
+    run_write,
+    unwritable,
+)
 
 
 @hookimpl
@@ -16,8 +26,12 @@ def register_commands(cli):
 
 @hookimpl
 def register_routes():
-    # routes_lineage first: its paths are more specific than the batch detail route.
-    return routes_lineage.ROUTES + routes.ROUTES + pages.ROUTES
+    # routes_lineage first: its paths are more specific than the batch detail route. Every view is guarded: the
+    # JSON API answers 503 JSON, the pages Datasette's 503 page, when the database cannot serve them.
+    return [
+        (pattern, responses.json_api(view) if pattern.startswith("^/api/") else responses.html_page(view))
+        for pattern, view in routes_lineage.ROUTES + routes.ROUTES + pages.ROUTES
+    ]
 
 
 @hookimpl
@@ -31,8 +45,17 @@ def startup(datasette):
             raise GlyphStartupError(str(e) + "".join(f"; removed the empty file {path}" for path in removed))
         if not plugin_config(datasette)["migrate"]:
             return
-        if not db.is_mutable:
+        if read_only(datasette):
             print(f"datasette-glyph: {db.name} is read-only; not migrating it", file=sys.stderr)
+            return
+        problem = unwritable(db)
+        if problem:
+            # A read-only file or filesystem: say so in one line and serve the database read-only.
+            print(
+                f"datasette-glyph: cannot write {db.name} ({problem}); serving it read-only, not migrating it",
+                file=sys.stderr,
+            )
+            mark_unwritable(db)
             return
         try:
             steps = await run_write(db, migrate.migrate_if_managed)

@@ -485,7 +485,9 @@ def glyph_diff(path, a, b, kind, limit, offset, as_json):
     finally:
         conn.close()
     if as_json:
-        click.echo(json.dumps(diff.to_dict(), indent=2))
+        from .responses import diff_body, diff_next_path
+
+        click.echo(json.dumps(diff_body(diff, diff_next_path(diff, a, b)), indent=2))
     else:
         click.echo("\n".join(_diff_lines(diff)))
 

@@ -1,13 +1,28 @@
-"""Plugin configuration and the bridge from async views to the synchronous engine."""
+"""Plugin configuration and the bridge from async views to the synchronous engine.
+
+Writes from the web (imports, rollbacks) go through ``run_guarded_write``: one transaction on the database's write
+thread that waits a bounded time for SQLite's write lock and checks the schema version inside the transaction, so
+that an import never lands between the steps of a running ``glyph-migrate``. Expensive reads (diffs, history) go
+through ``run_expensive_read``: their own small pool of threads and read-only connections, and a time limit.
+"""
 
 from __future__ import annotations
 
+import asyncio
+import functools
 import inspect
 import os
 import sqlite3
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from typing import Optional
+from urllib.parse import quote
 
 import click
 from datasette.utils import StartupError
+
+from . import migrate
 
 PLUGIN_NAME = "datasette-glyph"
 
@@ -19,7 +34,15 @@ DEFAULTS = {
     "allow_rollback": None,  # a Datasette allow block granting glyph-rollback
     "max_json_bytes": 32 * 1024 * 1024,  # cap on a JSON import body, which is parsed in memory
     "upload_dir": None,  # folder for upload temp files; default: datasette-glyph-uploads in the system temp dir
+    "read_only": False,  # a replica: refuse every write with 503, hide the upload page, never migrate
+    "primary_url": None,  # where writes go when this server is read-only, named in the 503
+    "write_wait_ms": 30_000,  # how long an import or rollback waits for another process's write lock before a 503
+    "read_time_limit_ms": 30_000,  # how long a diff or listing history may take before it is stopped with a 503
+    "read_threads": 1,  # threads (and connections) for diffs and history, apart from Datasette's own readers
 }
+
+# Seconds a client is told to wait (Retry-After) when the writer is busy or an expensive read was stopped.
+RETRY_AFTER_SECONDS = 5
 
 
 def plugin_config(datasette) -> dict:
@@ -86,6 +109,31 @@ def glyph_database(datasette):
     return datasette.get_database()
 
 
+# Database files found unwritable at startup (a read-only file or filesystem): served read-only.
+_unwritable: set = set()
+
+
+def read_only(datasette) -> bool:
+    """True when this server must not write: configured ``read_only`` (a replica), an immutable database, or a
+    file that startup found it cannot write."""
+    db = glyph_database(datasette)
+    return bool(plugin_config(datasette)["read_only"]) or not db.is_mutable or db.path in _unwritable
+
+
+def unwritable(db) -> Optional[str]:
+    """Why the database file (or its folder, where SQLite keeps its journal) cannot be written, or None."""
+    if not db.path or db.is_memory:
+        return None
+    for path in (db.path, os.path.dirname(os.path.abspath(db.path))):
+        if os.path.exists(path) and not os.access(path, os.W_OK):
+            return f"{path} is not writable"
+    return None
+
+
+def mark_unwritable(db) -> None:
+    _unwritable.add(db.path)
+
+
 async def run_write(db, fn):
     """Run ``fn(conn)`` on the database's write thread, letting ``fn`` manage its own transaction.
 
@@ -95,3 +143,184 @@ async def run_write(db, fn):
     if "transaction" in inspect.signature(db.execute_write_fn).parameters:
         return await db.execute_write_fn(fn, block=True, transaction=False)
     return await db.execute_write_fn(fn, block=True)
+
+
+class Unavailable(Exception):
+    """The request cannot be served now (503); ``message`` says why and what to do, ``extra`` goes in the JSON."""
+
+    def __init__(self, message: str, retry_after: Optional[int] = None, **extra):
+        super().__init__(message)
+        self.message = message
+        self.retry_after = retry_after
+        self.extra = extra
+
+
+# The schema this package needs: the newest migration it ships.
+@functools.lru_cache(maxsize=None)
+def needed_version() -> Optional[str]:
+    migrations = migrate.load_migrations()
+    return migrations[-1].id if migrations else None
+
+
+_versions: dict = {}  # (file, PRAGMA schema_version) -> glyph schema version; any schema change bumps the cookie
+_versions_lock = threading.Lock()
+
+
+def schema_version(conn: sqlite3.Connection, key: str) -> Optional[str]:
+    """The glyph schema version of the database (None: no migration applied), cached per SQLite schema cookie."""
+    cookie = conn.execute("PRAGMA schema_version").fetchone()[0]
+    with _versions_lock:
+        if (key, cookie) in _versions:
+            return _versions[(key, cookie)]
+    try:
+        version = migrate.current_version(conn)
+    except sqlite3.DatabaseError:
+        version = None
+    with _versions_lock:
+        _versions[(key, cookie)] = version
+    return version
+
+
+def require_schema(conn: sqlite3.Connection, db) -> None:
+    """Raise Unavailable unless the database is at exactly the schema version this package needs."""
+    found, needed = schema_version(conn, db.path or db.name), needed_version()
+    if found == needed:
+        return
+    command = f"datasette glyph-migrate {db.path or db.name}"
+    if found is not None and needed is not None and found > needed:
+        message = (
+            f"The database {db.name} is at schema version {found}, newer than the {needed} this datasette-glyph "
+            f"needs: upgrade datasette-glyph, or take the database back with {command} --to {needed}"
+        )
+    else:
+        message = (
+            f"The database {db.name} is at schema version {migrate.describe_version(found)}; this datasette-glyph "
+            f"needs {needed}. Run {command} (if it is running, wait for it to finish)"
+        )
+    raise Unavailable(
+        message, retry_after=RETRY_AFTER_SECONDS, schema_version=found, needed_version=needed, command=command
+    )
+
+
+async def check_schema(db) -> None:
+    """``require_schema`` on one of Datasette's read connections."""
+    await db.execute_fn(lambda conn: require_schema(conn, db))
+
+
+def _locked(e: sqlite3.Error) -> bool:
+    return "locked" in str(e) or "busy" in str(e)
+
+
+async def run_guarded_write(datasette, db, fn):
+    """Run ``fn(conn)`` on the write thread inside one transaction, for an import or a rollback.
+
+    Waits up to ``write_wait_ms`` for SQLite's write lock (another process importing or migrating) and then raises
+    Unavailable; checks the schema version inside the transaction; rolls everything back if ``fn`` or the COMMIT
+    fails, so nothing is acknowledged that was not committed. ``fn`` may open its own transaction: it becomes a
+    savepoint.
+    """
+    wait_ms = int(plugin_config(datasette)["write_wait_ms"])
+
+    def guarded(conn):
+        conn.execute(f"PRAGMA busy_timeout = {wait_ms}")
+        try:
+            conn.execute("BEGIN IMMEDIATE")
+        except sqlite3.OperationalError as e:
+            if _locked(e):
+                raise Unavailable(
+                    f"The database {db.name} is busy: another process held its write lock for more than "
+                    f"{wait_ms} ms (write_wait_ms). Nothing was written; try again.",
+                    retry_after=RETRY_AFTER_SECONDS,
+                ) from None
+            raise
+        try:
+            require_schema(conn, db)
+            result = fn(conn)
+            conn.execute("COMMIT")
+        except BaseException as e:
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+            if isinstance(e, sqlite3.OperationalError) and _locked(e):
+                raise Unavailable(
+                    f"The database {db.name} is busy (another process holds it) and the write could not be "
+                    f"committed within {wait_ms} ms. Nothing was written; try again.",
+                    retry_after=RETRY_AFTER_SECONDS,
+                ) from None
+            raise
+        return result
+
+    return await run_write(db, guarded)
+
+
+# Expensive reads ---------------------------------------------------------------------------------------------
+
+_executors: dict = {}
+_executors_lock = threading.Lock()
+_local = threading.local()
+
+
+class ReadTimeLimit(Unavailable):
+    """An expensive read ran past ``read_time_limit_ms`` and was stopped."""
+
+
+def _executor(threads: int) -> ThreadPoolExecutor:
+    with _executors_lock:
+        if threads not in _executors:
+            _executors[threads] = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="glyph-read")
+        return _executors[threads]
+
+
+def _read_connection(db) -> sqlite3.Connection:
+    """This thread's read-only connection to the database file (one per thread and file, kept open)."""
+    connections = getattr(_local, "connections", None)
+    if connections is None:
+        connections = _local.connections = {}
+    key = (db.path, db.is_mutable)
+    if key not in connections:
+        mode = "mode=ro" if db.is_mutable else "immutable=1"
+        conn = sqlite3.connect(f"file:{quote(db.path)}?{mode}", uri=True, check_same_thread=False)
+        conn.execute("PRAGMA busy_timeout = 5000")
+        connections[key] = conn
+    return connections[key]
+
+
+def _time_limited(fn, conn: sqlite3.Connection, deadline: float, limit_ms: int, what: str):
+    if time.monotonic() >= deadline:
+        raise ReadTimeLimit(_too_slow(what, limit_ms, queued=True), retry_after=RETRY_AFTER_SECONDS)
+    conn.set_progress_handler(lambda: 1 if time.monotonic() >= deadline else 0, 10_000)
+    try:
+        return fn(conn)
+    except sqlite3.OperationalError as e:
+        if "interrupted" in str(e):
+            raise ReadTimeLimit(_too_slow(what, limit_ms), retry_after=RETRY_AFTER_SECONDS) from None
+        raise
+    finally:
+        conn.set_progress_handler(None, 0)
+
+
+def _too_slow(what: str, limit_ms: int, queued: bool = False) -> str:
+    waited = " waiting for its turn" if queued else ""
+    return (
+        f"The {what} took longer than the server's limit of {limit_ms} ms{waited} (read_time_limit_ms) and was "
+        "stopped; try again later, or ask for less"
+    )
+
+
+async def run_expensive_read(datasette, db, fn, what: str = "request"):
+    """Run ``fn(conn)`` away from Datasette's own readers, stopped after ``read_time_limit_ms`` (ReadTimeLimit).
+
+    File databases get a separate pool of ``read_threads`` threads, each with its own read-only connection, so
+    that diffs and histories never occupy the threads that serve Datasette's pages. The limit counts from the
+    request's arrival, waiting for a thread included. In-memory databases run on Datasette's readers, limited
+    the same way.
+    """
+    config = plugin_config(datasette)
+    limit_ms = int(config["read_time_limit_ms"])
+    deadline = time.monotonic() + limit_ms / 1000
+    if not db.path or db.is_memory:
+        return await db.execute_fn(lambda conn: _time_limited(fn, conn, deadline, limit_ms, what))
+
+    def work():
+        return _time_limited(fn, _read_connection(db), deadline, limit_ms, what)
+
+    return await asyncio.get_running_loop().run_in_executor(_executor(max(1, int(config["read_threads"]))), work)

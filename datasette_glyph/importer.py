@@ -349,7 +349,7 @@ WHERE import_id = :import_id
 """
 PREVIOUS_BATCH_SQL = """
 SELECT import_id FROM import_batches
-WHERE sha256 = :sha256 AND import_id != :import_id
+WHERE sha256 = :sha256 AND import_id != :import_id AND status = 'complete'  -- a rolled-back batch is no earlier import
 ORDER BY imported_at DESC, id DESC
 LIMIT 1
 """

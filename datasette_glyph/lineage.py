@@ -209,6 +209,7 @@ class AlreadyRolledBack(LineageError):
 
     def __init__(self, import_id: str, rolled_back_at: Optional[str], rolled_back_by: Optional[str]):
         self.import_id = import_id
+        self.rolled_back_at, self.rolled_back_by = rolled_back_at, rolled_back_by
         by = f" by {rolled_back_by}" if rolled_back_by else ""
         super().__init__(f"Import {import_id} was already rolled back at {rolled_back_at}{by}")
 
@@ -513,17 +514,23 @@ def previous_import(conn: sqlite3.Connection, import_id: str) -> Optional[dict]:
     return rows[0] if rows else None
 
 
-def listing_history(conn: sqlite3.Connection, source_url: str) -> List[dict]:
-    """Price and score of one listing in every import that has it, oldest import first.
+def listing_history(
+    conn: sqlite3.Connection, source_url: str, limit: Optional[int] = None, offset: int = 0
+) -> List[dict]:
+    """Price and score of one listing in every import that has it, oldest import first; ``limit`` points from
+    ``offset`` (all of them by default).
 
-    Each point also carries ``delta``: the price change from the point before (None for the first).
+    Each point also carries ``delta``: the price change from the point before (None for the very first).
     """
-    points = _dicts(conn.execute(LISTING_HISTORY_SQL, {"source_url": source_url}))
+    start = max(0, offset - 1)  # the point before the page, for the first delta
+    count = -1 if limit is None else limit + (offset - start)
+    sql = LISTING_HISTORY_SQL + "LIMIT :limit OFFSET :offset"
+    points = _dicts(conn.execute(sql, {"source_url": source_url, "limit": count, "offset": start}))
     previous = None
     for point in points:
         point["delta"] = _change(previous, point["price"], 2)
         previous = point["price"]
-    return points
+    return points[offset - start :]
 
 
 @contextlib.contextmanager

@@ -11,11 +11,14 @@ import math
 from urllib.parse import quote, urlencode
 
 from datasette.utils.asgi import BadRequest, Forbidden, NotFound, Response
+from datasette.views.base import DatasetteError
 from markupsafe import Markup, escape
 
 from . import lineage
-from .config import glyph_database, plugin_config
+from .config import glyph_database, plugin_config, read_only
+from .formats import usd
 from .permissions import can_import, can_view_table
+from .responses import diff_path, read_only_message, url_id
 
 IMPORTS_PER_PAGE = 50
 
@@ -48,6 +51,8 @@ CHART_CHAR_WIDTH = 7.2  # average width of one character of a 12px label, to siz
 
 async def import_page(datasette, request):
     """``/-/glyph/import``: pick or drop a CSV file and upload it to the import API, with progress."""
+    if read_only(datasette):
+        raise DatasetteError(read_only_message(datasette), title="Read-only server", status=503)
     if not await can_import(datasette, request.actor):
         raise Forbidden("You do not have permission to import listings (glyph-import)")
     db = glyph_database(datasette)
@@ -87,7 +92,9 @@ async def imports_page(datasette, request):
         "previous_url": _imports_page_url(datasette, page - 1) if page > 1 else None,
         "next_url": _imports_page_url(datasette, page + 1) if page < pages else None,
         "batches_table_url": datasette.urls.table(db.name, "import_batches"),
-        "import_url": datasette.urls.path("/-/glyph/import") if await can_import(datasette, request.actor) else None,
+        "import_url": (
+            datasette.urls.path("/-/glyph/import") if await _offers_import(datasette, request.actor) else None
+        ),
     }
     return Response.html(await datasette.render_template("glyph_imports.html", context, request=request))
 
@@ -96,7 +103,7 @@ async def import_detail_page(datasette, request):
     """``/-/glyph/imports/<import_id>``: the batch record, a per-model price summary and its chart."""
     db = glyph_database(datasette)
     await _ensure_can_view(datasette, request.actor, db.name)
-    import_id = request.url_vars["import_id"]
+    import_id = url_id(request, "import_id")
     previous_import = getattr(lineage, "previous_import", None)
 
     def read(conn):
@@ -125,14 +132,14 @@ async def import_detail_page(datasette, request):
         "batch_row_url": datasette.urls.table(db.name, "import_batches")
         + "?"
         + urlencode({"import_id": import_id, "_nosuggest": 1}),
-        "diff_url": (datasette.urls.path(f"/-/glyph/imports/{previous}/diff/{import_id}") if previous else None),
+        "diff_url": (datasette.urls.path(diff_path("/-/glyph", previous, import_id)) if previous else None),
     }
     return Response.html(await datasette.render_template("glyph_import_detail.html", context, request=request))
 
 
 async def menu_links(datasette, actor):
-    """The navigation menu: "Import listings" for actors allowed to import."""
-    if await can_import(datasette, actor):
+    """The navigation menu: "Import listings" for actors allowed to import, on a server that takes imports."""
+    if await _offers_import(datasette, actor):
         return [{"href": datasette.urls.path("/-/glyph/import"), "label": "Import listings"}]
     return []
 
@@ -143,7 +150,7 @@ async def table_actions(datasette, actor, database, table):
     if database != db.name or table not in ("scored_listings", "import_batches"):
         return []
     links = []
-    if table == "scored_listings" and await can_import(datasette, actor):
+    if table == "scored_listings" and await _offers_import(datasette, actor):
         links.append({"href": datasette.urls.path("/-/glyph/import"), "label": "Import listings"})
     links.append({"href": datasette.urls.path("/-/glyph/imports"), "label": "Browse import batches"})
     return links
@@ -252,24 +259,29 @@ def nice_ticks(maximum: float, count: int = 5) -> list:
     return [round(i * step, 10) for i in range(steps + 1)]
 
 
-def usd(value, cents: bool = True) -> str:
-    """``$12,345.67`` (or ``$12,346`` without cents)."""
-    if value is None:
-        return ""
-    return f"${value:,.2f}" if cents else f"${value:,.0f}"
+# Beyond this the page's offset would not fit SQLite's 64-bit integers; no database holds that many batches.
+MAX_PAGE = (2**63 - 1) // IMPORTS_PER_PAGE
 
 
 def _page_number(value) -> int:
+    """``?page=`` as a number from 1 to MAX_PAGE: ASCII digits only (``str.isdigit`` also takes ``²``)."""
     if value is None:
         return 1
-    if not value.isdigit() or int(value) < 1:
+    if not (value.isascii() and value.isdigit()) or int(value) < 1:
         raise BadRequest(f"page must be a whole number from 1 up, not {value!r}")
+    if int(value) > MAX_PAGE:
+        raise NotFound(f"There is no page {value} of imports")
     return int(value)
 
 
 def _imports_page_url(datasette, page: int) -> str:
     path = datasette.urls.path("/-/glyph/imports")
     return path if page == 1 else f"{path}?page={page}"
+
+
+async def _offers_import(datasette, actor) -> bool:
+    """Link to the upload page? Only for actors allowed to import, and never on a read-only server."""
+    return not read_only(datasette) and await can_import(datasette, actor)
 
 
 async def _ensure_can_view(datasette, actor, database: str) -> None:

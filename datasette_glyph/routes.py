@@ -1,41 +1,45 @@
 """JSON API views: import, listings and import batches.
 
-Each view checks permissions, parses the request, and calls the engine: writes through ``run_write`` on the
-database's write thread, reads through ``db.execute_fn``. Errors are JSON: ``{"ok": false, "errors": [...]}``.
+Each view checks permissions, parses the request, and calls the engine: writes through ``run_guarded_write`` on the
+database's write thread, reads through ``db.execute_fn``. Answers follow ``responses``: ``{"ok": true, ...}``, or
+``{"ok": false, "errors": [{"message": ...}], "more": N}``.
 """
 
 from __future__ import annotations
 
 import json
 import secrets
+import sqlite3
+from typing import Optional
 from urllib.parse import urlencode
 
 from datasette.utils.asgi import Response
 
 from . import lineage, uploads
-from .config import glyph_database, plugin_config, run_write
+from .config import glyph_database, plugin_config, run_guarded_write
+from .formats import utc_z
 from .importer import ImportFailed, import_csv, import_records
 from .listings import ConflictingParameters, InvalidParameter, ListingQuery, find_listings, parse_int
-from .permissions import can_import, can_view_table
+from .permissions import can_import, can_rollback, can_view_table
+from .responses import (
+    actor_id,
+    error,
+    errors_response,
+    method_not_allowed,
+    ok_response,
+    refuse_if_read_only,
+    url_id,
+    who,
+)
 
 IMPORT_PATH = "/api/import"
+PERSIST_PATH = "/api/persist/listings"  # the old store's JSON import URL
+MAX_ERRORS = 50  # errors listed in a 422, as the importer lists them
 IMPORTS_PAGE_SIZE = 50
 MAX_IMPORTS_PAGE_SIZE = 500
 
 # Set on the ASGI scope by ``skip_csrf`` when Datasette 0.65's token check is left to ``import_view``.
 CSRF_DEFERRED = "datasette_glyph.csrf_deferred"
-
-
-def _errors(status: int, errors, headers=None, **extra) -> Response:
-    return Response.json({"ok": False, "errors": list(errors), **extra}, status=status, headers=headers)
-
-
-def _method_not_allowed(request, allowed: str) -> Response:
-    return _errors(405, [f"{request.method} is not allowed here; use {allowed}"], headers={"Allow": allowed})
-
-
-def _actor_id(actor):
-    return actor.get("id") if actor else None
 
 
 # Import ------------------------------------------------------------------------------------------------------
@@ -51,7 +55,10 @@ def skip_csrf(datasette, scope) -> bool:
     or authenticate with ``Authorization: Bearer``. Datasette 1.0a checks Origin / Sec-Fetch-Site instead and
     never calls this hook.
     """
-    if scope.get("method") == "POST" and scope.get("path") == datasette.urls.path(IMPORT_PATH):
+    if scope.get("method") == "POST" and scope.get("path") in (
+        datasette.urls.path(IMPORT_PATH),
+        datasette.urls.path(PERSIST_PATH),
+    ):
         scope[CSRF_DEFERRED] = True
         return True
     return False
@@ -91,21 +98,12 @@ def _records_from_json(body: bytes) -> list:
 async def import_view(request, datasette):
     """``POST /api/import``: a CSV file as the multipart field ``file`` (optional fields ``source`` and
     ``description``), or a JSON array of listing objects. Answers with the import result."""
-    if request.method != "POST":
-        return _method_not_allowed(request, "POST")
-    actor = request.actor
-    if not await can_import(datasette, actor):
-        who = f"Actor {_actor_id(actor)!r}" if actor else "An anonymous request"
-        return _errors(403, [f"{who} may not import: the glyph-import permission is required"], more=0)
-    if not _csrf_ok(request):
-        return _errors(
-            403,
-            ["CSRF check failed: send the ds_csrftoken cookie's value in an X-CSRFToken header"],
-            more=0,
-        )
+    refused = await _import_refused(request, datasette)
+    if refused:
+        return refused
     config = plugin_config(datasette)
     db = glyph_database(datasette)
-    actor_id = _actor_id(actor)
+    importer_id = actor_id(request.actor)
     media, _ = uploads.content_type(request.headers)
     try:
         if media == "multipart/form-data":
@@ -125,40 +123,118 @@ async def import_view(request, datasette):
                             filename=upload.filename,
                             source_name=fields.get("source") or None,
                             description=fields.get("description") or None,
-                            actor=actor_id,
+                            actor=importer_id,
                         )
 
                 return await _run_import(datasette, db, write)
         elif media == "application/json":
-            max_bytes = min(config["max_json_bytes"], config["max_upload_bytes"])
-            uploads.check_content_length(request.headers, max_bytes)
-            records = _records_from_json(await uploads.read_body(request.receive, max_bytes))
-            source = request.args.get("source") or None
-            description = request.args.get("description") or None
-
-            def write(conn):
-                return import_records(conn, records, source_name=source, description=description, actor=actor_id)
-
-            return await _run_import(datasette, db, write)
+            return await _import_json(request, datasette, config, db, importer_id)
         else:
             got = f"Content-Type {media!r}" if media else "no Content-Type"
-            return _errors(
+            return errors_response(
                 400,
                 [f"Send multipart/form-data with the CSV file as the field 'file', or application/json; got {got}"],
-                more=0,
             )
     except uploads.UploadError as e:
-        return _errors(e.status, [e.message], more=0)
+        return errors_response(e.status, [e.message])
+
+
+async def _import_refused(request, datasette) -> Optional[Response]:
+    """The refusal of an import request before its body is read (method, read-only server, permission, CSRF)."""
+    if request.method != "POST":
+        return method_not_allowed(request, "POST")
+    refused = refuse_if_read_only(datasette)
+    if refused:
+        return refused
+    actor = request.actor
+    if not await can_import(datasette, actor):
+        return errors_response(403, [f"{who(actor)} may not import: the glyph-import permission is required"])
+    if not _csrf_ok(request):
+        return errors_response(
+            403,
+            ["CSRF check failed: send the ds_csrftoken cookie's value in an X-CSRFToken header"],
+        )
+    return None
+
+
+async def _import_json(request, datasette, config, db, importer_id, prepare=None) -> Response:
+    """Import the JSON array in the request body; ``prepare(records)`` may check or reshape the records first."""
+    max_bytes = min(config["max_json_bytes"], config["max_upload_bytes"])
+    uploads.check_content_length(request.headers, max_bytes)
+    records = _records_from_json(await uploads.read_body(request.receive, max_bytes))
+    if prepare:
+        try:
+            records = prepare(records)
+        except ImportFailed as e:
+            return errors_response(422, e.errors, more=e.more)
+    source = request.args.get("source") or None
+    description = request.args.get("description") or None
+
+    def write(conn):
+        return import_records(conn, records, source_name=source, description=description, actor=importer_id)
+
+    return await _run_import(datasette, db, write)
+
+
+# The old store's import URL ------------------------------------------------------------------------------------
+
+LINEAGE_KEYS = ("import_id", "import_index")
+
+
+def _without_lineage(records: list) -> list:
+    """The records without ``import_id`` / ``import_index``, which the server assigns. Old clients send them as
+    null; a value is refused (422) rather than silently replaced, since the client meant something by it."""
+    errors = []
+    for number, record in enumerate(records, start=1):
+        if not isinstance(record, dict):
+            continue  # the importer names a record that is not an object
+        for key in LINEAGE_KEYS:
+            if record.get(key) is not None:
+                value = json.dumps(record[key])
+                errors.append(
+                    error(
+                        f"Record {number}, column {key}: lineage is assigned by the server; send null, not {value}",
+                        line=None,
+                        column=key,
+                        value=value,
+                    )
+                )
+    if errors:
+        raise ImportFailed(errors[:MAX_ERRORS], max(0, len(errors) - MAX_ERRORS))
+    return [{k: v for k, v in r.items() if k not in LINEAGE_KEYS} if isinstance(r, dict) else r for r in records]
+
+
+async def persist_view(request, datasette):
+    """``POST /api/persist/listings``: the old store's JSON import, a JSON array of listing DTOs with ``import_id``
+    and ``import_index`` null. Answers as ``POST /api/import`` does; errors also carry the old ``detail`` key."""
+    refused = await _import_refused(request, datasette)
+    if refused:
+        return refused
+    media, _ = uploads.content_type(request.headers)
+    if media != "application/json":
+        got = f"Content-Type {media!r}" if media else "no Content-Type"
+        return errors_response(400, [f"Send a JSON array of listing objects as application/json; got {got}"])
+    config = plugin_config(datasette)
+    try:
+        return await _import_json(
+            request, datasette, config, glyph_database(datasette), actor_id(request.actor), _without_lineage
+        )
+    except uploads.UploadError as e:
+        return errors_response(e.status, [e.message])
+
+
+# Marks the view whose errors also carry the old store's ``detail`` (see responses.with_detail).
+persist_view.legacy_detail = True
 
 
 async def _run_import(datasette, db, write) -> Response:
     try:
-        result = await run_write(db, write)
+        result = await run_guarded_write(datasette, db, write)
     except ImportFailed as e:
-        return _errors(422, e.errors, more=e.more)
-    body = {"ok": True, **result.to_dict()}
+        return errors_response(422, e.errors, more=e.more)
+    body = result.to_dict()
     body["links"] = _import_links(datasette, db.name, body["import_id"])
-    return Response.json(body)
+    return ok_response(body)
 
 
 # Listings ----------------------------------------------------------------------------------------------------
@@ -168,16 +244,16 @@ async def listings_view(request, datasette):
     """``GET /api/listings``: scored listings filtered by ``model``, ``min_price``, ``max_price``, ``import_id``;
     paginated by ``limit`` and ``offset``. A bare JSON array."""
     if request.method != "GET":
-        return _method_not_allowed(request, "GET")
+        return method_not_allowed(request, "GET")
     db = glyph_database(datasette)
     if not await can_view_table(datasette, request.actor, db.name, "scored_listings"):
-        return _errors(403, ["You may not view scored_listings"])
+        return errors_response(403, ["You may not view scored_listings"])
     try:
         query = ListingQuery.from_params(request.args)
     except InvalidParameter as e:
-        return _errors(422, [str(e)])
+        return errors_response(422, [_parameter_error(e)])
     except ConflictingParameters as e:
-        return _errors(400, [str(e)])
+        return errors_response(400, [str(e)])
     return Response.json(await db.execute_fn(lambda conn: find_listings(conn, query)))
 
 
@@ -187,15 +263,15 @@ async def listings_view(request, datasette):
 async def imports_view(request, datasette):
     """``GET /api/imports``: batch records, newest first, ``{"imports": [...], "total": N, "next": url}``."""
     if request.method != "GET":
-        return _method_not_allowed(request, "GET")
+        return method_not_allowed(request, "GET")
     db = glyph_database(datasette)
     if not await can_view_table(datasette, request.actor, db.name, "import_batches"):
-        return _errors(403, ["You may not view import_batches"])
+        return errors_response(403, ["You may not view import_batches"])
     try:
         limit = parse_int(request.args, "limit", IMPORTS_PAGE_SIZE, 1, MAX_IMPORTS_PAGE_SIZE)
         offset = parse_int(request.args, "offset", 0, 0)
     except InvalidParameter as e:
-        return _errors(422, [str(e)])
+        return errors_response(422, [_parameter_error(e)])
 
     def read(conn):
         return lineage.list_imports(conn, limit=limit, offset=offset), lineage.count_imports(conn)
@@ -205,26 +281,70 @@ async def imports_view(request, datasette):
     if offset + limit < total:
         path = datasette.urls.path("/api/imports") + "?" + urlencode({"limit": limit, "offset": offset + limit})
         next_url = datasette.absolute_url(request, path)
-    return Response.json({"imports": imports, "total": total, "next": next_url})
+    return ok_response({"imports": imports, "total": total, "next": next_url})
 
 
 async def import_detail_view(request, datasette):
     """``GET /api/imports/<import_id>``: the batch record plus per-model counts and prices. ``DELETE`` rolls
     the batch back."""
     if request.method == "DELETE":
-        from .routes_lineage import rollback_view
-
         return await rollback_view(request, datasette)
     if request.method != "GET":
-        return _method_not_allowed(request, "GET, DELETE")
+        return method_not_allowed(request, "GET, DELETE")
     db = glyph_database(datasette)
     if not await can_view_table(datasette, request.actor, db.name, "import_batches"):
-        return _errors(403, ["You may not view import_batches"])
-    import_id = request.url_vars["import_id"]
+        return errors_response(403, ["You may not view import_batches"])
+    import_id = url_id(request, "import_id")
     batch = await db.execute_fn(lambda conn: lineage.get_import(conn, import_id))
     if batch is None:
-        return _errors(404, [f"No import with import_id {import_id!r}"])
-    return Response.json(batch)
+        return errors_response(404, [f"No import with import_id {import_id!r}"])
+    return ok_response(batch)
+
+
+async def rollback_view(request, datasette):
+    """``DELETE /api/imports/<import_id>``: remove every row of the batch, keep its record as ``rolled_back``.
+
+    Needs the glyph-rollback permission. 404 for an unknown import, 409 for one already rolled back.
+    """
+    refused = refuse_if_read_only(datasette)
+    if refused:
+        return refused
+    actor = request.actor
+    if not await can_rollback(datasette, actor):
+        return errors_response(
+            403, [f"{who(actor)} may not roll back imports: the glyph-rollback permission is required"]
+        )
+    import_id = url_id(request, "import_id")
+    db = glyph_database(datasette)
+    try:
+        result = await run_guarded_write(
+            datasette, db, lambda conn: lineage.rollback_import(conn, import_id, actor=actor_id(actor))
+        )
+    except lineage.UnknownImport as e:
+        return errors_response(404, [str(e)])
+    except lineage.AlreadyRolledBack as e:
+        by = f" by {e.rolled_back_by}" if e.rolled_back_by else ""
+        return errors_response(409, [f"Import {import_id} was already rolled back at {utc_z(e.rolled_back_at)}{by}"])
+    except sqlite3.Error as e:
+        return errors_response(500, [f"Rollback of {import_id} failed: {e}. Nothing was changed."])
+    return ok_response(
+        {
+            "import_id": result.import_id,
+            "status": "rolled_back",
+            "rolled_back_at": result.rolled_back_at,
+            "rolled_back_by": result.rolled_back_by,
+            "removed": {
+                "scored_listings": result.scored_listings,
+                "listings": result.listings,
+                "quantized_listings": result.quantized_listings,
+                "models": result.models,
+            },
+        }
+    )
+
+
+def _parameter_error(e: InvalidParameter) -> dict:
+    return error(str(e), parameter=e.parameter, value=e.value)
 
 
 def on_startup(datasette) -> None:
@@ -234,6 +354,7 @@ def on_startup(datasette) -> None:
 
 ROUTES = [
     (r"^/api/import$", import_view),
+    (r"^/api/persist/listings$", persist_view),
     (r"^/api/listings$", listings_view),
     (r"^/api/imports$", imports_view),
     (r"^/api/imports/(?P<import_id>[^/]+)$", import_detail_view),

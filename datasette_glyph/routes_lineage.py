@@ -1,27 +1,38 @@
-"""Views that put lineage to use: diffs between imports, listing history, rollback.
+"""Views that put lineage to use: diffs between imports and listing history.
 
-JSON under ``/api/...`` (errors as ``{"ok": false, "errors": [...]}``), pages under ``/-/glyph/...`` rendering
-``glyph_diff.html`` and ``glyph_history.html``. Reads go through ``db.execute_fn``, the rollback through
-``run_write``; the work is done by ``lineage``.
+JSON under ``/api/...`` (in the style of ``responses``), pages under ``/-/glyph/...`` rendering ``glyph_diff.html``
+and ``glyph_history.html``. Reads go through ``run_expensive_read``; the work is done by ``lineage``. (Rollback, a
+``DELETE`` on a batch's URL, lives with the batch views in ``routes``.)
 """
 
 from __future__ import annotations
 
-import sqlite3
 from typing import List, Optional
 from urllib.parse import quote, urlencode
 
 from datasette.utils.asgi import BadRequest, Forbidden, NotFound, Response
 
 from . import lineage
-from .config import glyph_database, run_write
+from .config import glyph_database, run_expensive_read
+from .formats import usd
 from .listings import InvalidParameter, parse_int
-from .pages import usd
-from .permissions import can_rollback, can_view_table
-from .routes import _actor_id, _errors
+from .permissions import can_view_table
+from .responses import (
+    diff_body,
+    diff_next_path,
+    diff_path,
+    error,
+    errors_response,
+    method_not_allowed,
+    ok_response,
+    url_id,
+)
 
 DIFF_PAGE_SIZE = 100
 MAX_DIFF_PAGE_SIZE = 1000
+HISTORY_PAGE_SIZE = 100
+MAX_HISTORY_PAGE_SIZE = 1000
+HISTORY_PAGE_POINTS = 1000
 
 # Geometry of a history chart, in SVG user units (pixels at 100%).
 CHART_WIDTH = 640
@@ -45,10 +56,6 @@ def _path(datasette, path: str, **params) -> str:
     return datasette.urls.path(path) + ("?" + urlencode(query) if query else "")
 
 
-def _diff_path(prefix: str, a: str, b: str) -> str:
-    return f"{prefix}/imports/{quote(a, safe='')}/diff/{quote(b, safe='')}"
-
-
 def _diff_params(args) -> tuple:
     """(kind, limit, offset) from the query string; InvalidParameter for a bad value."""
     kind = args.get("kind") or None
@@ -69,25 +76,25 @@ async def diff_view(request, datasette):
     ``kind`` (changed, added or removed); ``next`` is the URL of the next page.
     """
     if request.method != "GET":
-        return _errors(405, [f"{request.method} is not allowed here; use GET"])
+        return method_not_allowed(request, "GET")
     db = glyph_database(datasette)
     hidden = await _cannot_view(datasette, request.actor, db.name, ("import_batches", "scored_listings"))
     if hidden:
-        return _errors(403, [f"You may not view {hidden}"])
-    a, b = request.url_vars["a"], request.url_vars["b"]
+        return errors_response(403, [f"You may not view {hidden}"])
+    a, b = url_id(request, "a"), url_id(request, "b")
     try:
         kind, limit, offset = _diff_params(request.args)
     except InvalidParameter as e:
-        return _errors(422, [str(e)])
+        return errors_response(422, [error(str(e), parameter=e.parameter, value=e.value)])
     try:
-        diff = await db.execute_fn(lambda conn: lineage.diff_imports(conn, a, b, kind=kind, limit=limit, offset=offset))
+        diff = await run_expensive_read(
+            datasette, db, lambda conn: lineage.diff_imports(conn, a, b, kind=kind, limit=limit, offset=offset), "diff"
+        )
     except lineage.UnknownImport as e:
-        return _errors(404, [str(e)])
-    body = {"ok": True, **diff.to_dict(), "next": None}
-    if diff.next_offset is not None:
-        path = _path(datasette, _diff_path("/api", a, b), kind=kind, limit=limit, offset=diff.next_offset)
-        body["next"] = datasette.absolute_url(request, path)
-    return Response.json(body)
+        return errors_response(404, [str(e)])
+    next_path = diff_next_path(diff, a, b)
+    next_url = datasette.absolute_url(request, datasette.urls.path(next_path)) if next_path else None
+    return Response.json(diff_body(diff, next_url))
 
 
 async def diff_page(request, datasette):
@@ -96,17 +103,19 @@ async def diff_page(request, datasette):
     hidden = await _cannot_view(datasette, request.actor, db.name, ("import_batches", "scored_listings"))
     if hidden:
         raise Forbidden(f"You may not view {db.name}/{hidden}")
-    a, b = request.url_vars["a"], request.url_vars["b"]
+    a, b = url_id(request, "a"), url_id(request, "b")
     try:
         kind, limit, offset = _diff_params(request.args)
     except InvalidParameter as e:
         raise BadRequest(str(e))
     try:
-        diff = await db.execute_fn(lambda conn: lineage.diff_imports(conn, a, b, kind=kind, limit=limit, offset=offset))
+        diff = await run_expensive_read(
+            datasette, db, lambda conn: lineage.diff_imports(conn, a, b, kind=kind, limit=limit, offset=offset), "diff"
+        )
     except lineage.UnknownImport as e:
         raise NotFound(str(e))
     data = diff.to_dict()
-    page_path = _diff_path("/-/glyph", a, b)
+    page_path = diff_path("/-/glyph", a, b)
     for change in data["changes"]:
         change["history_url"] = _path(datasette, "/-/glyph/history", source_url=change["source_url"])
     size = None if limit == DIFF_PAGE_SIZE else limit
@@ -142,8 +151,8 @@ async def diff_page(request, datasette):
         ),
         "first_shown": offset + 1,
         "last_shown": offset + len(data["changes"]),
-        "json_url": _path(datasette, _diff_path("/api", a, b), kind=kind, limit=size, offset=offset or None),
-        "swap_url": _path(datasette, _diff_path("/-/glyph", b, a)),
+        "json_url": _path(datasette, diff_path("/api", a, b), kind=kind, limit=size, offset=offset or None),
+        "swap_url": _path(datasette, diff_path("/-/glyph", b, a)),
     }
     return Response.html(await datasette.render_template("glyph_diff.html", context, request=request))
 
@@ -163,16 +172,34 @@ async def history_view(request, datasette):
     """``GET /api/listings/history?source_url=...``: the listing's price and score in every import that has it,
     oldest first."""
     if request.method != "GET":
-        return _errors(405, [f"{request.method} is not allowed here; use GET"])
+        return method_not_allowed(request, "GET")
     db = glyph_database(datasette)
     hidden = await _cannot_view(datasette, request.actor, db.name, ("import_batches", "scored_listings"))
     if hidden:
-        return _errors(403, [f"You may not view {hidden}"])
+        return errors_response(403, [f"You may not view {hidden}"])
     source_url = request.args.get("source_url")
     if not source_url:
-        return _errors(400, ["source_url is required, e.g. /api/listings/history?source_url=https://..."])
-    history = await db.execute_fn(lambda conn: lineage.listing_history(conn, source_url))
-    return Response.json({"ok": True, "source_url": source_url, "history": history})
+        return errors_response(400, ["source_url is required, e.g. /api/listings/history?source_url=https://..."])
+    try:
+        limit = parse_int(request.args, "limit", HISTORY_PAGE_SIZE, 1, MAX_HISTORY_PAGE_SIZE)
+        offset = parse_int(request.args, "offset", 0, 0)
+    except InvalidParameter as e:
+        return errors_response(422, [error(str(e), parameter=e.parameter, value=e.value)])
+    # one point more than asked for says whether there is a next page
+    history = await run_expensive_read(
+        datasette,
+        db,
+        lambda conn: lineage.listing_history(conn, source_url, limit=limit + 1, offset=offset),
+        "listing history",
+    )
+    next_url = None
+    if len(history) > limit:
+        history = history[:limit]
+        path = _path(datasette, "/api/listings/history", source_url=source_url, limit=limit, offset=offset + limit)
+        next_url = datasette.absolute_url(request, path)
+    return ok_response(
+        {"source_url": source_url, "history": history, "limit": limit, "offset": offset, "next": next_url}
+    )
 
 
 async def history_page(request, datasette):
@@ -183,12 +210,22 @@ async def history_page(request, datasette):
     if hidden:
         raise Forbidden(f"You may not view {db.name}/{hidden}")
     source_url = request.args.get("source_url") or ""
-    history = await db.execute_fn(lambda conn: lineage.listing_history(conn, source_url)) if source_url else []
+    # The newest HISTORY_PAGE_POINTS imports at most: charts of more would be unreadable and the page heavy.
+    history = (
+        await run_expensive_read(
+            datasette,
+            db,
+            lambda conn: lineage.listing_history(conn, source_url)[-HISTORY_PAGE_POINTS:],
+            "listing history",
+        )
+        if source_url
+        else []
+    )
     previous = None
     for point in history:
         point["page_url"] = datasette.urls.path(f"/-/glyph/imports/{quote(point['import_id'], safe='')}")
         point["diff_url"] = (
-            datasette.urls.path(_diff_path("/-/glyph", previous, point["import_id"])) if previous else None
+            datasette.urls.path(diff_path("/-/glyph", previous, point["import_id"])) if previous else None
         )
         previous = point["import_id"]
     context = {
@@ -245,45 +282,6 @@ def line_chart(values: List[float], labels: List[str], fmt) -> dict:
         + ([{"x": points[-1]["x"], "label": labels[-1], "anchor": "end"}] if len(points) > 1 else []),
     )
     return chart
-
-
-# Rollback ----------------------------------------------------------------------------------------------------
-
-
-async def rollback_view(request, datasette):
-    """``DELETE /api/imports/<import_id>``: remove every row of the batch, keep its record as ``rolled_back``.
-
-    Needs the glyph-rollback permission. 404 for an unknown import, 409 for one already rolled back.
-    """
-    actor = request.actor
-    if not await can_rollback(datasette, actor):
-        who = f"Actor {_actor_id(actor)!r}" if actor else "An anonymous request"
-        return _errors(403, [f"{who} may not roll back imports: the glyph-rollback permission is required"])
-    import_id = request.url_vars["import_id"]
-    db = glyph_database(datasette)
-    try:
-        result = await run_write(db, lambda conn: lineage.rollback_import(conn, import_id, actor=_actor_id(actor)))
-    except lineage.UnknownImport as e:
-        return _errors(404, [str(e)])
-    except lineage.AlreadyRolledBack as e:
-        return _errors(409, [str(e)])
-    except sqlite3.Error as e:
-        return _errors(500, [f"Rollback of {import_id} failed: {e}. Nothing was changed."])
-    return Response.json(
-        {
-            "ok": True,
-            "import_id": result.import_id,
-            "status": "rolled_back",
-            "rolled_back_at": result.rolled_back_at,
-            "rolled_back_by": result.rolled_back_by,
-            "removed": {
-                "scored_listings": result.scored_listings,
-                "listings": result.listings,
-                "quantized_listings": result.quantized_listings,
-                "models": result.models,
-            },
-        }
-    )
 
 
 # Exact paths: these are registered before the other route modules' (see register_routes), so each must match

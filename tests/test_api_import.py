@@ -22,6 +22,8 @@ from packaging.version import parse
 from datasette_glyph import uploads
 from datasette_glyph.db import connect
 
+from .json_style import refusal
+
 CSV = (
     b"canonical_model,vram_gb,mig_support,nvlink,tdp_watts,price,score,region\r\n"
     b"H100_PCIE_80GB,80,7,True,350,21000.0,0.81,US\r\n"
@@ -316,7 +318,7 @@ async def open_ds(db_path, upload_folder, **config):
 
 
 def refused(status, message):
-    return status, {"ok": False, "errors": [message], "more": 0}
+    return status, {"ok": False, "errors": [{"message": message}], "more": 0}
 
 
 @pytest.mark.asyncio
@@ -417,7 +419,7 @@ async def test_import_is_post_only(db_path, upload_folder, method):
     assert (response.status_code, response.headers["allow"], response.json()) == (
         405,
         "POST",
-        {"ok": False, "errors": [f"{method} is not allowed here; use POST"]},
+        {"ok": False, "errors": [{"message": f"{method} is not allowed here; use POST"}], "more": 0},
     )
 
 
@@ -852,6 +854,7 @@ async def json_import(ds, records, description):
 
 
 def stored_batch(db_path, import_id) -> dict:
+    """The batch record as the API shows it: stored UTC times (``2026-11-27 13:28:32.852201``) with T and Z."""
     from datasette_glyph.lineage import BATCH_COLUMNS
 
     conn = connect(db_path)
@@ -859,9 +862,13 @@ def stored_batch(db_path, import_id) -> dict:
         row = conn.execute(
             f"SELECT {', '.join(BATCH_COLUMNS)} FROM import_batches WHERE import_id = ?", [import_id]
         ).fetchone()
-        return dict(zip(BATCH_COLUMNS, row))
+        record = dict(zip(BATCH_COLUMNS, row))
     finally:
         conn.close()
+    for key in ("imported_at", "started_at", "finished_at", "rolled_back_at"):
+        if record[key] is not None:
+            record[key] = record[key].replace(" ", "T") + "Z"
+    return record
 
 
 @pytest.mark.asyncio
@@ -869,7 +876,12 @@ async def test_imports_list_is_newest_first_and_paginated(db_path, upload_folder
     ds = await open_ds(db_path, upload_folder)
     ids = [await json_import(ds, [LISTING], f"batch {i}") for i in range(3)]
     everything = (await ds.client.get("/api/imports")).json()
-    assert everything == {"imports": [stored_batch(db_path, i) for i in reversed(ids)], "total": 3, "next": None}
+    assert everything == {
+        "ok": True,
+        "imports": [stored_batch(db_path, i) for i in reversed(ids)],
+        "total": 3,
+        "next": None,
+    }
     page = (await ds.client.get("/api/imports?limit=2")).json()
     assert (page["imports"], page["total"], page["next"]) == (
         everything["imports"][:2],
@@ -877,8 +889,13 @@ async def test_imports_list_is_newest_first_and_paginated(db_path, upload_folder
         "http://localhost/api/imports?limit=2&offset=2",
     )
     rest = (await ds.client.get(page["next"].replace("http://localhost", ""))).json()
-    assert rest == {"imports": everything["imports"][2:], "total": 3, "next": None}
-    assert (await ds.client.get("/api/imports?offset=3")).json() == {"imports": [], "total": 3, "next": None}
+    assert rest == {"ok": True, "imports": everything["imports"][2:], "total": 3, "next": None}
+    assert (await ds.client.get("/api/imports?offset=3")).json() == {
+        "ok": True,
+        "imports": [],
+        "total": 3,
+        "next": None,
+    }
 
 
 @pytest.mark.asyncio
@@ -894,7 +911,21 @@ async def test_imports_list_is_newest_first_and_paginated(db_path, upload_folder
 async def test_imports_list_bad_parameters(db_path, upload_folder, query, error):
     ds = await open_ds(db_path, upload_folder)
     response = await ds.client.get("/api/imports?" + query)
-    assert (response.status_code, response.json()) == (422, {"ok": False, "errors": [error]})
+    assert (response.status_code, response.json()) == (422, {"ok": False, "errors": [refusal(query, error)], "more": 0})
+
+
+@pytest.mark.asyncio
+async def test_previous_import_id_never_names_a_rolled_back_batch(db_path, upload_folder):
+    ds = await open_ds(db_path, upload_folder, allow_rollback=True)
+    first = await json_import(ds, [LISTING], "first")
+    rolled_back = await json_import(ds, [LISTING], "second")
+    deleted = await ds.client.delete(f"/api/imports/{rolled_back}")
+    third = await ds.client.post(
+        "/api/import?description=third",
+        content=json.dumps([LISTING]).encode(),
+        headers={"content-type": "application/json"},
+    )
+    assert (deleted.status_code, third.json()["previous_import_id"]) == (200, first)
 
 
 @pytest.mark.asyncio
@@ -911,6 +942,7 @@ async def test_import_detail_has_the_record_and_per_model_prices(db_path, upload
     assert (response.status_code, response.json()) == (
         200,
         {
+            "ok": True,
             **stored_batch(db_path, import_id),
             "models": [
                 {
@@ -938,9 +970,24 @@ async def test_import_detail_has_the_record_and_per_model_prices(db_path, upload
 @pytest.mark.parametrize(
     "method,path,status,body",
     [
-        ("GET", "/api/imports/nope", 404, {"ok": False, "errors": ["No import with import_id 'nope'"]}),
-        ("PUT", "/api/imports/nope", 405, {"ok": False, "errors": ["PUT is not allowed here; use GET, DELETE"]}),
-        ("POST", "/api/imports", 405, {"ok": False, "errors": ["POST is not allowed here; use GET"]}),
+        (
+            "GET",
+            "/api/imports/nope",
+            404,
+            {"ok": False, "errors": [{"message": "No import with import_id 'nope'"}], "more": 0},
+        ),
+        (
+            "PUT",
+            "/api/imports/nope",
+            405,
+            {"ok": False, "errors": [{"message": "PUT is not allowed here; use GET, DELETE"}], "more": 0},
+        ),
+        (
+            "POST",
+            "/api/imports",
+            405,
+            {"ok": False, "errors": [{"message": "POST is not allowed here; use GET"}], "more": 0},
+        ),
     ],
 )
 async def test_imports_unknown_and_wrong_methods(db_path, upload_folder, method, path, status, body):
@@ -986,7 +1033,9 @@ async def test_table_view_links_each_row_to_its_import(db_path, upload_folder):
     html = (await ds.client.get(f"/glyph/scored_listings?import_id={import_id}")).text
     cells = re.findall(r'<td class="col-import_id[^"]*"[^>]*>(.*?)</td>', html, re.S)
     links = [re.search(r'<a href="([^"]+)">([^<]+)</a>', cell).groups() for cell in cells]
-    assert [label for _, label in links] == [f"linked · {stored_batch(db_path, import_id)['imported_at'][:19]}"]
+    assert [label for _, label in links] == [
+        f"linked · {stored_batch(db_path, import_id)['imported_at'][:19].replace('T', ' ')}"
+    ]
     target = await ds.client.get(links[0][0])
     assert (target.status_code, import_id in target.text) == (200, True)
 

@@ -9,6 +9,7 @@ from datasette_test import Datasette, actor_cookie
 
 from datasette_glyph.db import connect
 
+from .json_style import refusal
 from .snapshots import insert_snapshot
 from .test_lineage import (
     A_ID,
@@ -25,6 +26,11 @@ from .test_lineage import (
     insert_market,
     point,
 )
+
+# The batch records as the API shows them: timestamps in ISO 8601 UTC with Z.
+API_A = dict(BATCH_A, imported_at="2025-05-01T10:00:00Z")
+API_B = dict(BATCH_B, imported_at="2025-05-02T10:00:00Z")
+API_C = dict(BATCH_C, imported_at="2025-05-03T10:00:00Z")
 
 OPS = {"id": "ops"}
 BOB = {"id": "bob"}
@@ -81,8 +87,8 @@ def text_of(html, element_id):
 
 DIFF_AB = {
     "ok": True,
-    "a": BATCH_A,
-    "b": BATCH_B,
+    "a": API_A,
+    "b": API_B,
     "same_source": True,
     "models": [
         {
@@ -197,7 +203,7 @@ async def test_diff_api_pages_and_filters(market_path, query, changes, total, ne
 async def test_diff_api_rejects_bad_parameters(market_path, query, error):
     ds = await make_ds(market_path)
     response = await ds.client.get(DIFF_PATH + query)
-    assert (response.status_code, response.json()) == (422, {"ok": False, "errors": [error]})
+    assert (response.status_code, response.json()) == (422, {"ok": False, "errors": [refusal(query, error)], "more": 0})
 
 
 @pytest.mark.parametrize(
@@ -210,7 +216,7 @@ async def test_diff_api_of_an_unknown_import(market_path, path):
     response = await ds.client.get(path)
     assert (response.status_code, response.json()) == (
         404,
-        {"ok": False, "errors": ["No import with import_id 'nope'"]},
+        {"ok": False, "errors": [{"message": "No import with import_id 'nope'"}], "more": 0},
     )
 
 
@@ -219,8 +225,8 @@ async def test_diff_api_of_imports_from_different_sources(market_path):
     ds = await make_ds(market_path)
     body = (await ds.client.get(f"/api/imports/{B_ID}/diff/{C_ID}")).json()
     assert (body["a"], body["b"], body["same_source"], body["listings"]) == (
-        BATCH_B,
-        BATCH_C,
+        API_B,
+        API_C,
         False,
         {
             "added": 1,
@@ -309,9 +315,9 @@ async def test_diff_page_notes_different_sources(market_path):
 
 
 HISTORY_U1 = [
-    point(BATCH_A, 1, "H100_PCIE_80GB", 20000.0, 0.5, None),
-    point(BATCH_B, 2, "H100_PCIE_80GB", 19000.0, 0.75, -1000.0),
-    point(BATCH_C, 1, "RTX_4090", 1500.0, 1.0, -17500.0),
+    point(API_A, 1, "H100_PCIE_80GB", 20000.0, 0.5, None),
+    point(API_B, 2, "H100_PCIE_80GB", 19000.0, 0.75, -1000.0),
+    point(API_C, 1, "RTX_4090", 1500.0, 1.0, -17500.0),
 ]
 
 
@@ -321,18 +327,72 @@ HISTORY_U1 = [
         (
             "?source_url=" + URL + "u1",
             200,
-            {"ok": True, "source_url": URL + "u1", "history": HISTORY_U1},
+            {"ok": True, "source_url": URL + "u1", "history": HISTORY_U1, "limit": 100, "offset": 0, "next": None},
         ),
-        ("?source_url=nowhere", 200, {"ok": True, "source_url": "nowhere", "history": []}),
+        (
+            "?source_url=" + URL + "u1&limit=2",
+            200,
+            {
+                "ok": True,
+                "source_url": URL + "u1",
+                "history": HISTORY_U1[:2],
+                "limit": 2,
+                "offset": 0,
+                "next": "http://localhost/api/listings/history?source_url=https%3A%2F%2Fmarket.example%2Flisting%2Fu1"
+                "&limit=2&offset=2",
+            },
+        ),
+        (
+            "?source_url=" + URL + "u1&limit=2&offset=2",
+            200,
+            {"ok": True, "source_url": URL + "u1", "history": HISTORY_U1[2:], "limit": 2, "offset": 2, "next": None},
+        ),
+        (
+            "?source_url=" + URL + "u1&limit=1&offset=1",
+            200,
+            {
+                "ok": True,
+                "source_url": URL + "u1",
+                "history": HISTORY_U1[1:2],
+                "limit": 1,
+                "offset": 1,
+                "next": "http://localhost/api/listings/history?source_url=https%3A%2F%2Fmarket.example%2Flisting%2Fu1"
+                "&limit=1&offset=2",
+            },
+        ),
+        (
+            "?source_url=nowhere",
+            200,
+            {"ok": True, "source_url": "nowhere", "history": [], "limit": 100, "offset": 0, "next": None},
+        ),
+        (
+            "?source_url=x&limit=0",
+            422,
+            {
+                "ok": False,
+                "errors": [
+                    {"message": "limit: must be between 1 and 1000 (got '0')", "parameter": "limit", "value": "0"}
+                ],
+                "more": 0,
+            },
+        ),
         (
             "",
             400,
-            {"ok": False, "errors": ["source_url is required, e.g. /api/listings/history?source_url=https://..."]},
+            {
+                "ok": False,
+                "errors": [{"message": "source_url is required, e.g. /api/listings/history?source_url=https://..."}],
+                "more": 0,
+            },
         ),
         (
             "?source_url=",
             400,
-            {"ok": False, "errors": ["source_url is required, e.g. /api/listings/history?source_url=https://..."]},
+            {
+                "ok": False,
+                "errors": [{"message": "source_url is required, e.g. /api/listings/history?source_url=https://..."}],
+                "more": 0,
+            },
         ),
     ],
 )
@@ -422,7 +482,7 @@ async def test_lineage_api_needs_the_tables_visible(market_path, path):
     response = await ds.client.get(path)
     assert (response.status_code, response.json()) == (
         403,
-        {"ok": False, "errors": ["You may not view import_batches"]},
+        {"ok": False, "errors": [{"message": "You may not view import_batches"}], "more": 0},
     )
     allowed = await ds.client.get(path, cookies={"ds_actor": actor_cookie(ds, {"id": "alice"})})
     assert allowed.status_code == 200
@@ -476,7 +536,7 @@ async def test_rollback_needs_the_permission(market_path, actor, error):
     ds = await make_ds(market_path, allow_rollback={"id": "ops"})
     before = table_checksums(market_path)
     response = await delete(ds, f"/api/imports/{B_ID}", actor)
-    assert (response.status_code, response.json()) == (403, {"ok": False, "errors": [error]})
+    assert (response.status_code, response.json()) == (403, {"ok": False, "errors": [{"message": error}], "more": 0})
     assert table_checksums(market_path) == before
 
 
@@ -498,17 +558,25 @@ async def test_rollback_api(market_path):
         },
     )
     record = (await ds.client.get(f"/api/imports/{B_ID}")).json()
+    assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}Z", body["rolled_back_at"])
     assert record == dict(
-        BATCH_B, status="rolled_back", rolled_back_at=body["rolled_back_at"], rolled_back_by="ops", models=[]
+        API_B, ok=True, status="rolled_back", rolled_back_at=body["rolled_back_at"], rolled_back_by="ops", models=[]
     )
     assert table_checksums(market_path, "import_id <> ?", [B_ID]) == others
     again = await delete(ds, f"/api/imports/{B_ID}", OPS)
     assert (again.status_code, again.json()) == (
         409,
-        {"ok": False, "errors": [f"Import {B_ID} was already rolled back at {body['rolled_back_at']} by ops"]},
+        {
+            "ok": False,
+            "errors": [{"message": f"Import {B_ID} was already rolled back at {body['rolled_back_at']} by ops"}],
+            "more": 0,
+        },
     )
     unknown = await delete(ds, "/api/imports/nope", OPS)
-    assert (unknown.status_code, unknown.json()) == (404, {"ok": False, "errors": ["No import with import_id 'nope'"]})
+    assert (unknown.status_code, unknown.json()) == (
+        404,
+        {"ok": False, "errors": [{"message": "No import with import_id 'nope'"}], "more": 0},
+    )
 
 
 @pytest.mark.asyncio
@@ -526,7 +594,11 @@ async def test_rollback_that_fails_part_way_changes_nothing(market_path):
     response = await delete(ds, f"/api/imports/{B_ID}", OPS)
     assert (response.status_code, response.json()) == (
         500,
-        {"ok": False, "errors": [f"Rollback of {B_ID} failed: disk on fire. Nothing was changed."]},
+        {
+            "ok": False,
+            "errors": [{"message": f"Rollback of {B_ID} failed: disk on fire. Nothing was changed."}],
+            "more": 0,
+        },
     )
     assert table_checksums(market_path) == before
     # and the write connection is usable afterwards: with the trigger gone, the same rollback goes through
@@ -542,5 +614,5 @@ async def test_diff_api_accepts_only_get(market_path):
     response = await delete(ds, f"/api/imports/{A_ID}/diff/{B_ID}", OPS)
     assert (response.status_code, response.json()) == (
         405,
-        {"ok": False, "errors": ["DELETE is not allowed here; use GET"]},
+        {"ok": False, "errors": [{"message": "DELETE is not allowed here; use GET"}], "more": 0},
     )

@@ -6,6 +6,8 @@ from datasette_test import Datasette, actor_cookie
 from datasette_glyph import migrate
 from datasette_glyph.db import connect
 
+from .json_style import refusal
+
 IMPORT_A = "aaaaaaaa-0000-4000-8000-000000000001"
 IMPORT_B = "bbbbbbbb-0000-4000-8000-000000000002"
 
@@ -196,7 +198,10 @@ async def test_each_listing_has_required_fields_and_non_null_optional_ones(ds):
 )
 async def test_bad_parameters(ds, query, status, error):
     response = await ds.client.get("/api/listings?" + query)
-    assert (response.status_code, response.json()) == (status, {"ok": False, "errors": [error]})
+    assert (response.status_code, response.json()) == (
+        status,
+        {"ok": False, "errors": [refusal(query, error)], "more": 0},
+    )
 
 
 @pytest.mark.asyncio
@@ -205,7 +210,7 @@ async def test_only_get(ds):
     assert (response.status_code, response.headers["allow"], response.json()) == (
         405,
         "GET",
-        {"ok": False, "errors": ["POST is not allowed here; use GET"]},
+        {"ok": False, "errors": [{"message": "POST is not allowed here; use GET"}], "more": 0},
     )
 
 
@@ -218,6 +223,6 @@ async def test_follows_the_table_view_permission(seeded_path, actor, status):
     table = await ds.client.get("/glyph/scored_listings.json", cookies=cookies)
     assert (listings.status_code, table.status_code) == (status, status)
     if status == 403:
-        assert listings.json() == {"ok": False, "errors": ["You may not view scored_listings"]}
+        assert listings.json() == {"ok": False, "errors": [{"message": "You may not view scored_listings"}], "more": 0}
     else:
         assert labels(listings.json()) == ["A1"]

@@ -128,8 +128,18 @@ def test_glyph_diff_pages_changes(market_path):
 
 def test_glyph_diff_json_is_what_the_api_answers(market_path):
     result = run("glyph-diff", market_path, A_ID, B_ID, "--json", "--limit", "100")
-    expected = {k: v for k, v in DIFF_AB.items() if k not in ("ok", "next")}
-    assert (result.exit_code, json.loads(result.stdout)) == (0, expected)
+    assert (result.exit_code, json.loads(result.stdout)) == (0, DIFF_AB)
+
+
+def test_glyph_diff_json_names_the_next_page_as_an_api_path(market_path):
+    result = run("glyph-diff", market_path, A_ID, B_ID, "--json", "--kind", "changed", "--limit", "1")
+    body = json.loads(result.stdout)
+    assert (result.exit_code, body["ok"], len(body["changes"]), body["next"]) == (
+        0,
+        True,
+        1,
+        f"/api/imports/{A_ID}/diff/{B_ID}?kind=changed&limit=1&offset=1",
+    )
 
 
 @pytest.mark.parametrize(

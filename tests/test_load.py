@@ -7,6 +7,7 @@ every batch must hold exactly its file's rows numbered 1..n in file order. CI ru
 
 from __future__ import annotations
 
+import html
 import statistics
 import threading
 import time
@@ -17,7 +18,8 @@ from typing import Callable, Dict, List, Optional
 from datasette_glyph import migrate
 from datasette_glyph.db import connect
 
-from .server import make_scored_csv, readme_settings, start_server
+from .server import make_scored_csv, readme_settings, running_server, start_server
+from .snapshots import insert_snapshot, market_snapshots
 from .test_crash import integrity
 
 # What readers ask for, in turn: the plugin's API and Datasette's own JSON views of the same tables.
@@ -192,3 +194,65 @@ def test_concurrent_imports_and_reads(tmp_path):
     assert report.batch_problems == []
     # Readers were served throughout, from every path
     assert sorted(report.reads) == sorted(READ_PATHS)
+
+
+def two_imports(db_path: Path, rows: int) -> tuple:
+    """A migrated database holding two consecutive snapshots of one market, ``rows`` rows each."""
+    conn = connect(db_path)
+    migrate.migrate(conn)
+    snapshots, _ = market_snapshots(2, rows, seed=3)
+    ids = tuple(
+        insert_snapshot(conn, snapshot, imported_at=f"2025-05-0{n + 1} 00:00:00")
+        for n, snapshot in enumerate(snapshots)
+    )
+    conn.close()
+    return ids
+
+
+def test_a_table_page_is_not_queued_behind_diffs(tmp_path):
+    """Three diffs at once run on the plugin's own read thread, one after another; Datasette's readers stay free,
+    so a table page asked for while they run answers before the first of them (with the diffs on Datasette's own
+    threads, the page waited for a thread until one of them finished)."""
+    a, b = two_imports(tmp_path / "glyph.db", 60_000)
+    finished = []  # (what, when), in the order the answers arrived
+    lock = threading.Lock()
+    with running_server(tmp_path / "glyph.db", plugin_config={"read_threads": 1}, settings=readme_settings()) as server:
+        server.get("/glyph/scored_listings")  # warm up
+
+        def ask(what, path):
+            status = server.get(path, timeout=300).status
+            with lock:
+                finished.append((what, status))
+
+        diffs = [threading.Thread(target=ask, args=("diff", f"/api/imports/{a}/diff/{b}")) for _ in range(3)]
+        for thread in diffs:
+            thread.start()
+        time.sleep(0.3)
+        ask("page", "/glyph/scored_listings")
+        for thread in diffs:
+            thread.join()
+    assert finished == [("page", 200)] + [("diff", 200)] * 3
+
+
+def test_a_diff_past_the_time_limit_is_stopped_with_503(tmp_path):
+    a, b = two_imports(tmp_path / "glyph.db", 20_000)
+    with running_server(tmp_path / "glyph.db", plugin_config={"read_time_limit_ms": 50}) as server:
+        response = server.get(f"/api/imports/{a}/diff/{b}")
+        page = server.get(f"/-/glyph/imports/{a}/diff/{b}")
+        table = server.get("/glyph/scored_listings.json?_size=1")
+        log = server.log()
+    message = (
+        "The diff took longer than the server's limit of 50 ms (read_time_limit_ms) and was stopped; try again "
+        "later, or ask for less"
+    )
+    assert (response.status, response.headers.get("retry-after"), response.json()) == (
+        503,
+        "5",
+        {"ok": False, "errors": [{"message": message}], "more": 0},
+    )
+    assert (page.status, message in html.unescape(page.text), table.status, "Traceback" in log) == (
+        503,
+        True,
+        200,
+        False,
+    )

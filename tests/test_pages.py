@@ -161,6 +161,10 @@ def rows_link(import_id, **filters):
         ("/-/glyph/imports?page=2", None, 404),
         ("/-/glyph/imports?page=0", None, 400),
         ("/-/glyph/imports?page=two", None, 400),
+        ("/-/glyph/imports?page=%C2%B2", None, 400),  # ² is a digit to str.isdigit, not to int()
+        ("/-/glyph/imports?page=%D9%A3", None, 400),  # Arabic-Indic 3
+        ("/-/glyph/imports?page=99999999999999999999", None, 404),
+        ("/-/glyph/imports?page=184467440737095517", None, 404),  # its offset just past 64 bits
         (f"/-/glyph/imports/{A}", None, 200),
         (f"/-/glyph/imports/{C}", None, 200),
         (f"/-/glyph/imports/{UNKNOWN}", None, 404),

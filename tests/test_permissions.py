@@ -85,7 +85,10 @@ async def test_import_endpoint_checks_permission_first(db_path, actor, status, e
         cookies["ds_csrftoken"] = page.cookies["ds_csrftoken"]
         headers["x-csrftoken"] = page.cookies["ds_csrftoken"]
     response = await ds.client.post("/api/import", content=b"hello", headers=headers, cookies=cookies)
-    assert (response.status_code, response.json()) == (status, {"ok": False, "errors": errors, "more": 0})
+    assert (response.status_code, response.json()) == (
+        status,
+        {"ok": False, "errors": [{"message": m} for m in errors], "more": 0},
+    )
 
 
 TOKENS = {"s3cret-bot": {"id": "bot"}, "s3cret-reader": {"id": "reader"}}
@@ -129,7 +132,7 @@ async def test_bearer_token_clients(db_path, static_tokens, token, status, error
         content=NO_FILE,
         headers={"authorization": f"Bearer {token}", "content-type": "multipart/form-data; boundary=XX"},
     )
-    assert (response.status_code, response.json()) == (status, {"ok": False, "errors": [error], "more": 0})
+    assert (response.status_code, response.json()) == (status, {"ok": False, "errors": [{"message": error}], "more": 0})
 
 
 CSRF_ERROR = "CSRF check failed: send the ds_csrftoken cookie's value in an X-CSRFToken header"
@@ -155,9 +158,15 @@ async def test_cookie_authenticated_browser_post_needs_the_csrf_header(db_path, 
         headers["sec-fetch-site"] = {"matching": "same-origin", "wrong": "cross-site", "none": "same-site"}[send_token]
     response = await ds.client.post("/api/import", content=NO_FILE, headers=headers, cookies=cookies)
     if send_token == "matching":
-        assert (response.status_code, response.json()) == (400, {"ok": False, "errors": [NO_FILE_ERROR], "more": 0})
+        assert (response.status_code, response.json()) == (
+            400,
+            {"ok": False, "errors": [{"message": NO_FILE_ERROR}], "more": 0},
+        )
     elif TOKEN_CSRF:
-        assert (response.status_code, response.json()) == (403, {"ok": False, "errors": [CSRF_ERROR], "more": 0})
+        assert (response.status_code, response.json()) == (
+            403,
+            {"ok": False, "errors": [{"message": CSRF_ERROR}], "more": 0},
+        )
     else:
         assert (response.status_code, response.headers["content-type"]) == (403, "text/html; charset=utf-8")
 

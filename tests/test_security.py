@@ -159,7 +159,7 @@ def test_import_refused(client, who, browser, status, errors):
     if status == 403:
         assert database_checksum(client.server.db_path) == before
     if errors is not None:
-        assert response.json() == {"ok": False, "errors": errors, "more": 0}
+        assert response.json() == {"ok": False, "errors": [{"message": m} for m in errors], "more": 0}
 
 
 @pytest.mark.parametrize(
@@ -180,7 +180,7 @@ def test_rollback_refused(client, who, browser, status, errors):
     if status == 403:
         assert database_checksum(client.server.db_path) == before
     if errors is not None:
-        assert response.json() == {"ok": False, "errors": errors}
+        assert response.json() == {"ok": False, "errors": [{"message": m} for m in errors], "more": 0}
 
 
 @pytest.mark.parametrize("who", ["alice-token", "alice-cookie"])
@@ -269,6 +269,7 @@ def test_user_text_is_shown_escaped(client, hostile_import, page, shown):
 SQL_INTERPOLATIONS_REVIEWED = {
     ("cli.py", "BUSY_TIMEOUT_MS"),  # a constant
     ("db.py", "BUSY_TIMEOUT_MS"),
+    ("config.py", "wait_ms"),  # int() of the plugin config's write_wait_ms
     ("db.py", "name"),  # savepoint names are chosen by the code (glyph, glyph_plan, glyph_import, ...)
     ("migrate.py", "int(foreign_keys)"),  # read back from PRAGMA foreign_keys
     ("migrate.py", "schema.quote(name)"),  # a glyph_kept_ table name read from sqlite_master, quoted

@@ -133,3 +133,47 @@ def test_datasette_create_with_migrate_gives_a_ready_database(tmp_path):
     )
     assert (result.returncode, result.stdout, result.stderr.splitlines()) == (0, "[]\n", APPLIED)
     assert version_of(str(tmp_path / "glyph.db")) == NEWEST
+
+
+@pytest.fixture
+def unwritable(tmp_path):
+    """A database file this process cannot write, as on a read-only filesystem: made immutable with chattr when
+    running as root (who may write any file whatever its mode), read-only by mode otherwise."""
+    path = tmp_path / "glyph.db"
+    make(str(path), "newest")
+    sqlite3.connect(path).execute("PRAGMA journal_mode = delete")  # no WAL files left beside it
+    if os.geteuid() == 0:
+        subprocess.run(["chattr", "+i", str(path)], check=True)
+    else:
+        path.chmod(0o444)
+    yield path
+    if os.geteuid() == 0:
+        subprocess.run(["chattr", "-i", str(path)], check=True)
+
+
+def test_an_unwritable_database_with_migrate_gives_one_line_and_is_served_read_only(unwritable, tmp_path):
+    metadata = tmp_path / "metadata.json"
+    metadata.write_text(json.dumps({"plugins": {"datasette-glyph": {"database": "glyph", "migrate": True}}}))
+    datasette = os.path.join(os.path.dirname(sys.executable), "datasette")
+    result = subprocess.run(
+        [datasette, str(unwritable), "-m", str(metadata), "--get", "/-/versions.json"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert (result.returncode, result.stderr.splitlines()) == (
+        0,
+        [f"datasette-glyph: cannot write glyph ({unwritable} is not writable); serving it read-only, not migrating it"],
+    )
+    assert "datasette" in json.loads(result.stdout)
+
+
+@pytest.mark.asyncio
+async def test_an_unwritable_database_refuses_imports_as_a_read_only_server(unwritable):
+    ds = Datasette([str(unwritable)], plugin_config={"datasette-glyph": {"migrate": True, "allow_import": True}})
+    await ds.invoke_startup()
+    response = await ds.client.post("/api/import", content=b"[]", headers={"content-type": "application/json"})
+    assert (response.status_code, response.json()["errors"][0]["message"].startswith("This server is read-only")) == (
+        503,
+        True,
+    )
