@@ -17,6 +17,7 @@ import click
 from . import importer, lineage, market
 from . import migrate as migrations
 from .db import BUSY_TIMEOUT_MS, connect
+from .formats import with_utc_z
 
 
 def register(cli: click.Group) -> None:
@@ -586,7 +587,7 @@ def glyph_imports(path, source_name, limit, as_json, quiet):
     finally:
         conn.close()
     if as_json:
-        click.echo(json.dumps({"ok": True, "imports": imports, "total": total}, indent=2))
+        click.echo(json.dumps(with_utc_z({"ok": True, "imports": imports, "total": total}), indent=2))
         return
     if quiet:
         for batch in imports:

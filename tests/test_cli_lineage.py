@@ -299,9 +299,10 @@ def test_glyph_imports(market_path, options, expected):
 def test_glyph_imports_json(market_path):
     result = run("glyph-imports", market_path, "--json", "--source", "broker")
     conn = sqlite3.connect(market_path)
-    expected = lineage.list_imports(conn, source="broker")
+    [expected] = lineage.list_imports(conn, source="broker")
     conn.close()
-    assert (result.exit_code, json.loads(result.stdout)) == (0, {"ok": True, "imports": expected, "total": 1})
+    expected["imported_at"] = "2025-05-03T10:00:00Z"  # ISO 8601 UTC with Z, as every JSON answer gives it
+    assert (result.exit_code, json.loads(result.stdout)) == (0, {"ok": True, "imports": [expected], "total": 1})
 
 
 def test_glyph_imports_of_a_missing_file(tmp_path):
