@@ -11,6 +11,7 @@ settings, to show what the README's settings buy.
     python benchmarks/bench_queries.py
     python benchmarks/bench_queries.py --work-dir /tmp/bench-queries --compare-default
     python benchmarks/bench_queries.py --rows 100000 --imports 10
+    python benchmarks/bench_queries.py --work-dir /tmp/bench-queries --only model=
 """
 
 from __future__ import annotations
@@ -39,6 +40,14 @@ QUERIES = [
     ("/api/listings?import_id= (100 rows)", "/api/listings?import_id={import_id}", 20),
     ("table JSON ?import_id=&_size=100", "/glyph/scored_listings.json?import_id={import_id}&_size=100", 50),
     ("/api/imports", "/api/imports", 50),
+    # model= as people type it: resolved against the models table, then read through the canonical_model index
+    ("/api/listings?model=rtx 4090 (contains)", "/api/listings?model=rtx%204090", 20),
+    ("/api/listings?model=h100 pcie (contains)", "/api/listings?model=h100%20pcie", 20),
+    ("/api/listings?model=A100 40GB (contains, 2 models)", "/api/listings?model=A100%2040GB", 20),
+    ("/api/listings?model=H1OO_PCIE_80GB (fuzzy)", "/api/listings?model=H1OO_PCIE_80GB", 20),
+    ("/api/listings?model=RXT 4090 (fuzzy)", "/api/listings?model=RXT%204090", 20),
+    ("/api/listings?model=zzzz (no model)", "/api/listings?model=zzzz", 20),
+    ("/api/models?q=H1OO_PCIE_80GB", "/api/models?q=H1OO_PCIE_80GB", 20),
     ("batch page /-/glyph/imports/<id>", "/-/glyph/imports/{import_id}", None),
     ("batch list /-/glyph/imports", "/-/glyph/imports", None),
     ("table HTML with facets", "/glyph/scored_listings", 1000),
@@ -48,12 +57,14 @@ HTML_PAGES = {"table HTML with facets", "table HTML ?import_id= with facets"}
 TIMED_OUT = re.compile(r'<p class="facets-timed-out">These facets timed out: ([^<]*)</p>')
 
 
-def measure(db_path: Path, serve_args: list, import_ids: list, requests: int, log_dir: Path) -> dict:
+def measure(db_path: Path, serve_args: list, import_ids: list, requests: int, log_dir: Path, only=None) -> dict:
     results = {}
     server = start_server(db_path, extra_args=serve_args, log_dir=log_dir)
     try:
         conn = server.connection()
         for label, template, target in QUERIES:
+            if only and only not in label:
+                continue
             timings, timed_out = [], set()
             for warm in range(2):
                 timed(conn, template.format(import_id=quote(import_ids[-1 - warm])))
@@ -92,6 +103,7 @@ def main() -> int:
     parser.add_argument("--work-dir", type=Path, help="keep the database here and reuse it on the next run")
     parser.add_argument("--compare-default", action="store_true", help="also measure with no --setting options")
     parser.add_argument("--serve-args", help="try these serve options instead of the README's, e.g. '-m metadata.yml'")
+    parser.add_argument("--only", help="only the queries whose label contains this text, e.g. 'model='")
     args = parser.parse_args()
     work_dir = args.work_dir or Path(tempfile.mkdtemp(prefix="glyph-bench-queries-"))
     db_dir = work_dir / f"{args.rows}_rows_{args.imports}_imports"
@@ -118,13 +130,13 @@ def main() -> int:
     ok = report(
         ("tried" if args.serve_args else "served as the README says") + ": datasette glyph.db"
         f" {' '.join(shlex.quote(a) for a in serve_args)}",
-        measure(db_path, serve_args, import_ids, args.requests, work_dir),
+        measure(db_path, serve_args, import_ids, args.requests, work_dir, args.only),
     )
     if args.compare_default:
         plain = [a for a in serve_args if a.endswith((".yml", ".yaml", ".json"))]
         report(
             "\nfor comparison, with no settings: datasette glyph.db -m metadata.yml",
-            measure(db_path, ["-m"] + plain, import_ids, args.requests, work_dir),
+            measure(db_path, ["-m"] + plain, import_ids, args.requests, work_dir, args.only),
         )
     print(f"load average after: {os.getloadavg()[0]:.2f}; targets {'met' if ok else 'MISSED'}")
     return 0 if ok else 1

@@ -5,7 +5,7 @@ import sys
 from datasette import hookimpl
 
 from . import cli as glyph_cli
-from . import migrate, pages, permissions, responses, routes, routes_lineage
+from . import facets, migrate, pages, permissions, responses, routes, routes_lineage, routes_models
 from .config import (
     DatabaseNotServed,
     GlyphStartupError,
@@ -30,7 +30,7 @@ def register_routes():
     # JSON API answers 503 JSON, the pages Datasette's 503 page, when the database cannot serve them.
     return [
         (pattern, responses.json_api(view) if pattern.startswith("^/api/") else responses.html_page(view))
-        for pattern, view in routes_lineage.ROUTES + routes.ROUTES + pages.ROUTES
+        for pattern, view in routes_lineage.ROUTES + routes.ROUTES + routes_models.ROUTES + pages.ROUTES
     ]
 
 
@@ -113,3 +113,26 @@ def table_actions(datasette, actor, database, table):
 @hookimpl
 def render_cell(value, column, table, database, datasette):
     return pages.render_cell(value, column, table, database, datasette)
+
+
+@hookimpl
+def register_facet_classes():
+    return [facets.ImportFacet]
+
+
+@hookimpl
+def prepare_jinja2_environment(env):
+    pages.prepare_jinja2_environment(env)
+
+
+@hookimpl
+def extra_css_urls(datasette):
+    return [datasette.urls.static_plugins("datasette_glyph", "glyph.css")]
+
+
+@hookimpl
+def extra_template_vars(datasette, view_name, database, table, request):
+    async def inner():
+        return await pages.table_template_vars(datasette, view_name, database, table, request)
+
+    return inner

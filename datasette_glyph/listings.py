@@ -2,15 +2,22 @@
 
 Synchronous functions over a ``sqlite3.Connection``; nothing here imports Datasette. ``ListingQuery.from_params``
 turns request parameters into a checked query (raising ``InvalidParameter`` or ``ConflictingParameters``),
-``find_listings`` runs it.
+``find_listings`` runs it. ``resolve_model`` is the one rule for what a typed model text stands for, used by
+``model=`` here, by ``GET /api/models?q=`` and by any page where a model is typed.
 """
 
 from __future__ import annotations
 
+import functools
+import json
 import math
+import re
 import sqlite3
+import unicodedata
 from dataclasses import dataclass
-from typing import List, Mapping, Optional
+from typing import List, Mapping, Optional, Tuple
+
+from rapidfuzz import fuzz, process
 
 REQUIRED_FIELDS = ("canonical_model", "vram_gb", "mig_support", "nvlink", "tdp_watts", "price", "score")
 OPTIONAL_FIELDS = (
@@ -91,7 +98,7 @@ def parse_int(params: Mapping[str, str], name: str, default: int, minimum: int, 
 
 @dataclass(frozen=True)
 class ListingQuery:
-    model: Optional[str] = None  # exact canonical_model, else a case-insensitive part of one
+    model: Optional[str] = None  # a typed model, resolved by resolve_model
     min_price: Optional[float] = None
     max_price: Optional[float] = None
     import_id: Optional[str] = None
@@ -106,7 +113,7 @@ class ListingQuery:
         if min_price is not None and max_price is not None and min_price > max_price:
             raise ConflictingParameters(f"min_price ({min_price:g}) is greater than max_price ({max_price:g})")
         return cls(
-            model=_model(params),
+            model=model_text(params),
             min_price=min_price,
             max_price=max_price,
             import_id=params.get("import_id") or None,
@@ -115,33 +122,241 @@ class ListingQuery:
         )
 
 
-def _model(params: Mapping[str, str]) -> Optional[str]:
-    raw = params.get("model") or None
-    # SQLite's LIKE stops reading a pattern at a NUL, so "%00" would match every model
+def model_text(params: Mapping[str, str], name: str = "model") -> Optional[str]:
+    """A typed model text from ``params[name]``; None when absent or empty, InvalidParameter if it holds a NUL
+    (no model does, and SQLite's text functions stop reading at one)."""
+    raw = params.get(name) or None
     if raw is not None and "\x00" in raw:
-        raise InvalidParameter("model", raw, "must not contain a NUL character")
+        raise InvalidParameter(name, raw, "must not contain a NUL character")
     return raw
 
 
-def _like_pattern(term: str) -> str:
-    escaped = term.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
-    return f"%{escaped}%"
+# Model matching ----------------------------------------------------------------------------------------------
+#
+# What a typed model text stands for, resolved against the small ``models`` table (one row per model, whatever
+# the number of listings), in four steps; the first that finds anything wins:
+#
+# 1. exact: the text is a canonical_model;
+# 2. contains: ignoring case, spaces, ``-``, ``_`` and every other character that is not a letter or digit,
+#    every model that contains the text (``rtx 4090``, ``RTX4090`` and ``4090`` find RTX_4090);
+# 3. fuzzy: the model(s) with the best RapidFuzz score, if it is at least FUZZY_THRESHOLD, among the models whose
+#    numbers agree with the text's (below);
+# 4. nothing.
+#
+# The fuzzy score is the better of two RapidFuzz measures (0..100) on the texts with an O among digits read as 0:
+# ``fuzz.ratio`` of the letters and digits run together (typos: ``RXT 4090``, ``H1OO_PCIE_80GB``) and
+# ``fuzz.token_sort_ratio`` of their words and numbers (order: ``A100 PCIe 80GB`` for A100_80GB_PCIE).
+# Spelling is forgiven, numbers are not: every number in the text must be one of the model's numbers and, where
+# the text writes one or two letters straight before it (``H100``, ``A6000``, ``MI300``), the model must have
+# the same letters there. Without that rule the nearest spelling of a GPU the database does not hold is another
+# GPU: ``RTX 4080`` scores 87.5 against RTX_3080 and RTX_4090, ``A100 80GB SXM4`` 94.1 against A100_40GB_SXM4;
+# and where a model is held, a near neighbour can beat it (``A100 PCIe 80GB``: 100 for A100_80GB_PCIE, 91.7 for
+# H100_PCIE_80GB), so without the rule the neighbour wins as soon as the model is missing.
+#
+# The threshold, from benchmarks/bench_model_match.py on the sample's 23 models: all 223 misspellings that only
+# this step can resolve (a letter dropped, doubled, replaced or swapped, O for 0, words reordered, G for GB)
+# score 87.5 or more for their own model; of 116 texts naming other GPUs, the highest refused scores 77.4
+# (``H100 PCIE 94GB`` against H100_NVL_94GB) and seven are accepted, all near enough to be what people mean or
+# mistake (``RTX 4000`` finds RTX_A4000, ``RTX 4090D`` RTX_4090) except ``RTX 6000 Quadro``, which finds
+# RTX_6000_ADA at 81.5. The old store took a plain fuzzy best match at 70.
+FUZZY_THRESHOLD = 80
+FUZZY_CANDIDATES = 5  # nearest spellings a ModelMatch reports, to show why a text matched or did not
+
+_LETTERS = r"[^\W\d_]"
+_WORDS = re.compile(rf"{_LETTERS}+|\d+")
+# a number, with the one or two letters that start a word right before it (H100, A6000, MI300; not SXM5's M)
+_NUMBERS = re.compile(rf"((?<!{_LETTERS}){_LETTERS}{{1,2}})?(\d+)")
+_DIGITS_AND_OS = re.compile(r"[\do]*\d[\do]*")
+
+
+def normalize_model(text: str) -> str:
+    """The letters and digits of ``text``, case-folded: what step 2 compares (``RTX-4090`` -> ``rtx4090``)."""
+    return "".join(c for c in unicodedata.normalize("NFKC", text).casefold() if c.isalnum())
+
+
+def _fold(text: str) -> str:
+    """Case-folded, with an O that sits among digits read as a zero (``H1OO`` -> ``h100``, ``Quadro`` unchanged)."""
+    return _DIGITS_AND_OS.sub(lambda m: m.group(0).replace("o", "0"), unicodedata.normalize("NFKC", text).casefold())
+
+
+def _numbers(folded: str) -> Tuple[Tuple[str, str], ...]:
+    return tuple((m.group(1) or "", m.group(2)) for m in _NUMBERS.finditer(folded))
+
+
+def _numbers_agree(text_numbers, model_numbers) -> bool:
+    return all(
+        any(number == n and (prefix == "" or prefix == p) for p, n in model_numbers) for prefix, number in text_numbers
+    )
+
+
+@dataclass(frozen=True)
+class _Spelling:
+    """A text prepared once for matching."""
+
+    normalized: str  # step 2
+    run_together: str  # folded, letters and digits only: fuzz.ratio
+    words: str  # folded, words and numbers split apart: fuzz.token_sort_ratio
+    numbers: Tuple[Tuple[str, str], ...]  # (letters before it or "", number)
+
+    @classmethod
+    def of(cls, text: str) -> "_Spelling":
+        folded = _fold(text)
+        return cls(
+            normalized=normalize_model(text),
+            run_together="".join(c for c in folded if c.isalnum()),
+            words=" ".join(_WORDS.findall(folded)),
+            numbers=_numbers(folded),
+        )
+
+
+@dataclass(frozen=True)
+class KnownModels:
+    """Every model of a database, each prepared for matching."""
+
+    names: Tuple[str, ...]
+    spellings: Tuple[_Spelling, ...]
+    run_together: Tuple[str, ...]  # each spelling's, as RapidFuzz's batch scorers want them
+    words: Tuple[str, ...]
+
+
+# The models table's names in one value, a JSON array: the cache key.
+_KNOWN_MODELS_SQL = "SELECT json_group_array(model) FROM (SELECT model FROM models ORDER BY model)"
+
+
+@functools.lru_cache(maxsize=16)
+def _prepare(names_json: str) -> KnownModels:
+    names = tuple(str(name) for name in json.loads(names_json))
+    spellings = tuple(_Spelling.of(name) for name in names)
+    return KnownModels(
+        names,
+        spellings,
+        tuple(s.run_together for s in spellings),
+        tuple(s.words for s in spellings),
+    )
+
+
+def known_models(conn: sqlite3.Connection) -> KnownModels:
+    """The models of ``conn``'s database, prepared for matching.
+
+    The preparation is cached per process and keyed by the names themselves, read in one value on every call, so
+    it is never stale: an import that adds a model or a rollback that removes one changes the key. Reading the
+    key costs one pass over the small models table (benchmarks/bench_model_match.py has the figures).
+    """
+    return _prepare(conn.execute(_KNOWN_MODELS_SQL).fetchone()[0])
+
+
+@dataclass(frozen=True)
+class FuzzyCandidate:
+    model: str
+    score: float  # 0..100
+    numbers_agree: bool  # the model has every number of the text (and the letters written straight before it)
+
+
+@dataclass(frozen=True)
+class ModelMatch:
+    """What ``text`` resolves to, and by which step: ``exact``, ``contains``, ``fuzzy`` or ``none``."""
+
+    text: str
+    normalized: str
+    match: str
+    models: Tuple[str, ...]
+    candidates: Tuple[FuzzyCandidate, ...] = ()  # the nearest spellings, best first, when step 3 ran
+    score: Optional[float] = None  # the fuzzy match's score
+
+    def reason(self) -> str:
+        """One sentence saying why ``text`` resolves to ``models``."""
+        if self.match == "exact":
+            return f"{self.text!r} is a canonical_model"
+        if self.match == "contains":
+            return f"ignoring case and separators, {self.normalized!r} is part of each of these models"
+        if not self.normalized:
+            return "the text has no letters or digits"
+        lead = f"no model is named or contains {self.normalized!r}"
+        if self.match == "fuzzy":
+            return (
+                f"{lead}; the nearest spelling with the text's numbers scores {self.score:.1f} of 100 (threshold {FUZZY_THRESHOLD},"
+                " an O among digits read as 0)"
+            )
+        if not self.candidates:
+            return f"{lead}, and there are no models"
+        best = self.candidates[0]
+        if best.score >= FUZZY_THRESHOLD:
+            # the only way a high score is refused
+            return f"{lead}; the nearest spelling, {best.model} ({best.score:.1f} of 100), has other numbers"
+        return f"{lead}; the nearest spelling, {best.model}, scores {best.score:.1f} of 100, below {FUZZY_THRESHOLD}"
+
+    def to_dict(self) -> dict:
+        return {
+            "q": self.text,
+            "normalized": self.normalized,
+            "match": self.match,
+            "models": list(self.models),
+            "reason": self.reason(),
+            "threshold": FUZZY_THRESHOLD,
+            "candidates": [
+                {"model": c.model, "score": round(c.score, 1), "numbers_agree": c.numbers_agree}
+                for c in self.candidates
+            ],
+        }
+
+
+def _fuzzy(text: _Spelling, known: KnownModels) -> tuple:
+    """(the best models at or above the threshold whose numbers agree, their score, the nearest spellings)."""
+    scorers = (
+        (text.run_together, known.run_together, fuzz.ratio),
+        (text.words, known.words, fuzz.token_sort_ratio),
+    )
+    # Only models that one of the scorers puts at or above the threshold, or among its nearest, can matter: the
+    # batch scorers find those in C, and only they get the combined score and the number rule.
+    wanted = set()
+    for query, choices, scorer in scorers:
+        wanted.update(i for _, _, i in process.extract(query, choices, scorer=scorer, limit=FUZZY_CANDIDATES))
+        wanted.update(
+            i for _, _, i in process.extract(query, choices, scorer=scorer, score_cutoff=FUZZY_THRESHOLD, limit=None)
+        )
+    scored = sorted(
+        (
+            FuzzyCandidate(
+                known.names[i],
+                max(scorer(query, choices[i]) for query, choices, scorer in scorers),
+                _numbers_agree(text.numbers, known.spellings[i].numbers),
+            )
+            for i in wanted
+        ),
+        key=lambda c: (-c.score, c.model),
+    )
+    passing = [c for c in scored if c.numbers_agree and c.score >= FUZZY_THRESHOLD]
+    top = passing[0].score if passing else None
+    return tuple(c.model for c in passing if c.score == top), top, tuple(scored[:FUZZY_CANDIDATES])
+
+
+_EXACT_SQL = (
+    "SELECT EXISTS (SELECT 1 FROM models WHERE model = ?)"
+    " OR EXISTS (SELECT 1 FROM scored_listings WHERE canonical_model = ?)"
+)
+
+
+def resolve_model(conn: sqlite3.Connection, text: str) -> ModelMatch:
+    """The canonical_model values a typed ``text`` stands for, with the step that found them (see above)."""
+    spelling = _Spelling.of(text)
+    # Two index lookups; a listing names a model the models table lacks only where foreign keys were not enforced.
+    if conn.execute(_EXACT_SQL, [text, text]).fetchone()[0]:
+        return ModelMatch(text, spelling.normalized, "exact", (text,))
+    known = known_models(conn)
+    if not spelling.normalized:
+        return ModelMatch(text, spelling.normalized, "none", ())
+    contained = tuple(
+        name for name, model in zip(known.names, known.spellings) if spelling.normalized in model.normalized
+    )
+    if contained:
+        return ModelMatch(text, spelling.normalized, "contains", contained)
+    best, score, nearest = _fuzzy(spelling, known)
+    return ModelMatch(text, spelling.normalized, "fuzzy" if best else "none", best, nearest, score)
 
 
 def matching_models(conn: sqlite3.Connection, term: str) -> List[str]:
-    """The canonical_model values ``term`` stands for: itself if any listing has exactly that model, else every
-    model whose name contains it, ignoring case (``H100`` finds ``H100_PCIE_80GB`` and ``H100_SXM5_80GB``).
-
-    Candidates come from ``models``, which holds every model a listing names (``scored_listings.canonical_model``
-    references ``models.model``), so no scan of the listings is needed.
-    """
-    exact = conn.execute("SELECT 1 FROM scored_listings WHERE canonical_model = ? LIMIT 1", [term]).fetchone()
-    if exact:
-        return [term]
-    rows = conn.execute(
-        "SELECT model FROM models WHERE model LIKE ? ESCAPE '\\' ORDER BY model", [_like_pattern(term)]
-    ).fetchall()
-    return [r[0] for r in rows]
+    """The canonical_model values ``term`` stands for (``resolve_model``'s models)."""
+    return list(resolve_model(conn, term).models)
 
 
 def listing_sql(query: ListingQuery, models: Optional[List[str]] = None) -> tuple:

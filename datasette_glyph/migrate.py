@@ -18,13 +18,12 @@ import datetime
 import hashlib
 import os
 import re
-import shutil
 import sqlite3
 import tempfile
 import time
 from dataclasses import dataclass, field
 from importlib import resources
-from typing import Callable, Dict, Iterable, List, Optional, Sequence, Tuple
+from typing import Dict, Iterable, List, Optional, Sequence, Tuple
 
 from . import schema
 from .db import enable_wal, transaction

@@ -7,7 +7,7 @@ and ``glyph_history.html``. Reads go through ``run_expensive_read``; the work is
 
 from __future__ import annotations
 
-from typing import List, Optional
+from typing import Optional
 from urllib.parse import quote, urlencode
 
 from datasette.utils.asgi import BadRequest, Forbidden, NotFound, Response
@@ -16,6 +16,7 @@ from . import lineage
 from .config import glyph_database, run_expensive_read
 from .formats import usd
 from .listings import InvalidParameter, parse_int
+from .pages import DIFF_SORTS, arrange_changes, arrange_params, history_chart
 from .permissions import can_view_table
 from .responses import (
     diff_body,
@@ -33,14 +34,6 @@ MAX_DIFF_PAGE_SIZE = 1000
 HISTORY_PAGE_SIZE = 100
 MAX_HISTORY_PAGE_SIZE = 1000
 HISTORY_PAGE_POINTS = 1000
-
-# Geometry of a history chart, in SVG user units (pixels at 100%).
-CHART_WIDTH = 640
-CHART_HEIGHT = 160
-CHART_LEFT = 80  # room for the value labels
-CHART_RIGHT = 20
-CHART_TOP = 12
-CHART_BOTTOM = 30  # room for the first and last date
 
 
 async def _cannot_view(datasette, actor, database: str, tables) -> Optional[str]:
@@ -106,16 +99,27 @@ async def diff_page(request, datasette):
     a, b = url_id(request, "a"), url_id(request, "b")
     try:
         kind, limit, offset = _diff_params(request.args)
+        sort, model = arrange_params(request.args)
     except InvalidParameter as e:
         raise BadRequest(str(e))
+    arranged = sort != "file" or model is not None
     try:
         diff = await run_expensive_read(
-            datasette, db, lambda conn: lineage.diff_imports(conn, a, b, kind=kind, limit=limit, offset=offset), "diff"
+            datasette,
+            db,
+            lambda conn: lineage.diff_imports(
+                conn, a, b, kind=kind, limit=None if arranged else limit, offset=0 if arranged else offset
+            ),
+            "diff",
         )
     except lineage.UnknownImport as e:
         raise NotFound(str(e))
     data = diff.to_dict()
+    next_offset = diff.next_offset
+    if arranged:  # the page's own order or model filter, over every change of the kind
+        data["changes"], data["total"], next_offset = arrange_changes(data["changes"], sort, model, limit, offset)
     page_path = diff_path("/-/glyph", a, b)
+    sort_arg = None if sort == "file" else sort
     for change in data["changes"]:
         change["history_url"] = _path(datasette, "/-/glyph/history", source_url=change["source_url"])
     size = None if limit == DIFF_PAGE_SIZE else limit
@@ -134,25 +138,36 @@ async def diff_page(request, datasette):
                 "kind": k,
                 "count": counts_by_kind[k],
                 "label": k or "all changes",
-                "url": _path(datasette, page_path, kind=k, limit=size),
+                "url": _path(datasette, page_path, kind=k, limit=size, sort=sort_arg, model=model),
                 "current": k == kind,
             }
             for k in (None,) + lineage.CHANGE_KINDS
         ],
         "previous_url": (
-            _path(datasette, page_path, kind=kind, limit=size, offset=max(0, offset - limit) or None)
+            _path(
+                datasette,
+                page_path,
+                kind=kind,
+                limit=size,
+                sort=sort_arg,
+                model=model,
+                offset=max(0, offset - limit) or None,
+            )
             if offset > 0
             else None
         ),
         "next_url": (
-            _path(datasette, page_path, kind=kind, limit=size, offset=diff.next_offset)
-            if diff.next_offset is not None
+            _path(datasette, page_path, kind=kind, limit=size, sort=sort_arg, model=model, offset=next_offset)
+            if next_offset is not None
             else None
         ),
         "first_shown": offset + 1,
         "last_shown": offset + len(data["changes"]),
         "json_url": _path(datasette, diff_path("/api", a, b), kind=kind, limit=size, offset=offset or None),
         "swap_url": _path(datasette, diff_path("/-/glyph", b, a)),
+        "sort": sort,
+        "sorts": DIFF_SORTS,
+        "model": model,
     }
     return Response.html(await datasette.render_template("glyph_diff.html", context, request=request))
 
@@ -234,8 +249,8 @@ async def history_page(request, datasette):
         # Linked only when it is a web address: the value comes from imported files.
         "source_link": source_url if source_url.lower().startswith(("http://", "https://")) else None,
         "history": history,
-        "price_chart": line_chart([p["price"] for p in history], [p["imported_at"] for p in history], usd),
-        "score_chart": line_chart([p["score"] for p in history], [p["imported_at"] for p in history], _score),
+        "price_chart": history_chart([p["price"] for p in history], [p["imported_at"] for p in history], usd),
+        "score_chart": history_chart([p["score"] for p in history], [p["imported_at"] for p in history], _score),
         "json_url": _path(datasette, "/api/listings/history", source_url=source_url) if source_url else None,
         "form_action": datasette.urls.path("/-/glyph/history"),
     }
@@ -246,42 +261,6 @@ def _score(value) -> str:
     return "" if value is None else f"{value:.4g}"
 
 
-def line_chart(values: List[float], labels: List[str], fmt) -> dict:
-    """Geometry of a small line chart of ``values`` in order (one point per import), for inline SVG.
-
-    The vertical axis spans the values' own range (a flat line sits in the middle); the first and last
-    ``labels`` go under the ends. Returns plain numbers and strings; ``points`` is empty when there is nothing.
-    """
-    chart = {"width": CHART_WIDTH, "height": CHART_HEIGHT, "points": [], "polyline": ""}
-    if not values:
-        return chart
-    left, right = CHART_LEFT, CHART_WIDTH - CHART_RIGHT
-    top, bottom = CHART_TOP, CHART_HEIGHT - CHART_BOTTOM
-    low, high = min(values), max(values)
-
-    def y(value):
-        # the highest value at top + 8, the lowest at bottom - 8: points clear of the axis
-        if high == low:
-            return round((top + bottom) / 2, 1)
-        return round(bottom - 8 - (value - low) / (high - low) * (bottom - top - 16), 1)
-
-    step = (right - left) / (len(values) - 1) if len(values) > 1 else 0
-    points = []
-    for i, (value, label) in enumerate(zip(values, labels)):
-        x = round(left + i * step, 1) if len(values) > 1 else round((left + right) / 2, 1)
-        points.append({"x": x, "y": y(value), "title": f"{label}: {fmt(value)}"})
-    chart.update(
-        points=points,
-        polyline=" ".join(f"{p['x']},{p['y']}" for p in points),
-        left=left,
-        right=right,
-        top=top,
-        bottom=bottom,
-        y_labels=[{"y": y(high), "label": fmt(high)}] + ([{"y": y(low), "label": fmt(low)}] if high != low else []),
-        x_labels=[{"x": points[0]["x"], "label": labels[0], "anchor": "start" if len(points) > 1 else "middle"}]
-        + ([{"x": points[-1]["x"], "label": labels[-1], "anchor": "end"}] if len(points) > 1 else []),
-    )
-    return chart
 
 
 # Exact paths: these are registered before the other route modules' (see register_routes), so each must match

@@ -247,13 +247,13 @@ async def test_diff_page(market_path):
     html = response.text
     tables = Tables(html).tables
     assert tables["glyph-diff-models"] == [
-        ["Model", "Rows A", "Rows B", "Δ rows", "Median A", "Median B", "Δ median", "Min A", "Min B", "Max A", "Max B"]
-        + ["Mean score A", "Mean score B", "Δ score"],
-        ["H100_PCIE_80GB", "2", "2", "0", "$21,000.00", "$20,500.00", "−$500.00", "$20,000.00", "$19,000.00"]
-        + ["$22,000.00", "$22,000.00", "0.3750", "0.6250", "+0.2500"],
-        ["L40S", "–", "3", "+3", "–", "$7,500.00", "–", "–", "$7,000.00", "–", "$8,000.00", "–", "0.5000", "–"],
-        ["RTX_4090", "4", "1", "−3", "$1,900.00", "$2,200.00", "+$300.00", "$1,600.00", "$2,200.00", "$2,100.00"]
-        + ["$2,200.00", "0.5625", "0.5000", "−0.0625"],
+        ["Model", "Rows A", "Rows B", "Δ rows", "Median A", "Median B", "Δ median", "Range A", "Range B"]
+        + ["Mean score A", "Mean score B"],
+        ["H100_PCIE_80GB", "2", "2", "0", "$21,000.00", "$20,500.00", "−$500.00", "$20,000–$22,000"]
+        + ["$19,000–$22,000", "0.3750", "0.6250"],
+        ["L40S", "–", "3", "+3", "–", "$7,500.00", "–", "–", "$7,000–$8,000", "–", "0.5000"],
+        ["RTX_4090", "4", "1", "−3", "$1,900.00", "$2,200.00", "+$300.00", "$1,600–$2,100", "$2,200–$2,200"]
+        + ["0.5625", "0.5000"],
     ]
     assert tables["glyph-diff-changes"] == [
         ["Change", "source_url", "Model", "Old price", "New price", "Δ", "Δ %"],
@@ -409,15 +409,15 @@ async def test_history_page_draws_price_and_score_inline(market_path):
     html = (await ds.client.get("/-/glyph/history?source_url=" + URL + "u1")).text
     assert Tables(html).tables["glyph-history-table"] == [
         ["Imported at", "Import", "Source", "Model", "Price", "Δ", "Score", "Row"],
-        ["2025-05-01 10:00:00", "a.csv", "market", "H100_PCIE_80GB", "$20,000.00", "–", "0.5000", "1"],
-        ["2025-05-02 10:00:00", "b.csv", "market", "H100_PCIE_80GB", "$19,000.00", "−$1,000.00", "0.7500", "2"],
-        ["2025-05-03 10:00:00", "c.csv", "broker", "RTX_4090", "$1,500.00", "−$17,500.00", "1.0000", "1"],
+        ["2025-05-01 10:00:00 UTC", "a.csv", "market", "H100_PCIE_80GB", "$20,000.00", "–", "0.5000", "1"],
+        ["2025-05-02 10:00:00 UTC", "b.csv", "market", "H100_PCIE_80GB", "$19,000.00", "−$1,000.00", "0.7500", "2"],
+        ["2025-05-03 10:00:00 UTC", "c.csv", "broker", "RTX_4090", "$1,500.00", "−$17,500.00", "1.0000", "1"],
     ]
-    charts = re.findall(r'<svg id="(glyph-history-\w+)".*?<polyline class="line" points="([^"]+)">', html, re.DOTALL)
-    # the highest value 8 units below the top (12), the lowest 8 above the bottom (130); 3 points 270 apart
+    charts = re.findall(r'<div id="(glyph-history-\w+)".*?<polyline points="([^"]+)">', html, re.DOTALL)
+    # a 1000 x 1000 box stretched over the plot, 0 at the bottom: prices up to a $20,000 top, scores up to 1
     assert charts == [
-        ("glyph-history-price", "80.0,20.0 350.0,25.5 620.0,122.0"),
-        ("glyph-history-score", "80.0,122.0 350.0,71.0 620.0,20.0"),
+        ("glyph-history-price", "0,0 500,50 1000,925"),
+        ("glyph-history-score", "0,500 500,250 1000,0"),
     ]
     # Works offline: every script and stylesheet is served by Datasette itself, none from elsewhere.
     assert re.findall(r'<(?:script|link)[^>]+(?:src|href)="(?:https?:)?//', html) == []

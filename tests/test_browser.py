@@ -13,11 +13,12 @@ from urllib.parse import parse_qs, urlsplit
 import pytest
 import yaml
 
-from datasette_glyph import migrate
+from datasette_glyph import migrate, pages
 from datasette_glyph.db import connect
 
 from .browser_support import REPO, actor_cookie, chromium, require_browser, screenshot_dir
 from .server import running_server
+from .snapshots import insert_snapshot, market_snapshots
 
 SECRET = "glyph-browser-test-secret"
 OPERATOR = {"id": "operator"}
@@ -155,27 +156,41 @@ def test_upload_browse_facet_and_chart(operator_page, server, shots):
     assert cells == [str(i) for i in range(1, len(expected_rows) + 1)]
     page.screenshot(path=shots / "03-batch-rows.png", full_page=True, clip=TOP_OF_PAGE)
 
-    # A second import of the same file from the same source, then pick the first one in the import_id facet.
+    # A second import of the same file from the same source: the page warns, and the form starts over so that
+    # another press of Import does not send it a third time.
     page.goto("/-/glyph/import")
     second = upload(page, SAMPLE, "ebay", "Tuesday's file")
-    assert second["record_count"] == len(expected_rows)
+    assert (second["record_count"], second["previous_import_id"]) == (len(expected_rows), first["import_id"])
+    assert page.is_visible("#glyph-result-duplicate")
+    assert page.get_attribute("#glyph-result-duplicate-link", "href") == f"/-/glyph/imports/{first['import_id']}"
+    assert page.get_attribute("#glyph-result-duplicate-page", "href") == f"/-/glyph/imports/{second['import_id']}"
+    assert page.inner_text("#glyph-status") == (
+        f"Imported {len(expected_rows)} rows from scored_sample.csv. Warning: the same content was imported before,"
+        f" as import {first['import_id']}."
+    )
+    assert page.evaluate("document.getElementById('glyph-file').files.length") == 0
+    assert [page.input_value("#glyph-source"), page.input_value("#glyph-description")] == ["", ""]
+    assert page.evaluate("document.activeElement.id") == "glyph-result-heading"
+    page.screenshot(path=shots / "02c-duplicate-warning.png", full_page=True)
+    # Then pick the first import in the import_id facet.
     page.goto("/glyph/scored_listings?_nosuggest=1")
     assert re.match(r"[\d,]+", page.inner_text("h3")).group() == str(2 * len(expected_rows))
     facet_links = page.locator(f'.facet-info a[href*="import_id={first["import_id"]}"]')
-    label = server.get(f"/glyph/import_batches.json?import_id={first['import_id']}&_shape=array").json()[0]["label"]
-    assert re.match(r"^scored_sample\.csv · \d{4}-\d\d-\d\d \d\d:\d\d:\d\d$", label)
-    assert facet_links.all_inner_texts() == [label]
+    label = facet_links.inner_text().replace("\xa0", " ")
+    assert re.match(r"^\d{4}-\d\d-\d\d \d\d:\d\d UTC · ebay · scored_sample\.csv$", label)
     facet_links.click()
     page.wait_for_url(re.compile(rf".*import_id={first['import_id']}.*"))
     assert query(page.url)["import_id"] == first["import_id"]
     assert re.match(r"\d+", page.inner_text("h3")).group() == str(len(expected_rows))
+    assert page.inner_text("#glyph-banner-import").replace("\xa0", " ") == label
     page.screenshot(path=shots / "04-facet-applied.png", full_page=True, clip=TOP_OF_PAGE)
 
     # The list of imports, newest first, leads to the batch page and its chart.
     page.goto("/-/glyph/imports")
     batches = server.get("/glyph/import_batches.json?_shape=array&_sort_desc=id").json()
     assert table_cells(page, "#glyph-imports tbody") == [
-        [b["filename"], b["source"], b["imported_at"], str(b["record_count"]), b["status"], b["actor"]] for b in batches
+        [b["filename"], b["source"], pages.utc_time(b["imported_at"]), str(b["record_count"]), b["status"], b["actor"]]
+        for b in batches
     ]
     assert [(b["filename"], b["source"], b["record_count"], b["actor"]) for b in batches] == [
         ("scored_sample.csv", "ebay", len(expected_rows), "operator")
@@ -187,15 +202,14 @@ def test_upload_browse_facet_and_chart(operator_page, server, shots):
     page.screenshot(path=shots / "05-imports.png", full_page=True)
     page.click(f'#glyph-imports tr[data-import-id="{second["import_id"]}"] td:first-child a')
     page.wait_for_url(f"**/-/glyph/imports/{second['import_id']}")
-    chart = page.locator("svg#glyph-price-chart")
+    chart = page.locator("#glyph-price-chart")
     assert chart.is_visible()
-    assert (
-        page.eval_on_selector_all(
-            "svg#glyph-price-chart g.model > text:first-of-type", "ts => ts.map(t => t.textContent)"
-        )
-        == models
-    )
-    assert [row[0] for row in table_cells(page, "#glyph-model-summary tbody")] == models
+    summary = table_cells(page, "#glyph-model-summary tbody")
+    assert [row[0] for row in summary] == models
+    by_median = sorted(summary, key=lambda row: (-float(row[3].strip("$").replace(",", "")), row[0]))
+    assert page.eval_on_selector_all("#glyph-price-chart .glyph-chart-label a", "as => as.map(a => a.textContent)") == [
+        row[0] for row in by_median
+    ]
     assert page.get_attribute("#glyph-diff-previous", "href") == (
         f"/-/glyph/imports/{first['import_id']}/diff/{second['import_id']}"
     )
@@ -266,6 +280,13 @@ def test_invalid_file_shows_its_errors_row_by_row(operator_page, shots):
         for e in answer["errors"]
     ]
     assert [row[:3] for row in shown] == [["3", "price", "abc"], ["4", "vram_gb", "twenty"]]
+    # each cell names its column for a phone's stacked layout, as the pages' own tables do
+    labels = page.eval_on_selector_all(
+        "#glyph-error-table tbody tr", "trs => trs.map(tr => Array.from(tr.cells, td => td.dataset.label))"
+    )
+    assert labels == [["Line", "Column", "Value", "Message"]] * 2
+    assert page.inner_text("#glyph-status").startswith("Nothing was imported. ")
+    assert page.evaluate("document.activeElement.id") == "glyph-errors-heading"
     assert page.is_visible("#glyph-result") is False
     assert page.inner_text("#glyph-errors h2") == "Nothing was imported"
     page.screenshot(path=shots / "08-import-errors.png", full_page=True)
@@ -281,3 +302,346 @@ def test_anonymous_visitor_sees_no_import_link_and_gets_403(anonymous_page, serv
     assert response.status == 403
     page.screenshot(path=shots / "09-anonymous-forbidden.png")
     assert page.goto("/-/glyph/imports").status == 200
+
+
+# --- A realistic market: dozens of imports from two sources, read at a desktop's width and a phone's -----------
+
+WIDTHS = {"desktop": (1280, 900), "phone": (390, 844)}
+ROLLER = {"id": "roller"}  # may roll imports back (allow_rollback below); OPERATOR may not
+MARKET_SOURCES = (("ebay", 1, 120, "upload20k.csv", "08"), ("broker-feed", 2, 60, "broker_daily.csv", "14"))
+MARKET_IMPORTS = 24  # per source
+SMALL_TEXT_PX = 12  # the smallest text the pages may draw, in CSS pixels
+CONTRAST = """(el) => {
+    // WCAG contrast ratio of an element's text colour against the first opaque background behind it
+    const rgb = (s) => s.match(/[\\d.]+/g).map(Number);
+    const lum = ([r, g, b]) => {
+        const c = [r, g, b].map((v) => { v /= 255; return v <= 0.03928 ? v / 12.92 : ((v + 0.055) / 1.055) ** 2.4; });
+        return 0.2126 * c[0] + 0.7152 * c[1] + 0.0722 * c[2];
+    };
+    let bg = null;
+    for (let node = el; node && node.nodeType === 1; node = node.parentElement) {
+        const c = rgb(getComputedStyle(node).backgroundColor);
+        if (c.length < 4 || c[3] > 0) { bg = c; break; }
+    }
+    const [a, b] = [lum(rgb(getComputedStyle(el).color)), lum(bg || [255, 255, 255])];
+    return (Math.max(a, b) + 0.05) / (Math.min(a, b) + 0.05);
+}"""
+
+
+@pytest.fixture(scope="module")
+def market(tmp_path_factory):
+    """A server over 48 imports (24 a source, each the market a little later) of 60 to 130 rows, and the
+    import ids per source, oldest first."""
+    directory = tmp_path_factory.mktemp("market")
+    db_path = directory / "glyph.db"
+    conn = connect(db_path)
+    migrate.migrate(conn)
+    ids = {}
+    for source, seed, rows, filename, hour in MARKET_SOURCES:
+        snapshots, _ = market_snapshots(MARKET_IMPORTS, rows, seed)
+        ids[source] = [
+            insert_snapshot(
+                conn, snapshot, source=source, filename=filename, imported_at=f"2025-05-{day:02d} {hour}:00:00.123456"
+            )
+            for day, snapshot in enumerate(snapshots, 1)
+        ]
+    conn.close()
+    metadata = yaml.safe_load((REPO / "metadata.yml").read_text(encoding="utf-8"))
+    plugin_config = {
+        **metadata.pop("plugins")["datasette-glyph"],
+        "allow_import": {"id": OPERATOR["id"]},
+        "allow_rollback": {"id": ROLLER["id"]},
+    }
+    with running_server(
+        db_path, metadata=metadata, plugin_config=plugin_config, env={"DATASETTE_SECRET": SECRET}, log_dir=directory
+    ) as running:
+        running.ids = ids
+        yield running
+
+
+def sized_page(browser, server, width, actor=OPERATOR):
+    w, h = WIDTHS[width]
+    context = browser.new_context(base_url=server.url, viewport={"width": w, "height": h})
+    context.set_default_timeout(20_000)
+    if actor:
+        context.add_cookies([actor_cookie(server.url, SECRET, actor)])
+    return context.new_page()
+
+
+@pytest.fixture(params=list(WIDTHS))
+def width(request):
+    return request.param
+
+
+@pytest.fixture
+def market_page(browser, market, width):
+    page = sized_page(browser, market, width)
+    yield page
+    page.context.close()
+
+
+def glyph_pages(market):
+    ebay = market.ids["ebay"]
+    return {
+        "imports": "/-/glyph/imports",
+        "import": f"/-/glyph/imports/{ebay[-1]}",
+        "diff": f"/-/glyph/imports/{ebay[-2]}/diff/{ebay[-1]}",
+        "history": "/-/glyph/history?source_url=https://market.example/listing/5",
+        "upload": "/-/glyph/import",
+    }
+
+
+def test_narrow_tables_label_every_cell(market_page, market, width, shots):
+    """At 390 px Datasette stacks each row's cells; every glyph cell then shows its column's name above it."""
+    page = market_page
+    for name, path in glyph_pages(market).items():
+        if name == "upload":
+            continue
+        page.goto(path)
+        shown = page.eval_on_selector_all(
+            "table.rows-and-columns tbody td",
+            "tds => tds.map(td => [td.dataset.label, getComputedStyle(td, '::before').content])",
+        )
+        assert len(shown) > 10, name
+        if width == "phone":
+            assert [content for _, content in shown] == [f'"{label}"' for label, _ in shown], name
+        else:
+            assert {content for _, content in shown} == {"none"}, name
+            # and at 1280 px every glyph table fits the page: nothing to scroll sideways
+            overflow = page.eval_on_selector_all(
+                ".table-wrapper", "ws => ws.map(w => w.scrollWidth - w.clientWidth).filter(d => d > 0)"
+            )
+            assert overflow == [], name
+        page.screenshot(path=shots / f"10-{name}-{width}.png", full_page=True, clip=top_of(page, width))
+
+
+def top_of(page, width, height=2000):
+    w, _ = WIDTHS[width]
+    return {"x": 0, "y": 0, "width": w, "height": min(height, page.evaluate("document.body.scrollHeight"))}
+
+
+def test_import_id_cells_stay_on_one_line(market_page, width, shots):
+    page = market_page
+    page.goto("/glyph/scored_listings?_nosuggest=1&_size=20")
+    links = page.eval_on_selector_all(
+        "td.col-import_id a.glyph-import-link",
+        "as => as.map(a => [a.getClientRects().length, a.getBoundingClientRect().height])",
+    )
+    assert len(links) == 20
+    assert {rects for rects, _ in links} == {1}
+    assert max(height for _, height in links) < 1.5 * SMALL_TEXT_PX * 1.6
+    if width == "desktop":
+        heights = page.eval_on_selector_all(
+            "table.rows-and-columns tbody tr", "trs => trs.map(tr => tr.getBoundingClientRect().height)"
+        )
+        # the title column, not import_id, now sets the height: a few lines at most, never the UUID's five
+        assert max(heights) < 110, heights
+    page.screenshot(path=shots / f"11-table-rows-{width}.png", full_page=True, clip=top_of(page, width, 2600))
+
+
+def test_price_chart_is_legible(market_page, market, width, shots):
+    page = market_page
+    page.goto(glyph_pages(market)["import"])
+    chart = page.locator("#glyph-price-chart")
+    texts = page.eval_on_selector_all(
+        "#glyph-price-chart .glyph-chart-tick, #glyph-price-chart .glyph-chart-label a, #glyph-price-chart small",
+        "els => els.map(e => [e.textContent.trim(), parseFloat(getComputedStyle(e).fontSize),"
+        " e.getBoundingClientRect().height])",
+    )
+    assert texts and min(size for _, size, _ in texts) >= SMALL_TEXT_PX
+    assert min(height for _, _, height in texts) >= SMALL_TEXT_PX
+    # two axes of the same ticks, above and below the bars, their labels apart from each other
+    ticks = page.eval_on_selector_all(
+        "#glyph-price-chart .glyph-chart-axis-top .glyph-chart-tick",
+        "ts => ts.map(t => { const r = t.getBoundingClientRect(); return [t.textContent, r.left, r.right]; })",
+    )
+    bottom = page.eval_on_selector_all(
+        "#glyph-price-chart .glyph-chart-axis-bottom .glyph-chart-tick", "ts => ts.map(t => t.textContent)"
+    )
+    assert [t[0] for t in ticks] == bottom == ["$300", "$1k", "$3k", "$10k", "$30k"]
+    assert all(a[2] + 4 <= b[1] for a, b in zip(ticks, ticks[1:])), ticks
+    # most expensive first; every model's bar visible, however cheap
+    medians = page.eval_on_selector_all(
+        "#glyph-price-chart .glyph-chart-label small", "ss => ss.map(s => s.textContent)"
+    )
+    values = [float(re.search(r"median \$([\d,]+)", m).group(1).replace(",", "")) for m in medians]
+    assert values == sorted(values, reverse=True) and len(values) == 6
+    bars = page.eval_on_selector_all(
+        "#glyph-price-chart .glyph-chart-range", "bs => bs.map(b => b.getBoundingClientRect().width)"
+    )
+    assert min(bars) >= 8
+    assert "rows" not in [m.split()[-1] for m in medians if m.split()[-2] == "1"]  # "1 row", not "1 rows"
+    chart.screenshot(path=shots / f"12-price-chart-{width}.png")
+
+
+def test_history_chart_is_legible(market_page, market, width, shots):
+    page = market_page
+    page.goto(glyph_pages(market)["history"])
+    for chart in ("glyph-history-price", "glyph-history-score"):
+        labels = page.eval_on_selector_all(
+            f"#{chart} .glyph-y, #{chart} .glyph-x",
+            "ls => ls.filter(l => l.offsetParent !== null).map(l => { const r = l.getBoundingClientRect();"
+            " return [l.className, l.textContent, parseFloat(getComputedStyle(l).fontSize), r.left, r.right]; })",
+        )
+        assert min(size for _, _, size, _, _ in labels) >= SMALL_TEXT_PX
+        y_labels = [text for cls, text, *_ in labels if cls == "glyph-y"]
+        assert y_labels[0] in ("$0", "0"), y_labels  # the axis starts at zero
+        x_labels = [(left, right, text) for cls, text, _, left, right in labels if cls.startswith("glyph-x")]
+        assert all(a[1] <= b[0] for a, b in zip(x_labels, x_labels[1:])), x_labels
+        assert all(re.fullmatch(r"\d{4}-\d\d-\d\d \d\d:\d\d UTC", text) for _, _, text in x_labels), x_labels
+        assert len(x_labels) >= 2
+    page.screenshot(path=shots / f"13-history-{width}.png", full_page=True, clip=top_of(page, width, 1400))
+
+
+def test_import_facet_newest_first_and_every_import_reachable(market_page, market, width, shots):
+    page = market_page
+    page.goto("/glyph/scored_listings?_nosuggest=1")
+    batches = market.get("/glyph/import_batches.json?_shape=array&_size=max&_sort_desc=imported_at").json()
+    expected = [f"{b['imported_at'][:16]} UTC · {b['source']} · {b['filename']}" for b in batches]
+    shown = [
+        t.replace("\xa0", " ")
+        for t in page.locator(
+            "#facet-import_id li a[data-facet-value], #facet-import_id li a:not(.cross)"
+        ).all_inner_texts()
+        if t != "…"
+    ]
+    assert shown == expected[:30]
+    page.screenshot(path=shots / f"14-import-facet-{width}.png", full_page=True, clip=top_of(page, width, 1800))
+    page.click("#facet-import_id li.facet-truncated a")
+    page.wait_for_url(re.compile(r".*_facet_size=max.*"))
+    shown = [t.replace("\xa0", " ") for t in page.locator("#facet-import_id li a:not(.cross)").all_inner_texts()]
+    assert shown == expected
+    # a label never breaks inside its time
+    lines = page.eval_on_selector_all(
+        "#facet-import_id li a:not(.cross)",
+        """as => as.map(a => {
+            const text = a.firstChild, r = document.createRange();
+            r.setStart(text, 0); r.setEnd(text, 20);  // "2025-05-24 14:00 UTC"
+            return r.getClientRects().length;
+        })""",
+    )
+    assert set(lines) == {1}
+
+
+def test_banner_leads_back_to_the_import(market_page, market, width, shots):
+    page = market_page
+    ebay = market.ids["ebay"]
+    page.goto(f"/glyph/scored_listings?import_id={ebay[5]}&_sort=import_index&_nosuggest=1")
+    banner = {
+        link: page.get_attribute(f"#glyph-banner-{link}", "href")
+        for link in ("import", "page", "diff", "imports", "history")
+    }
+    assert banner == {
+        "import": f"/-/glyph/imports/{ebay[5]}",
+        "page": f"/-/glyph/imports/{ebay[5]}",
+        "diff": f"/-/glyph/imports/{ebay[4]}/diff/{ebay[5]}",
+        "imports": "/-/glyph/imports",
+        "history": "/-/glyph/history",
+    }
+    assert page.inner_text("#glyph-banner-import").replace("\xa0", " ") == "2025-05-06 08:00 UTC · ebay · upload20k.csv"
+    page.screenshot(path=shots / f"15-banner-{width}.png", clip=top_of(page, width, 900))
+    for link in ("page", "diff"):
+        page.goto(f"/glyph/scored_listings?import_id={ebay[5]}&_nosuggest=1")
+        with page.expect_navigation() as answer:
+            page.click(f"#glyph-banner-{link}")
+        assert answer.value.status == 200
+
+
+def test_rows_lead_to_a_listing_history(market_page, market, width):
+    page = market_page
+    page.goto("/glyph/scored_listings?source_url=https://market.example/listing/5&_nosuggest=1")
+    with page.expect_navigation() as answer:
+        page.locator("a.glyph-history-link").first.click()
+    assert answer.value.status == 200
+    assert page.inner_text("h1") == "Listing history"
+    history = market.get("/api/listings/history?source_url=https://market.example/listing/5").json()["history"]
+    assert len(table_cells(page, "#glyph-history-table tbody")) == len(history) > MARKET_IMPORTS
+
+
+@pytest.mark.parametrize("actor,button", [(ROLLER, True), (OPERATOR, False), (None, False)])
+def test_rollback_button_only_for_those_allowed(browser, market, actor, button):
+    page = sized_page(browser, market, "desktop", actor)
+    page.goto(f"/-/glyph/imports/{market.ids['broker-feed'][3]}")
+    assert page.locator("#glyph-rollback-button").count() == (1 if button else 0)
+    page.context.close()
+
+
+def test_rollback_asks_first_then_rolls_back(browser, market, shots):
+    page = sized_page(browser, market, "desktop", ROLLER)
+    import_id = market.ids["broker-feed"][0]
+    page.goto(f"/-/glyph/imports/{import_id}")
+    questions = []
+
+    def answer(dialog, accept):
+        questions.append(dialog.message)
+        dialog.accept() if accept else dialog.dismiss()
+
+    page.once("dialog", lambda d: answer(d, False))
+    page.click("#glyph-rollback-button")
+    page.wait_for_timeout(300)
+    rows = market.get(f"/glyph/scored_listings.json?import_id={import_id}&_shape=array&_size=max").json()
+    assert len(rows) > 0 and len(questions) == 1
+    assert questions[0].startswith("Roll back broker_daily.csv? This removes its ")
+    page.once("dialog", lambda d: answer(d, True))
+    with page.expect_navigation():
+        page.click("#glyph-rollback-button")
+    assert page.is_visible("#glyph-rolled-back")
+    assert page.locator("#glyph-rollback-button").count() == 0
+    assert page.locator("#glyph-batch-rows").count() == 0
+    assert market.get(f"/glyph/scored_listings.json?import_id={import_id}&_shape=array").json() == []
+    page.screenshot(path=shots / "16-rolled-back.png", full_page=True)
+    page.context.close()
+
+
+def test_compare_with_any_import(market_page, market):
+    page = market_page
+    ebay, broker = market.ids["ebay"], market.ids["broker-feed"]
+    page.goto(f"/-/glyph/imports/{ebay[-1]}")
+    assert page.input_value("#glyph-compare-with") == ebay[-2]  # the previous one from the same source
+    page.select_option("#glyph-compare-with", broker[10])
+    with page.expect_navigation() as answer:
+        page.click("#glyph-compare input[type=submit]")
+    assert answer.value.status == 200
+    assert urlsplit(page.url).path == f"/-/glyph/imports/{broker[10]}/diff/{ebay[-1]}"
+
+
+def test_accessibility_of_glyph_pages(market_page, market, width, shots):
+    """Every control labelled, deltas legible, the upload page's focus order and live status."""
+    page = market_page
+    for name, path in glyph_pages(market).items():
+        page.goto(path)
+        unlabelled = page.evaluate("""Array.from(document.querySelectorAll(
+                ".content input:not([type=hidden]):not([type=submit]), .content select, .content textarea"))
+            .filter(e => !(e.labels && e.labels.length) && !e.getAttribute('aria-label')).map(e => e.id || e.name)""")
+        assert unlabelled == [], name
+        images = page.evaluate(
+            "Array.from(document.querySelectorAll('[role=img]'))"
+            ".filter(e => !e.getAttribute('aria-label') && !e.getAttribute('aria-labelledby')).length"
+        )
+        assert images == 0, name
+        deltas = "'.glyph-up, .glyph-down, .glyph-up a, .glyph-down a'"
+        ratios = page.evaluate(f"Array.from(document.querySelectorAll({deltas})).map({CONTRAST})")
+        if name in ("diff", "history"):
+            assert ratios, name
+        assert all(r >= 4.5 for r in ratios), (name, min(ratios))
+    # The upload page: the label on one line, the controls in reading order, a live status.
+    page.goto("/-/glyph/import")
+    label = page.eval_on_selector("label[for=glyph-file]", "l => l.getClientRects().length")
+    assert label == 1
+    order = []
+    for _ in range(40):
+        page.keyboard.press("Tab")
+        order.append(page.evaluate("document.activeElement.id"))
+        if order[-1] == "glyph-submit":
+            break
+    controls = [i for i in order if i.startswith("glyph-")]
+    assert controls == ["glyph-file", "glyph-source", "glyph-description", "glyph-submit"]
+    assert page.get_attribute("#glyph-status", "aria-live") == "polite"
+    assert page.get_attribute("#glyph-status", "role") == "status"
+    enabled = page.eval_on_selector("#glyph-submit", "b => getComputedStyle(b).backgroundColor")
+    page.eval_on_selector("#glyph-submit", "b => { b.disabled = true; }")
+    disabled = page.eval_on_selector(
+        "#glyph-submit", "b => [getComputedStyle(b).backgroundColor, getComputedStyle(b).cursor]"
+    )
+    assert disabled[0] != enabled and disabled[1] == "not-allowed"
+    page.screenshot(path=shots / f"17-upload-{width}.png", full_page=True)

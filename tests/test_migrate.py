@@ -366,7 +366,14 @@ def test_0001_round_trips_on_an_empty_database(tmp_path):
         None,
     )
     migrate.migrate(conn, target="0001")
-    assert snapshot(conn) == inherited
+    # schema_version's seed row is stamped with the time it is written: the rest is identical.
+    assert without_applied_at(snapshot(conn)) == without_applied_at(inherited)
+
+
+def without_applied_at(snap):
+    rows = dict(snap["rows"])
+    rows["schema_version"] = [(rowid, id_, version, description) for rowid, id_, version, _, description in rows["schema_version"]]
+    return {"schema": snap["schema"], "rows": rows}
 
 
 def test_rows_written_after_lineage_keep_their_values_down_and_up(tmp_path):

@@ -1,6 +1,8 @@
 """The HTML pages under /-/glyph/ and the menu and table links to them, through Datasette's test client."""
 
 import re
+import sqlite3
+from html import unescape
 from html.parser import HTMLParser
 from pathlib import Path
 
@@ -9,6 +11,8 @@ import yaml
 from datasette_test import Datasette, actor_cookie
 
 from datasette_glyph import lineage, pages
+
+from .snapshots import insert_snapshot
 
 OPERATOR = {"id": "operator"}  # granted glyph-import by the plugin config below
 READER = {"id": "reader"}
@@ -191,15 +195,22 @@ async def test_batch_pages_need_view_permission(db_path, batches, path, actor, s
 
 @pytest.mark.asyncio
 @pytest.mark.parametrize(
-    "actor,expected",
+    "actor,metadata,expected",
     [
-        (None, []),
-        (READER, []),
-        (OPERATOR, [("/-/glyph/import", "Import listings")]),
+        (None, None, [("/-/glyph/imports", "Imports")]),
+        (READER, None, [("/-/glyph/imports", "Imports")]),
+        (OPERATOR, None, [("/-/glyph/imports", "Imports"), ("/-/glyph/import", "Import listings")]),
+        # the imports list only for those who may see the tables it shows
+        (None, {"databases": {"glyph": {"allow": {"id": "operator"}}}}, []),
+        (
+            OPERATOR,
+            {"databases": {"glyph": {"allow": {"id": "operator"}}}},
+            [("/-/glyph/imports", "Imports"), ("/-/glyph/import", "Import listings")],
+        ),
     ],
 )
-async def test_menu_link_only_for_importers(db_path, actor, expected):
-    ds = await make_ds(db_path)
+async def test_menu_links(db_path, actor, metadata, expected):
+    ds = await make_ds(db_path, metadata=metadata)
     response = await get(ds, "/", actor)
     assert response.status_code == 200
     links = Extract(response.text, class_="nav-menu-inner").links
@@ -248,19 +259,18 @@ async def test_imports_list_newest_first(db_path, batches):
     escaped_file = "&lt;script&gt;alert(1)&lt;/script&gt;.csv"
     assert table.rows == [
         ["File", "Source", "Imported at", "Rows", "Status", "Actor"],
-        [HOSTILE + ".csv", HOSTILE, "2025-05-03 08:00:00", "0", "rolled_back", HOSTILE],
-        ["tuesday.csv", "ebay", "2025-05-02 08:00:00", "4", "complete", ""],
-        ["monday.csv", "ebay", "2025-05-01 08:00:00", "3", "complete", "operator"],
+        [HOSTILE + ".csv", HOSTILE, "2025-05-03 08:00:00 UTC", "0", "rolled_back", HOSTILE],
+        ["tuesday.csv", "ebay", "2025-05-02 08:00:00 UTC", "4", "complete", ""],
+        ["monday.csv", "ebay", "2025-05-01 08:00:00 UTC", "3", "complete", "operator"],
     ]
     assert table.links == [
         (f"/-/glyph/imports/{C}", HOSTILE + ".csv"),
-        (rows_link(C), "0"),
         (f"/-/glyph/imports/{B}", "tuesday.csv"),
         (rows_link(B), "4"),
         (f"/-/glyph/imports/{A}", "monday.csv"),
         (rows_link(A), "3"),
     ]
-    first_cell = re.findall(rf'<tr data-import-id="{C}">\s*<td>(.*?)</td>', response.text)
+    first_cell = re.findall(rf'<tr data-import-id="{C}">\s*<td data-label="File">(.*?)</td>', response.text)
     assert first_cell == [f'<a href="/-/glyph/imports/{C}">{escaped_file}</a>']
 
 
@@ -310,7 +320,7 @@ async def test_batch_page(db_path, batches):
         ("Source", "ebay"),
         ("Status", "complete"),
         ("Rows", "4"),
-        ("Imported at", "2025-05-02 08:00:00"),
+        ("Imported at", "2025-05-02 08:00:00 UTC"),
     ]
     assert Extract(html, class_="glyph-links").links == [
         (rows_link(B), "Browse its 4 rows"),
@@ -321,8 +331,12 @@ async def test_batch_page(db_path, batches):
     ]
     statuses = [(await get(ds, href)).status_code for href, _ in Extract(html, class_="glyph-links").links]
     assert statuses == [200] * 5
-    chart = Extract(html, id="glyph-price-chart")
-    assert chart.texts == ["$0", "$2,000", "$4,000", "$6,000", "$8,000", "price (USD)", "L40S", "1", "RTX_4090", "3"]
+    # Most expensive first, on a log axis from $1k to $10k drawn above and below the bars.
+    assert chart_ticks(html) == [("0.0", "$1k"), ("47.71", "$3k"), ("100.0", "$10k")] * 2
+    assert chart_rows(html) == [
+        ("L40S", "median $8,000 · 1 row", "90.31", "90.31", "0.0"),
+        ("RTX_4090", "median $1,900 · 3 rows", "27.88", "23.04", "14.98"),
+    ]
 
 
 @pytest.mark.asyncio
@@ -341,14 +355,71 @@ async def test_compare_with_previous_link(db_path, batches, import_id, expected)
     assert [link for link in links if "/diff/" in link[0]] == expected
 
 
+def chart_ticks(html):
+    return re.findall(r'<span class="glyph-chart-tick" style="left: ([\d.]+)%">([^<]+)</span>', html)
+
+
+def chart_rows(html):
+    """(model, its line under the name, median, bar start, bar width) of each row of the price chart."""
+    found = re.findall(
+        r'<a href="[^"]*">([^<]+)</a>\s*<small>([^<]+)</small>.*?'
+        r'class="glyph-chart-range" style="left: ([\d.]+)%; width: ([\d.]+)%".*?'
+        r'class="glyph-chart-median" style="left: ([\d.]+)%"',
+        html,
+        re.DOTALL,
+    )
+    return [
+        (model, " ".join(unescape(line).split()), median, left, width) for model, line, left, width, median in found
+    ]
+
+
 @pytest.mark.asyncio
 async def test_batch_without_rows_has_no_chart(db_path, batches):
     ds = await make_ds(db_path)
     html = (await get(ds, f"/-/glyph/imports/{C}")).text
-    assert Extract(html, id="glyph-price-chart").texts == []
-    assert re.findall(r"<p>This import has no rows.*?</p>", html) == [
-        "<p>This import has no rows in scored_listings (it was rolled back).</p>"
+    assert 'id="glyph-price-chart"' not in html
+    assert re.findall(r"<p>No rows to chart.*?</p>", html) == ["<p>No rows to chart: the import was rolled back.</p>"]
+
+
+@pytest.mark.asyncio
+async def test_rolled_back_import_says_its_rows_were_removed(conn, db_path, batches):
+    lineage.rollback_import(conn, A, actor="alice")
+    ds = await make_ds(db_path)
+    html = (await get(ds, f"/-/glyph/imports/{A}")).text
+    rolled_back_at = conn.execute("SELECT rolled_back_at FROM import_batches WHERE import_id = ?", [A]).fetchone()[0]
+    notice = re.sub(
+        r"\s+",
+        " ",
+        re.sub("<[^>]+>", "", re.findall(r'<p class="glyph-rolled-back"[^>]*>(.*?)</p>', html, re.DOTALL)[0]),
+    )
+    assert notice == (
+        f"Rolled back at {pages.utc_time(rolled_back_at)} by alice: its 3 rows were removed; this record stays."
+    )
+    assert [text for _, text in Extract(html, class_="glyph-links").links] == [
+        "its import_batches record",
+        "all imports",
+        "JSON",
     ]
+    assert 'id="glyph-price-chart"' not in html
+    record = re.findall(r"<dt>(.*?)</dt>\s*<dd>(.*?)</dd>", html)
+    assert [label for label, _ in record][:6] == [
+        "Import id",
+        "File",
+        "Source",
+        "Status",
+        "Rows written (since removed)",
+        "Imported at",
+    ]
+    listed = Extract((await get(ds, "/-/glyph/imports")).text, id="glyph-imports")
+    assert listed.rows[-1] == [
+        "monday.csv",
+        "ebay",
+        "2025-05-01 08:00:00 UTC",
+        "0 (3 rolled back)",
+        "rolled_back",
+        "operator",
+    ]
+    assert rows_link(A) not in [href for href, _ in listed.links]
 
 
 @pytest.mark.parametrize(
@@ -367,38 +438,112 @@ def test_nice_ticks(maximum, expected):
     assert pages.nice_ticks(maximum) == expected
 
 
+@pytest.mark.parametrize(
+    "low,high,expected",
+    [
+        (300, 40000, [300, 1000, 3000, 10000, 30000, 100000]),
+        (1700, 7999.99, [1000, 3000, 10000]),
+        (1000, 1000, [1000, 3000]),
+        (0, 25, [1, 3, 10, 30]),
+        (0.5, 0.5, [1, 3]),
+        (12.5, 2_500_000, [10, 30, 100, 300, 1000, 3000, 10000, 30000, 100000, 300000, 1000000, 3000000]),
+    ],
+)
+def test_log_ticks(low, high, expected):
+    assert pages.log_ticks(low, high) == expected
+
+
+@pytest.mark.parametrize(
+    "value,expected",
+    [(300, "$300"), (1000, "$1k"), (3000, "$3k"), (30000, "$30k"), (1_000_000, "$1M"), (3, "$3")],
+)
+def test_short_usd(value, expected):
+    assert pages.short_usd(value) == expected
+
+
 def test_price_chart_geometry():
     models = [
-        {"canonical_model": "A10", "row_count": 2, "min_price": 1000.0, "median_price": 1500.0, "max_price": 2000.0},
+        {"canonical_model": "RTX_3090", "row_count": 1, "min_price": 300.0, "median_price": 300.0, "max_price": 300.0},
         {
             "canonical_model": "H100_SXM",
-            "row_count": 1,
-            "min_price": 4000.0,
-            "median_price": 4000.0,
-            "max_price": 4000.0,
+            "row_count": 2,
+            "min_price": 10000.0,
+            "median_price": 20000.0,
+            "max_price": 30000.0,
         },
+        {"canonical_model": "A10", "row_count": 3, "min_price": 1000.0, "median_price": 1000.0, "max_price": 3000.0},
     ]
     chart = pages.price_chart(models)
-    label_width = 16 + pages.CHART_CHAR_WIDTH * len("H100_SXM")
-    plot_width = pages.CHART_WIDTH - label_width - pages.CHART_RIGHT
-    assert (chart["plot_left"], chart["plot_right"]) == (label_width, label_width + plot_width)
-
-    def x(fraction):  # 0 at the left edge of the plot, 1 at the right: $4,000, the top tick
-        return round(label_width + plot_width * fraction, 1)
-
-    assert [(t["x"], t["label"]) for t in chart["ticks"]] == [
-        (x(0), "$0"),
-        (x(0.25), "$1,000"),
-        (x(0.5), "$2,000"),
-        (x(0.75), "$3,000"),
-        (x(1), "$4,000"),
+    # $300 .. $30k: a log axis of two decades, each tick a quarter of the way further
+    assert chart["ticks"] == [
+        {"left": 0.0, "label": "$300"},
+        {"left": 26.14, "label": "$1k"},
+        {"left": 50.0, "label": "$3k"},
+        {"left": 76.14, "label": "$10k"},
+        {"left": 100.0, "label": "$30k"},
     ]
-    assert [(r["model"], r["y"], r["x_min"], r["x_median"], r["x_max"], r["count"]) for r in chart["rows"]] == [
-        ("A10", 24.0, x(0.25), x(0.375), x(0.5), 2),
-        ("H100_SXM", 52.0, x(1), x(1), x(1), 1),
+    assert [
+        (r["model"], r["left"], r["width"], r["median"], r["count_label"], r["median_label"]) for r in chart["rows"]
+    ] == [
+        ("H100_SXM", 76.14, 23.86, 91.2, "2 rows", "$20,000"),
+        ("A10", 26.14, 23.86, 26.14, "3 rows", "$1,000"),
+        ("RTX_3090", 0.0, 0.0, 0.0, "1 row", "$300"),
     ]
-    assert chart["height"] == 10 + 2 * 28 + 40
-    assert pages.price_chart([]) == {"rows": [], "ticks": [], "width": pages.CHART_WIDTH, "height": 0}
+    assert chart["rows"][0]["title"] == "H100_SXM: 2 rows, min $10,000.00, median $20,000.00, max $30,000.00"
+    assert pages.price_chart([]) == {"rows": [], "ticks": []}
+
+
+def test_history_chart_geometry():
+    times = [f"2025-05-{day:02d} 08:00:00.123456" for day in range(1, 8)]
+    chart = pages.history_chart([100.0, 150.0, 50.0, 0.0, 200.0, 100.0, 120.0], times, pages.usd)
+    # from $0 up, in round steps; the time axis labels five of seven points, first and last included
+    assert [(t["y"], t["label"]) for t in chart["y_ticks"]] == [
+        (100.0, "$0"),
+        (75.0, "$50"),
+        (50.0, "$100"),
+        (25.0, "$150"),
+        (0.0, "$200"),
+    ]
+    assert [(p["x"], p["y"]) for p in chart["points"]] == [
+        (0.0, 50.0),
+        (16.67, 25.0),
+        (33.33, 75.0),
+        (50.0, 100.0),
+        (66.67, 0.0),
+        (83.33, 50.0),
+        (100.0, 40.0),
+    ]
+    assert chart["points"][0]["title"] == "2025-05-01 08:00 UTC: $100.00"
+    assert [(x["x"], x["label"], x["place"]) for x in chart["x_labels"]] == [
+        (0.0, "2025-05-01 08:00 UTC", "first"),
+        (33.33, "2025-05-03 08:00 UTC", "minor"),
+        (50.0, "2025-05-04 08:00 UTC", "centre"),
+        (66.67, "2025-05-05 08:00 UTC", "minor"),
+        (100.0, "2025-05-07 08:00 UTC", "last"),
+    ]
+    assert chart["polyline"].split()[:2] == ["0,500", "166.7,250"]
+    assert pages.history_chart([], [], pages.usd)["points"] == []
+    assert chart["dense"] is False
+    many = pages.history_chart(
+        [1.0] * (pages.DENSE_POINTS + 1), ["2025-05-01 08:00:00"] * (pages.DENSE_POINTS + 1), str
+    )
+    assert (many["dense"], len(many["points"]), len(many["x_labels"])) == (True, pages.DENSE_POINTS + 1, 5)
+
+
+@pytest.mark.parametrize(
+    "value,expected",
+    [
+        ("2025-05-01 08:00:00", "2025-05-01 08:00:00 UTC"),
+        ("2026-11-27 13:10:42.123456", "2026-11-27 13:10:42 UTC"),
+        ("2025-05-01T00:00:00Z", "2025-05-01 00:00:00 UTC"),
+        ("2025-05-01T00:00:00+00:00", "2025-05-01 00:00:00 UTC"),
+        ("yesterday", "yesterday"),
+        ("2025-05-01T00:00:00+02:00", "2025-05-01T00:00:00+02:00"),  # another zone: shown as written
+        (None, ""),
+    ],
+)
+def test_utc_time(value, expected):
+    assert pages.utc_time(value) == expected
 
 
 def repo_metadata():
@@ -418,17 +563,45 @@ async def test_foreign_key_cells_link_to_pages_that_exist(db_path, batches):
     html = (await get(ds, "/glyph/scored_listings?_sort=id")).text
     a_label = "monday.csv · 2025-05-01 08:00:00"
     b_label = "tuesday.csv · 2025-05-02 08:00:00"
-    assert (
-        cells(html, "import_id")
-        == [f'<a href="/-/glyph/imports/{A}">{a_label}</a>&nbsp;<em>{A}</em>'] * 3
-        + [f'<a href="/-/glyph/imports/{B}">{b_label}</a>&nbsp;<em>{B}</em>'] * 4
-    )
+
+    def link(import_id, label):  # one line: the label, with the UUID as the link's title
+        return (
+            f'<a class="glyph-import-link" href="/-/glyph/imports/{import_id}" title="import {import_id}">{label}</a>'
+        )
+
+    assert cells(html, "import_id") == [link(A, a_label)] * 3 + [link(B, b_label)] * 4
     models = ["H100_PCIE_80GB", "RTX_4090", "H100_PCIE_80GB", "RTX_4090", "RTX_4090", "RTX_4090", "L40S"]
     assert cells(html, "canonical_model") == [f'<a href="/glyph/models?model={m}">{m}</a>' for m in models]
     batches_html = (await get(ds, "/glyph/import_batches")).text
-    assert cells(batches_html, "import_id") == [f'<a href="/-/glyph/imports/{i}">{i}</a>' for i in (C, B, A)]
+    assert cells(batches_html, "import_id") == [link(i, i) for i in (C, B, A)]
     for path in [f"/-/glyph/imports/{A}", "/glyph/models?model=L40S"]:
         assert (await get(ds, path)).status_code == 200
+
+
+@pytest.mark.asyncio
+async def test_table_cells_show_dollars_utc_times_and_history_links(conn, db_path):
+    url = "https://market.example/listing/7"
+    add_batch(conn, A, "2025-05-01 08:00:00.123456", [("RTX_4090", 25512.0, 0.5)])
+    conn.execute("UPDATE scored_listings SET source_url = ?, seen_at = '2025-05-01T07:00:00Z'", [url])
+    ds = await make_ds(db_path, metadata=repo_metadata())
+    html = (await get(ds, "/glyph/scored_listings")).text
+    assert cells(html, "price") == ['<span class="glyph-usd">$25,512.00</span>']
+    assert cells(html, "seen_at") == [
+        '<time class="glyph-time" datetime="2025-05-01T07:00:00Z">2025-05-01 07:00:00 UTC</time>'
+    ]
+    history = "/-/glyph/history?source_url=https%3A%2F%2Fmarket.example%2Flisting%2F7"
+    assert cells(html, "source_url") == [
+        f'<a href="{url}" rel="nofollow noreferrer">{url}</a> &middot; '
+        f'<a class="glyph-history-link" href="{history}" title="price history of this listing">history</a>'
+    ]
+    assert (await get(ds, history)).status_code == 200
+    batches_html = await get(ds, "/glyph/import_batches")
+    assert cells(batches_html.text, "imported_at") == [
+        '<time class="glyph-time" datetime="2025-05-01 08:00:00.123456">2025-05-01 08:00:00 UTC</time>'
+    ]
+    # JSON keeps the stored values
+    rows = (await get(ds, "/glyph/scored_listings.json?_shape=array")).json()
+    assert [(r["price"], r["seen_at"], r["source_url"]) for r in rows] == [(25512.0, "2025-05-01T07:00:00Z", url)]
 
 
 @pytest.mark.asyncio
@@ -438,7 +611,316 @@ async def test_import_id_facet_shows_batch_labels(db_path, batches):
     facets = response.json()["facet_results"]
     facets = facets.get("results", facets)  # 1.0a nests them one level deeper
     assert [(r["value"], r["label"], r["count"]) for r in facets["import_id"]["results"]] == [
-        (B, "tuesday.csv · 2025-05-02 08:00:00", 4),
-        (A, "monday.csv · 2025-05-01 08:00:00", 3),
+        (B, "2025-05-02\u00a008:00\u00a0UTC · ebay · tuesday.csv", 4),
+        (A, "2025-05-01\u00a008:00\u00a0UTC · ebay · monday.csv", 3),
     ]
-    assert list(facets) == ["import_id", "canonical_model", "region", "condition"]
+    # Datasette computes its column facets first, then the import facet
+    assert list(facets) == ["canonical_model", "region", "condition", "import_id"]
+
+
+def facet_values(response_json, name="import_id"):
+    facets = response_json["facet_results"]
+    facets = facets.get("results", facets)
+    return facets[name]
+
+
+@pytest.mark.asyncio
+async def test_import_facet_lists_imports_newest_first_and_all_of_them_on_request(conn, db_path):
+    # 35 imports of 2 rows each, recorded out of time order; more than the 30 a facet shows at first
+    times = {i: f"2025-05-01 08:{(i * 8) % 35:02d}:00" for i in range(35)}
+    for i, when in times.items():
+        add_batch(conn, f"00000000-0000-4000-8000-{i:012d}", when, [("L4", 100.0, 0.5)] * 2, filename="same.csv")
+    newest_first = [f"00000000-0000-4000-8000-{i:012d}" for i in sorted(times, key=times.get, reverse=True)]
+    ds = await make_ds(db_path, metadata=repo_metadata())
+    first = facet_values((await get(ds, "/glyph/scored_listings.json?_extra=facet_results")).json())
+    assert ([r["value"] for r in first["results"]], first["truncated"], first["type"]) == (
+        newest_first[:30],
+        True,
+        "import",
+    )
+    every = facet_values((await get(ds, "/glyph/scored_listings.json?_extra=facet_results&_facet_size=max")).json())
+    assert ([r["value"] for r in every["results"]], every["truncated"]) == (newest_first, False)
+    html = (await get(ds, "/glyph/scored_listings")).text
+    more = re.findall(r'<li class="facet-truncated"><a href="([^"]+)">', html)
+    assert [unescape(m) for m in more] == ["/glyph/scored_listings?_facet_size=max"]
+    # a selected import is named and can be cleared
+    chosen = newest_first[3]
+    selected = facet_values(
+        (await get(ds, f"/glyph/scored_listings.json?_extra=facet_results&import_id={chosen}")).json()
+    )
+    assert [(r["value"], r["selected"], r["count"]) for r in selected["results"]] == [(chosen, True, 2)]
+    assert selected["results"][0]["toggle_url"].endswith("/glyph/scored_listings.json?_extra=facet_results")
+
+
+def banner_links(html):
+    return Extract(html, id="glyph-import-banner").links
+
+
+@pytest.mark.asyncio
+@pytest.mark.parametrize(
+    "query,expected",
+    [
+        (
+            f"?import_id={B}",
+            [
+                (f"/-/glyph/imports/{B}", "2025-05-02\u00a008:00\u00a0UTC · ebay · tuesday.csv"),
+                (f"/-/glyph/imports/{B}", "its page and price chart"),
+                (f"/-/glyph/imports/{A}/diff/{B}", "diff with the previous import"),
+                ("/-/glyph/imports", "all imports"),
+                ("/-/glyph/history", "listing history"),
+            ],
+        ),
+        (
+            f"?import_id__exact={A}&_sort=import_index",
+            [
+                (f"/-/glyph/imports/{A}", "2025-05-01\u00a008:00\u00a0UTC · ebay · monday.csv"),
+                (f"/-/glyph/imports/{A}", "its page and price chart"),
+                ("/-/glyph/imports", "all imports"),
+                ("/-/glyph/history", "listing history"),
+            ],
+        ),
+        ("", []),
+        (f"?import_id={UNKNOWN}", []),
+        ("?canonical_model=L40S", []),
+    ],
+)
+async def test_rows_of_one_import_link_back_to_it(db_path, batches, query, expected):
+    ds = await make_ds(db_path, metadata=repo_metadata())
+    response = await get(ds, "/glyph/scored_listings" + query)
+    assert response.status_code == 200
+    assert banner_links(response.text) == expected
+    for href, _ in expected:
+        assert (await get(ds, href)).status_code == 200
+
+
+@pytest.mark.asyncio
+async def test_banner_only_on_glyph_tables(db_path, batches):
+    ds = await make_ds(db_path, metadata=repo_metadata())
+    assert banner_links((await get(ds, f"/glyph/models?import_id={A}")).text)[1:2] == [
+        (f"/-/glyph/imports/{A}", "its page and price chart")
+    ]
+    assert banner_links((await get(ds, f"/glyph/import_batches?import_id={A}")).text) == []
+
+
+@pytest.mark.asyncio
+async def test_compare_with_any_import(db_path, batches):
+    ds = await make_ds(db_path)
+    html = (await get(ds, f"/-/glyph/imports/{B}")).text
+    options = re.findall(r'<option value="([^"]+)"( selected)?>([^<]*)</option>', html)
+    # every other import, newest first; the previous one from the same source chosen
+    assert [(value, bool(selected), unescape(label)) for value, selected, label in options] == [
+        (C, False, f"2025-05-03\u00a008:00\u00a0UTC · {HOSTILE} · {HOSTILE}.csv"),
+        (A, True, "2025-05-01\u00a008:00\u00a0UTC · ebay · monday.csv"),
+    ]
+    assert re.findall(r'<form id="glyph-compare" class="core" action="([^"]+)" method="get">', html) == [
+        "/-/glyph/compare"
+    ]
+    assert re.findall(r'<input type="hidden" name="b" value="([^"]+)">', html) == [B]
+    response = await get(ds, f"/-/glyph/compare?a={C}&b={B}")
+    assert (response.status_code, response.headers["location"]) == (302, f"/-/glyph/imports/{C}/diff/{B}")
+    assert (await get(ds, f"/-/glyph/imports/{C}/diff/{B}")).status_code == 200
+
+
+@pytest.mark.asyncio
+@pytest.mark.parametrize("query", ["", f"?a={A}", f"?b={B}", "?a=&b="])
+async def test_compare_needs_two_imports(db_path, batches, query):
+    ds = await make_ds(db_path)
+    assert (await get(ds, "/-/glyph/compare" + query)).status_code == 400
+
+
+@pytest.mark.asyncio
+async def test_compare_needs_view_permission(db_path, batches):
+    ds = await make_ds(db_path, metadata={"databases": {"glyph": {"allow": {"id": "operator"}}}})
+    assert (await get(ds, f"/-/glyph/compare?a={A}&b={B}")).status_code == 403
+    assert (await get(ds, f"/-/glyph/compare?a={A}&b={B}", OPERATOR)).status_code == 302
+
+
+ROLLBACK_CONFIG = {"datasette-glyph": {"database": "glyph", "allow_rollback": {"id": "operator"}}}
+
+
+@pytest.mark.asyncio
+@pytest.mark.parametrize(
+    "actor,import_id,expected",
+    [
+        (OPERATOR, B, [f"/api/imports/{B}"]),
+        (READER, B, []),
+        (None, B, []),
+        (OPERATOR, C, []),  # already rolled back
+    ],
+)
+async def test_rollback_button_for_those_allowed(db_path, batches, actor, import_id, expected):
+    ds = Datasette([str(db_path)], plugin_config=ROLLBACK_CONFIG)
+    await ds.invoke_startup()
+    html = (await get(ds, f"/-/glyph/imports/{import_id}", actor)).text
+    assert re.findall(r'<form id="glyph-rollback" class="core" action="([^"]+)" method="post">', html) == expected
+    if expected:
+        # the page asks first, then sends DELETE to the API with the CSRF token
+        assert re.findall(r"window\.confirm\((\w+)\)", html) == ["question"]
+        assert re.findall(r'method: "(\w+)"', html) == ["DELETE"]
+        token = re.findall(r'headers: \{"X-CSRFToken": "([^"]*)"', html)
+        assert len(token) == 1 and len(token[0]) > 10
+
+
+@pytest.mark.asyncio
+async def test_diff_of_identical_files_says_so(conn, db_path, batches):
+    conn.execute("UPDATE import_batches SET sha256 = 'same' WHERE import_id IN (?, ?)", [A, B])
+    ds = await make_ds(db_path)
+    html = (await get(ds, f"/-/glyph/imports/{A}/diff/{B}")).text
+    assert re.findall(r'<p class="glyph-note" id="glyph-diff-identical">(.*?)</p>', html) == [
+        "Both imports have identical content: their files have the same SHA-256, so nothing below changed."
+    ]
+    html = (await get(ds, f"/-/glyph/imports/{B}/diff/{C}")).text
+    assert 'id="glyph-diff-identical"' not in html
+
+
+@pytest.mark.asyncio
+@pytest.mark.parametrize(
+    "path,expected",
+    [
+        ("/-/glyph/imports", [("/", "home"), ("/glyph", "glyph")]),
+        (f"/-/glyph/imports/{A}", [("/", "home"), ("/glyph", "glyph"), ("/-/glyph/imports", "imports")]),
+        (f"/-/glyph/imports/{A}/diff/{B}", [("/", "home"), ("/glyph", "glyph"), ("/-/glyph/imports", "imports")]),
+        ("/-/glyph/history", [("/", "home"), ("/glyph", "glyph"), ("/-/glyph/imports", "imports")]),
+        ("/-/glyph/import", [("/", "home"), ("/glyph", "glyph"), ("/-/glyph/imports", "imports")]),
+    ],
+)
+async def test_breadcrumbs(db_path, batches, path, expected):
+    ds = await make_ds(db_path)
+    html = (await get(ds, path, OPERATOR)).text
+    assert Extract(html, class_="crumbs").links == expected
+
+
+@pytest.mark.asyncio
+async def test_stylesheet_is_served_with_every_page(db_path, batches):
+    ds = await make_ds(db_path)
+    html = (await get(ds, "/-/glyph/imports")).text
+    links = re.findall(r'<link rel="stylesheet" href="([^"]*glyph[^"]*)">', html)
+    assert links == ["/-/static-plugins/datasette_glyph/glyph.css"]
+    css = await get(ds, links[0])
+    assert (css.status_code, css.headers["content-type"].split(";")[0]) == (200, "text/css")
+
+
+@pytest.mark.asyncio
+@pytest.mark.parametrize("path", ["/-/glyph/imports", f"/-/glyph/imports/{B}", f"/-/glyph/imports/{A}/diff/{B}"])
+async def test_narrow_screen_labels_on_every_cell(db_path, batches, path):
+    """On a phone Datasette stacks a table's cells; each cell of a glyph table names its column."""
+    ds = await make_ds(db_path)
+    html = (await get(ds, path)).text
+    for table in re.findall(r'<table class="rows-and-columns[^"]*" id="[^"]+">(.*?)</table>', html, re.DOTALL):
+        headers = [unescape(h) for h in re.findall(r"<th[^>]*>([^<]*)</th>", table)]
+        for row in re.findall(r"<tr[^>]*>(.*?)</tr>", table.split("<tbody>")[1], re.DOTALL):
+            assert [unescape(label) for label in re.findall(r'<td data-label="([^"]*)"', row)] == headers
+
+
+URL = "https://market.example/listing/"
+
+
+@pytest.fixture
+def priced(conn):
+    """Two imports: u1 -5%, u2 +20%, u4 +5% (a smaller change in dollars than u1's), u5 added, u3 removed."""
+
+    def rows(*listings):
+        return [{"canonical_model": m, "price": p, "score": 0.5, "source_url": URL + u} for u, m, p in listings]
+
+    first = rows(
+        ("u1", "H100_PCIE_80GB", 20000.0),
+        ("u2", "RTX_4090", 2000.0),
+        ("u3", "RTX_4090", 1800.0),
+        ("u4", "L40S", 8000.0),
+    )
+    second = rows(
+        ("u1", "H100_PCIE_80GB", 19000.0), ("u2", "RTX_4090", 2400.0), ("u4", "L40S", 8400.0), ("u5", "L40S", 7000.0)
+    )
+    insert_snapshot(conn, first, A, imported_at="2025-05-01 08:00:00")
+    insert_snapshot(conn, second, B, imported_at="2025-05-02 08:00:00")
+
+
+@pytest.mark.asyncio
+@pytest.mark.parametrize(
+    "query,expected,pager",
+    [
+        ("", ["u1", "u2", "u4", "u5", "u3"], []),
+        ("?sort=change", ["u2", "u1", "u4", "u5", "u3"], []),
+        ("?sort=change&kind=changed", ["u2", "u1", "u4"], []),
+        ("?model=RTX_4090", ["u2", "u3"], []),
+        ("?model=L40S&sort=change", ["u4", "u5"], []),
+        ("?model=A10", [], []),
+        ("?sort=change&limit=2", ["u2", "u1"], ["next: ?limit=2&sort=change&offset=2"]),
+        (
+            "?sort=change&limit=2&offset=2",
+            ["u4", "u5"],
+            ["previous: ?limit=2&sort=change", "next: ?limit=2&sort=change&offset=4"],
+        ),
+        ("?model=L40S&limit=1", ["u4"], ["next: ?limit=1&model=L40S&offset=1"]),
+    ],
+)
+async def test_diff_page_sorts_by_size_of_change_and_filters_by_model(db_path, priced, query, expected, pager):
+    ds = await make_ds(db_path)
+    html = (await get(ds, f"/-/glyph/imports/{A}/diff/{B}" + query)).text
+    shown = [row[1].removeprefix(URL) for row in Extract(html, id="glyph-diff-changes").rows[1:]]
+    assert shown == expected
+    links = re.findall(r'<a href="[^"?]*(\?[^"]*)" id="glyph-diff-(previous|next)-page">', html)
+    assert [f"{which}: {unescape(href)}" for href, which in links] == pager
+
+
+@pytest.mark.asyncio
+async def test_diff_page_order_and_model_form(db_path, priced):
+    ds = await make_ds(db_path)
+    html = (await get(ds, f"/-/glyph/imports/{A}/diff/{B}?kind=changed&sort=change&model=L40S")).text
+    form = re.findall(
+        r'<form class="core glyph-actions" id="glyph-diff-arrange" action="" method="get">(.*?)</form>', html, re.DOTALL
+    )[0]
+    assert re.findall(r'<input type="hidden" name="(\w+)" value="([^"]*)">', form) == [("kind", "changed")]
+    assert re.findall(r'<option value="([^"]*)"( selected)?>', form) == [
+        ("file", ""), ("change", " selected"), ("", ""), ("H100_PCIE_80GB", ""), ("L40S", " selected"), ("RTX_4090", "")
+    ]  # fmt: skip
+    assert " ".join(
+        re.sub("<[^>]+>", "", re.findall(r'<p id="glyph-diff-showing">(.*?)</p>', html, re.DOTALL)[0]).split()
+    ) == ("Showing 1–1 of 1 (L40S only), largest price change first.")
+    kinds = [unescape(href) for href, _ in Extract(html, id="glyph-diff-kinds").links]
+    assert kinds == [f"/-/glyph/imports/{A}/diff/{B}?sort=change&model=L40S"] + [
+        f"/-/glyph/imports/{A}/diff/{B}?kind={k}&sort=change&model=L40S" for k in ("added", "removed")
+    ]
+
+
+@pytest.mark.asyncio
+async def test_diff_page_refuses_an_unknown_order(db_path, priced):
+    ds = await make_ds(db_path)
+    response = await get(ds, f"/-/glyph/imports/{A}/diff/{B}?sort=biggest")
+    assert response.status_code == 400
+
+
+@pytest.mark.asyncio
+@pytest.mark.parametrize(
+    "path,status",
+    [
+        ("/plain/scored_listings?import_id=x", 200),
+        ("/plain/scored_listings?_facet_import=import_id", 200),
+        ("/plain/scored_listings?_facet_import=import_id&import_id=x", 200),
+    ],
+)
+async def test_a_database_without_lineage_still_browses(tmp_path, path, status):
+    """Served as the plugin's database before ``glyph-migrate`` adopted it: no banner, no import facet, no error."""
+    plain = tmp_path / "plain.db"
+    conn = sqlite3.connect(plain)
+    conn.execute("CREATE TABLE scored_listings (id INTEGER PRIMARY KEY, import_id TEXT)")
+    conn.execute("INSERT INTO scored_listings (import_id) VALUES ('x')")
+    conn.commit()
+    conn.close()
+    ds = Datasette([str(plain)], plugin_config={"datasette-glyph": {"database": "plain", "migrate": False}})
+    await ds.invoke_startup()
+    response = await ds.client.get(path)
+    assert response.status_code == status
+    assert 'id="glyph-import-banner"' not in response.text
+
+
+@pytest.mark.asyncio
+async def test_row_page_links_to_the_listing_history(conn, db_path):
+    insert_snapshot(conn, [{"canonical_model": "L4", "price": 10.0, "score": 0.5, "source_url": URL + "9"}], A)
+    row_id = conn.execute("SELECT id FROM scored_listings").fetchone()[0]
+    ds = await make_ds(db_path, metadata=repo_metadata())
+    html = (await get(ds, f"/glyph/scored_listings/{row_id}")).text
+    links = re.findall(r'<a class="glyph-history-link" href="([^"]+)"', html)
+    assert links == ["/-/glyph/history?source_url=https%3A%2F%2Fmarket.example%2Flisting%2F9"]
+    history = (await get(ds, links[0])).text
+    assert Extract(history, id="glyph-history-table").rows[1][1:5] == [A, "market", "L4", "$10.00"]

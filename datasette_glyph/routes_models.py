@@ -1,0 +1,35 @@
+"""``GET /api/models``: the known models, and what a typed model text resolves to and why.
+
+The same rule as ``/api/listings?model=`` (``listings.resolve_model``), so a client can see why a text finds the
+listings it finds, or none.
+"""
+
+from __future__ import annotations
+
+from .config import glyph_database
+from .listings import FUZZY_THRESHOLD, InvalidParameter, known_models, model_text, resolve_model
+from .permissions import can_view_table
+from .responses import error, errors_response, method_not_allowed, ok_response
+
+
+async def models_view(request, datasette):
+    """``GET /api/models``: ``{"ok": true, "models": [...]}``, every model name; with ``?q=text``, what the text
+    resolves to: the step that matched (``exact``, ``contains``, ``fuzzy`` or ``none``), the models, a reason and
+    the nearest spellings with their scores."""
+    if request.method != "GET":
+        return method_not_allowed(request, "GET")
+    db = glyph_database(datasette)
+    if not await can_view_table(datasette, request.actor, db.name, "models"):
+        return errors_response(403, ["You may not view models"])
+    try:
+        text = model_text(request.args, "q")
+    except InvalidParameter as e:
+        return errors_response(422, [error(str(e), parameter=e.parameter, value=e.value)])
+    if text is None:
+        names = await db.execute_fn(lambda conn: list(known_models(conn).names))
+        return ok_response({"models": names, "threshold": FUZZY_THRESHOLD})
+    match = await db.execute_fn(lambda conn: resolve_model(conn, text))
+    return ok_response(match.to_dict())
+
+
+ROUTES = [(r"^/api/models$", models_view)]

