@@ -1,7 +1,7 @@
 """Time the read API on a large database: ``/api/listings`` filters and Datasette's own JSON, served for real.
 
 Builds (or reuses, with ``--work-dir``) a database of ``--rows`` rows in ``--imports`` imports of equal size,
-each a file written by ``make_scored_csv.py`` and imported by the engine as ``datasette glyph-import`` does;
+each a file written by ``datasette_glyph.market`` and imported by the engine as ``datasette glyph-import`` does;
 starts ``datasette`` on it and asks each query ``--requests`` times over one keep-alive connection, cycling
 through the imports where a query names one. Prints p50 / p95 / max in milliseconds and the rows returned,
 then checks the target: ``/api/listings?import_id=...`` p50 under 20 ms.
@@ -19,7 +19,6 @@ import http.client
 import json
 import os
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -32,9 +31,9 @@ sys.path.insert(0, str(ROOT))
 from datasette_glyph import migrate  # noqa: E402
 from datasette_glyph.db import connect  # noqa: E402
 from datasette_glyph.importer import import_csv  # noqa: E402
+from datasette_glyph.market import write_market  # noqa: E402
 from tests.server import running_server  # noqa: E402
 
-GENERATOR = ROOT.parent / "shared" / "tools" / "make_scored_csv.py"
 TARGET_P50_MS = 20.0
 
 # (label, path template); {import_id} cycles through the imports
@@ -65,11 +64,7 @@ def build(db_path: Path, work_dir: Path, rows: int, imports: int) -> None:
     for i in range(imports):
         csv_path = work_dir / f"part_{i}.csv"
         if not csv_path.exists():
-            subprocess.run(
-                [sys.executable, str(GENERATOR), "--rows", str(per_import), "--seed", str(i), "--out", str(csv_path)],
-                check=True,
-                stdout=subprocess.DEVNULL,
-            )
+            write_market(csv_path, per_import, seed=i)
         import_csv(conn, csv_path, filename=csv_path.name, source_name=f"source-{i % 5}")
         csv_path.unlink()
     conn.close()

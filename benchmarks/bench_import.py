@@ -1,7 +1,7 @@
 """Time CSV imports three ways on the same files, against a minimal reference importer, with peak memory.
 
-For each size (default 100,000 and 1,000,000 rows, written by ``make_scored_csv.py``) and each into a freshly
-migrated database with every index:
+For each size (default 100,000 and 1,000,000 rows, written by ``datasette_glyph.market`` as ``datasette
+glyph-sample`` writes them) and each into a freshly migrated database with every index:
 
   reference  the floor in Python: csv module, type conversion, one executemany, one transaction
   engine     ``datasette_glyph.importer.import_csv``, as ``datasette glyph-import`` runs it
@@ -37,7 +37,6 @@ import urllib.request
 import uuid
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-GENERATOR = os.path.join(os.path.dirname(ROOT), "shared", "tools", "make_scored_csv.py")
 RSS_LIMIT_MB = 128
 RSS_SPREAD_MB = 20
 
@@ -228,10 +227,12 @@ def run_server(path: str, db: str, work: str) -> dict:
         server.wait(timeout=30)
 
 
-def make_csv(rows: int, seed: int, work: str, generator: str) -> str:
+def make_csv(rows: int, seed: int, work: str) -> str:
+    from datasette_glyph.market import write_market
+
     path = os.path.join(work, f"scored_{rows}_seed{seed}.csv")
     if not os.path.exists(path):
-        subprocess.run([sys.executable, generator, "--rows", str(rows), "--seed", str(seed), "--out", path], check=True)
+        write_market(path, rows, seed)
     return path
 
 
@@ -242,7 +243,6 @@ def main(argv=None) -> int:
     )
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--work-dir", help="where CSV files and databases go (default: a temporary folder, removed)")
-    parser.add_argument("--generator", default=GENERATOR, help="path to make_scored_csv.py")
     parser.add_argument("--no-server", action="store_true", help="skip the datasette upload")
     parser.add_argument("--child", choices=["reference", "engine"], help=argparse.SUPPRESS)
     parser.add_argument("--csv", help=argparse.SUPPRESS)
@@ -260,7 +260,7 @@ def main(argv=None) -> int:
     results = {}
     try:
         for rows in sizes:
-            path = make_csv(rows, args.seed, work, args.generator)
+            path = make_csv(rows, args.seed, work)
             size_mb = os.path.getsize(path) / 2**20
             print(f"\n{rows:,} rows, {size_mb:.1f} MiB: {path}")
             modes = ["reference", "engine"] + (["server"] if server_ok else [])

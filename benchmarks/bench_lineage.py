@@ -1,7 +1,7 @@
 """Time lineage at size: a diff of two consecutive imports, and the rollback of a big import under read load.
 
-1. Imports two consecutive snapshots of one market (``tests/snapshots.py``: same source_urls, some prices
-   moved, some listings gone, some new) of DIFF_ROWS rows each, with the importer, and times
+1. Imports two consecutive snapshots of one market (``datasette_glyph.market``: same source_urls, some
+   prices changed, some listings removed, some added) of DIFF_ROWS rows each, with the importer, and times
    ``lineage.diff_imports`` between them (engine call, and ``GET /api/imports/A/diff/B`` through Datasette).
 2. Imports a third snapshot of ROLLBACK_ROWS rows, then rolls it back on one thread while another thread,
    on its own connection, keeps querying the other two batches; prints the rollback time and the
@@ -34,7 +34,7 @@ sys.path.insert(0, ROOT)
 from datasette_glyph import lineage, migrate
 from datasette_glyph.db import connect
 from datasette_glyph.importer import import_csv
-from tests.snapshots import iter_first_snapshot, market_snapshots, write_csv
+from tests.snapshots import iter_market, market_snapshots, write_csv
 
 # What the other batches are asked while the rollback runs: what a person browsing them would ask.
 QUERIES = {
@@ -71,8 +71,8 @@ def bench_diff(conn, path: str, directory: str, rows: int, runs: int):
         ids.append(result.import_id)
     a, b = ids
     print(
-        f"  the snapshots differ by {len(changes.moved):,} moved prices, {len(changes.gone):,} gone, "
-        f"{len(changes.added):,} new"
+        f"  the snapshots differ by {len(changes.changed):,} changed prices, {len(changes.removed):,} removed, "
+        f"{len(changes.added):,} added"
     )
     for label, kwargs in (
         ("all kinds, first page of 100", {}),
@@ -109,7 +109,7 @@ def bench_diff_api(path: str, a: str, b: str, runs: int) -> str:
 
 def bench_rollback(conn, path: str, directory: str, rows: int, others, readers: bool = True):
     csv_path = os.path.join(directory, "big.csv")
-    seconds, _ = timed(write_csv, iter_first_snapshot(rows, seed=99), csv_path)
+    seconds, _ = timed(write_csv, iter_market(rows, seed=99), csv_path)
     print(f"  wrote {rows:,} rows to {os.path.getsize(csv_path) / 2**20:.0f} MiB of CSV in {seconds:.1f}s")
     seconds, result = timed(import_csv, conn, csv_path, source_name="big")
     os.remove(csv_path)

@@ -3,11 +3,20 @@
 import sys
 
 from datasette import hookimpl
-from datasette.utils import StartupError
 
 from . import cli as glyph_cli
 from . import facets, migrate, pages, permissions, responses, routes, routes_lineage, routes_models
-from .config import glyph_database, mark_unwritable, plugin_config, read_only, run_write, unwritable
+from .config import (
+    DatabaseNotServed,
+    GlyphStartupError,
+    glyph_database,
+    mark_unwritable,
+    plugin_config,
+    read_only,
+    remove_empty_files,
+    run_write,
+    unwritable,
+)
 
 
 @hookimpl
@@ -29,9 +38,13 @@ def register_routes():
 def startup(datasette):
     async def inner():
         routes.on_startup(datasette)
+        try:
+            db = glyph_database(datasette)
+        except DatabaseNotServed as e:
+            removed = remove_empty_files(datasette)
+            raise GlyphStartupError(str(e) + "".join(f"; removed the empty file {path}" for path in removed))
         if not plugin_config(datasette)["migrate"]:
             return
-        db = glyph_database(datasette)
         if read_only(datasette):
             print(f"datasette-glyph: {db.name} is read-only; not migrating it", file=sys.stderr)
             return
@@ -47,7 +60,7 @@ def startup(datasette):
         try:
             steps = await run_write(db, migrate.migrate_if_managed)
         except migrate.MigrationError as e:
-            raise StartupError(f"datasette-glyph could not migrate {db.name}: {e}")
+            raise GlyphStartupError(f"datasette-glyph could not migrate {db.name}: {e}")
         if steps is None:
             message = f"datasette-glyph: {db.name} is not a glyph database; adopt it with datasette glyph-migrate"
             print(message, file=sys.stderr)

@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import contextlib
+import datetime
+import errno
 import getpass
+import io
 import json
 import os
 import sqlite3
@@ -12,9 +15,10 @@ import urllib.parse
 
 import click
 
-from . import importer, lineage
+from . import importer, lineage, market
 from . import migrate as migrations
 from .db import BUSY_TIMEOUT_MS, StorageError, connect
+from .formats import with_utc_z
 
 
 def register(cli: click.Group) -> None:
@@ -199,20 +203,23 @@ def _print_plan(conn, path, target, rollback) -> None:
 
 @click.command(name="glyph-import")
 @click.argument("path", type=click.Path(dir_okay=False))
-@click.argument(
-    "files", nargs=-1, required=True, metavar="FILE...", type=click.Path(exists=True, dir_okay=False, allow_dash=True)
-)
+@click.argument("files", nargs=-1, required=True, metavar="FILE...", type=click.Path(allow_dash=True))
 @click.option("--source", "source_name", metavar="NAME", help="Where the files came from (marketplace, broker...).")
 @click.option("--description", metavar="TEXT", help="A note recorded with each import.")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object per file instead of a line of text.")
 @click.option("--quiet", is_flag=True, help="Print nothing but errors.")
-def glyph_import(path, files, source_name, description, as_json, quiet):
+@click.option(
+    "--keep-path", is_flag=True, help="Record each file's path as given, not only its name (which may reveal folders)."
+)
+def glyph_import(path, files, source_name, description, as_json, quiet, keep_path):
     """Import scored listing CSV FILES into the glyph database at PATH, each file as its own batch.
 
     Every file gets a new import_id; its rows are numbered import_index 1..n in file order. A file with
     any invalid row is not imported at all, and each problem is reported with its line, column and
-    value. The other files are still imported; the exit status is 1 if any file failed. Use - to read
-    a file from standard input. The database must have been migrated with datasette glyph-migrate.
+    value. The other files are still imported (a file that cannot be read fails alone too); the exit
+    status is 1 if any file failed. Use - to read a file from standard input. The batch records each
+    file's name without its folder, unless --keep-path is given. The database must have been migrated
+    with datasette glyph-migrate.
 
     \b
     Examples:
@@ -227,12 +234,14 @@ def glyph_import(path, files, source_name, description, as_json, quiet):
             name = None if file == "-" else file
             shown = name or "standard input"
             try:
+                if name is not None and os.path.isdir(name):
+                    raise IsADirectoryError(errno.EISDIR, os.strerror(errno.EISDIR), name)
                 with _import_progress(file, show=not quiet) as progress:
                     source = sys.stdin.buffer if name is None else file
                     result = importer.import_csv(
                         conn,
                         source,
-                        filename=name,
+                        filename=name if name is None or keep_path else os.path.basename(name),
                         source_name=source_name,
                         description=description,
                         progress=progress,
@@ -385,13 +394,10 @@ def _diff_lines(diff) -> list:
     data = diff.to_dict()
     lines = []
     for side, batch in (("A", data["a"]), ("B", data["b"])):
-        name = batch["filename"] or batch["description"] or "-"
-        lines.append(
-            f"{side}: {batch['import_id']}  {name}  source {batch['source'] or '-'}  imported {batch['imported_at']}"
-            f"  {batch['record_count']:,} rows  {batch['status']}"
-        )
+        lines.append(f"{side}: {_batch_line(batch)}")
     if not data["same_source"]:
         lines.append("A and B come from different sources.")
+    lines += [f"Note: {note}" for note in data["notes"]]
     lines += ["", "By model"]
     model_rows = [
         [
@@ -457,6 +463,24 @@ def _diff_lines(diff) -> list:
     return lines
 
 
+def _resolve(conn, path, text):
+    """The whole import id that ``text`` names in the database at ``path``, or a ClickException saying why not."""
+    try:
+        return lineage.resolve_import_id(conn, text)
+    except lineage.UnknownImport as e:
+        raise click.ClickException(e.where(path)) from None
+    except lineage.AmbiguousImport as e:
+        raise click.ClickException(f"{e} (in {path})") from None
+
+
+def _batch_line(batch) -> str:
+    name = batch["filename"] or batch["description"] or "-"
+    return (
+        f"{batch['import_id']}  {name}  source {batch['source'] or '-'}  imported {batch['imported_at']}"
+        f"  {batch['record_count']:,} rows  {batch['status']}"
+    )
+
+
 @click.command(name="glyph-diff")
 @click.argument("path", type=click.Path(dir_okay=False))
 @click.argument("a")
@@ -470,21 +494,22 @@ def _diff_lines(diff) -> list:
 def glyph_diff(path, a, b, kind, limit, offset, as_json):
     """Compare import A (before) with import B (after) in the database at PATH.
 
-    Per model: row count, median price and mean score in each, and the change. Per listing, matched by
-    source_url: changed price, added (in B only), removed (in A only), unchanged. When an import has a
-    source_url more than once, its last row counts; rows without a source_url are counted, not matched.
+    A and B are import ids, or unique prefixes of at least 8 characters (datasette glyph-imports
+    lists them). Per model: row count, median price and mean score in each, and the change. Per
+    listing, matched by source_url: changed price, added (in B only), removed (in A only), unchanged.
+    When an import has a source_url more than once, its last row counts; rows without a source_url
+    are counted, not matched. The diff says when a side was rolled back or both have the same content.
 
     \b
     Examples:
-        datasette glyph-diff glyph.db 0b6c...e1 5f2a...9c
-        datasette glyph-diff glyph.db A B --kind changed --limit 0
-        datasette glyph-diff glyph.db A B --json > diff.json
+        datasette glyph-diff glyph.db 5b0c7a8e 9e1ad0c4
+        datasette glyph-diff glyph.db 5b0c7a8e 9e1ad0c4 --kind changed --limit 0
+        datasette glyph-diff glyph.db 5b0c7a8e 9e1ad0c4 --json > diff.json
     """
     conn = _open_existing(path, write=False)
     try:
+        a, b = _resolve(conn, path, a), _resolve(conn, path, b)
         diff = lineage.diff_imports(conn, a, b, kind=kind, limit=limit or None, offset=offset)
-    except lineage.UnknownImport as e:
-        raise click.ClickException(f"{e} in {path}") from None
     except sqlite3.DatabaseError as e:
         raise click.ClickException(f"{path} cannot be read as a glyph database: {e}") from None
     finally:
@@ -504,24 +529,51 @@ def _os_user():
         return None
 
 
+def _stdin_is_terminal() -> bool:
+    return sys.stdin.isatty()
+
+
 @click.command(name="glyph-rollback")
 @click.argument("path", type=click.Path(dir_okay=False))
 @click.argument("import_id")
 @click.option("--actor", help="Who is rolling back, for the record.  [default: your user name]")
-def glyph_rollback(path, import_id, actor):
+@click.option("--yes", "-y", "assume_yes", is_flag=True, help="Do not ask for confirmation on a terminal.")
+@click.option("--dry-run", is_flag=True, help="Show what would be removed, and change nothing.")
+def glyph_rollback(path, import_id, actor, assume_yes, dry_run):
     """Roll back import IMPORT_ID in the database at PATH: delete every row it wrote, in one transaction.
 
-    Its scored_listings, listings and quantized_listings rows go (with quantized rows of its scored
-    listings), and the models rows it introduced that no remaining listing names. Its import_batches
-    record stays, marked rolled_back with the time and actor. Other imports are not touched.
+    IMPORT_ID is the id or a unique prefix of at least 8 characters. Its scored_listings, listings and
+    quantized_listings rows go (with quantized rows of its scored listings), and the models rows it
+    introduced that no remaining listing names. Its import_batches record stays, marked rolled_back
+    with the time and actor. Other imports are not touched. The command first shows what will be
+    removed and, on a terminal, asks before doing it.
 
     \b
-    Example:
-        datasette glyph-rollback glyph.db 0b6c...e1 --actor alice
+    Examples:
+        datasette glyph-rollback glyph.db 5b0c7a8e --dry-run
+        datasette glyph-rollback glyph.db 5b0c7a8e --actor alice --yes
     """
     actor = actor or _os_user()
     conn = _open_existing(path)
     try:
+        import_id = _resolve(conn, path, import_id)
+        try:
+            plan = lineage.plan_rollback(conn, import_id)
+        except lineage.AlreadyRolledBack as e:
+            raise click.ClickException(f"{e} in {path}; nothing was changed") from None
+        verb = "would remove" if dry_run else "removes"
+        click.echo(f"Import {_batch_line(plan.batch)}")
+        click.echo(
+            f"Rolling it back {verb} {plan.scored_listings:,} scored_listings, {plan.listings:,} listings, "
+            f"{plan.quantized_listings:,} quantized_listings and {plan.models:,} models rows"
+        )
+        if dry_run:
+            click.echo("Dry run: nothing was changed")
+            return
+        if not assume_yes and _stdin_is_terminal():
+            if not click.confirm("Roll it back?", default=False):
+                click.echo("Nothing was changed")
+                sys.exit(1)
         result = lineage.rollback_import(conn, import_id, actor=actor)
     except (lineage.UnknownImport, lineage.AlreadyRolledBack) as e:
         raise click.ClickException(f"{e} in {path}; nothing was changed") from None
@@ -537,4 +589,165 @@ def glyph_rollback(path, import_id, actor):
     click.echo(f"Its import_batches record stays, marked rolled_back at {result.rolled_back_at}{by}")
 
 
-COMMANDS = [glyph_migrate, glyph_import, glyph_diff, glyph_rollback]
+@click.command(name="glyph-imports")
+@click.argument("path", type=click.Path(dir_okay=False))
+@click.option("--source", "source_name", metavar="NAME", help="Only imports from this source.")
+@click.option(
+    "--limit", type=click.IntRange(min=0), default=20, show_default=True, help="How many imports to list; 0 for all."
+)
+@click.option("--json", "as_json", is_flag=True, help="Print the imports as JSON, with every field of each record.")
+@click.option("--quiet", "-q", is_flag=True, help="Print only the import ids, one a line.")
+def glyph_imports(path, source_name, limit, as_json, quiet):
+    """List the imports in the database at PATH, newest first.
+
+    \b
+    Examples:
+        datasette glyph-imports glyph.db
+        datasette glyph-imports glyph.db --source acme-broker --limit 5
+        datasette glyph-imports glyph.db --json
+        datasette glyph-diff glyph.db $(datasette glyph-imports glyph.db -q --limit 2 | tac)
+    """
+    conn = _open_existing(path)
+    try:
+        total = lineage.count_imports(conn, source=source_name)
+        imports = lineage.list_imports(conn, limit=limit or max(total, 1), offset=0, source=source_name)
+    except sqlite3.DatabaseError as e:
+        raise click.ClickException(f"{path} cannot be read as a glyph database: {e}") from None
+    finally:
+        conn.close()
+    if as_json:
+        click.echo(json.dumps(with_utc_z({"ok": True, "imports": imports, "total": total}), indent=2))
+        return
+    if quiet:
+        for batch in imports:
+            click.echo(batch["import_id"])
+        return
+    if not imports:
+        click.echo(f"No imports{' from ' + source_name if source_name else ''} in {path}.")
+        return
+    rows = [
+        [
+            b["import_id"],
+            b["imported_at"] or "",
+            b["source"] or "",
+            b["filename"] or "",
+            f"{b['record_count'] or 0:,}",
+            b["status"] or "",
+        ]
+        for b in imports
+    ]
+    click.echo("\n".join(_text_table(["import_id", "imported_at", "source", "file", "rows", "status"], rows, {4})))
+    if total > len(imports):
+        click.echo(f"\nShowing the newest {len(imports):,} of {total:,} imports; for all use --limit 0.")
+
+
+@click.command(name="glyph-sample")
+@click.argument("out", type=click.Path(dir_okay=False, allow_dash=True))
+@click.option("--rows", type=click.IntRange(min=0), help="Listings in the first snapshot.  [default: 1000]")
+@click.option("--seed", type=int, default=1, show_default=True, help="Same seed, same files.")
+@click.option(
+    "--snapshots",
+    type=click.IntRange(min=1),
+    default=1,
+    show_default=True,
+    help="Write this many snapshots, a day apart.",
+)
+@click.option(
+    "--after",
+    type=click.Path(exists=True, dir_okay=False),
+    help="Write the snapshot that follows the market in this CSV file, instead of a new market.",
+)
+@click.option(
+    "--changed",
+    type=click.FloatRange(0, 1),
+    default=market.CHANGED,
+    show_default=True,
+    help="Share of listings whose price changes.",
+)
+@click.option(
+    "--removed",
+    type=click.FloatRange(0, 1),
+    default=market.REMOVED,
+    show_default=True,
+    help="Share of listings removed.",
+)
+@click.option(
+    "--added", type=click.FloatRange(0, 10), default=market.ADDED, show_default=True, help="New listings, as a share."
+)
+def glyph_sample(out, rows, seed, snapshots, after, changed, removed, added):
+    """Write realistic scored listings CSV files of a made-up GPU market to OUT (- for standard output).
+
+    Every file has all 23 columns. The same options always give the same bytes. With --snapshots N,
+    OUT names N files (market.csv: market-1.csv .. market-N.csv), each the market a day later: the
+    given shares of listings change price or are removed, and new listings are added, all with the same
+    source_url from file to file, so that glyph-diff shows exactly those changes. With --after FILE,
+    the first file written is the day after FILE's market. What changed is reported on stderr.
+
+    \b
+    Examples:
+        datasette glyph-sample market.csv --rows 100000
+        datasette glyph-sample day.csv --rows 1000 --snapshots 3
+        datasette glyph-sample next.csv --after sample/scored_sample.csv
+    """
+    if after and rows is not None:
+        raise click.UsageError("--rows makes a new market; --after continues the one in a file. Use one of them.")
+    if out == "-" and snapshots > 1:
+        raise click.UsageError("Several snapshots need a file name to number; - writes only one.")
+    if after and os.path.exists(out) and os.path.samefile(after, out):
+        raise click.UsageError(f"{out} is the file --after reads; write the next snapshot to another file.")
+    rates = {"changed": changed, "removed": removed, "added": added}
+    stem, extension = os.path.splitext(out)
+    names = [out] if snapshots == 1 else [f"{stem}-{n}{extension or '.csv'}" for n in range(1, snapshots + 1)]
+    first_day = market.day_after(market.iter_csv(after)) if after else market.FIRST_DAY
+
+    def snapshot(index):
+        """The index-th file's listings (streamed, so that any size fits in memory), and its Changes."""
+        if after:
+            listings, steps = market.iter_csv(after), range(index + 1)
+        else:
+            listings, steps = market.iter_market(1000 if rows is None else rows, seed), range(1, index + 1)
+        changes = None
+        for step in steps:
+            changes = market.Changes()
+            step_seed = seed if after and step == 0 else seed * 1000 + step
+            day = first_day + datetime.timedelta(days=step)
+            listings = market.iter_next_snapshot(listings, step_seed, day=day, changes=changes, **rates)
+        return listings, changes
+
+    before = after
+    for index, name in enumerate(names):
+        listings, changes = snapshot(index)
+        counter = _Counted(listings)
+        if name == "-":
+            # The bytes a file would get (\r\n line ends, UTF-8), whatever the terminal's settings.
+            sys.stdout.flush()
+            stdout = io.TextIOWrapper(sys.stdout.buffer, encoding="utf-8", newline="")
+            market.write_csv(counter, stdout)
+            stdout.flush()
+            stdout.detach()
+        else:
+            market.write_csv(counter, name)
+        shown = "standard output" if name == "-" else name
+        line = f"Wrote {counter.count:,} listings to {shown}"
+        if changes is not None:
+            line += (
+                f"; since {before}: {len(changes.changed):,} changed price, {len(changes.removed):,} removed, "
+                f"{len(changes.added):,} added"
+            )
+        click.echo(line, err=True)
+        before = name
+
+
+class _Counted:
+    """An iterable that counts what passes through it."""
+
+    def __init__(self, items):
+        self.items, self.count = items, 0
+
+    def __iter__(self):
+        for item in self.items:
+            self.count += 1
+            yield item
+
+
+COMMANDS = [glyph_migrate, glyph_import, glyph_imports, glyph_diff, glyph_rollback, glyph_sample]

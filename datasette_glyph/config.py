@@ -19,6 +19,9 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Optional
 from urllib.parse import quote
 
+import click
+from datasette.utils import StartupError
+
 from . import migrate
 
 PLUGIN_NAME = "datasette-glyph"
@@ -49,10 +52,54 @@ def plugin_config(datasette) -> dict:
     return config
 
 
+class DatabaseNotServed(Exception):
+    """The configuration names a database the server does not serve."""
+
+
+class GlyphStartupError(StartupError, click.ClickException):
+    """Datasette must not start. Datasette 1.0a prints a StartupError as one line; 0.65 lets it through to
+    click, which prints a ClickException as one line too (``Error: ...``) instead of a traceback."""
+
+
+def remove_empty_files(datasette) -> list:
+    """Remove served database files that hold nothing at all (as ``--create`` makes them); return their paths.
+
+    Called when the server refuses to start, so that a mistyped command leaves no empty database behind.
+    """
+    removed = []
+    for db in datasette.databases.values():
+        path = getattr(db, "path", None)
+        if not path or db.is_memory or not db.is_mutable or not os.path.isfile(path):
+            continue
+        try:
+            conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+            try:
+                empty = conn.execute("SELECT COUNT(*) FROM sqlite_master").fetchone()[0] == 0
+            finally:
+                conn.close()
+        except sqlite3.Error:
+            continue
+        if empty and os.path.getsize(path) <= 4096 and not os.path.exists(path + "-wal"):
+            os.remove(path)
+            removed.append(path)
+    return removed
+
+
 def glyph_database(datasette):
-    """The Datasette database object glyph reads and writes."""
+    """The Datasette database object glyph reads and writes.
+
+    The one named by the ``database`` setting; without it, the database called ``glyph``, else the first
+    mutable database file served (so ``datasette listings.db`` works with the demo metadata). Raises
+    ``DatabaseNotServed`` when the setting names a database that is not being served.
+    """
     name = plugin_config(datasette)["database"]
     if name:
+        if name not in datasette.databases:
+            served = ", ".join(n for n in datasette.databases if n != "_internal") or "none"
+            raise DatabaseNotServed(
+                f"datasette-glyph is configured to use the database {name!r}, which is not being served "
+                f"(serving: {served}); serve {name}.db or change plugins: datasette-glyph: database"
+            )
         return datasette.get_database(name)
     if "glyph" in datasette.databases:
         return datasette.get_database("glyph")

@@ -34,9 +34,22 @@ BATCH_COLUMNS = (
 LIST_IMPORTS_SQL = f"""
 SELECT {", ".join(BATCH_COLUMNS)}
 FROM import_batches
+WHERE :source IS NULL OR source = :source
 ORDER BY imported_at DESC, id DESC
 LIMIT :limit OFFSET :offset
 """
+
+# Import ids starting with a prefix, in the order list_imports uses (a few more than can be shown, to count).
+IMPORT_ID_PREFIX_SQL = """
+SELECT import_id FROM import_batches
+WHERE substr(import_id, 1, length(:prefix)) = :prefix
+ORDER BY imported_at DESC, id DESC
+LIMIT :limit
+"""
+# Fewer characters than this are never taken as an import id prefix: git's rule for abbreviated hashes.
+MIN_PREFIX = 8
+# How many matching ids an ambiguous prefix's message names.
+AMBIGUOUS_SHOWN = 10
 
 # Per-model row count, min/median/max price and mean score of one batch, as the import recorded them.
 MODEL_SUMMARY_SQL = """
@@ -72,14 +85,43 @@ def _dicts(cursor: sqlite3.Cursor) -> List[dict]:
     return [dict(zip(names, row)) for row in cursor.fetchall()]
 
 
-def list_imports(conn: sqlite3.Connection, limit: int = 50, offset: int = 0) -> List[dict]:
-    """Batch records, newest first."""
-    return _dicts(conn.execute(LIST_IMPORTS_SQL, {"limit": limit, "offset": offset}))
+def list_imports(
+    conn: sqlite3.Connection, limit: int = 50, offset: int = 0, source: Optional[str] = None
+) -> List[dict]:
+    """Batch records, newest first; only those from ``source`` when it is given."""
+    return _dicts(conn.execute(LIST_IMPORTS_SQL, {"limit": limit, "offset": offset, "source": source}))
 
 
-def count_imports(conn: sqlite3.Connection) -> int:
-    """How many batch records there are."""
-    return conn.execute("SELECT COUNT(*) FROM import_batches").fetchone()[0]
+def count_imports(conn: sqlite3.Connection, source: Optional[str] = None) -> int:
+    """How many batch records there are (from ``source``, when it is given)."""
+    return conn.execute(
+        "SELECT COUNT(*) FROM import_batches WHERE :source IS NULL OR source = :source", {"source": source}
+    ).fetchone()[0]
+
+
+def resolve_import_id(conn: sqlite3.Connection, text: str) -> str:
+    """The whole import id that ``text`` names: the id itself, or a unique prefix of at least 8 characters.
+
+    Raises ``UnknownImport`` when nothing matches (or the prefix is shorter than 8 characters) and
+    ``AmbiguousImport``, naming the matches, when a prefix fits more than one import.
+    """
+    text = text.strip()
+    if conn.execute("SELECT 1 FROM import_batches WHERE import_id = ?", [text]).fetchone():
+        return text
+    if len(text) < MIN_PREFIX:
+        raise UnknownImport(text, hint=f"give the whole id or at least {MIN_PREFIX} of its first characters")
+    matches = [
+        row[0] for row in conn.execute(IMPORT_ID_PREFIX_SQL, {"prefix": text.lower(), "limit": AMBIGUOUS_SHOWN + 1})
+    ]
+    if not matches:
+        raise UnknownImport(text)
+    if len(matches) > 1:
+        count = conn.execute(
+            "SELECT COUNT(*) FROM import_batches WHERE substr(import_id, 1, length(:prefix)) = :prefix",
+            {"prefix": text.lower()},
+        ).fetchone()[0]
+        raise AmbiguousImport(text, matches[:AMBIGUOUS_SHOWN], count)
+    return matches[0]
 
 
 def get_import(conn: sqlite3.Connection, import_id: str) -> Optional[dict]:
@@ -141,9 +183,25 @@ class LineageError(Exception):
 class UnknownImport(LineageError, LookupError):
     """No batch record has this import_id."""
 
-    def __init__(self, import_id: str):
-        self.import_id = import_id
-        super().__init__(f"No import with import_id {import_id!r}")
+    def __init__(self, import_id: str, hint: Optional[str] = None):
+        self.import_id, self.hint = import_id, hint
+        super().__init__(f"No import with import_id {import_id!r}" + (f"; {hint}" if hint else ""))
+
+    def where(self, place: str) -> str:
+        """The message, saying where the import was looked for."""
+        return f"No import with import_id {self.import_id!r} in {place}" + (f"; {self.hint}" if self.hint else "")
+
+
+class AmbiguousImport(LineageError, LookupError):
+    """An import id prefix that fits more than one import."""
+
+    def __init__(self, prefix: str, matches: List[str], count: int):
+        self.prefix, self.matches, self.count = prefix, matches, count
+        more = f" (and {count - len(matches)} more)" if count > len(matches) else ""
+        super().__init__(
+            f"Import id prefix {prefix!r} is ambiguous: it matches {count} imports: {', '.join(matches)}{more}; "
+            "give more characters"
+        )
 
 
 class AlreadyRolledBack(LineageError):
@@ -267,6 +325,11 @@ class ImportDiff:
         end = self.offset + len(self.changes)
         return end if end < self.total else None
 
+    @property
+    def notes(self) -> List[str]:
+        """What a reader must know to read the counts right: a side rolled back, or both sides alike."""
+        return diff_notes(self.a, self.b)
+
     def to_dict(self) -> dict:
         return {
             "a": self.a,
@@ -287,6 +350,7 @@ class ImportDiff:
             "total": self.total,
             "next_offset": self.next_offset,
             "changes": [asdict(c) for c in self.changes],
+            "notes": self.notes,
         }
 
 
@@ -301,6 +365,22 @@ class RollbackResult:
     models: int
     rolled_back_at: str
     rolled_back_by: Optional[str]
+
+
+def diff_notes(a: dict, b: dict) -> List[str]:
+    """Sentences about batch records ``a`` and ``b`` that change what their diff means (empty when none do)."""
+    notes = []
+    for side, batch, effect in (("A", a, "added"), ("B", b, "removed")):
+        if batch["status"] == "rolled_back":
+            notes.append(
+                f"{side} ({batch['import_id']}) was rolled back at {batch['rolled_back_at']}: its rows are gone, "
+                f"so every listing of the other side counts as {effect}."
+            )
+    if a["import_id"] == b["import_id"]:
+        notes.append("A and B are the same import.")
+    elif a["sha256"] is not None and a["sha256"] == b["sha256"]:
+        notes.append(f"A and B have the same content (SHA-256 {a['sha256']}): the same file imported twice.")
+    return notes
 
 
 def _batch(conn: sqlite3.Connection, import_id: str) -> dict:
@@ -481,6 +561,44 @@ def _indexes_rebuilt_if_cheaper(conn: sqlite3.Connection, import_id: str) -> Ite
     yield
     for _, sql in rebuild:
         conn.execute(sql)
+
+
+# What a rollback would remove, counted with the rollback's own conditions (see above).
+ROLLBACK_PREVIEW_SQL = """
+SELECT
+    (SELECT COUNT(*) FROM scored_listings WHERE import_id = :import_id),
+    (SELECT COUNT(*) FROM listings WHERE import_id = :import_id),
+    (SELECT COUNT(*) FROM quantized_listings WHERE import_id = :import_id
+        OR scored_listing_id IN (SELECT id FROM scored_listings WHERE import_id = :import_id)),
+    (SELECT COUNT(*) FROM models WHERE import_id = :import_id
+        AND NOT EXISTS (SELECT 1 FROM scored_listings s WHERE s.canonical_model = models.model
+            AND s.import_id IS NOT :import_id)
+        AND NOT EXISTS (SELECT 1 FROM listings l WHERE l.canonical_model = models.model
+            AND l.import_id IS NOT :import_id))
+"""
+
+
+@dataclass
+class RollbackPlan:
+    """What rolling an import back would remove, per table, and the batch record as it stands."""
+
+    batch: dict
+    scored_listings: int
+    listings: int
+    quantized_listings: int
+    models: int
+
+
+def plan_rollback(conn: sqlite3.Connection, import_id: str) -> RollbackPlan:
+    """Count what ``rollback_import`` would remove, changing nothing.
+
+    Raises ``UnknownImport`` or ``AlreadyRolledBack`` as the rollback would.
+    """
+    batch = _batch(conn, import_id)
+    if batch["status"] == "rolled_back":
+        raise AlreadyRolledBack(import_id, batch["rolled_back_at"], batch["rolled_back_by"])
+    counts = conn.execute(ROLLBACK_PREVIEW_SQL, {"import_id": import_id}).fetchone()
+    return RollbackPlan(batch, *counts)
 
 
 def rollback_import(

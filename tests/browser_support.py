@@ -54,6 +54,23 @@ def missing_browser() -> str:
     return ""
 
 
+# Set by .ci/run: there a missing browser fails the run instead of skipping the browser tests.
+REQUIRE_BROWSER = "GLYPH_REQUIRE_BROWSER"
+
+
+def require_browser() -> None:
+    """Skip the calling test, saying what is missing, when no browser can run here; fail instead when
+    ``$GLYPH_REQUIRE_BROWSER`` is set (as in CI, where the browser tests must run)."""
+    import pytest
+
+    problem = missing_browser()
+    if not problem:
+        return
+    if os.environ.get(REQUIRE_BROWSER):
+        pytest.fail(f"{problem} (browser tests are required: {REQUIRE_BROWSER} is set)")
+    pytest.skip(f"browser tests need a browser: {problem}")
+
+
 @contextlib.contextmanager
 def chromium() -> Iterator:
     """A headless Chromium (Playwright's sync API), closed afterwards."""

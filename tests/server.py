@@ -19,6 +19,7 @@ import contextlib
 import http.client
 import json
 import os
+import re
 import shlex
 import signal
 import socket
@@ -40,18 +41,11 @@ def datasette_command() -> str:
     return str(candidate) if candidate.exists() else "datasette"
 
 
-MAKE_SCORED_CSV = Path(__file__).resolve().parents[2] / "shared" / "tools" / "make_scored_csv.py"
-
-
 def make_scored_csv(path: PathLike, rows: int, seed: int = 1) -> Path:
-    """Write a realistic scored listings CSV of ``rows`` rows (the shared generator; same seed, same bytes)."""
-    tool = os.environ.get("GLYPH_MAKE_SCORED_CSV", str(MAKE_SCORED_CSV))
-    subprocess.run(
-        [sys.executable, tool, "--rows", str(rows), "--seed", str(seed), "--out", str(path)],
-        check=True,
-        stdin=subprocess.DEVNULL,
-    )
-    return Path(path)
+    """Write a realistic scored listings CSV of ``rows`` rows (``datasette_glyph.market``; same seed, same bytes)."""
+    from datasette_glyph.market import write_market
+
+    return write_market(path, rows, seed)
 
 
 REPO = Path(__file__).resolve().parents[1]
@@ -64,9 +58,9 @@ def readme_serve_options() -> list:
     """
     text = (REPO / "README.md").read_text(encoding="utf-8")
     section = text.split("## Quick start", 1)[1].split("\n## ", 1)[0]
-    for line in section.splitlines():
-        for command in line.split("&&"):
-            words = shlex.split(command.strip())
+    for block in re.findall(r"```bash\n(.*?)\n```", section, re.S):
+        for command in block.split("&&"):
+            words = shlex.split(command.strip(), comments=True)
             if words[:2] == ["datasette", "glyph.db"]:
                 return [str(REPO / w) if w.endswith((".yml", ".yaml", ".json")) else w for w in words[2:]]
     raise LookupError("The README's quick start has no `datasette glyph.db ...` command")

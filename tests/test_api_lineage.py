@@ -154,6 +154,7 @@ DIFF_AB = {
     "total": 4,
     "next_offset": None,
     "changes": [CHANGED_U1, CHANGED_U5, ADDED_U6, REMOVED_U3],
+    "notes": [],
     "next": None,
 }
 

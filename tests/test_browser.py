@@ -15,8 +15,9 @@ import yaml
 
 from datasette_glyph import migrate, pages
 from datasette_glyph.db import connect
+from datasette_glyph.market import URL_PREFIX
 
-from .browser_support import REPO, actor_cookie, chromium, missing_browser, screenshot_dir
+from .browser_support import REPO, actor_cookie, chromium, require_browser, screenshot_dir
 from .server import running_server
 from .snapshots import insert_snapshot, market_snapshots
 
@@ -60,9 +61,7 @@ def server(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def browser():
-    problem = missing_browser()
-    if problem:
-        pytest.fail(problem)
+    require_browser()
     with chromium() as b:
         yield b
 
@@ -388,7 +387,7 @@ def glyph_pages(market):
         "imports": "/-/glyph/imports",
         "import": f"/-/glyph/imports/{ebay[-1]}",
         "diff": f"/-/glyph/imports/{ebay[-2]}/diff/{ebay[-1]}",
-        "history": "/-/glyph/history?source_url=https://market.example/listing/5",
+        "history": f"/-/glyph/history?source_url={URL_PREFIX}5",
         "upload": "/-/glyph/import",
     }
 
@@ -551,12 +550,12 @@ def test_banner_leads_back_to_the_import(market_page, market, width, shots):
 
 def test_rows_lead_to_a_listing_history(market_page, market, width):
     page = market_page
-    page.goto("/glyph/scored_listings?source_url=https://market.example/listing/5&_nosuggest=1")
+    page.goto(f"/glyph/scored_listings?source_url={URL_PREFIX}5&_nosuggest=1")
     with page.expect_navigation() as answer:
         page.locator("a.glyph-history-link").first.click()
     assert answer.value.status == 200
     assert page.inner_text("h1") == "Listing history"
-    history = market.get("/api/listings/history?source_url=https://market.example/listing/5").json()["history"]
+    history = market.get(f"/api/listings/history?source_url={URL_PREFIX}5").json()["history"]
     assert len(table_cells(page, "#glyph-history-table tbody")) == len(history) > MARKET_IMPORTS
 
 

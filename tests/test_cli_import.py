@@ -68,9 +68,14 @@ def test_imports_each_file_as_its_own_batch(db_path):
         "",
     )
     assert rows == [
-        (first, str(SAMPLE), "acme", "nightly", None, 40),
-        (second, str(SAMPLE), "acme", "nightly", None, 40),
+        (first, "scored_sample.csv", "acme", "nightly", None, 40),
+        (second, "scored_sample.csv", "acme", "nightly", None, 40),
     ]
+
+
+def test_keep_path_records_the_path_as_given(db_path):
+    result = run(db_path, SAMPLE, "--keep-path", "--quiet")
+    assert (result.exit_code, [row[1] for row in batches(db_path)]) == (0, [str(SAMPLE)])
 
 
 def test_ignored_columns_are_named(db_path, files):
@@ -103,7 +108,7 @@ def test_json_prints_one_result_object_per_file(db_path, files):
                 "first_model": models[0],
                 "last_model": models[1],
                 "timestamp": finished_at.replace(" ", "T") + "Z",
-                "filename": str(files[name]),
+                "filename": name,
                 "sha256": sha256,
                 "bytes": size,
                 "source": None,
@@ -137,7 +142,7 @@ def test_a_bad_file_is_reported_and_the_others_still_import(db_path, files):
         f"  {bad}: Line 3, column vram_gb: 'x' is not an integer\n"
         f"  {bad}: Line 4: expected 7 fields as in the header, found 2\n",
     )
-    assert filename == str(files["good.csv"])
+    assert filename == "good.csv"
 
 
 def test_errors_beyond_the_cap_are_counted(db_path, tmp_path):
@@ -243,15 +248,24 @@ def test_a_file_that_is_not_a_database(tmp_path, files):
     )
 
 
-def test_usage_errors(db_path, tmp_path):
-    missing = tmp_path / "missing.csv"
-    result = run(db_path, missing)
-    assert (result.exit_code, result.stdout, result.stderr.splitlines()[-1]) == (
-        2,
-        "",
-        f"Error: Invalid value for 'FILE...': File '{missing}' does not exist.",
-    )
+def test_usage_errors(db_path):
     assert run(db_path).exit_code == 2
+
+
+def test_a_missing_file_fails_alone(db_path, files, tmp_path):
+    missing, folder = tmp_path / "missing.csv", tmp_path / "folder.csv"
+    folder.mkdir()
+    result = run(db_path, missing, files["good.csv"], folder)
+    [(import_id, filename, *_)] = batches(db_path)
+    assert (result.exit_code, result.stdout, result.stderr, filename) == (
+        1,
+        f"Imported 2 rows from {files['good.csv']} as {import_id}\n",
+        f"Error: {missing} was not imported (1 error); nothing was written:\n"
+        f"  {missing}: Cannot read the file: No such file or directory\n"
+        f"Error: {folder} was not imported (1 error); nothing was written:\n"
+        f"  {folder}: Cannot read the file: Is a directory\n",
+        "good.csv",
+    )
 
 
 def test_help_shows_usage_and_examples():

@@ -10,6 +10,7 @@ from datasette.cli import cli
 from datasette_glyph import lineage
 from datasette_glyph.db import connect
 
+from .snapshots import insert_snapshot
 from .test_api_lineage import DIFF_AB
 from .test_lineage import A_ID, B_ID, C_ID, database_checksum, insert_market
 
@@ -22,8 +23,12 @@ def market_path(db_path):
     return str(db_path)
 
 
-def run(*args):
-    return CliRunner().invoke(cli, list(args), catch_exceptions=False)
+def run(*args, input=None):
+    return CliRunner().invoke(cli, list(args), catch_exceptions=False, input=input)
+
+
+SHORT = "give the whole id or at least 8 of its first characters\n"
+A2_ID = "aaaaaaaa-0000-4000-8000-000000000009"  # shares its first 13 characters with A_ID
 
 
 DIFF_AB_TEXT = f"""\
@@ -76,6 +81,7 @@ Showing 1-1 of 2 changed listings; for more use --offset 1 or --limit 0.
 DIFF_CC_TEXT = f"""\
 A: {C_ID}  c.csv  source broker  imported 2025-05-03 10:00:00  2 rows  complete
 B: {C_ID}  c.csv  source broker  imported 2025-05-03 10:00:00  2 rows  complete
+Note: A and B are the same import.
 
 By model
 model     rows A  rows B  rows +/-  median A  median B  median +/-  score A  score B  score +/-
@@ -96,6 +102,8 @@ No changes.
         ([A_ID, B_ID, "--limit", "0"], DIFF_AB_TEXT),
         ([A_ID, C_ID, "--kind", "changed", "--limit", "1"], DIFF_AC_CHANGED_TEXT),
         ([C_ID, C_ID], DIFF_CC_TEXT),
+        ([A_ID[:8], B_ID[:13]], DIFF_AB_TEXT),  # unique prefixes of 8 characters or more
+        ([A_ID.upper(), B_ID], DIFF_AB_TEXT),  # any case
     ],
 )
 def test_glyph_diff_prints_tables(market_path, args, expected):
@@ -137,11 +145,21 @@ def test_glyph_diff_json_names_the_next_page_as_an_api_path(market_path):
 @pytest.mark.parametrize(
     "args, error",
     [
-        ([A_ID, "nope"], "Error: No import with import_id 'nope' in {path}\n"),
-        (["nope", B_ID], "Error: No import with import_id 'nope' in {path}\n"),
+        ([A_ID, "nope"], "Error: No import with import_id 'nope' in {path}; " + SHORT),
+        (["nope", B_ID], "Error: No import with import_id 'nope' in {path}; " + SHORT),
+        ([A_ID, "aaaaaaa"], "Error: No import with import_id 'aaaaaaa' in {path}; " + SHORT),
+        ([A_ID, "dddddddd"], "Error: No import with import_id 'dddddddd' in {path}\n"),
+        (
+            [A_ID, "aaaaaaaa-0000"],
+            "Error: Import id prefix 'aaaaaaaa-0000' is ambiguous: it matches 2 imports: "
+            + f"{A2_ID}, {A_ID}; give more characters (in {{path}})\n",
+        ),
     ],
 )
 def test_glyph_diff_of_an_unknown_import(market_path, args, error):
+    conn = connect(market_path)
+    insert_snapshot(conn, [{"canonical_model": "A10", "price": 1.0, "score": 0.5}], import_id=A2_ID)
+    conn.close()
     result = run("glyph-diff", market_path, *args)
     assert (result.exit_code, result.stdout, result.stderr) == (1, "", error.format(path=market_path))
 
@@ -190,6 +208,8 @@ def test_glyph_rollback(market_path, monkeypatch, options, user, actor):
     assert (result.exit_code, result.stdout, result.stderr) == (
         0,
         (
+            f"Import {B_ID}  b.csv  source market  imported 2025-05-02 10:00:00  6 rows  complete\n"
+            "Rolling it back removes 6 scored_listings, 0 listings, 0 quantized_listings and 1 models rows\n"
             f"Rolled back {B_ID}: removed 6 scored_listings, 0 listings, 0 quantized_listings and 1 models rows\n"
             f"Its import_batches record stays, marked rolled_back at {record['rolled_back_at']}{by}\n"
         ),
@@ -211,7 +231,7 @@ def test_glyph_rollback_refuses_a_second_time_and_unknown_ids(market_path):
     )
     assert (unknown.exit_code, unknown.stderr) == (
         1,
-        f"Error: No import with import_id 'nope' in {market_path}; nothing was changed\n",
+        f"Error: No import with import_id 'nope' in {market_path}; " + SHORT,
     )
     assert checksum_of(market_path) == before
 
@@ -231,7 +251,8 @@ def test_glyph_rollback_that_fails_part_way_changes_nothing(market_path):
     result = run("glyph-rollback", market_path, A_ID, "--actor", "alice")
     assert (result.exit_code, result.stdout, result.stderr) == (
         1,
-        "",
+        f"Import {A_ID}  a.csv  source market  imported 2025-05-01 10:00:00  6 rows  complete\n"
+        "Rolling it back removes 6 scored_listings, 0 listings, 0 quantized_listings and 0 models rows\n",
         f"Error: Rollback of {A_ID} in {market_path} failed: disk on fire; nothing was changed\n",
     )
     assert checksum_of(market_path) == before
@@ -242,3 +263,115 @@ def test_glyph_rollback_of_a_missing_file(tmp_path):
     result = run("glyph-rollback", missing, A_ID)
     assert (result.exit_code, result.stderr) == (1, f"Error: {missing} does not exist\n")
     assert not (tmp_path / "missing.db").exists()
+
+
+# glyph-imports ------------------------------------------------------------------------------------------------------
+
+IMPORTS_TEXT = f"""\
+import_id                             imported_at          source  file   rows  status
+------------------------------------  -------------------  ------  -----  ----  --------
+{C_ID}  2025-05-03 10:00:00  broker  c.csv     2  complete
+{B_ID}  2025-05-02 10:00:00  market  b.csv     6  complete
+{A_ID}  2025-05-01 10:00:00  market  a.csv     6  complete
+"""
+
+
+@pytest.mark.parametrize(
+    "options, expected",
+    [
+        ([], IMPORTS_TEXT),
+        (["--limit", "0"], IMPORTS_TEXT),
+        (["--source", "market", "--quiet"], f"{B_ID}\n{A_ID}\n"),
+        (["-q", "--limit", "1"], f"{C_ID}\n"),
+        (
+            ["--limit", "1"],
+            "\n".join(IMPORTS_TEXT.splitlines()[:3])
+            + "\n\nShowing the newest 1 of 3 imports; for all use --limit 0.\n",
+        ),
+        (["--source", "nobody"], "No imports from nobody in {path}.\n"),
+    ],
+)
+def test_glyph_imports(market_path, options, expected):
+    result = run("glyph-imports", market_path, *options)
+    assert (result.exit_code, result.stdout, result.stderr) == (0, expected.format(path=market_path), "")
+
+
+def test_glyph_imports_json(market_path):
+    result = run("glyph-imports", market_path, "--json", "--source", "broker")
+    conn = sqlite3.connect(market_path)
+    [expected] = lineage.list_imports(conn, source="broker")
+    conn.close()
+    expected["imported_at"] = "2025-05-03T10:00:00Z"  # ISO 8601 UTC with Z, as every JSON answer gives it
+    assert (result.exit_code, json.loads(result.stdout)) == (0, {"ok": True, "imports": [expected], "total": 1})
+
+
+def test_glyph_imports_of_a_missing_file(tmp_path):
+    missing = str(tmp_path / "missing.db")
+    result = run("glyph-imports", missing)
+    assert (result.exit_code, result.stderr, list(tmp_path.iterdir())) == (1, f"Error: {missing} does not exist\n", [])
+
+
+# glyph-rollback: --dry-run, --yes and the question on a terminal -----------------------------------------------------
+
+B_PLAN = (
+    f"Import {B_ID}  b.csv  source market  imported 2025-05-02 10:00:00  6 rows  complete\n"
+    "Rolling it back {verb} 6 scored_listings, 0 listings, 0 quantized_listings and 1 models rows\n"
+)
+
+
+def test_glyph_rollback_dry_run_changes_nothing(market_path):
+    before = checksum_of(market_path)
+    result = run("glyph-rollback", market_path, B_ID[:8], "--dry-run")
+    assert (result.exit_code, result.stdout, result.stderr) == (
+        0,
+        B_PLAN.format(verb="would remove") + "Dry run: nothing was changed\n",
+        "",
+    )
+    assert checksum_of(market_path) == before
+
+
+def on_a_terminal(argv, answer):
+    """Run ``argv`` with a pseudo-terminal as its standard input, answer its question, return (status, output)."""
+    import os
+    import pty
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    leader, follower = pty.openpty()
+    datasette = str(Path(sys.executable).parent / "datasette")
+    process = subprocess.Popen(
+        [datasette, *argv], stdin=follower, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+    )
+    os.close(follower)
+    os.write(leader, answer.encode())
+    output, _ = process.communicate(timeout=60)
+    os.close(leader)
+    return process.returncode, output
+
+
+ROLLED_BACK_B = f"Rolled back {B_ID}: removed 6 scored_listings, 0 listings, 0 quantized_listings and 1 models rows"
+
+
+@pytest.mark.parametrize(
+    "answer, status, after_question",
+    [("n\n", 1, "Nothing was changed"), ("\n", 1, "Nothing was changed"), ("y\n", 0, ROLLED_BACK_B)],
+)
+def test_glyph_rollback_asks_on_a_terminal(market_path, answer, status, after_question):
+    before = checksum_of(market_path)
+    code, output = on_a_terminal(["glyph-rollback", market_path, B_ID, "--actor", "alice"], answer)
+    record = batch_record(market_path, B_ID)
+    expected = B_PLAN.format(verb="removes").splitlines() + ["Roll it back? [y/N]: " + after_question]
+    assert (code, output.splitlines()[:3]) == (status, expected)
+    if status:
+        assert (checksum_of(market_path), record["status"]) == (before, "complete")
+    else:
+        assert (record["status"], record["rolled_back_by"]) == ("rolled_back", "alice")
+
+
+def test_glyph_rollback_yes_does_not_ask_on_a_terminal(market_path):
+    code, output = on_a_terminal(["glyph-rollback", market_path, B_ID, "--yes"], "")
+    assert (code, output.splitlines()[2]) == (
+        0,
+        f"Rolled back {B_ID}: removed 6 scored_listings, 0 listings, 0 quantized_listings and 1 models rows",
+    )

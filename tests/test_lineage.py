@@ -9,7 +9,7 @@ import pytest
 from datasette_glyph import lineage
 from datasette_glyph.importer import import_csv
 
-from .snapshots import insert_snapshot, iter_first_snapshot, market_snapshots, write_csv
+from .snapshots import insert_snapshot, iter_market, market_snapshots, write_csv
 
 A_ID = "aaaaaaaa-0000-4000-8000-000000000001"
 B_ID = "bbbbbbbb-0000-4000-8000-000000000002"
@@ -135,6 +135,7 @@ def test_diff_between_consecutive_imports(market):
         "total": 4,
         "next_offset": None,
         "changes": [CHANGED_U1, CHANGED_U5, ADDED_U6, REMOVED_U3],
+        "notes": [],
     }
 
 
@@ -213,17 +214,17 @@ def test_diff_of_an_unknown_import(market, a, b):
 
 
 def test_diff_matches_what_the_snapshots_changed(conn):
-    (first, second), (changes,) = market_snapshots(2, 400, seed=7, moved=0.2, gone=0.1, new=0.1)
+    (first, second), (changes,) = market_snapshots(2, 400, seed=7, changed=0.2, removed=0.1, added=0.1)
     a = insert_snapshot(conn, first, imported_at="2025-05-01 00:00:00")
     b = insert_snapshot(conn, second, imported_at="2025-05-02 00:00:00")
     diff = lineage.diff_imports(conn, a, b, limit=None)
     by_kind = {kind: [c for c in diff.changes if c.kind == kind] for kind in lineage.CHANGE_KINDS}
-    assert {c.source_url: (c.old_price, c.new_price) for c in by_kind["changed"]} == changes.moved
+    assert {c.source_url: (c.old_price, c.new_price) for c in by_kind["changed"]} == changes.changed
     assert [c.source_url for c in by_kind["added"]] == changes.added
-    assert [c.source_url for c in by_kind["removed"]] == changes.gone
-    assert diff.unchanged == 400 - len(changes.gone) - len(changes.moved)
-    assert (diff.added, diff.removed, diff.changed) == (len(changes.added), len(changes.gone), len(changes.moved))
-    assert len(changes.moved) > 50 and len(changes.gone) > 20 and len(changes.added) == 40
+    assert [c.source_url for c in by_kind["removed"]] == changes.removed
+    assert diff.unchanged == 400 - len(changes.removed) - len(changes.changed)
+    assert (diff.added, diff.removed, diff.changed) == (len(changes.added), len(changes.removed), len(changes.changed))
+    assert len(changes.changed) > 50 and len(changes.removed) > 20 and len(changes.added) == 40
 
 
 # (name, source, imported_at, status)
@@ -489,15 +490,15 @@ def test_rollback_inside_an_open_transaction_uses_a_savepoint(market):
 
 
 def test_diff_and_rollback_of_files_the_importer_wrote(conn, tmp_path):
-    (first, second), (changes,) = market_snapshots(2, 300, seed=11, moved=0.2, gone=0.1, new=0.1)
+    (first, second), (changes,) = market_snapshots(2, 300, seed=11, changed=0.2, removed=0.1, added=0.1)
     write_csv(first, tmp_path / "monday.csv")
     write_csv(second, tmp_path / "tuesday.csv")
     monday = import_csv(conn, tmp_path / "monday.csv", source_name="market").import_id
     tuesday = import_csv(conn, tmp_path / "tuesday.csv", source_name="market").import_id
     diff = lineage.diff_imports(conn, monday, tuesday, limit=None)
-    assert {c.source_url: (c.old_price, c.new_price) for c in diff.changes if c.kind == "changed"} == changes.moved
+    assert {c.source_url: (c.old_price, c.new_price) for c in diff.changes if c.kind == "changed"} == changes.changed
     assert [c.source_url for c in diff.changes if c.kind == "added"] == changes.added
-    assert [c.source_url for c in diff.changes if c.kind == "removed"] == changes.gone
+    assert [c.source_url for c in diff.changes if c.kind == "removed"] == changes.removed
     assert lineage.previous_import(conn, tuesday)["import_id"] == monday
     url = changes.added[0]
     assert [(p["import_id"], p["price"]) for p in lineage.listing_history(conn, url)] == [
@@ -510,20 +511,6 @@ def test_diff_and_rollback_of_files_the_importer_wrote(conn, tmp_path):
     assert conn.execute("SELECT model, import_id FROM models ORDER BY model").fetchall() == models_before
     assert checksum(conn, "scored_listings", "import_id = ?", [monday]) == monday_rows
     assert counts_by_batch(conn, "scored_listings") == {monday: len(first)}
-
-
-def test_snapshots_are_deterministic_for_a_seed():
-    one = market_snapshots(3, 50, seed=4)
-    assert market_snapshots(3, 50, seed=4) == one
-    assert market_snapshots(3, 50, seed=5) != one
-    assert list(iter_first_snapshot(50, seed=4)) == one[0][0]
-    (first, second, third), (to_second, to_third) = one
-    assert [len(first), len(second), len(third)] == [
-        50,
-        50 - len(to_second.gone) + len(to_second.added),
-        len(second) - len(to_third.gone) + len(to_third.added),
-    ]
-    assert (to_second.added, to_third.added) == ([URL + "51", URL + "52"], [URL + "53", URL + "54"])
 
 
 def schema(conn):
@@ -593,7 +580,7 @@ def _rounded(models):
 
 
 def test_an_import_keeps_the_summary_its_rows_give(conn, tmp_path):
-    rows = list(iter_first_snapshot(600, seed=3))
+    rows = list(iter_market(600, seed=3))
     write_csv(rows, tmp_path / "market.csv")
     import_id = import_csv(conn, tmp_path / "market.csv").import_id
     by_model = {}
@@ -644,3 +631,95 @@ def test_rollback_removes_the_batch_summary(conn):
     lineage.rollback_import(conn, import_id, actor="ops")
     assert lineage.get_import(conn, import_id)["models"] == []
     assert conn.execute("SELECT COUNT(*) FROM import_model_stats").fetchone()[0] == 0
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# Import ids by prefix, what a rollback would remove, notes on a diff
+
+
+@pytest.mark.parametrize(
+    "text, expected",
+    [
+        (A_ID, A_ID),
+        (A_ID[:8], A_ID),
+        (B_ID[:20], B_ID),
+        (" " + C_ID.upper()[:9] + " ", C_ID),  # pasted with spaces, in capitals
+    ],
+)
+def test_resolve_import_id(market, text, expected):
+    assert lineage.resolve_import_id(market, text) == expected
+
+
+@pytest.mark.parametrize(
+    "text, error",
+    [
+        ("aaaaaaa", "No import with import_id 'aaaaaaa'; give the whole id or at least 8 of its first characters"),
+        ("", "No import with import_id ''; give the whole id or at least 8 of its first characters"),
+        ("dddddddd", "No import with import_id 'dddddddd'"),
+        ("aaaaaaaa%", "No import with import_id 'aaaaaaaa%'"),
+    ],
+)
+def test_resolve_import_id_refuses(market, text, error):
+    with pytest.raises(lineage.UnknownImport) as e:
+        lineage.resolve_import_id(market, text)
+    assert str(e.value) == error
+
+
+def test_an_ambiguous_prefix_names_the_matches_newest_first(market):
+    others = [f"aaaaaaaa-1111-4000-8000-{n:012d}" for n in range(12)]
+    for n, import_id in enumerate(others):
+        insert_snapshot(market, [], import_id, imported_at=f"2025-06-{n + 1:02d} 00:00:00")
+    with pytest.raises(lineage.AmbiguousImport) as e:
+        lineage.resolve_import_id(market, "aaaaaaaa")
+    newest = list(reversed(others))[:10]
+    assert (e.value.matches, e.value.count) == (newest, 13)
+    assert str(e.value) == (
+        f"Import id prefix 'aaaaaaaa' is ambiguous: it matches 13 imports: {', '.join(newest)} (and 3 more); "
+        "give more characters"
+    )
+    assert lineage.resolve_import_id(market, "aaaaaaaa-0") == A_ID
+
+
+@pytest.mark.parametrize("import_id", [A_ID, B_ID, C_ID])
+def test_plan_rollback_counts_what_the_rollback_removes(market, import_id):
+    add_raw_and_quantized_rows(market)
+    before = database_checksum(market)
+    plan = lineage.plan_rollback(market, import_id)
+    assert database_checksum(market) == before
+    result = lineage.rollback_import(market, import_id, actor="ops")
+    assert (plan.scored_listings, plan.listings, plan.quantized_listings, plan.models) == (
+        result.scored_listings,
+        result.listings,
+        result.quantized_listings,
+        result.models,
+    )
+    assert plan.batch["import_id"] == import_id
+    with pytest.raises(lineage.AlreadyRolledBack):
+        lineage.plan_rollback(market, import_id)
+
+
+def test_diff_notes(market):
+    assert lineage.diff_imports(market, A_ID, B_ID).notes == []
+    assert lineage.diff_imports(market, C_ID, C_ID).notes == ["A and B are the same import."]
+    market.execute("UPDATE import_batches SET sha256 = 'abc' WHERE import_id IN (?, ?)", [A_ID, C_ID])
+    assert lineage.diff_imports(market, A_ID, C_ID).notes == [
+        "A and B have the same content (SHA-256 abc): the same file imported twice."
+    ]
+    lineage.rollback_import(market, B_ID, actor="ops", now="2025-06-01 00:00:00.000000")
+    diff = lineage.diff_imports(market, A_ID, B_ID)
+    assert diff.notes == [
+        f"B ({B_ID}) was rolled back at 2025-06-01 00:00:00.000000: its rows are gone, so every listing of the "
+        "other side counts as removed."
+    ]
+    assert (diff.removed, diff.added, diff.changed) == (4, 0, 0)
+    assert lineage.diff_imports(market, B_ID, A_ID).to_dict()["notes"] == [
+        f"A ({B_ID}) was rolled back at 2025-06-01 00:00:00.000000: its rows are gone, so every listing of the "
+        "other side counts as added."
+    ]
+
+
+def test_list_imports_by_source(market):
+    assert [b["import_id"] for b in lineage.list_imports(market, source="market")] == [B_ID, A_ID]
+    assert [b["import_id"] for b in lineage.list_imports(market)] == [C_ID, B_ID, A_ID]
+    assert (lineage.count_imports(market, source="market"), lineage.count_imports(market)) == (2, 3)
+    assert lineage.list_imports(market, source="nobody") == []
