@@ -145,7 +145,7 @@ def start_uploader(folder: Path, pid_namespace: bool):
 
 
 def test_cleanup_removes_only_folders_whose_process_has_ended(tmp_path):
-    folder = uploads.upload_dir(str(tmp_path / "shared"))
+    folder = uploads.upload_dir(str(tmp_path / "common"))
     (folder / "notes.txt").write_bytes(b"not ours")
     (folder / "glyph-upload.host.1.0123abcd.part").write_bytes(b"an older version's file")
     first, first_pid, first_file = start_uploader(folder, pid_namespace=True)
@@ -176,7 +176,7 @@ def test_cleanup_removes_only_folders_whose_process_has_ended(tmp_path):
 
 
 def test_this_process_never_removes_its_own_folder(tmp_path):
-    folder = uploads.upload_dir(str(tmp_path / "shared"))
+    folder = uploads.upload_dir(str(tmp_path / "common"))
     path = uploads.new_temp_path(folder)
     path.write_bytes(b"x")
     assert (uploads.clean_stale_uploads(folder), path.read_bytes()) == ([], b"x")
