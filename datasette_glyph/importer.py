@@ -33,6 +33,7 @@ from typing import BinaryIO, Callable, Dict, Iterator, List, Optional, Sequence,
 import ijson
 
 from .db import StorageError, transaction
+from .deltas import record_deltas
 from .lineage import summarise_import
 
 # The longest field accepted, in any column (the csv module's field limit). ``notes`` and ``warnings`` may be
@@ -925,6 +926,7 @@ def _write_batch(
         # cost 8 bytes a row: +15 MB of peak RSS at a million rows.)
         conn.execute(f"PRAGMA cache_size = -{SUMMARY_CACHE_KIB}")
         summarise_import(conn, batch.import_id)
+        record_deltas(conn, batch.import_id)  # what changed since the previous import from the same source
         previous = conn.execute(PREVIOUS_BATCH_SQL, {"sha256": sha256, "import_id": batch.import_id}).fetchone()
     return ImportResult(
         import_id=batch.import_id,

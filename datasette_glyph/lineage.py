@@ -12,6 +12,7 @@ import sqlite3
 from dataclasses import asdict, dataclass, field
 from typing import Dict, Iterable, Iterator, List, Optional
 
+from . import deltas
 from .db import transaction
 
 BATCH_COLUMNS = (
@@ -463,6 +464,36 @@ def diff_imports(
     if kind is not None and kind not in CHANGE_KINDS:
         raise ValueError(f"kind must be one of {', '.join(CHANGE_KINDS)}, not {kind!r}")
     batch_a, batch_b = _batch(conn, a), _batch(conn, b)
+    kept = deltas.kept_counts(conn, a, b)
+    if kept is not None:  # b was compared with a when it was imported: read a page of what was kept
+        counts = kept.counts
+        page = deltas.kept_changes(conn, b, counts, kind, limit, offset)
+        without_source_url, duplicate_source_urls = kept.without_source_url, kept.duplicate_source_urls
+    else:
+        counts, page, without_source_url, duplicate_source_urls = _computed_changes(conn, a, b, kind, limit, offset)
+    return ImportDiff(
+        a=batch_a,
+        b=batch_b,
+        models=_model_changes(model_summary(conn, a), model_summary(conn, b)),
+        added=counts["added"],
+        removed=counts["removed"],
+        changed=counts["changed"],
+        unchanged=counts["unchanged"],
+        without_source_url=without_source_url,
+        duplicate_source_urls=duplicate_source_urls,
+        kind=kind,
+        limit=limit,
+        offset=offset,
+        total=counts[kind] if kind else sum(counts[k] for k in CHANGE_KINDS),
+        changes=[_listing_change(*row) for row in page],
+    )
+
+
+def _computed_changes(
+    conn: sqlite3.Connection, a: str, b: str, kind: Optional[str], limit: Optional[int], offset: int
+) -> tuple:
+    """(counts by kind, the page of classified changes, rows without source_url, overridden rows) of a diff,
+    from both imports' rows."""
     counts = dict.fromkeys(CHANGE_KINDS + ("unchanged",), 0)
 
     def wanted():
@@ -480,28 +511,14 @@ def diff_imports(
         page = sorted(wanted(), key=order)[offset:]
     else:
         page = heapq.nsmallest(offset + limit, wanted(), key=order)[offset:]
-    changes = [_listing_change(*row) for row in page]
     rows = {"a": conn.execute(ROW_COUNTS_SQL, [a]).fetchone(), "b": conn.execute(ROW_COUNTS_SQL, [b]).fetchone()}
     urls = {
         "a": counts["changed"] + counts["removed"] + counts["unchanged"],
         "b": counts["changed"] + counts["added"] + counts["unchanged"],
     }
-    return ImportDiff(
-        a=batch_a,
-        b=batch_b,
-        models=_model_changes(model_summary(conn, a), model_summary(conn, b)),
-        added=counts["added"],
-        removed=counts["removed"],
-        changed=counts["changed"],
-        unchanged=counts["unchanged"],
-        without_source_url={side: total - with_url for side, (total, with_url) in rows.items()},
-        duplicate_source_urls={side: rows[side][1] - urls[side] for side in rows},
-        kind=kind,
-        limit=limit,
-        offset=offset,
-        total=counts[kind] if kind else sum(counts[k] for k in CHANGE_KINDS),
-        changes=changes,
-    )
+    without_source_url = {side: total - with_url for side, (total, with_url) in rows.items()}
+    duplicate_source_urls = {side: rows[side][1] - urls[side] for side in rows}
+    return counts, page, without_source_url, duplicate_source_urls
 
 
 def previous_import(conn: sqlite3.Connection, import_id: str) -> Optional[dict]:
@@ -637,6 +654,8 @@ def rollback_import(
             conn.execute(ROLLBACK_MODEL_STATS_SQL, params)
             models = conn.execute(ROLLBACK_MODELS_SQL, params).rowcount
             conn.execute(ROLLBACK_RECORD_SQL, params)
+            # The import that followed this one from its source is now compared with the one before it.
+            deltas.forget_import(conn, import_id)
     finally:
         conn.execute(f"PRAGMA cache_size = {int(cache_size)}")
         if foreign_keys and not conn.in_transaction:

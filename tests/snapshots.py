@@ -10,7 +10,7 @@ from __future__ import annotations
 import uuid
 from typing import List, Optional
 
-from datasette_glyph import lineage
+from datasette_glyph import deltas, lineage
 from datasette_glyph.db import transaction
 from datasette_glyph.market import (  # noqa: F401  (re-exported for the tests and benchmarks)
     COLUMNS,
@@ -40,7 +40,8 @@ def insert_snapshot(
 ) -> str:
     """Store a snapshot as one batch with plain SQL, as the store keeps it; return its import_id.
 
-    Rows may give only some columns (at least canonical_model, price and score). Models not yet in ``models``
+    Like the importer, keeps what changed since the previous complete import from the same source (a complete
+    batch's deltas). Rows may give only some columns (at least canonical_model, price and score). Models not yet in ``models``
     are added as rows of this batch, in order of first appearance, with the specs of their first row.
     """
     import_id = import_id or str(uuid.uuid4())
@@ -69,4 +70,6 @@ def insert_snapshot(
             [[row.get(c) for c in COLUMNS] + [import_id, i] for i, row in enumerate(rows, 1)],
         )
         lineage.summarise_import(conn, import_id)
+        if status == "complete":
+            deltas.record_deltas(conn, import_id)
     return import_id

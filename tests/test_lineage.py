@@ -532,11 +532,13 @@ REBUILT = [
     'DROP INDEX "idx_scored_listings_region"',
     'DROP INDEX "idx_scored_listings_score"',
     'DROP INDEX "idx_scored_listings_seen_at"',
+    'DROP INDEX "idx_scored_listings_source_url"',
     "CREATE INDEX idx_scored_listings_canonical_model ON scored_listings(canonical_model)",
     "CREATE INDEX idx_scored_listings_condition ON scored_listings(condition)",
     "CREATE INDEX idx_scored_listings_region ON scored_listings(region)",
     "CREATE INDEX idx_scored_listings_score ON scored_listings(score)",
     "CREATE INDEX idx_scored_listings_seen_at ON scored_listings(seen_at)",
+    "CREATE INDEX idx_scored_listings_source_url ON scored_listings(source_url /* listing history */)",
 ]
 
 

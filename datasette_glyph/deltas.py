@@ -1,0 +1,242 @@
+"""Deltas kept at import time: each import compared once with the previous complete import from its source.
+
+``record_deltas`` runs in the import's own transaction (and in a rollback's, for the import that followed the
+one rolled back). It matches the two imports' listings by ``source_url`` as ``lineage.diff_imports`` does (the
+last row of each import wins; rows without a source_url are counted, not matched) and keeps the result in
+``import_deltas`` (one row per listing added, removed or changed in price) and ``import_delta_models`` (per
+model: how many listings changed, were added, removed or stayed, and how many rows had no source_url or were
+overridden by a later row with the same one). A diff of two consecutive imports then reads a page of these
+rows and a few counts instead of both imports' rows (``kept_diff``).
+
+Everything is set-based SQL: the latest row per source_url of each side goes to a temporary table keyed by
+source_url (one grouped sort each), and one full outer join of the two classifies every listing.
+
+Synchronous functions over a ``sqlite3.Connection``; nothing here imports Datasette.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from dataclasses import dataclass
+from typing import Dict, List, Optional
+
+from .db import transaction
+
+# Tables this module writes; migration 0006 creates them.
+DELTAS_TABLE = "import_deltas"
+MODELS_TABLE = "import_delta_models"
+
+# The newest earlier complete batch from the same source: the rule of lineage.previous_import.
+PREVIOUS_IMPORT_SQL = """
+SELECT p.import_id
+FROM import_batches p, import_batches this
+WHERE this.import_id = :import_id
+    AND p.status = 'complete'
+    AND p.source IS this.source
+    AND (p.imported_at < this.imported_at OR (p.imported_at = this.imported_at AND p.id < this.id))
+ORDER BY p.imported_at DESC, p.id DESC
+LIMIT 1
+"""
+
+# The latest row (highest import_index) of each source_url of one import. SQLite takes the bare columns of a
+# query with a single MAX() from the row that holds the maximum.
+LATEST_TABLE_SQL = """
+CREATE TEMP TABLE {name} (
+    source_url PRIMARY KEY,
+    import_index,
+    canonical_model,
+    price,
+    score
+) WITHOUT ROWID
+"""
+LATEST_ROWS_SQL = """
+INSERT INTO temp.{name} (source_url, import_index, canonical_model, price, score)
+SELECT source_url, MAX(import_index), canonical_model, price, score
+FROM scored_listings
+WHERE import_id = :import_id AND source_url IS NOT NULL
+GROUP BY source_url
+"""
+
+# Every listing of either side that was added, removed or changed price (the same price is no change, whatever
+# the score did), in the diff's order so that the index is filled from left to right.
+INSERT_DELTAS_SQL = """
+INSERT INTO import_deltas (
+    import_id, previous_import_id, change, source_url, canonical_model,
+    old_price, new_price, old_score, new_score, old_import_index, new_import_index
+)
+SELECT :import_id, :previous_import_id, change, source_url, canonical_model,
+    old_price, new_price, old_score, new_score, old_import_index, new_import_index
+FROM (
+    SELECT
+        CASE WHEN a.source_url IS NULL THEN 'added' WHEN b.source_url IS NULL THEN 'removed' ELSE 'changed' END AS change,
+        COALESCE(b.source_url, a.source_url) AS source_url,
+        COALESCE(b.canonical_model, a.canonical_model) AS canonical_model,
+        a.price AS old_price, b.price AS new_price, a.score AS old_score, b.score AS new_score,
+        a.import_index AS old_import_index, b.import_index AS new_import_index
+    FROM temp._glyph_delta_new AS b FULL JOIN temp._glyph_delta_old AS a ON a.source_url = b.source_url
+    WHERE a.source_url IS NULL OR b.source_url IS NULL OR a.price IS NOT b.price
+)
+ORDER BY change, new_import_index, old_import_index
+"""
+
+# Per model: the listings of each kind (a listing counts under B's model, A's for a removed one), and both
+# imports' rows without a source_url and rows overridden by a later row of the same import with the same one.
+INSERT_MODELS_SQL = """
+INSERT INTO import_delta_models (
+    import_id, previous_import_id, canonical_model, changed, added, removed, unchanged,
+    row_count, rows_without_source_url, rows_overridden,
+    previous_row_count, previous_rows_without_source_url, previous_rows_overridden
+)
+SELECT :import_id, :previous_import_id, canonical_model,
+    SUM(changed), SUM(added), SUM(removed), SUM(latest) - SUM(changed) - SUM(added),
+    SUM(n_rows), SUM(rows_without), SUM(rows_with) - SUM(latest),
+    SUM(old_rows), SUM(old_rows_without), SUM(old_rows_with) - SUM(old_latest)
+FROM (
+    SELECT canonical_model, change = 'changed' AS changed, change = 'added' AS added, change = 'removed' AS removed,
+        0 AS latest, 0 AS n_rows, 0 AS rows_without, 0 AS rows_with, 0 AS old_rows, 0 AS old_rows_without,
+        0 AS old_rows_with, 0 AS old_latest
+    FROM import_deltas WHERE import_id = :import_id
+    UNION ALL
+    SELECT canonical_model, 0, 0, 0, COUNT(*), 0, 0, 0, 0, 0, 0, 0 FROM temp._glyph_delta_new GROUP BY canonical_model
+    UNION ALL
+    SELECT canonical_model, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, COUNT(*) FROM temp._glyph_delta_old GROUP BY canonical_model
+    UNION ALL
+    SELECT canonical_model, 0, 0, 0, 0, COUNT(*), COUNT(*) - COUNT(source_url), COUNT(source_url), 0, 0, 0, 0
+    FROM scored_listings WHERE import_id = :import_id GROUP BY canonical_model
+    UNION ALL
+    SELECT canonical_model, 0, 0, 0, 0, 0, 0, 0, COUNT(*), COUNT(*) - COUNT(source_url), COUNT(source_url), 0
+    FROM scored_listings WHERE import_id = :previous_import_id GROUP BY canonical_model
+)
+GROUP BY canonical_model
+ORDER BY canonical_model
+"""
+
+FORGET_DELTAS_SQL = "DELETE FROM import_deltas WHERE import_id = :import_id"
+FORGET_MODELS_SQL = "DELETE FROM import_delta_models WHERE import_id = :import_id"
+# The imports whose kept deltas compare them with a given one (the import after it, from its source).
+FOLLOWERS_SQL = "SELECT DISTINCT import_id FROM import_delta_models WHERE previous_import_id = :import_id"
+
+KEPT_COUNTS_SQL = """
+SELECT COUNT(*), SUM(changed), SUM(added), SUM(removed), SUM(unchanged),
+    SUM(rows_without_source_url), SUM(rows_overridden),
+    SUM(previous_rows_without_source_url), SUM(previous_rows_overridden)
+FROM import_delta_models
+WHERE import_id = :b AND previous_import_id = :a
+"""
+# One kind's changes in the diff's order (file order: B's import_index, or A's for removed listings), served by
+# the (import_id, change, new_import_index, old_import_index) index.
+KEPT_CHANGES_SQL = """
+SELECT change, source_url, canonical_model, old_price, new_price, old_score, new_score,
+    old_import_index, new_import_index
+FROM import_deltas
+WHERE import_id = :b AND change = :kind
+ORDER BY new_import_index, old_import_index
+LIMIT :limit OFFSET :offset
+"""
+
+CHANGE_KINDS = ("changed", "added", "removed")
+
+
+@dataclass
+class KeptCounts:
+    """A kept comparison's counts, as a diff reports them."""
+
+    counts: Dict[str, int]  # changed, added, removed, unchanged
+    without_source_url: Dict[str, int]  # "a" and "b"
+    duplicate_source_urls: Dict[str, int]  # "a" and "b"
+
+
+def has_tables(conn: sqlite3.Connection) -> bool:
+    """Whether the database keeps deltas (migration 0006 is applied)."""
+    return (
+        conn.execute(
+            "SELECT COUNT(*) FROM sqlite_master WHERE type = 'table' AND name IN (?, ?)", [DELTAS_TABLE, MODELS_TABLE]
+        ).fetchone()[0]
+        == 2
+    )
+
+
+def previous_import_id(conn: sqlite3.Connection, import_id: str) -> Optional[str]:
+    """The import ``import_id`` is compared with: the newest earlier complete import from the same source."""
+    row = conn.execute(PREVIOUS_IMPORT_SQL, {"import_id": import_id}).fetchone()
+    return row[0] if row else None
+
+
+def record_deltas(conn: sqlite3.Connection, import_id: str) -> Optional[str]:
+    """(Re)compute and keep what changed from the previous complete import of the same source to ``import_id``.
+
+    Replaces whatever was kept for ``import_id``; keeps nothing for a source's first import, or in a database
+    that has no deltas tables (below migration 0006). Returns the previous import's id, or None. Runs inside
+    the caller's transaction when there is one.
+    """
+    if not has_tables(conn):
+        return None
+    with transaction(conn, "glyph_deltas"):
+        params = {"import_id": import_id, "previous_import_id": previous_import_id(conn, import_id)}
+        conn.execute(FORGET_DELTAS_SQL, params)
+        conn.execute(FORGET_MODELS_SQL, params)
+        if params["previous_import_id"] is None:
+            return None
+        sides = (("_glyph_delta_new", import_id), ("_glyph_delta_old", params["previous_import_id"]))
+        try:
+            for name, side in sides:
+                conn.execute(f"DROP TABLE IF EXISTS temp.{name}")
+                conn.execute(LATEST_TABLE_SQL.format(name=name))
+                conn.execute(LATEST_ROWS_SQL.format(name=name), {"import_id": side})
+            conn.execute(INSERT_DELTAS_SQL, params)
+            conn.execute(INSERT_MODELS_SQL, params)
+        finally:
+            for name, _ in sides:
+                conn.execute(f"DROP TABLE IF EXISTS temp.{name}")
+    return params["previous_import_id"]
+
+
+def forget_import(conn: sqlite3.Connection, import_id: str) -> List[str]:
+    """For a rollback of ``import_id``: drop its kept deltas, and compare the imports that followed it with the
+    import before it instead. Call it after the batch is marked rolled back, in the rollback's transaction.
+
+    Returns the ids of the imports whose deltas were recomputed.
+    """
+    params = {"import_id": import_id}
+    followers = [row[0] for row in conn.execute(FOLLOWERS_SQL, params).fetchall()]
+    conn.execute(FORGET_DELTAS_SQL, params)
+    conn.execute(FORGET_MODELS_SQL, params)
+    for follower in followers:
+        record_deltas(conn, follower)
+    return followers
+
+
+def kept_counts(conn: sqlite3.Connection, a: str, b: str) -> Optional[KeptCounts]:
+    """The counts of the kept comparison of ``a`` (before) with ``b`` (after), or None when none is kept."""
+    if a == b or not has_tables(conn):
+        return None
+    pair, changed, added, removed, unchanged, b_without, b_overridden, a_without, a_overridden = conn.execute(
+        KEPT_COUNTS_SQL, {"a": a, "b": b}
+    ).fetchone()
+    if not pair:
+        return None
+    return KeptCounts(
+        counts={"changed": changed, "added": added, "removed": removed, "unchanged": unchanged},
+        without_source_url={"a": a_without, "b": b_without},
+        duplicate_source_urls={"a": a_overridden, "b": b_overridden},
+    )
+
+
+def kept_changes(
+    conn: sqlite3.Connection, b: str, counts: Dict[str, int], kind: Optional[str], limit: Optional[int], offset: int
+) -> List[tuple]:
+    """A page of kept changes in the diff's order (by kind, then file order), each as lineage classifies one:
+    (kind, source_url, model, old/new price, old/new score, old/new import_index)."""
+    rows: List[tuple] = []
+    for each in CHANGE_KINDS if kind is None else (kind,):
+        if limit is not None and len(rows) >= limit:
+            break
+        if offset >= counts[each]:
+            offset -= counts[each]
+            continue
+        wanted = -1 if limit is None else limit - len(rows)
+        rows.extend(
+            conn.execute(KEPT_CHANGES_SQL, {"b": b, "kind": each, "limit": wanted, "offset": offset}).fetchall()
+        )
+        offset = 0
+    return rows
