@@ -1,0 +1,256 @@
+"""Deltas kept at import time: they equal the on-demand diff, follow rollbacks, and come from the migration too."""
+
+import json
+import random
+
+import pytest
+from click.testing import CliRunner
+from datasette.cli import cli
+
+from datasette_glyph import deltas, lineage, market, migrate
+from datasette_glyph.db import connect
+from datasette_glyph.importer import import_csv
+
+from .test_api_lineage import Tables, make_ds, text_of
+
+# How each diff is asked for: every kind, pages that start and end inside and across kinds, past the end.
+PAGINGS = [
+    {"limit": None},
+    {"limit": 100},
+    {"limit": 1},
+    {"limit": 7, "offset": 3},
+    {"limit": 5, "offset": 12},
+    {"limit": 10, "offset": 10_000},
+    {"kind": "changed", "limit": None},
+    {"kind": "added", "limit": 3, "offset": 1},
+    {"kind": "removed", "limit": 4, "offset": 2},
+    {"kind": "removed", "limit": None, "offset": 5},
+]
+
+
+def on_demand(conn, a, b, **options):
+    """The diff as computed from both imports' rows: what diff_imports gives with nothing kept."""
+    conn.execute("BEGIN")
+    try:
+        conn.execute("DELETE FROM import_delta_models")
+        assert deltas.kept_counts(conn, a, b) is None
+        return lineage.diff_imports(conn, a, b, **options).to_dict()
+    finally:
+        conn.execute("ROLLBACK")
+
+
+def kept(conn, a, b, **options):
+    """The diff as read from the kept deltas (which must be there)."""
+    assert deltas.kept_counts(conn, a, b) is not None
+    return lineage.diff_imports(conn, a, b, **options).to_dict()
+
+
+def messy(rows, rng):
+    """A snapshot as real files are: some rows lose their source_url, some listings appear twice or three
+    times in one file (at other prices; the last one counts), a few repeats come before the original."""
+    rows = [dict(r) for r in rows]
+    for row in rows:
+        if rng.random() < 0.06:
+            row["source_url"] = ""
+    for _ in range(max(1, len(rows) // 12)):
+        original = rng.choice(rows)
+        copy = dict(original, price=round(float(original["price"]) * rng.choice([0.9, 1.0, 1.1]), 2))
+        rows.insert(rng.randrange(len(rows) + 1), copy)
+    return rows
+
+
+def write(tmp_path, name, rows):
+    path = tmp_path / f"{name}.csv"
+    market.write_csv(rows, path)
+    return path
+
+
+def random_market(conn, tmp_path, seed):
+    """Two sources, each with its own market, imported in an interleaved order; returns the import ids in order."""
+    rng = random.Random(seed)
+    chains = {}
+    for source, source_seed in (("market", seed), ("broker", seed + 100)):
+        snapshots, _ = market.market_snapshots(4, 60 + rng.randrange(60), seed=source_seed, changed=0.2, removed=0.1,
+                                               added=0.1)  # fmt: skip
+        chains[source] = [messy(s, rng) for s in snapshots]
+    order = ["market", "market", "broker", "market", "broker", "broker", "market", "broker"]
+    ids, position = [], {"market": 0, "broker": 0}
+    for n, source in enumerate(order):
+        rows = chains[source][position[source]]
+        position[source] += 1
+        ids.append(import_csv(conn, write(tmp_path, f"{n}-{source}", rows), source_name=source).import_id)
+    # The same file again: every listing unchanged.
+    ids.append(import_csv(conn, write(tmp_path, "again", rows), source_name="broker").import_id)
+    return ids
+
+
+def consecutive_pairs(conn, ids):
+    pairs = []
+    for b in ids:
+        previous = lineage.previous_import(conn, b)
+        if previous is not None:
+            pairs.append((previous["import_id"], b))
+    return pairs
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3])
+def test_kept_deltas_equal_the_on_demand_diff_for_every_consecutive_pair(conn, tmp_path, seed):
+    ids = random_market(conn, tmp_path, seed)
+    pairs = consecutive_pairs(conn, ids)
+    # each source's first import has nothing to be compared with, and keeps nothing
+    assert len(pairs) == len(ids) - 2
+    firsts = [b for b in ids if lineage.previous_import(conn, b) is None]
+    assert conn.execute(
+        f"SELECT COUNT(*) FROM import_delta_models WHERE import_id IN ({', '.join('?' * len(firsts))})", firsts
+    ).fetchone() == (0,)
+    seen = dict.fromkeys(["changed", "added", "removed", "unchanged", "without", "duplicates"], 0)
+    for a, b in pairs:
+        for options in PAGINGS:
+            assert kept(conn, a, b, **options) == on_demand(conn, a, b, **options), (a, b, options)
+        whole = kept(conn, a, b, limit=None)["listings"]
+        for name in ("changed", "added", "removed", "unchanged"):
+            seen[name] += whole[name]
+        seen["without"] += whole["without_source_url"]["a"] + whole["without_source_url"]["b"]
+        seen["duplicates"] += whole["duplicate_source_urls"]["a"] + whole["duplicate_source_urls"]["b"]
+    # the market exercised every case
+    assert all(seen.values()), seen
+    last = pairs[-1]
+    assert kept(conn, *last)["listings"]["changed"] + kept(conn, *last)["total"] == 0  # the same file twice
+
+
+def test_kept_per_model_counts_add_up_to_the_diff(conn, tmp_path):
+    ids = random_market(conn, tmp_path, 4)
+    for a, b in consecutive_pairs(conn, ids):
+        diff = on_demand(conn, a, b, limit=None)
+        rows = conn.execute(
+            "SELECT canonical_model, changed, added, removed FROM import_delta_models WHERE import_id = ? "
+            "ORDER BY canonical_model",
+            [b],
+        ).fetchall()
+        by_model = {}
+        for change in diff["changes"]:
+            counts = by_model.setdefault(change["canonical_model"], {"changed": 0, "added": 0, "removed": 0})
+            counts[change["kind"]] += 1
+        assert [r for r in rows if any(r[1:])] == [
+            (model, c["changed"], c["added"], c["removed"]) for model, c in sorted(by_model.items())
+        ]
+
+
+def kept_pairs(conn):
+    return conn.execute(
+        "SELECT DISTINCT previous_import_id, import_id FROM import_delta_models ORDER BY rowid"
+    ).fetchall()
+
+
+def three_imports(conn, tmp_path):
+    snapshots, _ = market.market_snapshots(3, 80, seed=7, changed=0.2, removed=0.1, added=0.1)
+    return [
+        import_csv(conn, write(tmp_path, f"day-{n}", rows), source_name="market").import_id
+        for n, rows in enumerate(snapshots)
+    ]
+
+
+def test_rollback_of_the_middle_import_compares_the_next_with_the_one_before(conn, tmp_path):
+    x, y, z = three_imports(conn, tmp_path)
+    assert kept_pairs(conn) == [(x, y), (y, z)]
+    lineage.rollback_import(conn, y)
+    assert kept_pairs(conn) == [(x, z)]
+    assert conn.execute("SELECT COUNT(*) FROM import_deltas WHERE import_id = ? OR previous_import_id = ?", [y, y]
+                        ).fetchone() == (0,)  # fmt: skip
+    for options in PAGINGS:
+        assert kept(conn, x, z, **options) == on_demand(conn, x, z, **options)
+    # a diff with the rolled-back import is computed (every listing of the other side counts)
+    assert deltas.kept_counts(conn, x, y) is None
+    assert lineage.diff_imports(conn, x, y).to_dict()["listings"]["removed"] > 0
+
+
+@pytest.mark.parametrize("which, expected", [(0, ["y-z"]), (2, ["x-y"])])
+def test_rollback_of_the_first_or_last_import(conn, tmp_path, which, expected):
+    ids = three_imports(conn, tmp_path)
+    names = dict(zip(ids, "xyz"))
+    lineage.rollback_import(conn, ids[which])
+    assert [f"{names[a]}-{names[b]}" for a, b in kept_pairs(conn)] == expected
+
+
+def test_a_failed_rollback_keeps_the_deltas(conn, tmp_path):
+    x, y, z = three_imports(conn, tmp_path)
+    before = conn.execute("SELECT * FROM import_deltas ORDER BY rowid").fetchall()
+    lineage.rollback_import(conn, y)
+    with pytest.raises(lineage.AlreadyRolledBack):
+        lineage.rollback_import(conn, y)
+    after_one = conn.execute("SELECT * FROM import_deltas ORDER BY rowid").fetchall()
+    assert before != after_one
+    assert conn.execute("SELECT * FROM import_deltas ORDER BY rowid").fetchall() == after_one
+
+
+def test_migration_computes_the_deltas_of_existing_imports(tmp_path):
+    path = tmp_path / "glyph.db"
+    conn = connect(path)
+    migrate.migrate(conn, target="0005")
+    ids = random_market(conn, tmp_path, 5)
+    migrate.migrate(conn)
+    pairs = consecutive_pairs(conn, ids)
+    assert sorted(kept_pairs(conn)) == sorted(pairs)
+    for a, b in pairs:
+        for options in PAGINGS[:4]:
+            assert kept(conn, a, b, **options) == on_demand(conn, a, b, **options)
+    # going down drops them (they are derived), up computes the same rows again
+    rows = conn.execute("SELECT * FROM import_deltas ORDER BY import_id, change, new_import_index, old_import_index")
+    rows = rows.fetchall()
+    migrate.migrate(conn, rollback=1)
+    assert {"import_deltas", "import_delta_models"} & {r[0] for r in conn.execute("SELECT name FROM sqlite_master")} == set()
+    migrate.migrate(conn)
+    assert conn.execute(
+        "SELECT * FROM import_deltas ORDER BY import_id, change, new_import_index, old_import_index"
+    ).fetchall() == rows
+
+
+def test_migration_keeps_an_index_on_source_url_it_did_not_make(tmp_path):
+    path = tmp_path / "glyph.db"
+    conn = connect(path)
+    migrate.migrate(conn, target="0005")
+    conn.execute("CREATE INDEX my_urls ON scored_listings(source_url, price)")
+    before = conn.execute("SELECT name, sql FROM sqlite_master ORDER BY name").fetchall()
+    migrate.migrate(conn)
+    indexes = [r[0] for r in conn.execute("SELECT name FROM pragma_index_list('scored_listings')")]
+    assert ("my_urls" in indexes, "idx_scored_listings_source_url" in indexes) == (True, False)
+    migrate.migrate(conn, target="0005")
+    assert conn.execute("SELECT name, sql FROM sqlite_master ORDER BY name").fetchall() == before
+
+
+@pytest.mark.asyncio
+async def test_cli_api_and_page_agree_on_kept_deltas(db_path, tmp_path):
+    snapshots, _ = market.market_snapshots(2, 120, seed=9, changed=0.2, removed=0.1, added=0.1)
+    runner = CliRunner()
+    ids = []
+    for n, rows in enumerate(snapshots):
+        result = runner.invoke(
+            cli, ["glyph-import", str(db_path), str(write(tmp_path, f"day-{n}", messy(rows, random.Random(n)))),
+                  "--source", "market", "--json"], catch_exceptions=False,
+        )  # fmt: skip
+        assert result.exit_code == 0, result.output
+        ids.append(json.loads(result.stdout)["import_id"])
+    a, b = ids
+    conn = connect(db_path)
+    assert deltas.kept_counts(conn, a, b) is not None
+    expected = on_demand(conn, a, b, kind="changed", limit=5, offset=2)
+    conn.close()
+    cli_result = runner.invoke(
+        cli, ["glyph-diff", str(db_path), a, b, "--json", "--kind", "changed", "--limit", "5", "--offset", "2"]
+    )
+    from_cli = json.loads(cli_result.stdout)
+    ds = await make_ds(db_path)
+    from_api = (await ds.client.get(f"/api/imports/{a}/diff/{b}?kind=changed&limit=5&offset=2")).json()
+    assert from_api["next"].endswith(from_cli["next"])
+    assert from_cli["changes"] == from_api["changes"] == expected["changes"]
+    for key in ("listings", "models", "total", "next_offset", "notes"):
+        assert from_cli[key] == from_api[key] == expected[key], key
+    html = (await ds.client.get(f"/-/glyph/imports/{a}/diff/{b}?kind=changed&limit=5&offset=2")).text
+    assert [row[1] for row in Tables(html).tables["glyph-diff-changes"][1:]] == [
+        c["source_url"] for c in expected["changes"]
+    ]
+    counts = expected["listings"]
+    assert text_of(html, "glyph-diff-kinds") == (
+        f"all changes ({counts['changed'] + counts['added'] + counts['removed']}) changed ({counts['changed']}) "
+        f"added ({counts['added']}) removed ({counts['removed']})"
+    )
