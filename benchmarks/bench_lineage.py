@@ -1,5 +1,14 @@
 """Time lineage at size: a diff of two consecutive imports, and the rollback of a big import under read load.
 
+With ``--deltas ROWS``, times the deltas kept at import time instead: two consecutive ROWS-row snapshots of one
+market, streamed to CSV and imported; what keeping the deltas adds to the second import (``record_deltas`` run
+again on its own, against the whole import's time); the diff's first page and counts and a later page, read
+from the kept deltas (engine and ``GET /api/imports/A/diff/B``), beside one on-demand computation; then more
+snapshots until the store holds ``--store-rows`` rows, and the history of one listing (engine and
+``GET /api/listings/history``), each as the median (p50) of ``--runs`` runs.
+
+    python benchmarks/bench_lineage.py --deltas 1000000 --store-rows 6000000 --runs 20
+
 1. Imports two consecutive snapshots of one market (``datasette_glyph.market``: same source_urls, some
    prices changed, some listings removed, some added) of DIFF_ROWS rows each, with the importer, and times
    ``lineage.diff_imports`` between them (engine call, and ``GET /api/imports/A/diff/B`` through Datasette).
@@ -27,11 +36,12 @@ import sys
 import tempfile
 import threading
 import time
+from urllib.parse import urlencode
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
-from datasette_glyph import lineage, migrate
+from datasette_glyph import deltas, lineage, market, migrate
 from datasette_glyph.db import connect
 from datasette_glyph.importer import import_csv
 from tests.snapshots import iter_market, market_snapshots, write_csv
@@ -180,11 +190,100 @@ def bench_history(conn, url: str, runs: int) -> str:
     return f"best {min(times) * 1000:.0f} ms, worst {max(times) * 1000:.0f} ms of {runs} ({len(points)} points)"
 
 
+def p50(fn, runs: int) -> tuple:
+    """(median seconds, last result) of ``runs`` calls of ``fn``."""
+    times, result = [], None
+    for _ in range(runs):
+        seconds, result = timed(fn)
+        times.append(seconds)
+    return statistics.median(times), result
+
+
+def api_p50(path: str, paths: dict, runs: int) -> dict:
+    """Median milliseconds of each GET through Datasette (the test client, no network), by label."""
+    from datasette_test import Datasette
+
+    async def run():
+        ds = Datasette([path], settings={"suggest_facets": False})
+        await ds.invoke_startup()
+        result = {}
+        for label, url in paths.items():
+            times = []
+            for _ in range(runs):
+                start = time.perf_counter()
+                response = await ds.client.get(url)
+                times.append(time.perf_counter() - start)
+                assert response.status_code == 200, response.text
+            result[label] = statistics.median(times) * 1000
+        return result
+
+    return asyncio.run(run())
+
+
+def import_snapshot(conn, directory: str, name: str, rows, source: str = "market"):
+    """Write ``rows`` (an iterator) to a CSV file and import it; (seconds of the import, result, file path)."""
+    csv_path = os.path.join(directory, f"{name}.csv")
+    market.write_csv(rows, csv_path)
+    seconds, result = timed(import_csv, conn, csv_path, source_name=source)
+    print(f"  imported {result.record_count:,} rows ({name}) in {seconds:.1f}s")
+    return seconds, result, csv_path
+
+
+def bench_deltas(conn, path: str, directory: str, rows: int, store_rows: int, runs: int) -> None:
+    print(f"Deltas kept at import time: two consecutive {rows:,}-row imports")
+    _, first, first_csv = import_snapshot(conn, directory, "day-1", market.iter_market(rows, seed=1))
+    second_rows = market.iter_next_snapshot(market.iter_csv(first_csv), seed=1001)
+    import_seconds, second, second_csv = import_snapshot(conn, directory, "day-2", second_rows)
+    os.remove(first_csv)
+    a, b = first.import_id, second.import_id
+    cost, _ = p50(lambda: deltas.record_deltas(conn, b), 3)
+    print(
+        f"  keeping the deltas (record_deltas, p50 of 3 recomputations): {cost:.2f}s, "
+        f"{cost / import_seconds * 100:.1f}% of the second import ({import_seconds:.1f}s)"
+    )
+    kept_rows = conn.execute("SELECT COUNT(*) FROM import_deltas WHERE import_id = ?", [b]).fetchone()[0]
+    print(f"  kept {kept_rows:,} delta rows")
+    first_page, diff = p50(lambda: lineage.diff_imports(conn, a, b), runs)
+    print(
+        f"  diff, first page of 100 and counts (kept): p50 {first_page * 1000:.1f} ms; {diff.changed:,} changed, "
+        f"{diff.added:,} added, {diff.removed:,} removed, {diff.unchanged:,} unchanged"
+    )
+    later = diff.total - 100
+    later_page, _ = p50(lambda: lineage.diff_imports(conn, a, b, offset=later), runs)
+    print(f"  diff, page of 100 at offset {later:,} (kept): p50 {later_page * 1000:.1f} ms")
+    removed_page, _ = p50(lambda: lineage.diff_imports(conn, a, b, kind="removed", offset=1000), runs)
+    print(f"  diff, kind=removed, offset 1,000 (kept): p50 {removed_page * 1000:.1f} ms")
+    computed, _ = timed(lineage._computed_changes, conn, a, b, None, 100, 0)
+    print(f"  the same first page computed from both imports' rows (once): {computed * 1000:.0f} ms")
+    diff_path = f"/api/imports/{a}/diff/{b}"
+    for label, ms in api_p50(
+        path, {"first page": diff_path + "?limit=100", "later page": f"{diff_path}?offset={later}"}, runs
+    ).items():
+        print(f"  GET {diff_path.replace(a, 'A').replace(b, 'B')} {label}: p50 {ms:.1f} ms")
+    # More snapshots of the same market, until the store holds store_rows rows.
+    previous_csv, day = second_csv, 3
+    while conn.execute("SELECT COUNT(*) FROM scored_listings").fetchone()[0] + rows <= store_rows:
+        next_rows = market.iter_next_snapshot(market.iter_csv(previous_csv), seed=1000 + day)
+        _, _, csv_path = import_snapshot(conn, directory, f"day-{day}", next_rows)
+        os.remove(previous_csv)
+        previous_csv, day = csv_path, day + 1
+    os.remove(previous_csv)
+    total = conn.execute("SELECT COUNT(*) FROM scored_listings").fetchone()[0]
+    url = market.URL_PREFIX + "12345"
+    history, points = p50(lambda: lineage.listing_history(conn, url, limit=100), runs)
+    print(f"  history of one listing in a {total:,}-row store: p50 {history * 1000:.2f} ms ({len(points)} points)")
+    query = urlencode({"source_url": url})
+    for label, ms in api_p50(path, {"history": f"/api/listings/history?{query}"}, runs).items():
+        print(f"  GET /api/listings/history?source_url=...: p50 {ms:.1f} ms")
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--diff-rows", type=int, default=100_000, help="rows in each diffed import")
     parser.add_argument("--rollback-rows", type=int, default=1_000_000, help="rows in the import rolled back")
     parser.add_argument("--runs", type=int, default=3, help="timed runs of each diff")
+    parser.add_argument("--deltas", type=int, metavar="ROWS", help="time the kept deltas with imports of ROWS rows")
+    parser.add_argument("--store-rows", type=int, default=6_000_000, help="with --deltas: rows in the history store")
     parser.add_argument("--keep", help="build the database here and keep it (default: a temporary file)")
     parser.add_argument("--no-readers", action="store_true", help="roll back with nothing else reading the database")
     parser.add_argument(
@@ -200,6 +299,10 @@ def main(argv=None):
         conn = connect(path)
         migrate.migrate(conn)
         print(f"load average before: {os.getloadavg()[0]:.2f}")
+        if args.deltas:
+            bench_deltas(conn, path, directory, args.deltas, args.store_rows, args.runs)
+            print(f"load average after: {os.getloadavg()[0]:.2f}")
+            return
         print(f"Diff of two {args.diff_rows:,}-row imports")
         a, b = bench_diff(conn, path, directory, args.diff_rows, args.runs)
         print(f"Rollback of a {args.rollback_rows:,}-row import")
