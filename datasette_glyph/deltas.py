@@ -81,6 +81,7 @@ ORDER BY change, new_import_index, old_import_index
 
 # Per model: the listings of each kind (a listing counts under B's model, A's for a removed one), and both
 # imports' rows without a source_url and rows overridden by a later row of the same import with the same one.
+# Rows of a model with a source_url, less the model's latest rows, are the rows overridden.
 INSERT_MODELS_SQL = """
 INSERT INTO import_delta_models (
     import_id, previous_import_id, canonical_model, changed, added, removed, unchanged,
@@ -89,26 +90,36 @@ INSERT INTO import_delta_models (
 )
 SELECT :import_id, :previous_import_id, canonical_model,
     SUM(changed), SUM(added), SUM(removed), SUM(latest) - SUM(changed) - SUM(added),
-    SUM(n_rows), SUM(rows_without), SUM(rows_with) - SUM(latest),
-    SUM(old_rows), SUM(old_rows_without), SUM(old_rows_with) - SUM(old_latest)
+    SUM(n_rows), SUM(rows_without), SUM(rows_overridden),
+    SUM(old_rows), SUM(old_rows_without), SUM(old_rows_overridden)
 FROM (
     SELECT canonical_model, change = 'changed' AS changed, change = 'added' AS added, change = 'removed' AS removed,
-        0 AS latest, 0 AS n_rows, 0 AS rows_without, 0 AS rows_with, 0 AS old_rows, 0 AS old_rows_without,
-        0 AS old_rows_with, 0 AS old_latest
+        0 AS latest, 0 AS n_rows, 0 AS rows_without, 0 AS rows_overridden, 0 AS old_rows, 0 AS old_rows_without,
+        0 AS old_rows_overridden
     FROM import_deltas WHERE import_id = :import_id
     UNION ALL
-    SELECT canonical_model, 0, 0, 0, COUNT(*), 0, 0, 0, 0, 0, 0, 0 FROM temp._glyph_delta_new GROUP BY canonical_model
+    SELECT canonical_model, 0, 0, 0, COUNT(*), 0, 0, -COUNT(*), 0, 0, 0 FROM temp._glyph_delta_new GROUP BY canonical_model
     UNION ALL
-    SELECT canonical_model, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, COUNT(*) FROM temp._glyph_delta_old GROUP BY canonical_model
-    UNION ALL
-    SELECT canonical_model, 0, 0, 0, 0, COUNT(*), COUNT(*) - COUNT(source_url), COUNT(source_url), 0, 0, 0, 0
+    SELECT canonical_model, 0, 0, 0, 0, COUNT(*), COUNT(*) - COUNT(source_url), COUNT(source_url), 0, 0, 0
     FROM scored_listings WHERE import_id = :import_id GROUP BY canonical_model
     UNION ALL
-    SELECT canonical_model, 0, 0, 0, 0, 0, 0, 0, COUNT(*), COUNT(*) - COUNT(source_url), COUNT(source_url), 0
-    FROM scored_listings WHERE import_id = :previous_import_id GROUP BY canonical_model
+    {previous}
 )
 GROUP BY canonical_model
 ORDER BY canonical_model
+"""
+# A's side of the above, from A's rows.
+PREVIOUS_FROM_ROWS_SQL = """
+    SELECT canonical_model, 0, 0, 0, 0, 0, 0, 0, 0, 0, -COUNT(*) FROM temp._glyph_delta_old GROUP BY canonical_model
+    UNION ALL
+    SELECT canonical_model, 0, 0, 0, 0, 0, 0, 0, COUNT(*), COUNT(*) - COUNT(source_url), COUNT(source_url)
+    FROM scored_listings WHERE import_id = :previous_import_id GROUP BY canonical_model
+"""
+# A's side, when A was itself compared with an import before it: its own counts were kept then (they describe
+# A alone), which spares reading A's rows again.
+PREVIOUS_KEPT_SQL = """
+    SELECT canonical_model, 0, 0, 0, 0, 0, 0, 0, row_count, rows_without_source_url, rows_overridden
+    FROM import_delta_models WHERE import_id = :previous_import_id
 """
 
 FORGET_DELTAS_SQL = "DELETE FROM import_deltas WHERE import_id = :import_id"
@@ -184,7 +195,11 @@ def record_deltas(conn: sqlite3.Connection, import_id: str) -> Optional[str]:
                 conn.execute(LATEST_TABLE_SQL.format(name=name))
                 conn.execute(LATEST_ROWS_SQL.format(name=name), {"import_id": side})
             conn.execute(INSERT_DELTAS_SQL, params)
-            conn.execute(INSERT_MODELS_SQL, params)
+            previous_kept = conn.execute(
+                "SELECT 1 FROM import_delta_models WHERE import_id = :previous_import_id LIMIT 1", params
+            ).fetchone()
+            previous = PREVIOUS_KEPT_SQL if previous_kept else PREVIOUS_FROM_ROWS_SQL
+            conn.execute(INSERT_MODELS_SQL.format(previous=previous), params)
         finally:
             for name, _ in sides:
                 conn.execute(f"DROP TABLE IF EXISTS temp.{name}")
