@@ -129,7 +129,7 @@ def bench_rollback(conn, path: str, directory: str, rows: int, others, readers: 
     total = conn.execute("SELECT COUNT(*) FROM scored_listings").fetchone()[0]
     print(f"  scored_listings holds {total:,} rows in {len(others) + 1} batches")
     url = "https://market.example/listing/1"
-    print(f"  listing_history of one source_url (a scan: source_url has no index): {bench_history(conn, url, 3)}")
+    print(f"  listing_history of one source_url (through the source_url index): {bench_history(conn, url, 3)}")
 
     latencies = {name: [] for name in QUERIES}
     errors = []

@@ -4,8 +4,8 @@
 one rolled back). It matches the two imports' listings by ``source_url`` as ``lineage.diff_imports`` does (the
 last row of each import wins; rows without a source_url are counted, not matched) and keeps the result in
 ``import_deltas`` (one row per listing added, removed or changed in price) and ``import_delta_models`` (per
-model: how many listings changed, were added, removed or stayed, and how many rows had no source_url or were
-overridden by a later row with the same one). A diff of two consecutive imports then reads a page of these
+model: how many listings changed, were added, removed or stayed, and each import's rows and rows overridden by a
+later row with the same source_url). A diff of two consecutive imports then reads a page of these
 rows and a few counts instead of both imports' rows (``kept_diff``).
 
 Everything is set-based SQL: the latest row per source_url of each side goes to a temporary table keyed by
@@ -38,27 +38,29 @@ ORDER BY p.imported_at DESC, p.id DESC
 LIMIT 1
 """
 
-# The latest row (highest import_index) of each source_url of one import. SQLite takes the bare columns of a
-# query with a single MAX() from the row that holds the maximum.
+# The latest row (highest import_index) of each source_url of one import, and how many rows of the import have
+# that source_url. SQLite takes the bare columns of a query with a single MAX() from the row that holds the maximum.
 LATEST_TABLE_SQL = """
 CREATE TEMP TABLE {name} (
     source_url PRIMARY KEY,
     import_index,
     canonical_model,
     price,
-    score
+    score,
+    copies
 ) WITHOUT ROWID
 """
 LATEST_ROWS_SQL = """
-INSERT INTO temp.{name} (source_url, import_index, canonical_model, price, score)
-SELECT source_url, MAX(import_index), canonical_model, price, score
+INSERT INTO temp.{name} (source_url, import_index, canonical_model, price, score, copies)
+SELECT source_url, MAX(import_index), canonical_model, price, score, COUNT(*)
 FROM scored_listings
 WHERE import_id = :import_id AND source_url IS NOT NULL
 GROUP BY source_url
 """
 
 # Every listing of either side that was added, removed or changed price (the same price is no change, whatever
-# the score did), in the diff's order so that the index is filled from left to right.
+# the score did), in the diff's order so that the index is filled from left to right. Two passes, each looking
+# the other side up by its key (faster than one FULL JOIN, which has to remember every matched row).
 INSERT_DELTAS_SQL = """
 INSERT INTO import_deltas (
     import_id, previous_import_id, change, source_url, canonical_model,
@@ -67,58 +69,57 @@ INSERT INTO import_deltas (
 SELECT :import_id, :previous_import_id, change, source_url, canonical_model,
     old_price, new_price, old_score, new_score, old_import_index, new_import_index
 FROM (
-    SELECT
-        CASE WHEN a.source_url IS NULL THEN 'added' WHEN b.source_url IS NULL THEN 'removed' ELSE 'changed' END AS change,
-        COALESCE(b.source_url, a.source_url) AS source_url,
-        COALESCE(b.canonical_model, a.canonical_model) AS canonical_model,
-        a.price AS old_price, b.price AS new_price, a.score AS old_score, b.score AS new_score,
+    SELECT CASE WHEN a.source_url IS NULL THEN 'added' ELSE 'changed' END AS change, b.source_url,
+        b.canonical_model, a.price AS old_price, b.price AS new_price, a.score AS old_score, b.score AS new_score,
         a.import_index AS old_import_index, b.import_index AS new_import_index
-    FROM temp._glyph_delta_new AS b FULL JOIN temp._glyph_delta_old AS a ON a.source_url = b.source_url
-    WHERE a.source_url IS NULL OR b.source_url IS NULL OR a.price IS NOT b.price
+    FROM temp._glyph_delta_new AS b LEFT JOIN temp._glyph_delta_old AS a ON a.source_url = b.source_url
+    WHERE a.source_url IS NULL OR a.price IS NOT b.price
+    UNION ALL
+    SELECT 'removed', a.source_url, a.canonical_model, a.price, NULL, a.score, NULL, a.import_index, NULL
+    FROM temp._glyph_delta_old AS a
+    WHERE NOT EXISTS (SELECT 1 FROM temp._glyph_delta_new AS b WHERE b.source_url = a.source_url)
 )
 ORDER BY change, new_import_index, old_import_index
 """
 
-# Per model: the listings of each kind (a listing counts under B's model, A's for a removed one), and both
-# imports' rows without a source_url and rows overridden by a later row of the same import with the same one.
-# Rows of a model with a source_url, less the model's latest rows, are the rows overridden.
+# Per model: the listings of each kind (a listing counts under B's model, A's for a removed one), each import's
+# rows (from import_model_stats, which the import wrote just before) and its rows overridden by a later row with
+# the same source_url (counted under the model of the row that wins). Only the two small temporary tables and the
+# deltas are read, never the imports' rows again.
 INSERT_MODELS_SQL = """
 INSERT INTO import_delta_models (
     import_id, previous_import_id, canonical_model, changed, added, removed, unchanged,
-    row_count, rows_without_source_url, rows_overridden,
-    previous_row_count, previous_rows_without_source_url, previous_rows_overridden
+    row_count, rows_overridden, previous_row_count, previous_rows_overridden
 )
 SELECT :import_id, :previous_import_id, canonical_model,
     SUM(changed), SUM(added), SUM(removed), SUM(latest) - SUM(changed) - SUM(added),
-    SUM(n_rows), SUM(rows_without), SUM(rows_overridden),
-    SUM(old_rows), SUM(old_rows_without), SUM(old_rows_overridden)
+    SUM(n_rows), SUM(overridden), SUM(old_rows), SUM(old_overridden)
 FROM (
     SELECT canonical_model, change = 'changed' AS changed, change = 'added' AS added, change = 'removed' AS removed,
-        0 AS latest, 0 AS n_rows, 0 AS rows_without, 0 AS rows_overridden, 0 AS old_rows, 0 AS old_rows_without,
-        0 AS old_rows_overridden
+        0 AS latest, 0 AS n_rows, 0 AS overridden, 0 AS old_rows, 0 AS old_overridden
     FROM import_deltas WHERE import_id = :import_id
     UNION ALL
-    SELECT canonical_model, 0, 0, 0, COUNT(*), 0, 0, -COUNT(*), 0, 0, 0 FROM temp._glyph_delta_new GROUP BY canonical_model
+    SELECT canonical_model, 0, 0, 0, COUNT(*), 0, SUM(copies) - COUNT(*), 0, 0
+    FROM temp._glyph_delta_new GROUP BY canonical_model
     UNION ALL
-    SELECT canonical_model, 0, 0, 0, 0, COUNT(*), COUNT(*) - COUNT(source_url), COUNT(source_url), 0, 0, 0
-    FROM scored_listings WHERE import_id = :import_id GROUP BY canonical_model
+    SELECT canonical_model, 0, 0, 0, 0, row_count, 0, 0, 0 FROM import_model_stats WHERE import_id = :import_id
     UNION ALL
     {previous}
 )
 GROUP BY canonical_model
 ORDER BY canonical_model
 """
-# A's side of the above, from A's rows.
+# A's side of the above, from A's latest rows and summary.
 PREVIOUS_FROM_ROWS_SQL = """
-    SELECT canonical_model, 0, 0, 0, 0, 0, 0, 0, 0, 0, -COUNT(*) FROM temp._glyph_delta_old GROUP BY canonical_model
+    SELECT canonical_model, 0, 0, 0, 0, 0, 0, 0, SUM(copies) - COUNT(*)
+    FROM temp._glyph_delta_old GROUP BY canonical_model
     UNION ALL
-    SELECT canonical_model, 0, 0, 0, 0, 0, 0, 0, COUNT(*), COUNT(*) - COUNT(source_url), COUNT(source_url)
-    FROM scored_listings WHERE import_id = :previous_import_id GROUP BY canonical_model
+    SELECT canonical_model, 0, 0, 0, 0, 0, 0, row_count, 0 FROM import_model_stats WHERE import_id = :previous_import_id
 """
 # A's side, when A was itself compared with an import before it: its own counts were kept then (they describe
-# A alone), which spares reading A's rows again.
+# A alone), which spares grouping A's latest rows again.
 PREVIOUS_KEPT_SQL = """
-    SELECT canonical_model, 0, 0, 0, 0, 0, 0, 0, row_count, rows_without_source_url, rows_overridden
+    SELECT canonical_model, 0, 0, 0, 0, 0, 0, row_count, rows_overridden
     FROM import_delta_models WHERE import_id = :previous_import_id
 """
 
@@ -127,10 +128,12 @@ FORGET_MODELS_SQL = "DELETE FROM import_delta_models WHERE import_id = :import_i
 # The imports whose kept deltas compare them with a given one (the import after it, from its source).
 FOLLOWERS_SQL = "SELECT DISTINCT import_id FROM import_delta_models WHERE previous_import_id = :import_id"
 
+# A kept comparison's counts. Rows with a source_url are the listings of the side plus its overridden rows.
 KEPT_COUNTS_SQL = """
 SELECT COUNT(*), SUM(changed), SUM(added), SUM(removed), SUM(unchanged),
-    SUM(rows_without_source_url), SUM(rows_overridden),
-    SUM(previous_rows_without_source_url), SUM(previous_rows_overridden)
+    SUM(row_count) - SUM(changed + added + unchanged + rows_overridden), SUM(rows_overridden),
+    SUM(previous_row_count) - SUM(changed + removed + unchanged + previous_rows_overridden),
+    SUM(previous_rows_overridden)
 FROM import_delta_models
 WHERE import_id = :b AND previous_import_id = :a
 """

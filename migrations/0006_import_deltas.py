@@ -43,10 +43,9 @@ CREATE TABLE import_delta_models (
     removed INTEGER NOT NULL, -- listings only A has, counted under A's model
     unchanged INTEGER NOT NULL, -- listings with the same price in both
     row_count INTEGER NOT NULL, -- B's rows of this model
-    rows_without_source_url INTEGER NOT NULL, -- B's rows with no source_url: counted, not matched
-    rows_overridden INTEGER NOT NULL, -- B's rows followed by a later row of B with the same source_url
-    previous_row_count INTEGER NOT NULL, -- the same three for A
-    previous_rows_without_source_url INTEGER NOT NULL,
+    -- B's rows followed by a later row of B with the same source_url, under the model of the row that wins
+    rows_overridden INTEGER NOT NULL,
+    previous_row_count INTEGER NOT NULL, -- the same two for A
     previous_rows_overridden INTEGER NOT NULL,
     PRIMARY KEY (import_id, canonical_model)
 )
