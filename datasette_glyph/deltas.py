@@ -16,6 +16,7 @@ Synchronous functions over a ``sqlite3.Connection``; nothing here imports Datase
 
 from __future__ import annotations
 
+import contextlib
 import sqlite3
 from dataclasses import dataclass
 from typing import Dict, List, Optional
@@ -185,26 +186,33 @@ def record_deltas(conn: sqlite3.Connection, import_id: str) -> Optional[str]:
     """
     if not has_tables(conn):
         return None
-    with transaction(conn, "glyph_deltas"):
-        params = {"import_id": import_id, "previous_import_id": previous_import_id(conn, import_id)}
-        conn.execute(FORGET_DELTAS_SQL, params)
-        conn.execute(FORGET_MODELS_SQL, params)
-        if params["previous_import_id"] is None:
-            return None
-        sides = (("_glyph_delta_new", import_id), ("_glyph_delta_old", params["previous_import_id"]))
-        try:
-            for name, side in sides:
-                conn.execute(f"DROP TABLE IF EXISTS temp.{name}")
-                conn.execute(LATEST_TABLE_SQL.format(name=name))
-                conn.execute(LATEST_ROWS_SQL.format(name=name), {"import_id": side})
-            conn.execute(INSERT_DELTAS_SQL, params)
-            previous_kept = conn.execute(
-                "SELECT 1 FROM import_delta_models WHERE import_id = :previous_import_id LIMIT 1", params
-            ).fetchone()
-            previous = PREVIOUS_KEPT_SQL if previous_kept else PREVIOUS_FROM_ROWS_SQL
-            conn.execute(INSERT_MODELS_SQL.format(previous=previous), params)
-        finally:
-            for name, _ in sides:
+    if conn.in_transaction:  # the import's or the rollback's: a failure here is theirs, and undoes them whole
+        return _record_deltas(conn, import_id)
+    with transaction(conn, "glyph_deltas", "keeping the deltas"):
+        return _record_deltas(conn, import_id)
+
+
+def _record_deltas(conn: sqlite3.Connection, import_id: str) -> Optional[str]:
+    params = {"import_id": import_id, "previous_import_id": previous_import_id(conn, import_id)}
+    conn.execute(FORGET_DELTAS_SQL, params)
+    conn.execute(FORGET_MODELS_SQL, params)
+    if params["previous_import_id"] is None:
+        return None
+    sides = (("_glyph_delta_new", import_id), ("_glyph_delta_old", params["previous_import_id"]))
+    try:
+        for name, side in sides:
+            conn.execute(f"DROP TABLE IF EXISTS temp.{name}")
+            conn.execute(LATEST_TABLE_SQL.format(name=name))
+            conn.execute(LATEST_ROWS_SQL.format(name=name), {"import_id": side})
+        conn.execute(INSERT_DELTAS_SQL, params)
+        previous_kept = conn.execute(
+            "SELECT 1 FROM import_delta_models WHERE import_id = :previous_import_id LIMIT 1", params
+        ).fetchone()
+        previous = PREVIOUS_KEPT_SQL if previous_kept else PREVIOUS_FROM_ROWS_SQL
+        conn.execute(INSERT_MODELS_SQL.format(previous=previous), params)
+    finally:
+        for name, _ in sides:
+            with contextlib.suppress(sqlite3.Error):  # never hide the error that brought us here
                 conn.execute(f"DROP TABLE IF EXISTS temp.{name}")
     return params["previous_import_id"]
 

@@ -197,12 +197,14 @@ def test_concurrent_imports_and_reads(tmp_path):
 
 
 def two_imports(db_path: Path, rows: int) -> tuple:
-    """A migrated database holding two consecutive snapshots of one market, ``rows`` rows each."""
+    """A migrated database holding two consecutive snapshots of one market, ``rows`` rows each, recorded from two
+    sources: their diff is computed from their rows on every request (one source's consecutive imports would
+    read the deltas kept at import time, in milliseconds)."""
     conn = connect(db_path)
     migrate.migrate(conn)
     snapshots, _ = market_snapshots(2, rows, seed=3)
     ids = tuple(
-        insert_snapshot(conn, snapshot, imported_at=f"2025-05-0{n + 1} 00:00:00")
+        insert_snapshot(conn, snapshot, source=f"market-{n + 1}", imported_at=f"2025-05-0{n + 1} 00:00:00")
         for n, snapshot in enumerate(snapshots)
     )
     conn.close()
