@@ -6,7 +6,7 @@ last row of each import wins; rows without a source_url are counted, not matched
 ``import_deltas`` (one row per listing added, removed or changed in price) and ``import_delta_models`` (per
 model: how many listings changed, were added, removed or stayed, and each import's rows and rows overridden by a
 later row with the same source_url). A diff of two consecutive imports then reads a page of these
-rows and a few counts instead of both imports' rows (``kept_diff``).
+rows and a few counts instead of both imports' rows (``kept_counts``, ``kept_changes``).
 
 Everything is set-based SQL: the latest row per source_url of each side goes to a temporary table keyed by
 source_url (one grouped sort each), and one full outer join of the two classifies every listing.

@@ -198,7 +198,8 @@ def test_migration_computes_the_deltas_of_existing_imports(tmp_path):
     rows = conn.execute("SELECT * FROM import_deltas ORDER BY import_id, change, new_import_index, old_import_index")
     rows = rows.fetchall()
     migrate.migrate(conn, rollback=1)
-    assert {"import_deltas", "import_delta_models"} & {r[0] for r in conn.execute("SELECT name FROM sqlite_master")} == set()
+    names = {r[0] for r in conn.execute("SELECT name FROM sqlite_master")}
+    assert {"import_deltas", "import_delta_models"} & names == set()
     migrate.migrate(conn)
     assert conn.execute(
         "SELECT * FROM import_deltas ORDER BY import_id, change, new_import_index, old_import_index"
