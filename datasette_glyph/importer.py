@@ -881,6 +881,7 @@ def _write_batch(
     digest: Callable[[], Tuple[str, int]],
     record_label: Optional[str] = None,
     fatal_check: Optional[Callable[[], Optional[dict]]] = None,
+    before_commit: Optional[Callable[[sqlite3.Connection, "ImportResult"], None]] = None,
 ) -> ImportResult:
     batch = _Batch(conn, header, max_errors, record_label)
     if batch.header_errors:
@@ -926,21 +927,24 @@ def _write_batch(
         conn.execute(f"PRAGMA cache_size = -{SUMMARY_CACHE_KIB}")
         summarise_import(conn, batch.import_id)
         previous = conn.execute(PREVIOUS_BATCH_SQL, {"sha256": sha256, "import_id": batch.import_id}).fetchone()
-    return ImportResult(
-        import_id=batch.import_id,
-        record_count=batch.record_count,
-        first_model=batch.first_model,
-        last_model=batch.last_model,
-        timestamp=_iso_time(finished),
-        filename=filename,
-        sha256=sha256,
-        bytes=size,
-        source=source_name,
-        description=description,
-        actor=actor,
-        ignored_columns=batch.ignored,
-        previous_import_id=previous[0] if previous else None,
-    )
+        result = ImportResult(
+            import_id=batch.import_id,
+            record_count=batch.record_count,
+            first_model=batch.first_model,
+            last_model=batch.last_model,
+            timestamp=_iso_time(finished),
+            filename=filename,
+            sha256=sha256,
+            bytes=size,
+            source=source_name,
+            description=description,
+            actor=actor,
+            ignored_columns=batch.ignored,
+            previous_import_id=previous[0] if previous else None,
+        )
+        if before_commit is not None:
+            before_commit(conn, result)  # what the caller keeps with the batch, in its transaction
+    return result
 
 
 def import_csv(
@@ -953,6 +957,7 @@ def import_csv(
     actor: Optional[str] = None,
     progress: Optional[Callable[[int], None]] = None,
     max_errors: int = 50,
+    before_commit: Optional[Callable[[sqlite3.Connection, ImportResult], None]] = None,
     expected_sha256: Optional[str] = None,
 ) -> ImportResult:
     """Import one scored listings CSV file (a path, or a binary file object) as a new batch.
@@ -960,6 +965,8 @@ def import_csv(
     ``filename`` is recorded as the file's name (default: the path as given). ``progress`` is called
     with the number of bytes read so far. Raises ImportFailed, having written nothing, if any record
     is invalid; StorageError if the file's SHA-256 is not ``expected_sha256`` (an upload replaced on disk).
+    ``before_commit(conn, result)`` runs inside the import's transaction once every row is written: what it
+    writes commits with the batch, and an exception from it rolls the whole import back.
     """
     started = _utcnow()
     _set_field_limit()
@@ -1009,6 +1016,7 @@ def import_csv(
             max_errors=max_errors,
             digest=digest,
             fatal_check=lambda: pending[0].error if pending[0] else None,
+            before_commit=before_commit,
         )
 
 
@@ -1053,6 +1061,7 @@ def import_records(
     actor: Optional[str] = None,
     filename: Optional[str] = None,
     max_errors: int = 50,
+    before_commit: Optional[Callable[[sqlite3.Connection, ImportResult], None]] = None,
 ) -> ImportResult:
     """Import a list of listing objects (the older JSON payload; keys as the CSV columns) as a new batch.
 
@@ -1083,6 +1092,7 @@ def import_records(
         max_errors=max_errors,
         digest=digest,
         record_label="Record",
+        before_commit=before_commit,
     )
 
 
@@ -1307,6 +1317,7 @@ def import_json(
     actor: Optional[str] = None,
     filename: Optional[str] = None,
     max_errors: int = 50,
+    before_commit: Optional[Callable[[sqlite3.Connection, ImportResult], None]] = None,
 ) -> ImportResult:
     """Import a JSON body scanned by :func:`scan_json` (an array of listing objects) as a new batch.
 
@@ -1338,6 +1349,7 @@ def import_json(
                 max_errors=max_errors,
                 digest=digest,
                 record_label="Record",
+                before_commit=before_commit,
             )
         except InvalidJson:
             raise StorageError("changed", "the import") from None  # it parsed once: the file was changed
