@@ -130,6 +130,9 @@ def child(mode: str, path: str, db: str) -> None:
     started = time.perf_counter()
     if mode == "reference":
         rows = reference_import(conn, path)
+    elif mode == "queries":
+        print(json.dumps(time_queries(conn)))
+        return
     elif mode == "rollback":
         from datasette_glyph import lineage
 
@@ -140,6 +143,32 @@ def child(mode: str, path: str, db: str) -> None:
     seconds = time.perf_counter() - started
     conn.close()
     print(json.dumps({"seconds": seconds, "rows": rows, "peak_rss_mb": peak_rss_mb()}))
+
+
+# Lineage reads timed on the largest store (p50 of QUERY_RUNS, in ms), through the functions the API calls
+QUERY_RUNS = 21
+QUERY_TARGET_MS = 20.0
+
+
+def time_queries(conn) -> dict:
+    import statistics
+
+    from datasette_glyph.listings import ListingQuery, find_listings
+
+    rows = conn.execute("SELECT COUNT(*) FROM scored_listings").fetchone()[0]
+    queries = {
+        "price range alone, few rows (min_price=35000)": ListingQuery(min_price=35_000, limit=100),
+        "price range alone, many rows (500-5000)": ListingQuery(min_price=500, max_price=5_000, limit=100),
+    }
+    timings = {}
+    for label, query in queries.items():
+        spent = []
+        for _ in range(QUERY_RUNS):
+            started = time.perf_counter()
+            find_listings(conn, query)
+            spent.append((time.perf_counter() - started) * 1000)
+        timings[label] = statistics.median(spent)
+    return {"rows": rows, "p50_ms": timings}
 
 
 def fresh_database(directory: str) -> str:
@@ -275,7 +304,7 @@ def main(argv=None) -> int:
         default=5_000_000,
         help="rows already in the store for the last run (0 to skip it; default 5000000)",
     )
-    parser.add_argument("--child", choices=["reference", "engine", "rollback"], help=argparse.SUPPRESS)
+    parser.add_argument("--child", choices=["reference", "engine", "rollback", "queries"], help=argparse.SUPPRESS)
     parser.add_argument("--csv", help=argparse.SUPPRESS)
     parser.add_argument("--db", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
@@ -325,6 +354,17 @@ def main(argv=None) -> int:
                     f"  {mode:<9} {result['seconds']:7.2f} s  {rows / result['seconds']:9,.0f} rows/s  "
                     f"{ratio:5.2f}x reference  peak RSS {result['peak_rss_mb']:6.1f} MB{extra}"
                 )
+                if mode == "engine" and base_rows:
+                    out = subprocess.run(
+                        [sys.executable, os.path.abspath(__file__), "--child", "queries", "--csv", path, "--db", db],
+                        check=True,
+                        capture_output=True,
+                        text=True,
+                    )
+                    queries = json.loads(out.stdout)
+                    results["queries"] = queries
+                    for label, ms in queries["p50_ms"].items():
+                        print(f"  query     {ms:7.2f} ms p50  {label}, {queries['rows']:,} rows")
                 if mode == "engine" and rows == largest and not base_rows:
                     rollback = run_child("rollback", path, db)
                     results["rollback"] = rollback
@@ -344,6 +384,8 @@ def main(argv=None) -> int:
             checks.append((f"server >= {target}x reference at {rows:,} rows {where}: {speed:.2f}x", speed >= target))
             peak = server["peak_rss_mb"]
             checks.append((f"server peak RSS < {RSS_LIMIT_MB} MB at {rows:,} rows {where}: {peak:.1f} MB", peak < RSS_LIMIT_MB))
+        for label, ms in results.get("queries", {}).get("p50_ms", {}).items():
+            checks.append((f"{label} < {QUERY_TARGET_MS:g} ms p50: {ms:.2f} ms", ms < QUERY_TARGET_MS))
         if "rollback" in results:
             seconds = results["rollback"]["seconds"]
             checks.append(
