@@ -177,6 +177,10 @@ def test_migrations_are_numbered_pairs_described_by_their_first_comment():
             "0008_import_idempotency_keys",
             "Remember the Idempotency-Key an import was sent with, so that a retried request answers the first result",
         ),
+        (
+            "0009_scored_listings_price_index",
+            "Index scored_listings.price, so that a price range alone is answered from the index, not by scanning",
+        ),
     ]
 
 
