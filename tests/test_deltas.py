@@ -197,7 +197,7 @@ def test_migration_computes_the_deltas_of_existing_imports(tmp_path):
     # going down drops them (they are derived), up computes the same rows again
     rows = conn.execute("SELECT * FROM import_deltas ORDER BY import_id, change, new_import_index, old_import_index")
     rows = rows.fetchall()
-    migrate.migrate(conn, rollback=1)
+    migrate.migrate(conn, target="0005")
     names = {r[0] for r in conn.execute("SELECT name FROM sqlite_master")}
     assert {"import_deltas", "import_delta_models"} & names == set()
     migrate.migrate(conn)
