@@ -698,6 +698,40 @@ def test_migration_that_breaks_a_foreign_key_is_refused(tmp_path, conn):
     assert conn.execute("SELECT COUNT(*) FROM import_batches").fetchone()[0] == 0
 
 
+# Each migration below changes only the parent side of a key that rows written before it rely on.
+BREAKS_A_PARENT = {
+    "deletes the parent row": "DELETE FROM models WHERE model = 'L40S';\n",
+    "changes the parent key": "UPDATE models SET model = 'L40S_48GB' WHERE model = 'L40S';\n",
+    "drops the parent table": "DROP TABLE models;\n",
+    "renames the parent table": "ALTER TABLE models RENAME TO models_before;\n",
+    "rebuilds the parent table without its rows": "ALTER TABLE models RENAME TO models_before;\n"
+    "CREATE TABLE models (id INTEGER PRIMARY KEY, model TEXT UNIQUE);\nDROP TABLE models_before;\n",
+    "deletes through a trigger": "CREATE TABLE retired (model TEXT);\n"
+    "CREATE TRIGGER retire AFTER INSERT ON retired BEGIN DELETE FROM models WHERE model = NEW.model; END;\n"
+    "INSERT INTO retired VALUES ('L40S');\n",
+}
+
+
+@pytest.mark.parametrize("up", list(BREAKS_A_PARENT.values()), ids=list(BREAKS_A_PARENT))
+def test_a_migration_that_breaks_a_key_from_the_parent_side_is_refused(tmp_path, conn, up):
+    migrate.migrate(conn)
+    conn.execute("INSERT INTO import_batches (import_id) VALUES ('batch-a')")
+    conn.execute("INSERT INTO models (model, import_id, import_index) VALUES ('L40S', 'batch-a', 1)")
+    conn.execute(
+        "INSERT INTO scored_listings (id, canonical_model, price, vram_gb, tdp_watts, score, import_id, import_index) "
+        "VALUES (3, 'L40S', 8000.0, 48, 350, 0.5, 'batch-a', 1)"
+    )
+    before = snapshot(conn)
+    files = migration_files(tmp_path, {"0006_parent.up.sql": "-- Changes a parent\n" + up, "0006_parent.down.sql": ""})
+    with pytest.raises(migrate.MigrationError) as e:
+        migrate.migrate(conn, migrations=migrate.load_migrations(files=files))
+    assert (str(e.value), snapshot(conn)) == (
+        "Migration 0006_parent (up) would break 1 foreign key(s); the first: scored_listings row 3 names a models "
+        "row that does not exist.\nNothing of it was kept: the database is still at 0005.",
+        before,
+    )
+
+
 @pytest.mark.parametrize(
     "start,kwargs,expected",
     [
