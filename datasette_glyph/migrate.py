@@ -492,6 +492,8 @@ def apply_step(conn: sqlite3.Connection, step: Step, previous: Optional[str] = N
                 step.run(conn, kept)
             finally:
                 _stop_authorizer(conn)
+            # Adoption records the keys broken before it, as its first act (and down forgets them, as its last).
+            allowed |= _recorded_broken_keys(conn)
             broken = _foreign_key_problems(conn, changed.to_check(conn)) - allowed
             if broken:
                 # Checking first would cost a pass over every table on every run; a key found broken is
@@ -613,6 +615,8 @@ def migrate(
 
 # Statements a dry run leaves out of what it prints: reads, and the transaction's own bracketing.
 _QUIET = ("SELECT", "PRAGMA", "SAVEPOINT", "RELEASE", "ROLLBACK", "BEGIN", "COMMIT", "WITH RECURSIVE")
+# ... but not the pragmas that let a step write a table's definition into sqlite_schema.
+_SCHEMA_PRAGMA_RE = re.compile(r"^PRAGMA\s+(writable_schema|schema_version)\s*=", re.IGNORECASE)
 
 
 def dry_run(
@@ -632,7 +636,8 @@ def dry_run(
 
             def trace(statement: str) -> None:
                 text = statement.strip()
-                if text and not text.upper().startswith(_QUIET) and not text.startswith("--"):
+                quiet = text.upper().startswith(_QUIET) and not _SCHEMA_PRAGMA_RE.match(text)
+                if text and not quiet and not text.startswith("--"):
                     executed.append(text)
 
             result: List[Tuple[Step, List[str]]] = []
