@@ -414,47 +414,84 @@ def _foreign_key_problems(conn: sqlite3.Connection, tables: Optional[Iterable[st
 
 
 class _ChangedTables:
-    """SQLite's authorizer, told of every statement a step prepares (triggers' included): which tables it writes.
+    """SQLite's authorizer, told of every statement a step prepares (triggers' included): what it changes.
 
-    A foreign key can only break in a table whose rows or definition changed, or whose parent table's did
-    (rows deleted or changed, the table dropped, renamed or rebuilt, or one of its unique indexes dropped).
-    Checking only those tables spares a step that touches one small table (or only indexes) a pass over
-    every row of the database: about 0.5 s a step at a million rows.
+    A foreign key can only break in a table whose rows were written (or whose key columns were updated),
+    whose definition now has other keys, or whose parent table changed: rows deleted, key columns updated,
+    the table dropped, renamed, rebuilt or given other keys, or one of its indexes dropped. Checking only
+    those tables spares steps that add an index, a column or a small table a pass over every row of the
+    database (about 0.5 s a step at a million rows).
     """
 
-    # Actions whose first argument is a table whose rows or definition change.
-    WRITES = (sqlite3.SQLITE_INSERT, sqlite3.SQLITE_UPDATE, sqlite3.SQLITE_DELETE, sqlite3.SQLITE_CREATE_TABLE,
-              sqlite3.SQLITE_DROP_TABLE)  # fmt: skip
+    # Actions whose first argument is a table whose rows change. An INSERT may delete (OR REPLACE).
+    ROWS = (sqlite3.SQLITE_INSERT, sqlite3.SQLITE_DELETE)
     # Pragmas that change the schema behind SQLite's back: then every table is checked.
     SCHEMA_PRAGMAS = ("writable_schema", "schema_version")
 
-    def __init__(self) -> None:
-        self.written: set = set()  # tables whose rows or definition changed (lower case)
-        self.parents: set = set()  # tables that lost an index (a parent key's unique index, perhaps)
+    def __init__(self, conn: sqlite3.Connection) -> None:
+        self.before = self._shapes(conn)
+        self.rows: set = set()  # tables rows were inserted into or deleted from (lower case)
+        self.updated: Dict[str, set] = {}  # table -> the columns UPDATE wrote
+        self.defined: set = set()  # tables created or altered
+        self.dropped: set = set()
+        self.lost_index: set = set()  # tables that lost an index (a parent key's unique index, perhaps)
         self.everything = False
+
+    @staticmethod
+    def _shapes(conn: sqlite3.Connection) -> Dict[str, tuple]:
+        """Each table's root page and foreign keys: what tells a table rebuilt or re-keyed from one left alone."""
+        return {
+            name.lower(): (rootpage, tuple(conn.execute("SELECT * FROM pragma_foreign_key_list(?)", [name])))
+            for name, rootpage in conn.execute("SELECT name, rootpage FROM sqlite_master WHERE type = 'table'")
+        }
 
     def __call__(self, action, arg1, arg2, database, source):
         if database == "temp" or arg1 == "temp":
             return sqlite3.SQLITE_OK
-        if action in self.WRITES and arg1:
-            self.written.add(arg1.lower())
+        if action in self.ROWS and arg1:
+            self.rows.add(arg1.lower())
+        elif action == sqlite3.SQLITE_UPDATE and arg1:
+            self.updated.setdefault(arg1.lower(), set()).add((arg2 or "").lower())
+        elif action == sqlite3.SQLITE_CREATE_TABLE and arg1:
+            self.defined.add(arg1.lower())
+        elif action == sqlite3.SQLITE_DROP_TABLE and arg1:
+            self.dropped.add(arg1.lower())
         elif action == sqlite3.SQLITE_ALTER_TABLE and arg2:  # (database, table)
-            self.written.add(arg2.lower())
+            self.defined.add(arg2.lower())
         elif action == sqlite3.SQLITE_DROP_INDEX and arg2:  # (index, table)
-            self.parents.add(arg2.lower())
+            self.lost_index.add(arg2.lower())
         elif action == sqlite3.SQLITE_PRAGMA and (arg1 or "").lower() in self.SCHEMA_PRAGMAS:
             self.everything = True
         return sqlite3.SQLITE_OK
 
     def to_check(self, conn: sqlite3.Connection) -> Optional[set]:
-        """The tables whose foreign keys may have changed (None: every table)."""
+        """The tables whose foreign keys may have broken (None: every table)."""
         if self.everything:
             return None
-        changed = self.written | self.parents
+        after = self._shapes(conn)
+        reshaped = self.dropped | {t for t in self.defined if self.before.get(t) != after.get(t)}
+        referenced: Dict[str, set] = {}  # parent -> its columns that keys name (None: its primary key)
+        for _, keys in after.values():
+            for key in keys:
+                referenced.setdefault(key[2].lower(), set()).add(key[4].lower() if key[4] else None)
+
+        def parent_changed(parent: str) -> bool:
+            if parent in self.rows or parent in reshaped or parent in self.lost_index:
+                return True
+            columns = self.updated.get(parent, set())
+            return bool(columns) and (None in referenced.get(parent, set()) or bool(columns & referenced[parent]))
+
         tables = set()
         for name in _table_names(conn):
-            parents = {row[2].lower() for row in conn.execute("SELECT * FROM pragma_foreign_key_list(?)", [name])}
-            if name.lower() in self.written or parents & changed:
+            table = name.lower()
+            keys = after.get(table, (None, ()))[1]
+            own = {key[3].lower() for key in keys}
+            if (
+                table in self.rows
+                or table in reshaped
+                or self.updated.get(table, set()) & own
+                or any(parent_changed(key[2].lower()) for key in keys)
+            ):
                 tables.add(name)
         return tables
 
@@ -486,7 +523,7 @@ def apply_step(conn: sqlite3.Connection, step: Step, previous: Optional[str] = N
             # Keys that were broken in the old store's file before adoption never block a step.
             allowed = _recorded_broken_keys(conn)
             conn.execute("SAVEPOINT glyph_step")
-            changed = _ChangedTables()
+            changed = _ChangedTables(conn)
             conn.set_authorizer(changed)
             try:
                 step.run(conn, kept)
@@ -615,7 +652,7 @@ def migrate(
 
 # Statements a dry run leaves out of what it prints: reads, and the transaction's own bracketing.
 _QUIET = ("SELECT", "PRAGMA", "SAVEPOINT", "RELEASE", "ROLLBACK", "BEGIN", "COMMIT", "WITH RECURSIVE")
-# ... but not the pragmas that let a step write a table's definition into sqlite_schema.
+# ... but not the pragmas that let a step write a table's definition into sqlite_master.
 _SCHEMA_PRAGMA_RE = re.compile(r"^PRAGMA\s+(writable_schema|schema_version)\s*=", re.IGNORECASE)
 
 

@@ -5,11 +5,13 @@ store's databases (other index and trigger names, AUTOINCREMENT, ON DELETE actio
 import_index already there, tables written by a migration tool, tables this project does not own):
 
 - import_batches gains its trace columns with ALTER TABLE ADD COLUMN; nothing else of it changes.
-- Each data table that exists (models, listings, scored_listings, quantized_listings) is rebuilt from its
-  own CREATE TABLE statement, edited only where lineage needs it: import_id becomes NOT NULL (and
-  references import_batches when it did not), import_index is added, or made NOT NULL CHECK >= 1.
-  Every other column, constraint, index and trigger comes back as it was written. An index on import_id
-  alone is replaced by the unique (import_id, import_index) index, which serves the same lookups.
+- Each data table that exists (models, listings, scored_listings, quantized_listings) gets its own CREATE
+  TABLE statement, edited only where lineage needs it: import_id becomes NOT NULL (and references
+  import_batches when it did not), import_index is added as the last column, or made NOT NULL CHECK >= 1.
+  The table is changed where it stands (ADD COLUMN, one UPDATE, the statement written into sqlite_master)
+  when it allows that, else rebuilt from the statement. Every other column, constraint, index and trigger
+  stays as it was written. An index on import_id alone is replaced by the unique (import_id, import_index)
+  index, which serves the same lookups.
 - Rows that named no batch go to one legacy batch, dbaea5cd-0a4d-52ca-88af-4737290a1213 (a uuid5 of a
   fixed name). A batch named by rows but missing from import_batches gets a record with status
   'recovered'. A non-null import_index is kept where it is a valid number (an integer >= 1 that no
@@ -398,7 +400,7 @@ def _add_lineage_in_place(conn, table, create_sql, dependents):
     ``create_sql`` is the table's own statement with NOT NULL, CHECK and REFERENCES clauses appended and,
     where the table had none, import_index added as its last column. ALTER TABLE ADD COLUMN adds that column
     where the statement puts it (last), the rows get their batch and number in one UPDATE, and the statement
-    is written into sqlite_schema: the procedure SQLite documents for adding constraints that the rows are
+    is written into sqlite_master: the procedure SQLite documents for adding constraints that the rows are
     known to meet (section 7 of "ALTER TABLE", with writable_schema; the foreign key check after the step
     covers the new REFERENCES). The table's other indexes stay as they are instead of being built again
     after a copy (about 5 s of 0002's 12 s up at a million rows). Returns False, having changed nothing,
@@ -506,7 +508,7 @@ def _restore_in_place(conn, table, original_sql, original_columns, dependents):
     Up added import_index as the last column (or kept the one the table had) and appended NOT NULL, CHECK and
     REFERENCES clauses; every other column is stored as the original defined it. So SQLite's DROP COLUMN
     takes the added column out of every row, and the original CREATE TABLE statement is written back into
-    sqlite_schema as it was: the procedure SQLite documents for removing constraints (section 7 of "ALTER
+    sqlite_master as it was: the procedure SQLite documents for removing constraints (section 7 of "ALTER
     TABLE", with writable_schema). The indexes that are already the original ones stay as they are; the
     rebuild recreated all of them (with the copy, 12 s of 0002's 14 s down at a million rows).
     Returns False, having changed nothing, when the table is not in that shape or SQLite refuses.

@@ -698,8 +698,9 @@ def test_migration_that_breaks_a_foreign_key_is_refused(tmp_path, conn):
     assert conn.execute("SELECT COUNT(*) FROM import_batches").fetchone()[0] == 0
 
 
-# Each migration below changes only the parent side of a key that rows written before it rely on.
-BREAKS_A_PARENT = {
+# Each migration below breaks a key of a row written before it without inserting that row: from the parent's
+# side, or by changing the child's key column or its table's keys.
+BREAKS_A_KEY = {
     "deletes the parent row": "DELETE FROM models WHERE model = 'L40S';\n",
     "changes the parent key": "UPDATE models SET model = 'L40S_48GB' WHERE model = 'L40S';\n",
     "drops the parent table": "DROP TABLE models;\n",
@@ -709,11 +710,14 @@ BREAKS_A_PARENT = {
     "deletes through a trigger": "CREATE TABLE retired (model TEXT);\n"
     "CREATE TRIGGER retire AFTER INSERT ON retired BEGIN DELETE FROM models WHERE model = NEW.model; END;\n"
     "INSERT INTO retired VALUES ('L40S');\n",
+    "changes the child's key": "UPDATE scored_listings SET canonical_model = 'L40S_48GB';\n",
+    "adds a key column with a default": "ALTER TABLE scored_listings ADD COLUMN rated_as TEXT "
+    "REFERENCES models(model) DEFAULT 'A10';\n",
 }
 
 
-@pytest.mark.parametrize("up", list(BREAKS_A_PARENT.values()), ids=list(BREAKS_A_PARENT))
-def test_a_migration_that_breaks_a_key_from_the_parent_side_is_refused(tmp_path, conn, up):
+@pytest.mark.parametrize("up", list(BREAKS_A_KEY.values()), ids=list(BREAKS_A_KEY))
+def test_a_migration_that_breaks_a_key_of_a_row_it_did_not_insert_is_refused(tmp_path, conn, up):
     migrate.migrate(conn)
     conn.execute("INSERT INTO import_batches (import_id) VALUES ('batch-a')")
     conn.execute("INSERT INTO models (model, import_id, import_index) VALUES ('L40S', 'batch-a', 1)")
