@@ -147,11 +147,14 @@ def up(conn):
     _add_batch_columns(conn)
     _restore_and_derive_batches(conn, tables)
     conn.execute("CREATE TEMP TABLE _glyph_number (row_id INTEGER PRIMARY KEY, batch TEXT NOT NULL, value INTEGER)")
+    conn.execute("CREATE TEMP TABLE _glyph_first (batch TEXT PRIMARY KEY, first INTEGER NOT NULL)")
     for table in tables:
-        _number_rows(conn, table)
-        _rebuild_with_lineage(conn, table, [o for o in originals if o.tbl_name == table])
+        numbers = _number_rows(conn, table)
+        _rebuild_with_lineage(conn, table, [o for o in originals if o.tbl_name == table], numbers)
         conn.execute("DELETE FROM temp._glyph_number")
+        conn.execute("DELETE FROM temp._glyph_first")
     conn.execute("DROP TABLE temp._glyph_number")
+    conn.execute("DROP TABLE temp._glyph_first")
     _restore_kept_sequences(conn)
     for table in [BATCHES, *tables]:
         conn.execute(f"DROP TABLE IF EXISTS {schema.quote(_kept(table))}")
@@ -255,8 +258,23 @@ def _restore_and_derive_batches(conn, tables):
     conn.execute("DROP TABLE temp._glyph_original_batches")
 
 
+# How the rows' batch and number are read while a table is changed, {row} being the row's alias: from
+# temp._glyph_number, joined by rowid ...
+NUMBERED_ROWS = {"batch": "n.batch", "value": "n.value", "join": "temp._glyph_number AS n ON n.row_id = {row}.rowid"}
+# ... or, where every batch's rows are consecutive rowids, the rowid's distance from the batch's first row.
+CONSECUTIVE_ROWS = {
+    "batch": f"COALESCE({{row}}.import_id, '{LEGACY_IMPORT_ID}')",
+    "value": f"{{row}}.rowid - (SELECT f.first FROM temp._glyph_first AS f "
+    f"WHERE f.batch = COALESCE({{row}}.import_id, '{LEGACY_IMPORT_ID}')) + 1",
+    "join": None,
+}
+
+
 def _number_rows(conn, table):
-    """Fill temp._glyph_number with each row's batch and import_index; record the values that change."""
+    """Number the rows; return how to read each row's batch and import_index (NUMBERED_ROWS or CONSECUTIVE_ROWS).
+
+    Fills temp._glyph_number (or temp._glyph_first) and records the old store's values that change.
+    """
     q = schema.quote(table)
     has_index = "import_index" in schema.columns(conn, table)
     kept = _kept(table) if _kept(table) in schema.tables(conn) else None
@@ -272,8 +290,10 @@ def _number_rows(conn, table):
         source = f"SELECT o.rowid AS row_id, COALESCE(o.import_id, :legacy) AS batch, {current} AS value FROM {q} AS o"
     if kept and _number_from_kept(conn, q, kept):
         _record_changed_import_index(conn, table, has_index)
-        return
+        return NUMBERED_ROWS
     if not has_index and not kept:
+        if _consecutive_batches(conn, q):
+            return CONSECUTIVE_ROWS
         # Nothing to keep: number each batch 1..n in rowid order, partitioned by import_id itself so that
         # SQLite walks the import_id index where there is one instead of sorting the table (3x faster at
         # 200,000 rows than the general statement below).
@@ -283,7 +303,7 @@ def _number_rows(conn, table):
             f"FROM {q}",
             {"legacy": LEGACY_IMPORT_ID},
         )
-        return
+        return NUMBERED_ROWS
     # A batch whose rows hold no valid number is numbered 1..n in rowid order in the same statement;
     # only batches that mix numbered and unnumbered rows are finished in Python below.
     conn.execute(
@@ -318,6 +338,29 @@ def _number_rows(conn, table):
             free += 1
         conn.executemany("UPDATE temp._glyph_number SET value = ? WHERE row_id = ?", updates)
     _record_changed_import_index(conn, table, has_index)
+    return NUMBERED_ROWS
+
+
+def _consecutive_batches(conn, q):
+    """When each batch's rows are consecutive rowids (as an import appends them), note each batch's first row.
+
+    A row's number is then its rowid's distance from its batch's first row, plus one: the same 1..n in rowid
+    order that numbering gives, found by one pass over the import_id index instead of numbering every row
+    into a temporary table and joining it back (4.1 s of CPU at a million rows, against about 2.5 s).
+    """
+    groups = conn.execute(
+        f"SELECT import_id, MIN(rowid), MAX(rowid), COUNT(*) FROM {q} GROUP BY import_id COLLATE BINARY"
+    ).fetchall()
+    batches = [LEGACY_IMPORT_ID if batch is None else batch for batch, _, _, _ in groups]
+    if not all(isinstance(batch, str) for batch in batches) or len(set(batches)) != len(batches):
+        return False  # import_ids of other types, or rows that name the legacy batch beside rows that name none
+    if any(count != last - first + 1 for _, first, last, count in groups):
+        return False
+    conn.executemany(
+        "INSERT INTO temp._glyph_first (batch, first) VALUES (?, ?)",
+        [(batch, first) for batch, (_, first, _, _) in zip(batches, groups)],
+    )
+    return True
 
 
 def _number_from_kept(conn, q, kept):
@@ -354,7 +397,7 @@ def _record_changed_import_index(conn, table, has_index):
         )
 
 
-def _rebuild_with_lineage(conn, table, originals):
+def _rebuild_with_lineage(conn, table, originals, numbers):
     table_sql = next(o.sql for o in originals if o.type == "table")
     head, definitions, tail = schema.split_definitions(table_sql)
     foreign_keys = {r[3].lower() for r in conn.execute("SELECT * FROM pragma_foreign_key_list(?)", [table])}
@@ -384,17 +427,16 @@ def _rebuild_with_lineage(conn, table, originals):
     dependents.append(
         schema.SchemaObject("index", name, table, f"CREATE UNIQUE INDEX {name} ON {schema.quote(table)}(import_id, import_index)")
     )
-    if _add_lineage_in_place(conn, table, create_sql, dependents):
+    if _add_lineage_in_place(conn, table, create_sql, dependents, numbers):
         return
     values = {c: f"o.{schema.quote(c)}" for c in schema.columns(conn, table)}
-    values["import_id"] = "n.batch"
-    values["import_index"] = "n.value"
-    schema.rebuild_table(
-        conn, table, create_sql, values, dependents, joins="JOIN temp._glyph_number AS n ON n.row_id = o.rowid"
-    )
+    values["import_id"] = numbers["batch"].format(row="o")
+    values["import_index"] = numbers["value"].format(row="o")
+    joins = "JOIN " + numbers["join"].format(row="o") if numbers["join"] else ""
+    schema.rebuild_table(conn, table, create_sql, values, dependents, joins=joins)
 
 
-def _add_lineage_in_place(conn, table, create_sql, dependents):
+def _add_lineage_in_place(conn, table, create_sql, dependents, numbers):
     """Give ``table`` the lineage definition ``create_sql`` without copying it, when the table allows that.
 
     ``create_sql`` is the table's own statement with NOT NULL, CHECK and REFERENCES clauses appended and,
@@ -418,10 +460,14 @@ def _add_lineage_in_place(conn, table, create_sql, dependents):
                 conn.execute(f"DROP {obj.type.upper()} {schema.quote(obj.name)}")
         if "import_index" not in stored:
             conn.execute(f"ALTER TABLE {q} ADD COLUMN import_index INTEGER")
-        conn.execute(
-            f"UPDATE {q} SET import_id = n.batch, import_index = n.value FROM temp._glyph_number AS n "
-            f"WHERE n.row_id = {q}.rowid"
-        )
+        if numbers["join"]:
+            conn.execute(
+                f"UPDATE {q} SET import_id = n.batch, import_index = n.value FROM temp._glyph_number AS n "
+                f"WHERE n.row_id = {q}.rowid"
+            )
+        else:
+            batch, value = numbers["batch"].format(row=q), numbers["value"].format(row=q)
+            conn.execute(f"UPDATE {q} SET import_id = {batch}, import_index = {value}")
         if _columns_of_definition(conn, create_sql) != schema.columns(conn, table):
             raise sqlite3.OperationalError("the lineage definition does not list the stored columns in order")
         version = conn.execute("PRAGMA schema_version").fetchone()[0]

@@ -427,6 +427,29 @@ def test_rolling_back_a_batch_0002_made_does_not_block_going_down_and_up(tmp_pat
     ]
 
 
+@pytest.mark.parametrize(
+    "rows,expected",
+    [
+        # each batch's rows are consecutive rowids (as imports append them), with gaps between batches
+        ([(10, "batch-a"), (11, "batch-a"), (12, "batch-a"), (20, None), (21, None), (30, "batch-b")],
+         [(10, "batch-a", 1), (11, "batch-a", 2), (12, "batch-a", 3), (20, LEGACY, 1), (21, LEGACY, 2), (30, "batch-b", 1)]),
+        # a row deleted inside batch-a, and batch-b's rows between two of batch-a's
+        ([(10, "batch-a"), (12, "batch-a"), (13, "batch-b"), (14, "batch-a"), (15, "batch-b")],
+         [(10, "batch-a", 1), (12, "batch-a", 2), (13, "batch-b", 1), (14, "batch-a", 3), (15, "batch-b", 2)]),
+    ],
+)  # fmt: skip
+def test_0002_numbers_each_batch_in_rowid_order(tmp_path, rows, expected):
+    conn = build_legacy_database(tmp_path / "legacy.db")
+    conn.executemany("INSERT INTO import_batches (import_id) VALUES (?)", [("batch-a",), ("batch-b",)])
+    conn.executemany(
+        "INSERT INTO scored_listings (id, canonical_model, price, vram_gb, tdp_watts, score, import_id) "
+        "VALUES (?, 'L40S', 8000.0, 48, 350, 0.5, ?)",
+        rows,
+    )
+    migrate.migrate(conn, target="0002")
+    assert conn.execute("SELECT rowid, import_id, import_index FROM scored_listings ORDER BY rowid").fetchall() == expected
+
+
 # What the window-function statement that 0004 ran when it was a SQL script gave: the reference its two
 # passes must agree with.
 WINDOW_SUMMARY_SQL = """
