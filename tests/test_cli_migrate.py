@@ -274,8 +274,11 @@ def test_dry_run_on_a_legacy_database_prints_the_sql_and_changes_nothing(path):
             "ALTER TABLE import_batches ADD COLUMN filename TEXT",
             "DROP INDEX \"idx_scored_listings_import_id\"",
             "ALTER TABLE \"scored_listings\" ADD COLUMN import_index INTEGER",
-            "UPDATE \"scored_listings\" SET import_id = n.batch, import_index = n.value FROM temp._glyph_number AS n "
-            "WHERE n.row_id = \"scored_listings\".rowid",
+            # (each batch's rows are consecutive rowids here: a row's number is its distance from the batch's first)
+            "UPDATE \"scored_listings\" SET import_id = COALESCE(\"scored_listings\".import_id, "
+            "'dbaea5cd-0a4d-52ca-88af-4737290a1213'), import_index = \"scored_listings\".rowid - (SELECT f.first FROM "
+            "temp._glyph_first AS f WHERE f.batch = COALESCE(\"scored_listings\".import_id, "
+            "'dbaea5cd-0a4d-52ca-88af-4737290a1213')) + 1",
             "PRAGMA writable_schema = ON",
             "PRAGMA writable_schema = OFF",
             "CREATE TRIGGER update_scored_listings_timestamp AFTER UPDATE ON scored_listings FOR EACH ROW\n"
