@@ -28,9 +28,9 @@ CREATE_SQL = """CREATE TABLE import_model_stats (
     canonical_model TEXT NOT NULL,
     row_count INTEGER NOT NULL, -- scored_listings rows of this model in the batch
     min_price REAL NOT NULL,
-    median_price REAL NOT NULL, -- mean of the middle one or two prices
+    median_price REAL, -- mean of the middle one or two prices; NULL where undefined (see below)
     max_price REAL NOT NULL,
-    mean_score REAL NOT NULL,
+    mean_score REAL, -- NULL where undefined: the values include both +inf and -inf (only in an adopted file)
     PRIMARY KEY (import_id, canonical_model)
 )"""
 

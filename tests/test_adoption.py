@@ -1,11 +1,15 @@
 """Adopting the old store's databases as they exist in the field, and going back to exactly what they were."""
 
+import asyncio
 import shutil
 import sqlite3
 import subprocess
 import sys
 
 import pytest
+from click.testing import CliRunner
+from datasette.cli import cli as datasette_cli
+from datasette_test import Datasette
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -411,3 +415,39 @@ def test_round_trips_over_random_old_store_contents(tmp_path_factory, variant, r
     migrate.migrate(conn)
     assert legacy_store.dump(conn) == top
     conn.close()
+
+
+def test_a_batch_whose_values_include_both_infinities_is_adopted_and_shown(tmp_path):
+    """SQLite stores +inf and -inf in a REAL column; the old store kept what it was sent. A model whose scores (or
+    prices) include both has no mean (or median): its summary says so with NULL, and its pages and diffs show it."""
+    path = tmp_path / "store.db"
+    legacy_store.VARIANTS["later_release"](path)
+    conn = sqlite3.connect(path, isolation_level=None)
+    conn.execute("INSERT INTO import_batches (import_id, source) VALUES ('b1', 'api')")
+    conn.executemany(
+        "INSERT INTO scored_listings (canonical_model, price, vram_gb, tdp_watts, score, import_id, import_index) "
+        "VALUES (?, ?, 24, 450, ?, 'b1', ?)",
+        [("RTX_4090", float("inf"), float("inf"), 1), ("RTX_4090", float("-inf"), float("-inf"), 2)],
+    )
+    original = legacy_store.dump(conn)
+    conn.close()
+    conn = connect(path)
+    migrate.migrate(conn)
+    assert conn.execute(
+        "SELECT row_count, min_price, median_price, max_price, mean_score FROM import_model_stats WHERE import_id = 'b1'"
+    ).fetchall() == [(2, float("-inf"), None, float("inf"), None)]
+    top = legacy_store.dump(conn)
+    migrate.migrate(conn, target="0001")
+    assert legacy_store.dump(conn) == original
+    migrate.migrate(conn)
+    assert legacy_store.dump(conn) == top
+    later = glyph_import(conn, CSV, name="later.csv").import_id
+    conn.close()
+    cli = CliRunner()
+    for args in (["glyph-diff", str(path), "b1", later], ["glyph-diff", str(path), "b1", later, "--json"]):
+        result = cli.invoke(datasette_cli, args)
+        assert result.exit_code == 0, result.output
+    ds = Datasette([str(path)])
+    for page in ("/-/glyph/imports/b1", f"/-/glyph/imports/b1/diff/{later}", f"/api/imports/b1/diff/{later}"):
+        response = asyncio.run(ds.client.get(page))
+        assert response.status_code == 200, (page, response.text[-500:])
