@@ -3,7 +3,7 @@
 Up creates import_files: one row per batch whose original bytes were kept in the store folder (files_dir) as
 <sha256>.gz, with their size as read and as stored, their media type, a keep mark that prune respects, the batch
 a re-import was made from (reimport_of) and when prune removed the file. Down keeps every row aside in
-glyph_kept_0007_import_files (with its rowid) before dropping the table, and the next up puts them back, so that a
+glyph_kept_0007_import_files (with its rowid; no table when there is none) before dropping the table, and the next up puts them back, so that a
 round trip loses none. The files themselves stay where they are either way.
 """
 
@@ -36,5 +36,6 @@ def up(conn):
 
 def down(conn):
     conn.execute(f"DROP TABLE IF EXISTS {KEPT}")
-    conn.execute(f"CREATE TABLE {KEPT} AS SELECT rowid AS row_id, {COLUMNS} FROM import_files")
+    if conn.execute("SELECT 1 FROM import_files LIMIT 1").fetchone() is not None:  # nothing kept, nothing to show
+        conn.execute(f"CREATE TABLE {KEPT} AS SELECT rowid AS row_id, {COLUMNS} FROM import_files")
     conn.execute("DROP TABLE import_files")

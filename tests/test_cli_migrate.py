@@ -20,6 +20,14 @@ DESCRIPTIONS = {m.id: m.description for m in migrate.load_migrations()}
 WIDTH = max(len(m.label) for m in migrate.load_migrations())
 SQL = {(m.id, "up"): m.up_sql.rstrip("\n") for m in migrate.load_migrations() if m.python is None}
 SQL.update({(m.id, "down"): m.down_sql.rstrip("\n") for m in migrate.load_migrations() if m.python is None})
+# Every migration this version ships, and the newest: the outputs below list them all.
+LABELS = [m.label for m in migrate.load_migrations()]
+IDS = [m.id for m in migrate.load_migrations()]
+NEWEST = LABELS[-1]
+
+
+def applied_lines(labels) -> str:
+    return "".join(f"Applied {label} (0.50s)\n" for label in labels)
 
 
 @pytest.fixture(autouse=True)
@@ -58,15 +66,10 @@ def test_migrate_a_new_database_then_again(path):
     first = run(path)
     assert (first.exit_code, first.output) == (
         0,
-        "Applied 0001_inherited_schema (0.50s)\n"
-        "Applied 0002_import_lineage (0.50s)\n"
-        "Applied 0003_scored_listings_title (0.50s)\n"
-        "Applied 0004_import_model_stats (0.50s)\n"
-        "Applied 0005_scored_listings_condition_index (0.50s)\n"
-        f"{path} is at 0005_scored_listings_condition_index\n",
+        applied_lines(LABELS) + f"{path} is at {NEWEST}\n",
     )
     second = run(path)
-    assert (second.exit_code, second.output) == (0, f"{path} is at 0005_scored_listings_condition_index; nothing to do\n")
+    assert (second.exit_code, second.output) == (0, f"{path} is at {NEWEST}; nothing to do\n")
 
 
 def test_migrate_a_legacy_database(path):
@@ -75,11 +78,8 @@ def test_migrate_a_legacy_database(path):
     assert (result.exit_code, result.output) == (
         0,
         f"{path} was made by the old store: taking it as 0001_inherited_schema\n"
-        "Applied 0002_import_lineage (0.50s)\n"
-        "Applied 0003_scored_listings_title (0.50s)\n"
-        "Applied 0004_import_model_stats (0.50s)\n"
-        "Applied 0005_scored_listings_condition_index (0.50s)\n"
-        f"{path} is at 0005_scored_listings_condition_index\n",
+        + applied_lines(LABELS[1:])
+        + f"{path} is at {NEWEST}\n",
     )
 
 
@@ -122,16 +122,8 @@ def test_status_of_an_empty_database(path):
     result = run(path, "--status")
     assert (result.exit_code, result.output) == (
         0,
-        f"{path}: at 0 (no migration applied), 5 pending\n\n"
-        + status_lines(
-            [
-                ("0001_inherited_schema", "pending", ""),
-                ("0002_import_lineage", "pending", ""),
-                ("0003_scored_listings_title", "pending", ""),
-                ("0004_import_model_stats", "pending", ""),
-                ("0005_scored_listings_condition_index", "pending", ""),
-            ]
-        ),
+        f"{path}: at 0 (no migration applied), {len(LABELS)} pending\n\n"
+        + status_lines([(label, "pending", "") for label in LABELS]),
     )
 
 
@@ -140,15 +132,10 @@ def test_status_part_way(path):
     result = run(path, "--status")
     assert (result.exit_code, result.output) == (
         0,
-        f"{path}: at 0002_import_lineage, 3 pending\n\n"
+        f"{path}: at 0002_import_lineage, {len(LABELS) - 2} pending\n\n"
         + status_lines(
-            [
-                ("0001_inherited_schema", "applied", APPLIED_AT),
-                ("0002_import_lineage", "applied", APPLIED_AT),
-                ("0003_scored_listings_title", "pending", ""),
-                ("0004_import_model_stats", "pending", ""),
-                ("0005_scored_listings_condition_index", "pending", ""),
-            ]
+            [("0001_inherited_schema", "applied", APPLIED_AT), ("0002_import_lineage", "applied", APPLIED_AT)]
+            + [(label, "pending", "") for label in LABELS[2:]]
         ),
     )
 
@@ -158,16 +145,7 @@ def test_status_up_to_date(path):
     result = run(path, "--status")
     assert (result.exit_code, result.output) == (
         0,
-        f"{path}: at 0005_scored_listings_condition_index, up to date\n\n"
-        + status_lines(
-            [
-                ("0001_inherited_schema", "applied", APPLIED_AT),
-                ("0002_import_lineage", "applied", APPLIED_AT),
-                ("0003_scored_listings_title", "applied", APPLIED_AT),
-                ("0004_import_model_stats", "applied", APPLIED_AT),
-                ("0005_scored_listings_condition_index", "applied", APPLIED_AT),
-            ]
-        ),
+        f"{path}: at {NEWEST}, up to date\n\n" + status_lines([(label, "applied", APPLIED_AT) for label in LABELS]),
     )
 
 
@@ -176,16 +154,8 @@ def test_status_of_a_legacy_database(path):
     result = run(path, "--status")
     assert (result.exit_code, result.output) == (
         0,
-        f"{path}: at 0001_inherited_schema (made by the old store; glyph-migrate adopts it), 4 pending\n\n"
-        + status_lines(
-            [
-                ("0001_inherited_schema", "applied", "by the old store"),
-                ("0002_import_lineage", "pending", ""),
-                ("0003_scored_listings_title", "pending", ""),
-                ("0004_import_model_stats", "pending", ""),
-                ("0005_scored_listings_condition_index", "pending", ""),
-            ]
-        ),
+        f"{path}: at 0001_inherited_schema (made by the old store; glyph-migrate adopts it), {len(LABELS) - 1} pending\n\n"
+        + status_lines([("0001_inherited_schema", "applied", "by the old store")] + [(label, "pending", "") for label in LABELS[1:]]),
     )
     assert (
         sqlite3.connect(path).execute("SELECT name FROM sqlite_master WHERE name = 'glyph_migrations'").fetchall() == []
@@ -206,13 +176,7 @@ def test_status_shows_drift_and_unknown_migrations(path):
         + f"  {'0002_import_lineage':<{WIDTH}}  changed  {APPLIED_AT}\n"
         f"      {DESCRIPTIONS['0002']}\n"
         "      ! the up script has changed since it was applied (checksum drift)\n"
-        + status_lines(
-            [
-                ("0003_scored_listings_title", "applied", APPLIED_AT),
-                ("0004_import_model_stats", "applied", APPLIED_AT),
-                ("0005_scored_listings_condition_index", "applied", APPLIED_AT),
-            ]
-        )
+        + status_lines([(label, "applied", APPLIED_AT) for label in LABELS[2:]])
         + f"  {'0009':<{WIDTH}}  unknown  2030-01-01T00:00:00+00:00\n"
         "      applied to this database, but not one of this version's migrations\n",
     )
@@ -256,16 +220,13 @@ def test_dry_run_on_a_legacy_database_prints_the_sql_and_changes_nothing(path):
     assert result.exit_code == 0
     head, blocks = dry_run_blocks(result.output)
     assert head == (
-        f"-- Dry run for {path}: 4 steps from 0001_inherited_schema to 0005_scored_listings_condition_index. "
+        f"-- Dry run for {path}: {len(LABELS) - 1} steps from 0001_inherited_schema to {NEWEST}. "
         "Nothing was changed.\n" + DRY_RUN_NOTE
     )
     assert [title for title, _ in blocks] == [
-        "-- Step 1 of 4: 0002_import_lineage (up)",
-        "-- Step 2 of 4: 0003_scored_listings_title (up)",
-        "-- Step 3 of 4: 0004_import_model_stats (up)",
-        "-- Step 4 of 4: 0005_scored_listings_condition_index (up)",
+        f"-- Step {n} of {len(LABELS) - 1}: {label} (up)" for n, label in enumerate(LABELS[1:], start=1)
     ]
-    lineage, title, stats, condition = [statements for _, statements in blocks]
+    lineage, title, stats, condition = [statements for _, statements in blocks[:4]]
     # The lineage step is planned from this file: it names the old store's own index and trigger names.
     assert in_order(
         [
@@ -316,7 +277,7 @@ def test_dry_run_with_nothing_to_do(path):
     result = run(path, "--dry-run")
     assert (result.exit_code, result.output) == (
         0,
-        f"-- Dry run for {path}: at 0005_scored_listings_condition_index, nothing to do.\n",
+        f"-- Dry run for {path}: at {NEWEST}, nothing to do.\n",
     )
 
 
@@ -330,9 +291,9 @@ STATUS_ONLY = "Error: --status only reports; use it without --to, --rollback, --
         ("0003", ["--status", "--to", "1"], 2, STATUS_ONLY),
         ("0003", ["--status", "--dry-run"], 2, STATUS_ONLY),
         ("0003", ["--rollback", "0"], 2, "Error: Invalid value for '--rollback': 0 is not in the range x>=1."),
-        ("0003", ["--to", "9"], 1, "Error: Unknown target migration '9'; known: 0001, 0002, 0003, 0004, 0005"),
+        ("0003", ["--to", "9"], 1, "Error: Unknown target migration '9'; known: " + ", ".join(IDS)),
         ("0003", ["--rollback", "4"], 1, "Error: Cannot roll back 4: only 3 migration(s) applied"),
-        ("0003", ["--dry-run", "--to", "x"], 1, "Error: Unknown target migration 'x'; known: 0001, 0002, 0003, 0004, 0005"),
+        ("0003", ["--dry-run", "--to", "x"], 1, "Error: Unknown target migration 'x'; known: " + ", ".join(IDS)),
         (None, ["--status"], 1, "Error: {path} does not exist"),
         (None, ["--dry-run"], 1, "Error: {path} does not exist"),
         ("not a database", [], 1, "Error: {path}: file is not a database"),
@@ -418,17 +379,11 @@ def test_two_glyph_migrate_commands_at_once(tmp_path):
     outputs = [r.communicate(timeout=60) for r in runs]
     assert [(r.returncode, err) for r, (_, err) in zip(runs, outputs)] == [(0, ""), (0, "")]
     applied = sorted(line.split()[1] for out, _ in outputs for line in out.splitlines() if line.startswith("Applied"))
-    assert applied == [
-        "0001_inherited_schema",
-        "0002_import_lineage",
-        "0003_scored_listings_title",
-        "0004_import_model_stats",
-        "0005_scored_listings_condition_index",
-    ]
+    assert applied == LABELS
     assert [out.splitlines()[-1] for out, _ in outputs] in (
-        [f"{path} is at 0005_scored_listings_condition_index", f"{path} is at 0005_scored_listings_condition_index; nothing to do"],
-        [f"{path} is at 0005_scored_listings_condition_index; nothing to do", f"{path} is at 0005_scored_listings_condition_index"],
-        [f"{path} is at 0005_scored_listings_condition_index"] * 2,
+        [f"{path} is at {NEWEST}", f"{path} is at {NEWEST}; nothing to do"],
+        [f"{path} is at {NEWEST}; nothing to do", f"{path} is at {NEWEST}"],
+        [f"{path} is at {NEWEST}"] * 2,
     )
     conn = sqlite3.connect(path)
-    assert conn.execute("SELECT id FROM glyph_migrations ORDER BY id").fetchall() == [("0001",), ("0002",), ("0003",), ("0004",), ("0005",)]
+    assert conn.execute("SELECT id FROM glyph_migrations ORDER BY id").fetchall() == [(i,) for i in IDS]

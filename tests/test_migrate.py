@@ -16,6 +16,8 @@ from .conftest import build_legacy_database
 LEGACY = "dbaea5cd-0a4d-52ca-88af-4737290a1213"  # the batch 0002 gives rows that named none
 RECOVERED = "Batch named by rows but missing from import_batches"
 DATA_TABLES = ["models", "listings", "scored_listings", "quantized_listings"]
+MIGRATION_IDS = [m.id for m in migrate.load_migrations()]  # every migration this version ships, oldest first
+NEWEST = MIGRATION_IDS[-1]
 NEW_BATCH_COLUMNS = [
     "filename",
     "sha256",
@@ -169,6 +171,7 @@ def test_migrations_are_numbered_pairs_described_by_their_first_comment():
             "0005_scored_listings_condition_index",
             "Index scored_listings.condition, so its facet on the table page does not scan every row",
         ),
+        ("0007_kept_files", "Record the original file each import read, kept compressed beside the database"),
     ]
 
 
@@ -235,23 +238,15 @@ def test_checksum_ignores_line_endings_only():
 def test_legacy_database_is_recognised_at_0001_and_adopted_by_the_first_run(tmp_path):
     conn = legacy_database(tmp_path / "legacy.db")
     assert (migrate.is_legacy(conn), migrate.is_managed(conn), version(conn)) == (True, False, "0001")
-    assert [(s.id, s.applied_at) for s in migrate.status(conn)] == [
-        ("0001", "by the old store"),
-        ("0002", None),
-        ("0003", None),
-        ("0004", None),
-        ("0005", None),
+    assert [(s.id, s.applied_at) for s in migrate.status(conn)] == [("0001", "by the old store")] + [
+        (i, None) for i in MIGRATION_IDS[1:]
     ]
     steps = migrate.migrate(conn)
-    assert [(s.migration.id, s.direction) for s in steps] == [("0002", "up"), ("0003", "up"), ("0004", "up"), ("0005", "up")]
+    assert [(s.migration.id, s.direction) for s in steps] == [(i, "up") for i in MIGRATION_IDS[1:]]
     assert [r[:2] for r in conn.execute("SELECT id, name FROM glyph_migrations ORDER BY id")] == [
-        ("0001", "inherited_schema"),
-        ("0002", "import_lineage"),
-        ("0003", "scored_listings_title"),
-        ("0004", "import_model_stats"),
-        ("0005", "scored_listings_condition_index"),
+        (m.id, m.name) for m in migrate.load_migrations()
     ]
-    assert (migrate.is_legacy(conn), migrate.is_managed(conn), version(conn)) == (False, True, "0005")
+    assert (migrate.is_legacy(conn), migrate.is_managed(conn), version(conn)) == (False, True, MIGRATION_IDS[-1])
 
 
 def test_legacy_database_migrated_forward_keeps_and_tags_every_row(tmp_path):
@@ -338,16 +333,16 @@ def test_up_down_and_up_again_from_the_legacy_database(tmp_path):
     assert snapshot(conn) == newest
 
 
-@pytest.mark.parametrize("migration_id", ["0002", "0003", "0004", "0005"])
+@pytest.mark.parametrize("migration_id", MIGRATION_IDS[1:])
 def test_each_migration_round_trips_on_a_database_holding_data(tmp_path, migration_id):
     conn = legacy_database(tmp_path / "legacy.db")
     before = {"0001": snapshot(conn)}
-    for target in ["0002", "0003", "0004", "0005"]:
+    for target in MIGRATION_IDS[1:]:
         migrate.migrate(conn, target=target)
         before[target] = snapshot(conn)
     migrate.migrate(conn, target=migration_id)
     assert [(s.migration.id, s.direction) for s in migrate.migrate(conn, rollback=1)] == [(migration_id, "down")]
-    assert snapshot(conn) == before[f"{int(migration_id) - 1:04d}"]
+    assert snapshot(conn) == before[MIGRATION_IDS[MIGRATION_IDS.index(migration_id) - 1]]
     assert [(s.migration.id, s.direction) for s in migrate.migrate(conn, target=migration_id)] == [(migration_id, "up")]
     assert snapshot(conn) == before[migration_id]
 
@@ -506,13 +501,7 @@ def test_checksum_drift_is_refused_and_nothing_changes(tmp_path, conn):
     changed = package_sql("0002_import_lineage.py").replace("TEXT NOT NULL DEFAULT", "TEXT DEFAULT")
     files = migration_files(tmp_path, {"0002_import_lineage.py": changed})
     migrations = migrate.load_migrations(files=files)
-    assert [(s.id, s.drifted) for s in migrate.status(conn, migrations)] == [
-        ("0001", False),
-        ("0002", True),
-        ("0003", False),
-        ("0004", False),
-        ("0005", False),
-    ]
+    assert [(s.id, s.drifted) for s in migrate.status(conn, migrations)] == [(i, i == "0002") for i in MIGRATION_IDS]
     for kwargs in [{}, {"target": "0001"}, {"rollback": 1}]:
         with pytest.raises(migrate.MigrationError) as e:
             migrate.migrate(conn, migrations=migrations, **kwargs)
@@ -520,16 +509,16 @@ def test_checksum_drift_is_refused_and_nothing_changes(tmp_path, conn):
             "Checksum drift: 0002_import_lineage.py changed after it was applied to this database. "
             "Restore the file as it was (a change to the schema needs a new migration), then run again."
         )
-    assert (snapshot(conn), version(conn)) == (before, "0005")
+    assert (snapshot(conn), version(conn)) == (before, NEWEST)
 
 
 def test_a_rewritten_migration_accepts_the_checksum_it_supersedes(conn):
     conn.execute("UPDATE glyph_migrations SET checksum = ? WHERE id = '0004'", [
         "e4be0f86575d1137694765cbb47ffc3bef96887c286ab069369846a084e8b326"
     ])
-    assert [s.drifted for s in migrate.status(conn)] == [False] * 5
+    assert [s.drifted for s in migrate.status(conn)] == [False] * len(MIGRATION_IDS)
     conn.execute("UPDATE glyph_migrations SET checksum = 'edited' WHERE id = '0004'")
-    assert [s.drifted for s in migrate.status(conn)] == [False, False, False, True, False]
+    assert [s.drifted for s in migrate.status(conn)] == [i == "0004" for i in MIGRATION_IDS]
 
 
 BROKEN_UP = """-- Fails at its third statement
@@ -549,27 +538,27 @@ BROKEN_DOWN = "DROP TABLE made_by_0006;\nDROP TABLE no_such_table;\n"
         (
             BROKEN_UP,
             WORKING_DOWN,
-            "0005",
+            NEWEST,
             None,
-            "Migration 0006_extra (up) failed at statement 3, line 5 of 0006_extra.up.sql: no such table: "
+            "Migration 0096_extra (up) failed at statement 3, line 5 of 0096_extra.up.sql: no such table: "
             "no_such_table\n    INSERT INTO no_such_table (id) VALUES (1);\n"
-            "Nothing of it was kept: the database is still at 0005.",
+            f"Nothing of it was kept: the database is still at {NEWEST}.",
         ),
         (
             WORKING_UP,
             BROKEN_DOWN,
-            "0006",
-            "0005",
-            "Migration 0006_extra (down) failed at statement 2, line 2 of 0006_extra.down.sql: no such table: "
-            "no_such_table\n    DROP TABLE no_such_table;\nNothing of it was kept: the database is still at 0006.",
+            "0096",
+            NEWEST,
+            "Migration 0096_extra (down) failed at statement 2, line 2 of 0096_extra.down.sql: no such table: "
+            "no_such_table\n    DROP TABLE no_such_table;\nNothing of it was kept: the database is still at 0096.",
         ),
     ],
 )
 def test_failing_migration_leaves_the_previous_version_and_says_where(tmp_path, up, down, start, target, message):
-    files = migration_files(tmp_path, {"0006_extra.up.sql": up, "0006_extra.down.sql": down})
+    files = migration_files(tmp_path, {"0096_extra.up.sql": up, "0096_extra.down.sql": down})
     migrations = migrate.load_migrations(files=files)
     conn = legacy_database(tmp_path / "glyph.db")
-    if start == "0006":
+    if start == "0096":
         migrate.migrate(conn, migrations=migrations)
     else:
         migrate.migrate(conn)
@@ -584,10 +573,10 @@ def test_failure_part_way_keeps_the_steps_before_it(tmp_path):
     files = migration_files(
         tmp_path,
         {
-            "0006_works.up.sql": WORKING_UP,
-            "0006_works.down.sql": WORKING_DOWN,
-            "0007_fails.up.sql": "-- Fails\nSELECT * FROM no_such_table;\n",
-            "0007_fails.down.sql": "SELECT 1;\n",
+            "0096_works.up.sql": WORKING_UP,
+            "0096_works.down.sql": WORKING_DOWN,
+            "0097_fails.up.sql": "-- Fails\nSELECT * FROM no_such_table;\n",
+            "0097_fails.down.sql": "SELECT 1;\n",
         },
     )
     conn = legacy_database(tmp_path / "glyph.db")
@@ -595,11 +584,11 @@ def test_failure_part_way_keeps_the_steps_before_it(tmp_path):
     with pytest.raises(migrate.MigrationError) as e:
         migrate.migrate(conn, migrations=migrate.load_migrations(files=files), on_step=lambda s, _: applied.append(s))
     assert str(e.value) == (
-        "Migration 0007_fails (up) failed at statement 1, line 2 of 0007_fails.up.sql: no such table: no_such_table\n"
-        "    SELECT * FROM no_such_table;\nNothing of it was kept: the database is still at 0006."
+        "Migration 0097_fails (up) failed at statement 1, line 2 of 0097_fails.up.sql: no such table: no_such_table\n"
+        "    SELECT * FROM no_such_table;\nNothing of it was kept: the database is still at 0096."
     )
-    assert [s.migration.id for s in applied] == ["0002", "0003", "0004", "0005", "0006"]
-    assert version(conn) == "0006"
+    assert [s.migration.id for s in applied] == MIGRATION_IDS[1:] + ["0096"]
+    assert version(conn) == "0096"
 
 
 def test_failing_lineage_migration_leaves_the_legacy_database_as_it_was(tmp_path):
@@ -621,25 +610,25 @@ def test_failing_lineage_migration_leaves_the_legacy_database_as_it_was(tmp_path
     assert "glyph_migrations" not in {r[0] for r in conn.execute("SELECT name FROM sqlite_master")}
     assert conn.execute("SELECT name FROM sqlite_temp_master").fetchall() == []
     migrate.migrate(conn)
-    assert version(conn) == "0005"
+    assert version(conn) == NEWEST
 
 
 def test_migration_that_breaks_a_foreign_key_is_refused(tmp_path, conn):
     files = migration_files(
         tmp_path,
         {
-            "0006_orphan.up.sql": "-- Adds a listing of a model nobody recorded\n"
+            "0096_orphan.up.sql": "-- Adds a listing of a model nobody recorded\n"
             "INSERT INTO import_batches (import_id) VALUES ('batch-z');\n"
             "INSERT INTO scored_listings (id, canonical_model, price, vram_gb, tdp_watts, score, import_id, "
             "import_index) VALUES (7, 'NO_SUCH_MODEL', 1.0, 8, 75, 0.5, 'batch-z', 1);\n",
-            "0006_orphan.down.sql": "DELETE FROM scored_listings WHERE id = 7;\n",
+            "0096_orphan.down.sql": "DELETE FROM scored_listings WHERE id = 7;\n",
         },
     )
     with pytest.raises(migrate.MigrationError) as e:
         migrate.migrate(conn, migrations=migrate.load_migrations(files=files))
     assert str(e.value) == (
-        "Migration 0006_orphan (up) would break 1 foreign key(s); the first: scored_listings row 7 names a models "
-        "row that does not exist.\nNothing of it was kept: the database is still at 0005."
+        "Migration 0096_orphan (up) would break 1 foreign key(s); the first: scored_listings row 7 names a models "
+        f"row that does not exist.\nNothing of it was kept: the database is still at {NEWEST}."
     )
     assert conn.execute("SELECT COUNT(*) FROM import_batches").fetchone()[0] == 0
 
@@ -647,15 +636,15 @@ def test_migration_that_breaks_a_foreign_key_is_refused(tmp_path, conn):
 @pytest.mark.parametrize(
     "start,kwargs,expected",
     [
-        (None, {}, [("0001", "up"), ("0002", "up"), ("0003", "up"), ("0004", "up"), ("0005", "up")]),
-        ("0001", {}, [("0002", "up"), ("0003", "up"), ("0004", "up"), ("0005", "up")]),
-        ("0005", {}, []),
+        (None, {}, [(i, "up") for i in MIGRATION_IDS]),
+        ("0001", {}, [(i, "up") for i in MIGRATION_IDS[1:]]),
+        (NEWEST, {}, []),
         ("0001", {"target": "2"}, [("0002", "up")]),
         ("0001", {"target": "0002_import_lineage"}, [("0002", "up")]),
         ("0004", {"target": "0001"}, [("0004", "down"), ("0003", "down"), ("0002", "down")]),
         ("0004", {"target": "0"}, [("0004", "down"), ("0003", "down"), ("0002", "down"), ("0001", "down")]),
         ("0002", {"target": "0002"}, []),
-        ("0005", {"rollback": 1}, [("0005", "down")]),
+        (NEWEST, {"rollback": 1}, [(NEWEST, "down")]),
         ("0004", {"rollback": 4}, [("0004", "down"), ("0003", "down"), ("0002", "down"), ("0001", "down")]),
         ("0002", {"rollback": 0}, []),
     ],
@@ -670,16 +659,19 @@ def test_plan(tmp_path, start, kwargs, expected):
 @pytest.mark.parametrize(
     "kwargs,message",
     [
-        ({"target": "0009"}, "Unknown target migration '0009'; known: 0001, 0002, 0003, 0004, 0005"),
-        ({"target": "lineage"}, "Unknown target migration 'lineage'; known: 0001, 0002, 0003, 0004, 0005"),
-        ({"rollback": 6}, "Cannot roll back 6: only 5 migration(s) applied"),
+        ({"target": "0099"}, "Unknown target migration '0099'; known: " + ", ".join(MIGRATION_IDS)),
+        ({"target": "lineage"}, "Unknown target migration 'lineage'; known: " + ", ".join(MIGRATION_IDS)),
+        (
+            {"rollback": len(MIGRATION_IDS) + 1},
+            f"Cannot roll back {len(MIGRATION_IDS) + 1}: only {len(MIGRATION_IDS)} migration(s) applied",
+        ),
         ({"rollback": -1}, "Cannot roll back a negative number of migrations"),
     ],
 )
 def test_plan_refuses_impossible_moves(conn, kwargs, message):
     with pytest.raises(migrate.MigrationError) as e:
         migrate.migrate(conn, **kwargs)
-    assert (str(e.value), version(conn)) == (message, "0005")
+    assert (str(e.value), version(conn)) == (message, NEWEST)
 
 
 def test_a_migration_from_a_newer_version_is_refused(conn):
@@ -707,9 +699,9 @@ def test_applied_at_is_recorded(tmp_path, monkeypatch):
 @pytest.mark.parametrize(
     "setup,expected_steps,expected_version",
     [
-        ("empty", ["0001", "0002", "0003", "0004", "0005"], "0005"),
-        ("managed at 0001", ["0002", "0003", "0004", "0005"], "0005"),
-        ("managed, newest", [], "0005"),
+        ("empty", MIGRATION_IDS, NEWEST),
+        ("managed at 0001", MIGRATION_IDS[1:], NEWEST),
+        ("managed, newest", [], NEWEST),
         ("legacy", None, "0001"),
         ("someone else's", None, None),
     ],
@@ -762,7 +754,7 @@ INSERT INTO slow_numbers SELECT n FROM c WHERE n % 1000 = 0;
 
 
 def test_two_processes_migrating_one_file_at_once_apply_each_migration_once(tmp_path):
-    files = migration_files(tmp_path, {"0006_slow.up.sql": SLOW_UP, "0006_slow.down.sql": "DROP TABLE slow_numbers;"})
+    files = migration_files(tmp_path, {"0096_slow.up.sql": SLOW_UP, "0096_slow.down.sql": "DROP TABLE slow_numbers;"})
     path = tmp_path / "glyph.db"
     start_at = time.time() + 1.5  # both interpreters are up by then, even on a busy machine
     runs = [
@@ -778,14 +770,7 @@ def test_two_processes_migrating_one_file_at_once_apply_each_migration_once(tmp_
     assert [(run.returncode, err) for run, (_, err) in zip(runs, outputs)] == [(0, ""), (0, "")]
     results = [json.loads(out) for out, _ in outputs]
     assert max(r["started"] for r in results) < min(r["finished"] for r in results)  # they did overlap
-    assert sorted(step for r in results for step in r["steps"]) == ["0001", "0002", "0003", "0004", "0005", "0006"]
+    assert sorted(step for r in results for step in r["steps"]) == MIGRATION_IDS + ["0096"]
     conn = connect(path)
-    assert [r[0] for r in conn.execute("SELECT id FROM glyph_migrations ORDER BY id")] == [
-        "0001",
-        "0002",
-        "0003",
-        "0004",
-        "0005",
-        "0006",
-    ]
+    assert [r[0] for r in conn.execute("SELECT id FROM glyph_migrations ORDER BY id")] == MIGRATION_IDS + ["0096"]
     assert conn.execute("SELECT COUNT(*) FROM slow_numbers").fetchone()[0] == 3000

@@ -7,6 +7,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+from datasette_glyph import migrate
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -30,7 +32,8 @@ def test_the_worked_migration_example_runs_as_printed(tmp_path):
         outputs.append(result.stdout)
     status_after_down = outputs[5]
     assert status_after_down.endswith(printed)
+    migrations = migrate.load_migrations()
     assert outputs[1].splitlines()[0] == (
-        "old.db: at 0001_inherited_schema (made by the old store; glyph-migrate adopts it), 4 pending"
+        f"old.db: at 0001_inherited_schema (made by the old store; glyph-migrate adopts it), {len(migrations) - 1} pending"
     )
-    assert outputs[-1].splitlines()[-1] == "old.db is at 0005_scored_listings_condition_index"
+    assert outputs[-1].splitlines()[-1] == f"old.db is at {migrations[-1].label}"
