@@ -33,7 +33,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import BinaryIO, Dict, Iterator, List, Optional, Union
 
-from .db import transaction
+from .db import StorageError, transaction
 from .uploads import made_private
 
 SUFFIX = ".gz"
@@ -314,8 +314,8 @@ def reimport(conn: sqlite3.Connection, directory: Path, import_id: str, *, actor
 
     The new batch keeps the original's file name, source and description; its ``previous_import_id`` is the
     newest complete batch of the same bytes, as for any import. Works for a rolled-back batch too: that is how
-    one is brought back. Raises NotReimportable, or the importer's errors (StorageError when the kept file no
-    longer has its SHA-256).
+    one is brought back. Raises NotReimportable, StorageError (kind ``changed``) when the kept file no longer has
+    its SHA-256, or the importer's ImportFailed.
     """
     from . import importer  # the importer hands its chunks to Original; only a re-import needs it here
 
@@ -328,35 +328,48 @@ def reimport(conn: sqlite3.Connection, directory: Path, import_id: str, *, actor
         stream = open_kept(directory, row, import_id)
     except FileStoreError as e:
         raise NotReimportable(e.message) from None
-    original = Original.already_kept(directory, row, reimport_of=import_id)
-    common = dict(
+    options.update(
         filename=row["filename"],
         source_name=row["source"],
         description=row["description"],
         actor=actor,
         expected_sha256=row["sha256"],
-        original=original,
-        **options,
+        original=Original.already_kept(directory, row, reimport_of=import_id),
     )
-    with stream:
-        if row["media_type"] != JSON_TYPE:
-            return importer.import_csv(conn, stream, **common)
-        # A JSON body is read twice (scanned for its keys, then imported): decompressed to a private temp file.
-        temp = Path(directory) / f"{TEMP_PREFIX}{uuid.uuid4().hex}"
-        try:
-            with open(os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600), "wb") as out:
-                for chunk in iter(lambda: stream.read(READ_CHUNK_BYTES), b""):
-                    out.write(chunk)
-            try:
-                body = importer.scan_json(temp)
-            except importer.InvalidJson:
-                from .db import StorageError
+    try:
+        with stream:
+            if row["media_type"] != JSON_TYPE:
+                return importer.import_csv(conn, stream, **options)
+            return _reimport_json(importer, conn, stream, directory, options)
+    except (importer.ImportFailed, importer.InvalidJson, OSError, EOFError, zlib.error):
+        # A damaged file may fail to parse or decompress before its SHA-256 is known: say which it was.
+        if not _intact(stored_path(directory, row["sha256"]), row["sha256"]):
+            raise StorageError("changed", "the re-import") from None
+        raise
 
-                raise StorageError("changed", "the re-import") from None
-            return importer.import_json(conn, body, **common)
-        finally:
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(temp)
+
+def _reimport_json(importer, conn, stream, directory: Path, options: dict):
+    # A JSON body is read twice (scanned for its keys, then imported): decompressed to a private temp file.
+    temp = Path(directory) / f"{TEMP_PREFIX}{uuid.uuid4().hex}"
+    try:
+        with open(os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600), "wb") as out:
+            for chunk in iter(lambda: stream.read(READ_CHUNK_BYTES), b""):
+                out.write(chunk)
+        return importer.import_json(conn, importer.scan_json(temp), **options)
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(temp)
+
+
+def _intact(path: Path, sha256: str) -> bool:
+    digest = hashlib.sha256()
+    try:
+        with gzip.open(path, "rb") as f:
+            for chunk in iter(lambda: f.read(READ_CHUNK_BYTES), b""):
+                digest.update(chunk)
+    except (OSError, EOFError, zlib.error):
+        return False
+    return digest.hexdigest() == sha256
 
 
 # Sweep, verify, prune --------------------------------------------------------------------------------------
