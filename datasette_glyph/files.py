@@ -45,8 +45,9 @@ JSON_TYPE = "application/json"
 # file but took several times as long as level 1, more than the 10% of the import's time that keeping the file
 # may cost; level 1 in its own thread (zlib lets go of the GIL while it compresses) hides behind the import.
 COMPRESS_LEVEL = 1
-# Chunks waiting for the compressor thread: the reader stops when it is this far ahead (1 MiB each).
-QUEUE_CHUNKS = 16
+# Chunks waiting for the compressor thread (about 1 MiB each): the reader waits when it is this far ahead, so a
+# slow disk costs the server at most this much memory.
+QUEUE_CHUNKS = 4
 READ_CHUNK_BYTES = 1024 * 1024
 # Files no committed batch names are removed only when older than this: an import in another process may still
 # be writing its temp file (it takes the write lock only after reading the header).
