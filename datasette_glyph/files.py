@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime
+import errno
 import gzip
 import hashlib
 import os
@@ -54,6 +55,22 @@ READ_CHUNK_BYTES = 1024 * 1024
 SWEEP_GRACE_SECONDS = 3600
 
 IMPORT_FILES_TABLE = "import_files"
+
+
+class KeptFileError(StorageError):
+    """The original could not be written to the kept files folder (a full disk, no permission): the import is
+    refused, since a committed batch must have its file. A StorageError, so every door answers it as one."""
+
+    def __init__(self, directory: Path, error: OSError):
+        room = error.errno in (errno.ENOSPC, errno.EFBIG, getattr(errno, "EDQUOT", errno.ENOSPC))
+        sqlite3.OperationalError.__init__(
+            self,
+            f"The original file could not be kept in {directory} ({error.strerror or error}); the import was not "
+            "saved (nothing was written). Make room there, or set keep_files: false (--no-keep-file).",
+        )
+        self.kind = "full" if room else "io"
+        self.status = 507 if room else 503
+        self.detail = str(error)
 
 
 class FileStoreError(Exception):
@@ -142,10 +159,12 @@ class Original:
 
     def _compress(self) -> None:
         compressor = zlib.compressobj(COMPRESS_LEVEL, zlib.DEFLATED, 31)  # 31: gzip framing, readable by zcat
+        ended = False
         try:
             while True:
                 chunk = self._queue.get()
                 if chunk is None:
+                    ended = True
                     break
                 if self._error is None:
                     out = compressor.compress(chunk)
@@ -159,10 +178,13 @@ class Original:
                 os.fsync(self._file.fileno())
         except BaseException as e:  # a full disk: reported by keep(), which the import then fails with
             self._error = e
-            while self._queue.get() is not None:  # let the reader finish; it must not block on a full queue
+            while not ended and self._queue.get() is not None:  # the reader must never block on a full queue
                 pass
         finally:
-            self._file.close()
+            try:
+                self._file.close()
+            except OSError as e:
+                self._error = self._error or e
 
     def write(self, data) -> None:
         """One more chunk of the original, in order (a bytes-like object; it is copied)."""
@@ -170,17 +192,28 @@ class Original:
             self._put(data)
 
     def _put(self, data) -> None:
+        # Never raises: the importer's read must not fail for the store's sake; keep() reports the error.
+        if self._error is not None:
+            return
         if self._queue is None:
-            self._start()
+            try:
+                self._start()
+            except OSError as e:
+                self._error = e
+                return
         self._queue.put(bytes(data))
 
     def _finish_writing(self) -> None:
-        if self._queue is None:
-            self._start()  # an empty original: nothing was read
-        self._queue.put(None)
-        self._thread.join()
-        if self._error is not None:
-            raise self._error
+        try:
+            if self._queue is None and self._error is None:
+                self._start()  # an empty original: nothing was read
+            if self._thread is not None:
+                self._queue.put(None)
+                self._thread.join()
+            if self._error is not None:
+                raise self._error
+        except OSError as e:
+            raise KeptFileError(self.directory, e) from None
 
     def _compress_path(self) -> tuple:
         sha256 = hashlib.sha256()
@@ -205,12 +238,18 @@ class Original:
             conn.execute(INSERT_FILE_SQL, row)
             return
         if self.source_path is not None:
-            sha256, size = self._compress_path()
+            try:
+                sha256, size = self._compress_path()
+            except OSError as e:
+                raise KeptFileError(self.directory, e) from None
         self._finish_writing()
         target = stored_path(self.directory, sha256)
-        os.replace(self.temp, target)  # the same bytes kept before: one file, replaced by an identical one
-        self.temp = None
-        _fsync_dir(self.directory)
+        try:
+            os.replace(self.temp, target)  # the same bytes kept before: one file, replaced by an identical one
+            self.temp = None
+            _fsync_dir(self.directory)
+        except OSError as e:
+            raise KeptFileError(self.directory, e) from None
         conn.execute(
             INSERT_FILE_SQL,
             {

@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import sqlite3
 import sys
+import zlib
 from pathlib import Path
 from typing import Optional
 from urllib.parse import quote
@@ -62,14 +63,14 @@ async def sweep_at_startup(datasette, db) -> None:
 class _FileDownload:
     """An ASGI response that sends a kept original as it is decompressed, never holding it whole."""
 
-    def __init__(self, stream, headers: dict):
+    def __init__(self, stream, first: bytes, headers: dict):
         self.stream = stream
+        self.first = first
         self.headers = headers
 
     async def asgi_send(self, send):
         loop = asyncio.get_running_loop()
         try:
-            first = await loop.run_in_executor(None, self.stream.read, DOWNLOAD_CHUNK_BYTES)
             await send(
                 {
                     "type": "http.response.start",
@@ -77,7 +78,7 @@ class _FileDownload:
                     "headers": [[k.encode("latin-1"), v.encode("latin-1")] for k, v in self.headers.items()],
                 }
             )
-            chunk = first
+            chunk = self.first
             while chunk:
                 await send({"type": "http.response.body", "body": chunk, "more_body": True})
                 chunk = await loop.run_in_executor(None, self.stream.read, DOWNLOAD_CHUNK_BYTES)
@@ -114,6 +115,16 @@ async def file_view(request, datasette):
         stream = await asyncio.get_running_loop().run_in_executor(None, files.open_kept, directory, row, import_id)
     except files.FileStoreError as e:
         return errors_response(e.status, [e.message])
+    try:
+        # The first piece is read before answering, so that a file that is not gzip at all gets a JSON answer.
+        first = await asyncio.get_running_loop().run_in_executor(None, stream.read, DOWNLOAD_CHUNK_BYTES)
+    except (OSError, EOFError, zlib.error):
+        stream.close()
+        message = (
+            f"The kept file of import {import_id} is damaged and cannot be sent; datasette glyph-files --verify "
+            "reports every damaged file"
+        )
+        return errors_response(503, [message])
     media_type = row["media_type"]
     headers = {
         "content-type": f"{media_type}; charset=utf-8" if media_type == files.CSV_TYPE else media_type,
@@ -121,7 +132,7 @@ async def file_view(request, datasette):
         "content-disposition": _disposition(files.download_name(row)),
         "x-content-sha256": row["sha256"],
     }
-    return _FileDownload(stream, headers)
+    return _FileDownload(stream, first, headers)
 
 
 async def reimport_view(request, datasette):

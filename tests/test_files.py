@@ -658,3 +658,49 @@ async def test_sigkill_between_keeping_the_file_and_committing_leaves_no_orphan(
     # and the next import of the same file works
     assert run("glyph-import", db_path, csv_path, "--quiet").exit_code == 0
     assert files.verify(conn, store) == (2, [])
+
+
+def test_an_original_that_cannot_be_kept_refuses_the_import(tmp_path, conn, db_path):
+    gone = tmp_path / "gone"
+    gone.mkdir()
+    original = files.Original(gone, files.CSV_TYPE)
+    gone.rmdir()  # the folder vanished under the server: the file cannot be written
+    with pytest.raises(files.KeptFileError) as e:
+        importer.import_csv(conn, __import__("io").BytesIO(CSV), original=original)
+    assert (str(e.value), e.value.status) == (
+        f"The original file could not be kept in {gone} (No such file or directory); the import was not saved "
+        "(nothing was written). Make room there, or set keep_files: false (--no-keep-file).",
+        503,
+    )
+    assert conn.execute("SELECT COUNT(*) FROM import_batches").fetchone()[0] == 0
+
+
+@pytest.mark.asyncio
+async def test_a_kept_file_that_is_not_gzip_is_refused_as_damaged(db_path):
+    ds = await make_ds(db_path)
+    conn = connect(db_path)
+    result = keep(conn, db_path)
+    (store_of(db_path) / f"{CSV_SHA}.gz").write_bytes(b"plain text, not gzip")
+    response = await ds.client.get(f"/api/imports/{result.import_id}/file")
+    assert (response.status_code, response.json()["errors"]) == (
+        503,
+        [
+            {
+                "message": f"The kept file of import {result.import_id} is damaged and cannot be sent; "
+                "datasette glyph-files --verify reports every damaged file"
+            }
+        ],
+    )
+    again = await ds.client.post(f"/api/imports/{result.import_id}/reimport")
+    assert again.status_code == 403  # nobody may import here; with the permission it is the 503 below
+    ds = await make_ds(db_path, allow_import=True)
+    again = await ds.client.post(f"/api/imports/{result.import_id}/reimport")
+    assert (again.status_code, again.json()["errors"]) == (
+        503,
+        [
+            {
+                "message": f"The kept file of import {result.import_id} is damaged (its SHA-256 is not the batch's); "
+                "nothing was imported. datasette glyph-files --verify reports every damaged file"
+            }
+        ],
+    )
