@@ -22,6 +22,7 @@ import datetime
 import errno
 import gzip
 import hashlib
+import json
 import os
 import queue
 import re
@@ -299,10 +300,10 @@ def kept_files(conn: sqlite3.Connection, import_ids: List[str]) -> Dict[str, dic
     found = {i: {"file_kept": False, "file_bytes": None, "file_stored_bytes": None, "reimport_of": None} for i in import_ids}
     if not import_ids or not has_store(conn):
         return found
-    marks = ", ".join("?" for _ in import_ids)
     for import_id, size, stored, removed_at, reimport_of in conn.execute(
-        f"SELECT import_id, bytes, stored_bytes, removed_at, reimport_of FROM import_files WHERE import_id IN ({marks})",
-        import_ids,
+        "SELECT import_id, bytes, stored_bytes, removed_at, reimport_of FROM import_files "
+        "WHERE import_id IN (SELECT value FROM json_each(?))",
+        [json.dumps(import_ids)],
     ):
         kept = removed_at is None
         found[import_id] = {
