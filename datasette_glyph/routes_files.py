@@ -24,12 +24,16 @@ from .responses import actor_id, errors_response, method_not_allowed, ok_respons
 DOWNLOAD_CHUNK_BYTES = 256 * 1024
 
 
-def store_dir(datasette) -> Optional[Path]:
-    """The kept files folder of the glyph database (created private), or None for a database with no file."""
+def store_dir(datasette, create: bool = True) -> Optional[Path]:
+    """The kept files folder of the glyph database (created private unless only read from), or None for a
+    database with no file."""
     db = glyph_database(datasette)
     if not db.path or db.is_memory:
         return None
-    return files.files_dir(db.path, plugin_config(datasette)["files_dir"])
+    configured = plugin_config(datasette)["files_dir"]
+    if not create:  # a download on a read-only server must not try to make the folder
+        return Path(configured) if configured else files.default_files_dir(db.path)
+    return files.files_dir(db.path, configured)
 
 
 def new_original(datasette, media_type: str, source_path=None) -> Optional[files.Original]:
@@ -45,11 +49,8 @@ def new_original(datasette, media_type: str, source_path=None) -> Optional[files
 
 async def sweep_at_startup(datasette, db) -> None:
     """Remove kept files that no committed batch names (a server or command killed mid-import left them)."""
-    if not db.path or db.is_memory:
-        return
-    configured = plugin_config(datasette)["files_dir"]
-    directory = Path(configured) if configured else files.default_files_dir(db.path)
-    if not directory.is_dir():
+    directory = store_dir(datasette, create=False)
+    if directory is None or not directory.is_dir():
         return
     try:
         removed = await run_write(db, lambda conn: files.sweep(conn, directory))
@@ -108,7 +109,7 @@ async def file_view(request, datasette):
     exists, row = await db.execute_fn(read)
     if not exists:
         return errors_response(404, [f"No import with import_id {import_id!r}"])
-    directory = store_dir(datasette)
+    directory = store_dir(datasette, create=False)
     try:
         if directory is None:
             raise files.FileStoreError(f"The original file of import {import_id} was not kept")
