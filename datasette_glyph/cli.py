@@ -836,8 +836,8 @@ def glyph_files(path, files_dir, verify, prune, older_than, keep_last, keep_ids,
     missing and damaged files (exit status 1 if there is any). --prune removes the files of imports
     older than --older-than and beyond the newest --keep-last of their source (both rules apply when
     both are given), never a file that an import marked with --keep names; the batches stay and record
-    when their file was removed. Files that no import names (left by an import that was killed) are
-    removed too when they are an hour old.
+    when their file was removed. --prune also removes files that no import names (left by an import
+    that was killed) once they are an hour old, as the server does when it starts.
 
     \b
     Examples:
