@@ -18,7 +18,7 @@ import click
 from . import files, importer, lineage, market, uploads
 from . import migrate as migrations
 from .db import BUSY_TIMEOUT_MS, StorageError, connect
-from .formats import with_utc_z
+from .formats import utc_z, with_utc_z
 
 
 def register(cli: click.Group) -> None:
@@ -633,7 +633,7 @@ def glyph_imports(path, source_name, limit, as_json, quiet):
     rows = [
         [
             b["import_id"],
-            b["imported_at"] or "",
+            utc_z(b["imported_at"]) or "",
             b["source"] or "",
             b["filename"] or "",
             f"{b['record_count'] or 0:,}",

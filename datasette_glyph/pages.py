@@ -17,7 +17,7 @@ from markupsafe import Markup, escape
 
 from . import files, lineage
 from .config import glyph_database, plugin_config, read_only
-from .formats import usd
+from .formats import usd, utc_z
 from .listings import InvalidParameter
 from .permissions import can_import, can_rollback, can_view_table
 from .responses import diff_path, read_only_message, url_id
@@ -155,6 +155,8 @@ async def import_detail_page(datasette, request):
         "batch": batch,
         "rolled_back": rolled_back,
         "fields": [(key, label, batch.get(key)) for key, label in BATCH_FIELDS if batch.get(key) not in (None, "")],
+        # The moment the batch committed, in the form `litestream restore -timestamp` takes (docs/deploy.md)
+        "restore_timestamp": utc_z(batch.get("imported_at")) if batch.get("imported_at") else None,
         "title": batch.get("filename") or batch.get("description") or import_id,
         "models": models,
         "chart": price_chart(models),

@@ -268,11 +268,11 @@ def test_glyph_rollback_of_a_missing_file(tmp_path):
 # glyph-imports ------------------------------------------------------------------------------------------------------
 
 IMPORTS_TEXT = f"""\
-import_id                             imported_at          source  file   rows  status
-------------------------------------  -------------------  ------  -----  ----  --------
-{C_ID}  2025-05-03 10:00:00  broker  c.csv     2  complete
-{B_ID}  2025-05-02 10:00:00  market  b.csv     6  complete
-{A_ID}  2025-05-01 10:00:00  market  a.csv     6  complete
+import_id                             imported_at           source  file   rows  status
+------------------------------------  --------------------  ------  -----  ----  --------
+{C_ID}  2025-05-03T10:00:00Z  broker  c.csv     2  complete
+{B_ID}  2025-05-02T10:00:00Z  market  b.csv     6  complete
+{A_ID}  2025-05-01T10:00:00Z  market  a.csv     6  complete
 """
 
 

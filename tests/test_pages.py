@@ -322,6 +322,13 @@ async def test_batch_page(db_path, batches):
         ("Rows", "4"),
         ("Imported at", "2025-05-02 08:00:00 UTC"),
     ]
+    # The exact moment, in the form a point-in-time restore takes, as /api/imports/<id> gives it
+    restore_point = re.search(r'<p id="glyph-restore-point">(.*?)</p>', html, re.S).group(1)
+    assert re.sub(r"<[^>]+>|\s+", " ", restore_point).split() == (
+        "To restore the database as it was just before this import: "
+        "litestream restore -timestamp 2025-05-02T08:00:00Z"
+    ).split()
+    assert (await get(ds, f"/api/imports/{B}")).json()["imported_at"] == "2025-05-02T08:00:00Z"
     assert Extract(html, class_="glyph-links").links == [
         (rows_link(B), "Browse its 4 rows"),
         (f"/glyph/import_batches?import_id={B}&_nosuggest=1", "its import_batches record"),

@@ -225,6 +225,16 @@ def test_replicate_restore_and_serve_replicas(tmp_path, litestream):
 
         # To just before the second import, at the time its record shows: the state after the first only
         imported_at = primary.get(f"/api/imports/{second_id}").json()["imported_at"]
+        # The same moment as the import page and `datasette glyph-imports` print it
+        page = primary.get(f"/-/glyph/imports/{second_id}").text
+        listed = subprocess.run(
+            [sys.executable, "-m", "datasette", "glyph-imports", str(primary_db)],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout
+        assert re.search(r"-timestamp ([^<\s]+)", page).group(1) == imported_at
+        assert [line.split()[1] for line in listed.splitlines() if line.startswith(second_id)] == [imported_at]
         before_second = restore(config_path, primary_db, tmp_path / "before.db", "-timestamp", imported_at)
         assert rows(before_second) == rows(primary_db, where=f" WHERE import_id = '{first_id}'")
         assert rows(before_second)["models"] == [
