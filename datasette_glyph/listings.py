@@ -359,8 +359,33 @@ def matching_models(conn: sqlite3.Connection, term: str) -> List[str]:
     return list(resolve_model(conn, term).models)
 
 
-def listing_sql(query: ListingQuery, models: Optional[List[str]] = None) -> tuple:
-    """(sql, params) for ``query``; ``models`` is what ``matching_models`` found for ``query.model``."""
+# A price range alone can be read two ways: from the price index, then sorted by id (fast when few rows are in the
+# range), or along the table in id order, skipping rows outside it (fast when many are: the first page is found
+# early). price_range_plan counts the range's rows in the index, stopping at PRICE_RANGE_PROBE_ROWS, and picks.
+# SQLite's planner, without statistics, would take the index whatever the range and sort every row in it.
+PRICE_RANGE_PROBE_ROWS = 5_000
+PRICE_INDEX = "idx_scored_listings_price"
+
+
+def price_range_plan(conn: sqlite3.Connection, query: ListingQuery, models: Optional[List[str]] = None) -> str:
+    """``"index"`` or ``"scan"``: how the listing query reads a price range (``"scan"`` when another filter leads)."""
+    if (query.min_price is None and query.max_price is None) or query.import_id is not None or models is not None:
+        return "scan"
+    if not conn.execute("SELECT 1 FROM sqlite_master WHERE type = 'index' AND name = ?", [PRICE_INDEX]).fetchone():
+        return "scan"
+    low = query.min_price if query.min_price is not None else float("-inf")
+    high = query.max_price if query.max_price is not None else float("inf")
+    found = conn.execute(
+        f"SELECT COUNT(*) FROM (SELECT 1 FROM scored_listings INDEXED BY {PRICE_INDEX} "
+        "WHERE price >= ? AND price <= ? LIMIT ?)",
+        [low, high, PRICE_RANGE_PROBE_ROWS],
+    ).fetchone()[0]
+    return "index" if found < PRICE_RANGE_PROBE_ROWS else "scan"
+
+
+def listing_sql(query: ListingQuery, models: Optional[List[str]] = None, price_plan: str = "scan") -> tuple:
+    """(sql, params) for ``query``; ``models`` is what ``matching_models`` found for ``query.model``;
+    ``price_plan`` is ``price_range_plan``'s choice."""
     where, params = [], {}
     if query.import_id is not None:
         where.append("import_id = :import_id")
@@ -371,19 +396,21 @@ def listing_sql(query: ListingQuery, models: Optional[List[str]] = None) -> tupl
             params[f"model_{i}"] = model
             names.append(f":model_{i}")
         where.append(f"canonical_model IN ({', '.join(names)})")
+    price = "price" if price_plan == "index" else "+price"  # unary + keeps SQLite off the price index
     if query.min_price is not None:
-        where.append("price >= :min_price")
+        where.append(f"{price} >= :min_price")
         params["min_price"] = query.min_price
     if query.max_price is not None:
-        where.append("price <= :max_price")
+        where.append(f"{price} <= :max_price")
         params["max_price"] = query.max_price
     # Rows are listed by import, then by position in the file. Each import is written in one transaction, in file
     # order, so its rows take consecutive rowids and ``id`` order is exactly that order (tests/test_api_listings.py
     # checks it after concurrent imports). Within one import, ``import_index`` is the same order and lets the
     # (import_id, import_index) index return rows already sorted.
     order = "import_index" if query.import_id is not None else "id"
+    table = f"scored_listings INDEXED BY {PRICE_INDEX}" if price_plan == "index" else "scored_listings"
     sql = (
-        f"SELECT {', '.join(FIELDS)} FROM scored_listings"
+        f"SELECT {', '.join(FIELDS)} FROM {table}"
         + (f" WHERE {' AND '.join(where)}" if where else "")
         + f" ORDER BY {order} LIMIT :limit OFFSET :offset"
     )
@@ -410,5 +437,5 @@ def find_listings(conn: sqlite3.Connection, query: ListingQuery) -> List[dict]:
         models = matching_models(conn, query.model)
         if not models:
             return []
-    sql, params = listing_sql(query, models)
+    sql, params = listing_sql(query, models, price_range_plan(conn, query, models))
     return [_listing(row) for row in conn.execute(sql, params)]

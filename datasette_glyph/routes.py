@@ -17,7 +17,7 @@ from urllib.parse import urlencode
 
 from datasette.utils.asgi import Response
 
-from . import files, lineage, routes_files, uploads
+from . import files, idempotency, lineage, routes_files, uploads
 from .config import glyph_database, plugin_config, run_guarded_write
 from .db import StorageError
 from .formats import utc_z
@@ -106,6 +106,10 @@ async def import_view(request, datasette):
     importer_id = actor_id(request.actor)
     media, _ = uploads.content_type(request.headers)
     try:
+        key = idempotency.key_from(request.headers)
+    except idempotency.KeyRefused as e:
+        return errors_response(e.status, [e.message])
+    try:
         if media == "multipart/form-data":
             max_bytes = config["max_upload_bytes"]
             uploads.check_content_length(request.headers, max_bytes)
@@ -114,7 +118,13 @@ async def import_view(request, datasette):
                 fields = upload.fields
                 original = routes_files.new_original(datasette, files.CSV_TYPE)
 
+                source, description = fields.get("source") or None, fields.get("description") or None
+                once = _Once(key, importer_id, upload.sha256, source, description)
+
                 def write(conn):
+                    first = once.first_answer(conn)
+                    if first is not None:
+                        return first
                     # A file object, not the path: with no file name from the client, the engine would
                     # record the temp file's path as the name.
                     with open(upload.path, "rb") as f:
@@ -123,15 +133,16 @@ async def import_view(request, datasette):
                             f,
                             expected_sha256=upload.sha256,
                             filename=upload.filename,
-                            source_name=fields.get("source") or None,
-                            description=fields.get("description") or None,
+                            source_name=source,
+                            description=description,
                             actor=importer_id,
                             original=original,
+                            before_commit=once.remember,
                         )
 
                 return await _run_import(datasette, db, write)
         elif media == "application/json":
-            return await _import_json(request, datasette, config, db, importer_id)
+            return await _import_json(request, datasette, config, db, importer_id, key=key)
         else:
             got = f"Content-Type {media!r}" if media else "no Content-Type"
             return errors_response(
@@ -160,7 +171,35 @@ async def _import_refused(request, datasette) -> Optional[Response]:
     return None
 
 
-async def _import_json(request, datasette, config, db, importer_id, prepare=None) -> Response:
+class _Once:
+    """A request's Idempotency-Key (or None), and what identifies the request it came with (see idempotency)."""
+
+    def __init__(self, key: Optional[str], actor: Optional[str], sha256: str, source, description):
+        self.key, self.actor = key, actor
+        self.request_sha256 = idempotency.fingerprint(sha256, source, description)
+
+    def first_answer(self, conn) -> Optional["_Replayed"]:
+        if self.key is None:
+            return None
+        first = idempotency.first_answer(conn, self.key, self.actor, self.request_sha256)
+        return _Replayed(first) if first is not None else None
+
+    def remember(self, conn, result) -> None:
+        if self.key is not None:
+            idempotency.remember(conn, self.key, self.actor, self.request_sha256, result.to_dict())
+
+
+class _Replayed:
+    """The first answer to a request sent again with its Idempotency-Key."""
+
+    def __init__(self, body: dict):
+        self.body = body
+
+    def to_dict(self) -> dict:
+        return dict(self.body)
+
+
+async def _import_json(request, datasette, config, db, importer_id, prepare=None, key=None) -> Response:
     """Import the JSON array in the request body; ``prepare(records)`` may check or reshape the records first.
 
     The body is streamed to a temp file and checked there on a worker thread (syntax, nesting, keys). Without
@@ -173,6 +212,7 @@ async def _import_json(request, datasette, config, db, importer_id, prepare=None
     empty = "The request body is empty; send a JSON array of listing objects"
     directory = uploads.upload_dir(config["upload_dir"])
     async with uploads.body_upload(request.receive, directory, max_bytes, empty) as upload:
+        once = _Once(key, importer_id, upload.sha256, source, description)
         body = await _records_from_json(upload.path)
         if prepare:
             records = await asyncio.get_running_loop().run_in_executor(None, _load_json, upload.path)
@@ -185,15 +225,21 @@ async def _import_json(request, datasette, config, db, importer_id, prepare=None
             original = routes_files.new_original(datasette, files.JSON_TYPE, source_path=upload.path)
 
             def write(conn):
-                return import_records(
-                    conn, records, source_name=source, description=description, actor=importer_id, original=original
+                return once.first_answer(conn) or import_records(
+                    conn,
+                    records,
+                    source_name=source,
+                    description=description,
+                    actor=importer_id,
+                    original=original,
+                    before_commit=once.remember,
                 )
 
         else:
             original = routes_files.new_original(datasette, files.JSON_TYPE)
 
             def write(conn):
-                return import_json(
+                return once.first_answer(conn) or import_json(
                     conn,
                     body,
                     expected_sha256=upload.sha256,
@@ -201,6 +247,7 @@ async def _import_json(request, datasette, config, db, importer_id, prepare=None
                     description=description,
                     actor=importer_id,
                     original=original,
+                    before_commit=once.remember,
                 )
 
         return await _run_import(datasette, db, write)
@@ -252,9 +299,12 @@ async def persist_view(request, datasette):
         return errors_response(400, [f"Send a JSON array of listing objects as application/json; got {got}"])
     config = plugin_config(datasette)
     try:
+        key = idempotency.key_from(request.headers)
         return await _import_json(
-            request, datasette, config, glyph_database(datasette), actor_id(request.actor), _without_lineage
+            request, datasette, config, glyph_database(datasette), actor_id(request.actor), _without_lineage, key=key
         )
+    except idempotency.KeyRefused as e:
+        return errors_response(e.status, [e.message])
     except uploads.UploadError as e:
         return errors_response(e.status, [e.message])
 
@@ -270,9 +320,12 @@ async def _run_import(datasette, db, write) -> Response:
         return errors_response(422, e.errors, more=e.more)
     except StorageError as e:
         return errors_response(e.status, [str(e)])
+    except idempotency.KeyRefused as e:
+        return errors_response(e.status, [e.message])
     body = result.to_dict()
     body["links"] = _import_links(datasette, db.name, body["import_id"])
-    return ok_response(body)
+    replayed = {idempotency.REPLAYED_HEADER: "true"} if isinstance(result, _Replayed) else None
+    return ok_response(body, headers=replayed)
 
 
 # Listings ----------------------------------------------------------------------------------------------------

@@ -16,18 +16,15 @@ from .conftest import build_legacy_database
 
 APPLIED_AT = "2025-01-02T03:04:05+00:00"
 DESCRIPTIONS = {m.id: m.description for m in migrate.load_migrations()}
+# The migrations this package ships, in order; a fully migrated database is at the last of them
+LABELS = [m.label for m in migrate.load_migrations()]
+IDS = [m.id for m in migrate.load_migrations()]
+LATEST = LABELS[-1]
+KNOWN = ", ".join(IDS)
 # --status lines up its columns on the longest migration name
 WIDTH = max(len(m.label) for m in migrate.load_migrations())
 SQL = {(m.id, "up"): m.up_sql.rstrip("\n") for m in migrate.load_migrations() if m.python is None}
 SQL.update({(m.id, "down"): m.down_sql.rstrip("\n") for m in migrate.load_migrations() if m.python is None})
-# Every migration this version ships, and the newest: the outputs below list them all.
-LABELS = [m.label for m in migrate.load_migrations()]
-IDS = [m.id for m in migrate.load_migrations()]
-NEWEST = LABELS[-1]
-
-
-def applied_lines(labels) -> str:
-    return "".join(f"Applied {label} (0.50s)\n" for label in labels)
 
 
 @pytest.fixture(autouse=True)
@@ -66,10 +63,10 @@ def test_migrate_a_new_database_then_again(path):
     first = run(path)
     assert (first.exit_code, first.output) == (
         0,
-        applied_lines(LABELS) + f"{path} is at {NEWEST}\n",
+        "".join(f"Applied {label} (0.50s)\n" for label in LABELS) + f"{path} is at {LATEST}\n",
     )
     second = run(path)
-    assert (second.exit_code, second.output) == (0, f"{path} is at {NEWEST}; nothing to do\n")
+    assert (second.exit_code, second.output) == (0, f"{path} is at {LATEST}; nothing to do\n")
 
 
 def test_migrate_a_legacy_database(path):
@@ -78,8 +75,8 @@ def test_migrate_a_legacy_database(path):
     assert (result.exit_code, result.output) == (
         0,
         f"{path} was made by the old store: taking it as 0001_inherited_schema\n"
-        + applied_lines(LABELS[1:])
-        + f"{path} is at {NEWEST}\n",
+        + "".join(f"Applied {label} (0.50s)\n" for label in LABELS[1:])
+        + f"{path} is at {LATEST}\n",
     )
 
 
@@ -134,8 +131,11 @@ def test_status_part_way(path):
         0,
         f"{path}: at 0002_import_lineage, {len(LABELS) - 2} pending\n\n"
         + status_lines(
-            [("0001_inherited_schema", "applied", APPLIED_AT), ("0002_import_lineage", "applied", APPLIED_AT)]
-            + [(label, "pending", "") for label in LABELS[2:]]
+            [
+                ("0001_inherited_schema", "applied", APPLIED_AT),
+                ("0002_import_lineage", "applied", APPLIED_AT),
+                *[(label, "pending", "") for label in LABELS[2:]],
+            ]
         ),
     )
 
@@ -145,7 +145,7 @@ def test_status_up_to_date(path):
     result = run(path, "--status")
     assert (result.exit_code, result.output) == (
         0,
-        f"{path}: at {NEWEST}, up to date\n\n" + status_lines([(label, "applied", APPLIED_AT) for label in LABELS]),
+        f"{path}: at {LATEST}, up to date\n\n" + status_lines([(label, "applied", APPLIED_AT) for label in LABELS]),
     )
 
 
@@ -154,8 +154,11 @@ def test_status_of_a_legacy_database(path):
     result = run(path, "--status")
     assert (result.exit_code, result.output) == (
         0,
-        f"{path}: at 0001_inherited_schema (made by the old store; glyph-migrate adopts it), {len(LABELS) - 1} pending\n\n"
-        + status_lines([("0001_inherited_schema", "applied", "by the old store")] + [(label, "pending", "") for label in LABELS[1:]]),
+        f"{path}: at 0001_inherited_schema (made by the old store; glyph-migrate adopts it), "
+        f"{len(LABELS) - 1} pending\n\n"
+        + status_lines(
+            [("0001_inherited_schema", "applied", "by the old store"), *[(label, "pending", "") for label in LABELS[1:]]]
+        ),
     )
     assert (
         sqlite3.connect(path).execute("SELECT name FROM sqlite_master WHERE name = 'glyph_migrations'").fetchall() == []
@@ -167,17 +170,17 @@ def test_status_shows_drift_and_unknown_migrations(path):
     conn = sqlite3.connect(path)
     with conn:
         conn.execute("UPDATE glyph_migrations SET checksum = 'edited' WHERE id = '0002'")
-        conn.execute("INSERT INTO glyph_migrations VALUES ('0009', 'future', 'x', '2030-01-01T00:00:00+00:00')")
+        conn.execute("INSERT INTO glyph_migrations VALUES ('9999', 'future', 'x', '2030-01-01T00:00:00+00:00')")
     result = run(path, "--status")
     assert (result.exit_code, result.output) == (
         0,
-        f"{path}: at 0009, up to date\n\n"
+        f"{path}: at 9999, up to date\n\n"
         + status_lines([("0001_inherited_schema", "applied", APPLIED_AT)])
         + f"  {'0002_import_lineage':<{WIDTH}}  changed  {APPLIED_AT}\n"
         f"      {DESCRIPTIONS['0002']}\n"
         "      ! the up script has changed since it was applied (checksum drift)\n"
         + status_lines([(label, "applied", APPLIED_AT) for label in LABELS[2:]])
-        + f"  {'0009':<{WIDTH}}  unknown  2030-01-01T00:00:00+00:00\n"
+        + f"  {'9999':<{WIDTH}}  unknown  2030-01-01T00:00:00+00:00\n"
         "      applied to this database, but not one of this version's migrations\n",
     )
 
@@ -219,14 +222,15 @@ def test_dry_run_on_a_legacy_database_prints_the_sql_and_changes_nothing(path):
     result = run(path, "--dry-run")
     assert result.exit_code == 0
     head, blocks = dry_run_blocks(result.output)
+    steps = len(LABELS) - 1
     assert head == (
-        f"-- Dry run for {path}: {len(LABELS) - 1} steps from 0001_inherited_schema to {NEWEST}. "
+        f"-- Dry run for {path}: {steps} steps from 0001_inherited_schema to {LATEST}. "
         "Nothing was changed.\n" + DRY_RUN_NOTE
     )
     assert [title for title, _ in blocks] == [
-        f"-- Step {n} of {len(LABELS) - 1}: {label} (up)" for n, label in enumerate(LABELS[1:], start=1)
+        f"-- Step {n} of {steps}: {label} (up)" for n, label in enumerate(LABELS[1:], start=1)
     ]
-    lineage, title, stats, condition = [statements for _, statements in blocks[:4]]
+    lineage, title, stats, condition, *_ = [statements for _, statements in blocks]
     # The lineage step is planned from this file: it names the old store's own index and trigger names.
     assert in_order(
         [
@@ -277,7 +281,7 @@ def test_dry_run_with_nothing_to_do(path):
     result = run(path, "--dry-run")
     assert (result.exit_code, result.output) == (
         0,
-        f"-- Dry run for {path}: at {NEWEST}, nothing to do.\n",
+        f"-- Dry run for {path}: at {LATEST}, nothing to do.\n",
     )
 
 
@@ -291,9 +295,9 @@ STATUS_ONLY = "Error: --status only reports; use it without --to, --rollback, --
         ("0003", ["--status", "--to", "1"], 2, STATUS_ONLY),
         ("0003", ["--status", "--dry-run"], 2, STATUS_ONLY),
         ("0003", ["--rollback", "0"], 2, "Error: Invalid value for '--rollback': 0 is not in the range x>=1."),
-        ("0003", ["--to", "9"], 1, "Error: Unknown target migration '9'; known: " + ", ".join(IDS)),
+        ("0003", ["--to", "9999"], 1, f"Error: Unknown target migration '9999'; known: {KNOWN}"),
         ("0003", ["--rollback", "4"], 1, "Error: Cannot roll back 4: only 3 migration(s) applied"),
-        ("0003", ["--dry-run", "--to", "x"], 1, "Error: Unknown target migration 'x'; known: " + ", ".join(IDS)),
+        ("0003", ["--dry-run", "--to", "x"], 1, f"Error: Unknown target migration 'x'; known: {KNOWN}"),
         (None, ["--status"], 1, "Error: {path} does not exist"),
         (None, ["--dry-run"], 1, "Error: {path} does not exist"),
         ("not a database", [], 1, "Error: {path}: file is not a database"),
@@ -381,9 +385,9 @@ def test_two_glyph_migrate_commands_at_once(tmp_path):
     applied = sorted(line.split()[1] for out, _ in outputs for line in out.splitlines() if line.startswith("Applied"))
     assert applied == LABELS
     assert [out.splitlines()[-1] for out, _ in outputs] in (
-        [f"{path} is at {NEWEST}", f"{path} is at {NEWEST}; nothing to do"],
-        [f"{path} is at {NEWEST}; nothing to do", f"{path} is at {NEWEST}"],
-        [f"{path} is at {NEWEST}"] * 2,
+        [f"{path} is at {LATEST}", f"{path} is at {LATEST}; nothing to do"],
+        [f"{path} is at {LATEST}; nothing to do", f"{path} is at {LATEST}"],
+        [f"{path} is at {LATEST}"] * 2,
     )
     conn = sqlite3.connect(path)
     assert conn.execute("SELECT id FROM glyph_migrations ORDER BY id").fetchall() == [(i,) for i in IDS]

@@ -339,6 +339,9 @@ SQL_INTERPOLATIONS_REVIEWED = {
     ("listings.py", "', '.join(FIELDS)"),
     ("listings.py", "' AND '.join(where)"),
     ("listings.py", "order"),  # "import_index" or "id"
+    ("listings.py", "PRICE_INDEX"),  # a constant index name
+    ("listings.py", "price"),  # "price" or "+price"
+    ("listings.py", "table"),  # scored_listings, with or without INDEXED BY the constant index name
 }
 SQL_WORDS = re.compile(r"\b(SELECT|INSERT|UPDATE|DELETE|PRAGMA|SAVEPOINT|WHERE|VALUES|ORDER BY)\b")
 

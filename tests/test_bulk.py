@@ -1,0 +1,174 @@
+"""The bulk path and the reading thread of the import engine.
+
+A batch large relative to scored_listings is written without the table's secondary indexes, which are built again
+in the same transaction; a small one keeps them up to date row by row. Either way the result is the same rows and
+the same schema, a reader never sees the table without its indexes, and a refused or failed batch leaves the file as
+it was. Reading and converting run on a thread of their own, which never outlives the import.
+"""
+
+import json
+import threading
+
+import pytest
+
+from datasette_glyph import importer, market, migrate
+from datasette_glyph.db import connect
+from datasette_glyph.importer import ImportFailed, import_csv, import_json, import_records, scan_json
+
+from .test_importer import checksum
+
+
+@pytest.fixture
+def small_thresholds(monkeypatch):
+    """Thresholds scaled down a hundredfold, so that test-sized files take the bulk path."""
+    monkeypatch.setattr(importer, "BULK_MIN_ROWS", 1_000)
+    monkeypatch.setattr(importer, "BULK_DECIDE_ROWS", 500)
+
+
+def secondary_indexes(conn):
+    return conn.execute(
+        "SELECT name, sql FROM sqlite_master WHERE type = 'index' AND tbl_name = 'scored_listings' ORDER BY name"
+    ).fetchall()
+
+
+def traced(conn):
+    statements = []
+    conn.set_trace_callback(statements.append)
+    return statements
+
+
+def index_statements(statements):
+    return [s.split(" ON ")[0] for s in statements if s.startswith(("DROP INDEX", "CREATE INDEX"))]
+
+
+def test_a_large_batch_into_an_empty_table_drops_and_rebuilds_the_secondary_indexes(conn, tmp_path, small_thresholds):
+    path = market.write_market(tmp_path / "m.csv", 3_000, seed=1)
+    indexes = secondary_indexes(conn)
+    statements = traced(conn)
+    result = import_csv(conn, path)
+    names = [name for name, sql in indexes if not sql.startswith("CREATE UNIQUE")]
+    done = index_statements(statements)
+    assert (sorted(done[: len(names)]), sorted(done[len(names) :])) == (
+        [f'DROP INDEX "{n}"' for n in names],
+        [f"CREATE INDEX {n}" for n in names],
+    )
+    # The same schema, word for word, and indexes that hold every row
+    assert secondary_indexes(conn) == indexes
+    assert conn.execute("PRAGMA integrity_check").fetchone() == ("ok",)
+    assert conn.execute(
+        "SELECT COUNT(*) FROM scored_listings INDEXED BY idx_scored_listings_score WHERE score >= 0"
+    ).fetchone() == (result.record_count,)
+
+
+def test_the_bulk_path_writes_what_the_row_by_row_path_writes(tmp_path, small_thresholds, monkeypatch):
+    path = market.write_market(tmp_path / "m.csv", 3_000, seed=2)
+    dumps = []
+    for bulk_min in (1_000, 10**9):  # bulk, then never bulk
+        monkeypatch.setattr(importer, "BULK_MIN_ROWS", bulk_min)
+        conn = connect(tmp_path / f"{bulk_min}.db")
+        migrate.migrate(conn)
+        result = import_csv(conn, path)
+        columns = [
+            r[1] for r in conn.execute("PRAGMA table_info(scored_listings)")
+            if r[1] not in ("created_at", "updated_at", "import_id")  # the moment and the batch's own id
+        ]
+        rows = conn.execute(f"SELECT {', '.join(columns)} FROM scored_listings ORDER BY import_index").fetchall()
+        dumps.append((rows, secondary_indexes(conn), result.record_count))
+    assert dumps[0][0] == dumps[1][0]
+    assert dumps[0][1:] == dumps[1][1:]
+
+
+def test_a_small_batch_into_a_large_table_keeps_the_indexes(conn, tmp_path, small_thresholds):
+    import_csv(conn, market.write_market(tmp_path / "big.csv", 5_000, seed=3))
+    statements = traced(conn)
+    import_csv(conn, market.write_market(tmp_path / "small.csv", 1_200, seed=4))
+    assert index_statements(statements) == []
+
+
+def test_a_batch_a_third_of_the_table_takes_the_bulk_path(conn, tmp_path, small_thresholds):
+    import_csv(conn, market.write_market(tmp_path / "big.csv", 3_000, seed=3))
+    statements = traced(conn)
+    import_csv(conn, market.write_market(tmp_path / "next.csv", 1_500, seed=4))
+    assert index_statements(statements)[0].startswith("DROP INDEX")
+
+
+def test_a_refused_bulk_batch_leaves_the_file_as_it_was(conn, tmp_path, small_thresholds):
+    import_csv(conn, market.write_market(tmp_path / "first.csv", 600, seed=5))
+    before = checksum(conn)
+    path = market.write_market(tmp_path / "m.csv", 4_000, seed=6)
+    text = path.read_text(encoding="utf-8").splitlines()
+    text[-1] = text[-1].replace(",used,", ",used,", 1)
+    fields = text[-1].split(",")
+    fields[5] = "not a price"
+    text[-1] = ",".join(fields)
+    path.write_text("\n".join(text) + "\n", encoding="utf-8")
+    statements = traced(conn)
+    with pytest.raises(ImportFailed) as e:
+        import_csv(conn, path)
+    assert index_statements(statements)[0].startswith("DROP INDEX")  # the failure came after the indexes went
+    assert [err["line"] for err in e.value.errors] == [4_001]
+    assert checksum(conn) == before
+
+
+def test_readers_keep_the_indexes_while_a_bulk_batch_is_written(db_path, tmp_path, small_thresholds):
+    path = market.write_market(tmp_path / "m.csv", 6_000, seed=7)
+    writer, reader = connect(db_path), connect(db_path)
+    expected = secondary_indexes(reader)
+    seen = []
+
+    def look(_bytes_read):
+        seen.append(secondary_indexes(reader))
+        seen.append(reader.execute(
+            "SELECT COUNT(*) FROM scored_listings INDEXED BY idx_scored_listings_score WHERE score >= 0"
+        ).fetchone())
+
+    import_csv(writer, path, progress=look)
+    assert len(seen) > 2
+    assert all(s == expected for s in seen[0::2]) and all(s == (0,) for s in seen[1::2])
+
+
+def test_json_and_record_imports_know_their_size_and_take_the_bulk_path(conn, tmp_path, small_thresholds):
+    records = market.first_snapshot(1_500, seed=8)
+    statements = traced(conn)
+    import_records(conn, [{k: v for k, v in r.items()} for r in records])
+    assert index_statements(statements)[0].startswith("DROP INDEX")
+    body = tmp_path / "body.json"
+    body.write_text(json.dumps([{k: market._cell(v) for k, v in r.items()} for r in records]), encoding="utf-8")
+    conn2_statements = traced(conn)
+    import_json(conn, scan_json(body))
+    # the table now holds 1,500 rows and the body 1,500: a batch as large as the table
+    assert index_statements(conn2_statements)[0].startswith("DROP INDEX")
+    assert conn.execute("PRAGMA integrity_check").fetchone() == ("ok",)
+
+
+def reader_threads():
+    return [t for t in threading.enumerate() if t.name == "glyph-import-reader"]
+
+
+def test_the_reading_thread_ends_with_the_import_however_it_ends(conn, tmp_path):
+    good = market.write_market(tmp_path / "good.csv", 2_000, seed=9)
+    bad = tmp_path / "bad.csv"
+    bad.write_bytes(good.read_bytes() + b'RTX_4090,24,0,False,450,"unclosed\n')
+    import_csv(conn, good)
+    with pytest.raises(ImportFailed):
+        import_csv(conn, bad)
+
+    class Exploding(Exception):
+        pass
+
+    def explode(_bytes_read):
+        raise Exploding()
+
+    with pytest.raises(Exploding):
+        import_csv(conn, good, progress=explode)  # raised on the reading thread, raised again in the caller
+    assert reader_threads() == []
+
+
+def test_a_write_failure_stops_the_reading_thread(conn, tmp_path):
+    path = market.write_market(tmp_path / "m.csv", 5_000, seed=10)
+    conn.execute("CREATE TRIGGER no_more AFTER INSERT ON scored_listings WHEN NEW.import_index = 600 "
+                 "BEGIN SELECT RAISE(ABORT, 'refused by a trigger'); END")
+    before = checksum(conn)
+    with pytest.raises(Exception, match="refused by a trigger"):
+        import_csv(conn, path)
+    assert (reader_threads(), checksum(conn)) == ([], before)
