@@ -4,8 +4,9 @@ Builds a database as the old store's pre-lineage release left it (its own DDL, f
 no bookkeeping table) holding ROWS ``scored_listings`` rows: the oldest 2% name no import, the rest are
 spread over 100 batches of which two are missing from ``import_batches`` (their records were deleted).
 Then it runs ``datasette glyph-migrate`` up to the newest version, back to 0001 and up again, each in a
-fresh child process, and prints the wall time of each run, the time of each migration step, the child's
-peak RSS, and whether going down gave back exactly the original file's schema and rows.
+fresh child process, and prints the wall time of each run (and the CPU time the child used, which other
+work on the machine disturbs less), the time of each migration step, the child's peak RSS, and whether
+going down gave back exactly the original file's schema and rows.
 
     python benchmarks/bench_migrate.py --rows 1000000
     python benchmarks/bench_migrate.py --rows 100000 --keep /tmp/legacy.db
@@ -158,8 +159,9 @@ def run_child(path: str, args: list) -> dict:
         "try:\n"
         "    glyph_migrate.main(sys.argv[1:], standalone_mode=False)\n"
         "finally:\n"
-        "    print(json.dumps({'seconds': time.perf_counter() - started,\n"
-        "        'max_rss_kib': resource.getrusage(resource.RUSAGE_SELF).ru_maxrss}))\n"
+        "    usage = resource.getrusage(resource.RUSAGE_SELF)\n"
+        "    print(json.dumps({'seconds': time.perf_counter() - started, 'max_rss_kib': usage.ru_maxrss,\n"
+        "        'cpu_seconds': usage.ru_utime + usage.ru_stime}))\n"
     )
     result = subprocess.run([sys.executable, "-c", code, path, *args], capture_output=True, text=True, check=True)
     lines = result.stdout.strip().splitlines()
@@ -192,7 +194,10 @@ def main() -> None:
     for label, args in runs:
         figures = run_child(path, args)
         load = " ".join(f"{x:.2f}" for x in os.getloadavg())
-        print(f"{label}: {figures['seconds']:.1f}s, peak RSS {figures['max_rss_kib'] / 1024:.0f} MiB (load {load})")
+        print(
+            f"{label}: {figures['seconds']:.1f}s ({figures['cpu_seconds']:.1f}s CPU), "
+            f"peak RSS {figures['max_rss_kib'] / 1024:.0f} MiB (load {load})"
+        )
         for step in figures["steps"]:
             print(f"    {step}")
         now = fingerprint(path)

@@ -391,6 +391,10 @@ def _signed(value, fmt="{:,.2f}") -> str:
     return ("+" if value > 0 else "-" if value < 0 else "") + fmt.format(abs(value))
 
 
+def _score(value) -> str:
+    return "" if value is None else f"{value:.4f}"
+
+
 def _side(value, name):
     return None if value is None else value[name]
 
@@ -413,8 +417,8 @@ def _diff_lines(diff) -> list:
             _money(_side(m["a"], "median_price")),
             _money(_side(m["b"], "median_price")),
             _signed(m["change"]["median_price"]),
-            "" if m["a"] is None else f"{m['a']['mean_score']:.4f}",
-            "" if m["b"] is None else f"{m['b']['mean_score']:.4f}",
+            _score(_side(m["a"], "mean_score")),
+            _score(_side(m["b"], "mean_score")),
             _signed(m["change"]["mean_score"], "{:.4f}"),
         ]
         for m in data["models"]

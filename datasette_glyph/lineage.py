@@ -8,6 +8,7 @@ from __future__ import annotations
 import contextlib
 import datetime
 import heapq
+import math
 import sqlite3
 from dataclasses import asdict, dataclass, field
 from typing import Dict, Iterable, Iterator, List, Optional
@@ -395,7 +396,8 @@ def _batch(conn: sqlite3.Connection, import_id: str) -> dict:
 def _change(before: Optional[float], after: Optional[float], places: int) -> Optional[float]:
     if before is None or after is None:
         return None
-    return round(after - before, places)
+    change = after - before
+    return round(change, places) if math.isfinite(change) else None  # infinities in an adopted file
 
 
 SUMMARY_FIELDS = (("row_count", 0), ("min_price", 2), ("median_price", 2), ("max_price", 2), ("mean_score", 6))

@@ -316,12 +316,15 @@ def price_chart(models: list) -> dict:
     """
     if not models:
         return {"rows": [], "ticks": []}
-    low = max(LOWEST_PRICE, min(m["min_price"] for m in models))
-    high = max(low, max(m["max_price"] for m in models))
+    # The axis spans the finite prices; an infinite one (an adopted file can hold them) sits at an end of it
+    finite = [p for m in models for p in (m["min_price"], m["max_price"]) if math.isfinite(p)] or [LOWEST_PRICE]
+    low = max(LOWEST_PRICE, min(finite))
+    high = max(low, max(finite))
     ticks = log_ticks(low, high)
     scale = LogScale(ticks[0], ticks[-1])
     rows = []
-    for m in sorted(models, key=lambda m: (-m["median_price"], m["canonical_model"])):
+    # A median is NULL only where an adopted file's prices include both infinities: such a model comes last
+    for m in sorted(models, key=lambda m: (m["median_price"] is None, -(m["median_price"] or 0), m["canonical_model"])):
         left, right = scale(m["min_price"]), scale(m["max_price"])
         count = m["row_count"]
         rows.append(
@@ -330,13 +333,14 @@ def price_chart(models: list) -> dict:
                 "rows_url": m.get("rows_url"),
                 "left": left,
                 "width": round(right - left, 2),
-                "median": scale(m["median_price"]),
+                "median": scale(m["median_price"]) if m["median_price"] is not None else None,
                 "count": count,
                 "count_label": f"{count:,} row" + ("" if count == 1 else "s"),
-                "median_label": usd(m["median_price"], cents=False),
+                "median_label": usd(m["median_price"], cents=False) if m["median_price"] is not None else "none",
                 "title": (
                     f"{m['canonical_model']}: {count:,} row{'' if count == 1 else 's'}, min {usd(m['min_price'])}, "
-                    f"median {usd(m['median_price'])}, max {usd(m['max_price'])}"
+                    f"median {usd(m['median_price']) if m['median_price'] is not None else 'none'}, "
+                    f"max {usd(m['max_price'])}"
                 ),
             }
         )

@@ -1,11 +1,15 @@
 """Adopting the old store's databases as they exist in the field, and going back to exactly what they were."""
 
+import asyncio
 import shutil
 import sqlite3
 import subprocess
 import sys
 
 import pytest
+from click.testing import CliRunner
+from datasette.cli import cli as datasette_cli
+from datasette_test import Datasette
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -109,6 +113,40 @@ def test_adopt_down_and_up_again_exactly(tmp_path, variant):
     migrate.migrate(conn, target="0001")
     assert legacy_store.dump(conn) == original
     conn.close()
+
+
+def test_a_table_with_a_generated_column_is_rebuilt_and_comes_back_exactly(tmp_path):
+    # A column SQLite computes cannot be kept by changing the table where it stands: the table is copied.
+    path = build(tmp_path, "pre_lineage")
+    conn = connect(path)
+    conn.execute("ALTER TABLE scored_listings ADD COLUMN price_eur REAL GENERATED ALWAYS AS (price * 0.9) VIRTUAL")
+    original = legacy_store.dump(conn)
+    migrate.migrate(conn)
+    adopted = legacy_store.dump(conn)
+    assert conn.execute("SELECT rowid, import_id, import_index, price, price_eur FROM scored_listings LIMIT 3").fetchall() == [
+        (1, "b-2024-05-01", 1, 25512.0, 25512.0 * 0.9),
+        (3, "b-2024-05-01", 2, 1799.99, 1799.99 * 0.9),
+        (4, "nightly 2024/05/02", 1, 0.0, 0.0),
+    ]
+    migrate.migrate(conn, target="0001")
+    assert legacy_store.dump(conn) == original
+    migrate.migrate(conn)
+    assert legacy_store.dump(conn) == adopted
+
+
+def test_a_view_on_import_index_made_after_adoption_does_not_stop_going_down(tmp_path):
+    # SQLite refuses to drop a column a view reads; the table is then copied without it instead.
+    path = build(tmp_path, "pre_lineage")
+    conn = connect(path)
+    original = legacy_store.dump(conn)
+    migrate.migrate(conn)
+    view = "CREATE VIEW numbered AS SELECT import_id, import_index FROM scored_listings"
+    conn.execute(view)
+    migrate.migrate(conn, target="0001")
+    assert legacy_store.dump(conn) == {
+        "objects": sorted(original["objects"] + [("view", "numbered", "numbered", view)]),
+        "rows": original["rows"],
+    }
 
 
 @pytest.mark.parametrize("variant", sorted(legacy_store.VARIANTS))
@@ -381,3 +419,39 @@ def test_round_trips_over_random_old_store_contents(tmp_path_factory, variant, r
     migrate.migrate(conn)
     assert legacy_store.dump(conn) == top
     conn.close()
+
+
+def test_a_batch_whose_values_include_both_infinities_is_adopted_and_shown(tmp_path):
+    """SQLite stores +inf and -inf in a REAL column; the old store kept what it was sent. A model whose scores (or
+    prices) include both has no mean (or median): its summary says so with NULL, and its pages and diffs show it."""
+    path = tmp_path / "store.db"
+    legacy_store.VARIANTS["later_release"](path)
+    conn = sqlite3.connect(path, isolation_level=None)
+    conn.execute("INSERT INTO import_batches (import_id, source) VALUES ('b1', 'api')")
+    conn.executemany(
+        "INSERT INTO scored_listings (canonical_model, price, vram_gb, tdp_watts, score, import_id, import_index) "
+        "VALUES (?, ?, 24, 450, ?, 'b1', ?)",
+        [("RTX_4090", float("inf"), float("inf"), 1), ("RTX_4090", float("-inf"), float("-inf"), 2)],
+    )
+    original = legacy_store.dump(conn)
+    conn.close()
+    conn = connect(path)
+    migrate.migrate(conn)
+    assert conn.execute(
+        "SELECT row_count, min_price, median_price, max_price, mean_score FROM import_model_stats WHERE import_id = 'b1'"
+    ).fetchall() == [(2, float("-inf"), None, float("inf"), None)]
+    top = legacy_store.dump(conn)
+    migrate.migrate(conn, target="0001")
+    assert legacy_store.dump(conn) == original
+    migrate.migrate(conn)
+    assert legacy_store.dump(conn) == top
+    later = glyph_import(conn, CSV, name="later.csv").import_id
+    conn.close()
+    cli = CliRunner()
+    for args in (["glyph-diff", str(path), "b1", later], ["glyph-diff", str(path), "b1", later, "--json"]):
+        result = cli.invoke(datasette_cli, args)
+        assert result.exit_code == 0, result.output
+    ds = Datasette([str(path)])
+    for page in ("/-/glyph/imports/b1", f"/-/glyph/imports/b1/diff/{later}", f"/api/imports/b1/diff/{later}"):
+        response = asyncio.run(ds.client.get(page))
+        assert response.status_code == 200, (page, response.text[-500:])

@@ -25,6 +25,7 @@ KNOWN = ", ".join(IDS)
 WIDTH = max(len(m.label) for m in migrate.load_migrations())
 SQL = {(m.id, "up"): m.up_sql.rstrip("\n") for m in migrate.load_migrations() if m.python is None}
 SQL.update({(m.id, "down"): m.down_sql.rstrip("\n") for m in migrate.load_migrations() if m.python is None})
+NAMESPACE = {m.id: m.python for m in migrate.load_migrations() if m.python is not None}
 
 
 @pytest.fixture(autouse=True)
@@ -231,20 +232,33 @@ def test_dry_run_on_a_legacy_database_prints_the_sql_and_changes_nothing(path):
         f"-- Step {n} of {steps}: {label} (up)" for n, label in enumerate(LABELS[1:], start=1)
     ]
     lineage, title, stats, condition, *_ = [statements for _, statements in blocks]
-    # The lineage step is planned from this file: it names the old store's own index and trigger names.
+    # The lineage step is planned from this file: it names the old store's own index and trigger names. It
+    # changes each table where it stands, so the old store's other indexes are neither dropped nor rebuilt.
     assert in_order(
         [
             "ALTER TABLE import_batches ADD COLUMN filename TEXT",
             "DROP INDEX \"idx_scored_listings_import_id\"",
-            "ALTER TABLE \"scored_listings\" RENAME TO \"_glyph_old_scored_listings\"",
-            "CREATE INDEX idx_scored_listings_score ON scored_listings(score)",
+            "ALTER TABLE \"scored_listings\" ADD COLUMN import_index INTEGER",
+            # (each batch's rows are consecutive rowids here: a row's number is its distance from the batch's first)
+            "UPDATE \"scored_listings\" SET import_id = COALESCE(\"scored_listings\".import_id, "
+            "'dbaea5cd-0a4d-52ca-88af-4737290a1213'), import_index = \"scored_listings\".rowid - (SELECT f.first FROM "
+            "temp._glyph_first AS f WHERE f.batch = COALESCE(\"scored_listings\".import_id, "
+            "'dbaea5cd-0a4d-52ca-88af-4737290a1213')) + 1",
+            "PRAGMA writable_schema = ON",
+            "PRAGMA writable_schema = OFF",
             "CREATE TRIGGER update_scored_listings_timestamp AFTER UPDATE ON scored_listings FOR EACH ROW\n"
             "BEGIN UPDATE scored_listings SET updated_at = CURRENT_TIMESTAMP WHERE id = NEW.id; END",
+            "CREATE UNIQUE INDEX idx_scored_listings_import ON \"scored_listings\"(import_id, import_index)",
         ],
         lineage,
     )
+    # (the trigger is set aside while the rows get their numbers: they are not updates the old store made)
+    assert lineage.index("DROP TRIGGER \"update_scored_listings_timestamp\"") < lineage.index(
+        "ALTER TABLE \"scored_listings\" ADD COLUMN import_index INTEGER"
+    )
+    assert [s for s in lineage if "idx_scored_listings_score" in s and not s.startswith("INSERT")] == []
     assert title[0] == "ALTER TABLE scored_listings ADD COLUMN title TEXT"
-    assert stats[: len(file_statements("0004", "up"))] == file_statements("0004", "up")
+    assert stats[0] == NAMESPACE["0004"]["CREATE_SQL"]
     assert condition[0] == file_statements("0005", "up")[0]
     assert [open(f, "rb").read() if os.path.exists(f) else None for f in files] == before
 
@@ -337,7 +351,7 @@ def test_a_failing_migration_stops_the_run_and_exits_1(path, tmp_path, monkeypat
     for f in resources.files("datasette_glyph.migrations").iterdir():
         if f.name.endswith(".sql") or (f.name.endswith(".py") and f.name[:1].isdigit()):
             (folder / f.name).write_text(f.read_text(encoding="utf-8"), encoding="utf-8")
-    (folder / "0004_import_model_stats.up.sql").write_text("-- Broken\nALTER TABLE nowhere ADD COLUMN x;\n")
+    (folder / "0005_scored_listings_condition_index.up.sql").write_text("-- Broken\nALTER TABLE nowhere ADD COLUMN x;\n")
     broken = migrate.load_migrations(files=sorted(folder.iterdir()))
     monkeypatch.setattr(migrate, "load_migrations", lambda files=None: broken)
     result = run(path)
@@ -346,9 +360,10 @@ def test_a_failing_migration_stops_the_run_and_exits_1(path, tmp_path, monkeypat
         "Applied 0001_inherited_schema (0.50s)\n"
         "Applied 0002_import_lineage (0.50s)\n"
         "Applied 0003_scored_listings_title (0.50s)\n"
-        "Error: Migration 0004_import_model_stats (up) failed at statement 1, line 2 of 0004_import_model_stats.up.sql: "
-        "no such table: nowhere\n    ALTER TABLE nowhere ADD COLUMN x;\n"
-        "Nothing of it was kept: the database is still at 0003.\n",
+        "Applied 0004_import_model_stats (0.50s)\n"
+        "Error: Migration 0005_scored_listings_condition_index (up) failed at statement 1, line 2 of "
+        "0005_scored_listings_condition_index.up.sql: no such table: nowhere\n    ALTER TABLE nowhere ADD COLUMN x;\n"
+        "Nothing of it was kept: the database is still at 0004.\n",
     )
 
 

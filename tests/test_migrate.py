@@ -189,7 +189,7 @@ def test_migrations_are_numbered_pairs_described_by_their_first_comment():
     "changes,message",
     [
         ({"9001_extra.up.sql": "-- no pair\nSELECT 1;\n"}, "Migration 9001_extra has no down script"),
-        ({"0004_import_model_stats.up.sql": None}, "Migration 0004_import_model_stats has no up script"),
+        ({"0005_scored_listings_condition_index.up.sql": None}, "Migration 0005_scored_listings_condition_index has no up script"),
         (
             {"0003_scored_listings_title.up.sql": "SELECT 1;"},
             "Migration 0003_scored_listings_title is both a Python file and SQL scripts",
@@ -437,6 +437,78 @@ def test_rolling_back_a_batch_0002_made_does_not_block_going_down_and_up(tmp_pat
     ]
 
 
+@pytest.mark.parametrize(
+    "rows,expected",
+    [
+        # each batch's rows are consecutive rowids (as imports append them), with gaps between batches
+        ([(10, "batch-a"), (11, "batch-a"), (12, "batch-a"), (20, None), (21, None), (30, "batch-b")],
+         [(10, "batch-a", 1), (11, "batch-a", 2), (12, "batch-a", 3), (20, LEGACY, 1), (21, LEGACY, 2), (30, "batch-b", 1)]),
+        # a row deleted inside batch-a, and batch-b's rows between two of batch-a's
+        ([(10, "batch-a"), (12, "batch-a"), (13, "batch-b"), (14, "batch-a"), (15, "batch-b")],
+         [(10, "batch-a", 1), (12, "batch-a", 2), (13, "batch-b", 1), (14, "batch-a", 3), (15, "batch-b", 2)]),
+    ],
+)  # fmt: skip
+def test_0002_numbers_each_batch_in_rowid_order(tmp_path, rows, expected):
+    conn = build_legacy_database(tmp_path / "legacy.db")
+    conn.executemany("INSERT INTO import_batches (import_id) VALUES (?)", [("batch-a",), ("batch-b",)])
+    conn.executemany(
+        "INSERT INTO scored_listings (id, canonical_model, price, vram_gb, tdp_watts, score, import_id) "
+        "VALUES (?, 'L40S', 8000.0, 48, 350, 0.5, ?)",
+        rows,
+    )
+    migrate.migrate(conn, target="0002")
+    assert conn.execute("SELECT rowid, import_id, import_index FROM scored_listings ORDER BY rowid").fetchall() == expected
+
+
+# What the window-function statement that 0004 ran when it was a SQL script gave: the reference its two
+# passes must agree with.
+WINDOW_SUMMARY_SQL = """
+SELECT import_id, canonical_model, COUNT(*), MIN(price),
+    AVG(CASE WHEN position IN ((rows_for_model + 1) / 2, (rows_for_model + 2) / 2) THEN price END),
+    MAX(price), AVG(score)
+FROM (
+    SELECT import_id, canonical_model, price, score,
+        ROW_NUMBER() OVER (PARTITION BY import_id, canonical_model ORDER BY price) AS position,
+        COUNT(*) OVER (PARTITION BY import_id, canonical_model) AS rows_for_model
+    FROM scored_listings
+)
+GROUP BY import_id, canonical_model
+"""
+
+
+def test_0004_summarises_the_batches_already_stored(tmp_path):
+    conn = legacy_database(tmp_path / "legacy.db")
+    migrate.migrate(conn, target="0003")
+    # batch-b gets an even count with a tie, an integer price and a price the old store wrote as text
+    conn.executemany(
+        "INSERT INTO scored_listings (canonical_model, price, vram_gb, tdp_watts, score, created_at, updated_at, "
+        "import_id, import_index) VALUES (?, ?, 24, 450, ?, '2025-01-03 00:00:00', '2025-01-03 00:00:00', 'batch-b', ?)",
+        [
+            ("RTX_4090", 1800.0, 0.5, 1),
+            ("RTX_4090", 1500, 0.25, 2),
+            ("RTX_4090", 1800.0, 0.125, 3),
+            ("RTX_4090", 1600.5, 1.0, 4),
+            ("T4", "call us", 0.5, 5),
+            ("T4", 700.0, 0.25, 6),
+        ],
+    )
+    reference = [(*row[:6], pytest.approx(row[6])) for row in conn.execute(WINDOW_SUMMARY_SQL)]
+    migrate.migrate(conn, target="0004")
+    summaries = conn.execute(
+        "SELECT import_id, canonical_model, row_count, min_price, median_price, max_price, mean_score "
+        "FROM import_model_stats ORDER BY rowid"
+    ).fetchall()
+    assert summaries == reference
+    assert summaries == [
+        ("batch-a", "RTX_4090", 3, 1700.0, 1750.0, 1799.99, pytest.approx(0.7566666)),
+        ("batch-b", "RTX_4090", 4, 1500.0, 1700.25, 1800.0, 0.46875),
+        ("batch-b", "T4", 2, 700.0, 350.0, "call us", 0.375),  # text sorts after numbers, and averages as 0
+        ("batch-x", "H100_PCIE_80GB", 2, 24500.0, 25250.0, 26000.0, 51.875),
+        (LEGACY, "A100_40GB_PCIE", 1, 7000.0, 7000.0, 7000.0, 0.4),
+        (LEGACY, "H100_PCIE_80GB", 1, 25000.0, 25000.0, 25000.0, 0.61),
+    ]
+
+
 # What the schema enforces after 0002
 
 VALID_ROW = {
@@ -531,10 +603,15 @@ def test_checksum_drift_is_refused_and_nothing_changes(tmp_path, conn):
     assert (snapshot(conn), version(conn)) == (before, LATEST)
 
 
-def test_a_rewritten_migration_accepts_the_checksum_it_supersedes(conn):
-    conn.execute("UPDATE glyph_migrations SET checksum = ? WHERE id = '0004'", [
-        "e4be0f86575d1137694765cbb47ffc3bef96887c286ab069369846a084e8b326"
-    ])
+@pytest.mark.parametrize(
+    "checksum",
+    [
+        "e4be0f86575d1137694765cbb47ffc3bef96887c286ab069369846a084e8b326",
+        "7b442c2149a3b87e217b247d5620e5a087c2c57335fc8c743986723f3ce9e499",  # the SQL scripts 0004 replaced
+    ],
+)
+def test_a_rewritten_migration_accepts_the_checksum_it_supersedes(conn, checksum):
+    conn.execute("UPDATE glyph_migrations SET checksum = ? WHERE id = '0004'", [checksum])
     assert [s.drifted for s in migrate.status(conn)] == [False] * len(IDS)
     conn.execute("UPDATE glyph_migrations SET checksum = 'edited' WHERE id = '0004'")
     assert [s.drifted for s in migrate.status(conn)] == [i == "0004" for i in IDS]
@@ -650,6 +727,44 @@ def test_migration_that_breaks_a_foreign_key_is_refused(tmp_path, conn):
         f"row that does not exist.\nNothing of it was kept: the database is still at {LATEST}."
     )
     assert conn.execute("SELECT COUNT(*) FROM import_batches").fetchone()[0] == 0
+
+
+# Each migration below breaks a key of a row written before it without inserting that row: from the parent's
+# side, or by changing the child's key column or its table's keys.
+BREAKS_A_KEY = {
+    "deletes the parent row": "DELETE FROM models WHERE model = 'L40S';\n",
+    "changes the parent key": "UPDATE models SET model = 'L40S_48GB' WHERE model = 'L40S';\n",
+    "drops the parent table": "DROP TABLE models;\n",
+    "renames the parent table": "ALTER TABLE models RENAME TO models_before;\n",
+    "rebuilds the parent table without its rows": "ALTER TABLE models RENAME TO models_before;\n"
+    "CREATE TABLE models (id INTEGER PRIMARY KEY, model TEXT UNIQUE);\nDROP TABLE models_before;\n",
+    "deletes through a trigger": "CREATE TABLE retired (model TEXT);\n"
+    "CREATE TRIGGER retire AFTER INSERT ON retired BEGIN DELETE FROM models WHERE model = NEW.model; END;\n"
+    "INSERT INTO retired VALUES ('L40S');\n",
+    "changes the child's key": "UPDATE scored_listings SET canonical_model = 'L40S_48GB';\n",
+    "adds a key column with a default": "ALTER TABLE scored_listings ADD COLUMN rated_as TEXT "
+    "REFERENCES models(model) DEFAULT 'A10';\n",
+}
+
+
+@pytest.mark.parametrize("up", list(BREAKS_A_KEY.values()), ids=list(BREAKS_A_KEY))
+def test_a_migration_that_breaks_a_key_of_a_row_it_did_not_insert_is_refused(tmp_path, conn, up):
+    migrate.migrate(conn)
+    conn.execute("INSERT INTO import_batches (import_id) VALUES ('batch-a')")
+    conn.execute("INSERT INTO models (model, import_id, import_index) VALUES ('L40S', 'batch-a', 1)")
+    conn.execute(
+        "INSERT INTO scored_listings (id, canonical_model, price, vram_gb, tdp_watts, score, import_id, import_index) "
+        "VALUES (3, 'L40S', 8000.0, 48, 350, 0.5, 'batch-a', 1)"
+    )
+    before = snapshot(conn)
+    files = migration_files(tmp_path, {"9001_parent.up.sql": "-- Changes a parent\n" + up, "9001_parent.down.sql": ""})
+    with pytest.raises(migrate.MigrationError) as e:
+        migrate.migrate(conn, migrations=migrate.load_migrations(files=files))
+    assert (str(e.value), snapshot(conn)) == (
+        "Migration 9001_parent (up) would break 1 foreign key(s); the first: scored_listings row 3 names a models "
+        f"row that does not exist.\nNothing of it was kept: the database is still at {LATEST}.",
+        before,
+    )
 
 
 @pytest.mark.parametrize(

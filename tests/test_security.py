@@ -330,7 +330,9 @@ SQL_INTERPOLATIONS_REVIEWED = {
     ("importer.py", "''.join(('?, ' for _ in names))"),
     ("importer.py", "IMPORT_CACHE_KIB"),
     ("importer.py", "SUMMARY_CACHE_KIB"),
+    ("importer.py", "INDEX_BUILD_CACHE_KIB"),
     ("importer.py", "int(self.cache_size)"),
+    ("importer.py", "int(cache_size)"),
     # lineage.py, listings.py: fixed column lists; WHERE clauses are constant texts with :named parameters
     ("lineage.py", "', '.join(BATCH_COLUMNS)"),
     ("lineage.py", "ROLLBACK_CACHE_KIB"),  # a constant
