@@ -5,7 +5,7 @@ import sys
 from datasette import hookimpl
 
 from . import cli as glyph_cli
-from . import facets, migrate, pages, permissions, responses, routes, routes_lineage, routes_models
+from . import facets, migrate, pages, permissions, responses, routes, routes_files, routes_lineage, routes_models
 from .config import (
     DatabaseNotServed,
     GlyphStartupError,
@@ -30,7 +30,7 @@ def register_routes():
     # JSON API answers 503 JSON, the pages Datasette's 503 page, when the database cannot serve them.
     return [
         (pattern, responses.json_api(view) if pattern.startswith("^/api/") else responses.html_page(view))
-        for pattern, view in routes_lineage.ROUTES + routes.ROUTES + routes_models.ROUTES + pages.ROUTES
+        for pattern, view in routes_lineage.ROUTES + routes_files.ROUTES + routes.ROUTES + routes_models.ROUTES + pages.ROUTES
     ]
 
 
@@ -43,6 +43,8 @@ def startup(datasette):
         except DatabaseNotServed as e:
             removed = remove_empty_files(datasette)
             raise GlyphStartupError(str(e) + "".join(f"; removed the empty file {path}" for path in removed))
+        if not read_only(datasette) and not unwritable(db):
+            await routes_files.sweep_at_startup(datasette, db)
         if not plugin_config(datasette)["migrate"]:
             return
         if read_only(datasette):

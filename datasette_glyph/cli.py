@@ -15,7 +15,7 @@ import urllib.parse
 
 import click
 
-from . import importer, lineage, market
+from . import files, importer, lineage, market, uploads
 from . import migrate as migrations
 from .db import BUSY_TIMEOUT_MS, StorageError, connect
 from .formats import utc_z, with_utc_z
@@ -203,7 +203,7 @@ def _print_plan(conn, path, target, rollback) -> None:
 
 @click.command(name="glyph-import")
 @click.argument("path", type=click.Path(dir_okay=False))
-@click.argument("files", nargs=-1, required=True, metavar="FILE...", type=click.Path(allow_dash=True))
+@click.argument("file_paths", nargs=-1, required=True, metavar="FILE...", type=click.Path(allow_dash=True))
 @click.option("--source", "source_name", metavar="NAME", help="Where the files came from (marketplace, broker...).")
 @click.option("--description", metavar="TEXT", help="A note recorded with each import.")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object per file instead of a line of text.")
@@ -211,15 +211,18 @@ def _print_plan(conn, path, target, rollback) -> None:
 @click.option(
     "--keep-path", is_flag=True, help="Record each file's path as given, not only its name (which may reveal folders)."
 )
-def glyph_import(path, files, source_name, description, as_json, quiet, keep_path):
+@click.option("--files-dir", metavar="DIR", help="Folder of kept original files.  [default: PATH-files]")
+@click.option("--no-keep-file", is_flag=True, help="Do not keep a compressed copy of each file with its batch.")
+def glyph_import(path, file_paths, source_name, description, as_json, quiet, keep_path, files_dir, no_keep_file):
     """Import scored listing CSV FILES into the glyph database at PATH, each file as its own batch.
 
     Every file gets a new import_id; its rows are numbered import_index 1..n in file order. A file with
     any invalid row is not imported at all, and each problem is reported with its line, column and
     value. The other files are still imported (a file that cannot be read fails alone too); the exit
     status is 1 if any file failed. Use - to read a file from standard input. The batch records each
-    file's name without its folder, unless --keep-path is given. The database must have been migrated
-    with datasette glyph-migrate.
+    file's name without its folder, unless --keep-path is given. Each file's bytes are kept, compressed,
+    in PATH-files (or --files-dir) for download and re-import, unless --no-keep-file is given. The
+    database must have been migrated with datasette glyph-migrate.
 
     \b
     Examples:
@@ -228,9 +231,10 @@ def glyph_import(path, files, source_name, description, as_json, quiet, keep_pat
         datasette glyph-import glyph.db listings.csv --json | jq .import_id
     """
     conn = _open_migrated(path)
+    store = None if no_keep_file else _store(conn, path, files_dir)
     failed = 0
     try:
-        for file in files:
+        for file in file_paths:
             name = None if file == "-" else file
             shown = name or "standard input"
             try:
@@ -245,6 +249,7 @@ def glyph_import(path, files, source_name, description, as_json, quiet, keep_pat
                         source_name=source_name,
                         description=description,
                         progress=progress,
+                        original=files.Original(store, files.CSV_TYPE) if store is not None else None,
                     )
             except importer.ImportFailed as e:
                 failed += 1
@@ -754,4 +759,143 @@ class _Counted:
             yield item
 
 
-COMMANDS = [glyph_migrate, glyph_import, glyph_imports, glyph_diff, glyph_rollback, glyph_sample]
+# Kept original files: re-import, verify, prune ------------------------------------------------------------------
+
+
+def _store(conn, path, files_dir):
+    """The kept files folder of the database at ``path`` (created private), or a ClickException."""
+    try:
+        return files.files_dir(path, files_dir)
+    except uploads.UnsafeUploadDir as e:
+        conn.close()
+        raise click.ClickException(e.message) from None
+
+
+@click.command(name="glyph-reimport")
+@click.argument("path", type=click.Path(dir_okay=False))
+@click.argument("import_id")
+@click.option("--files-dir", metavar="DIR", help="Folder of kept original files.  [default: PATH-files]")
+@click.option("--json", "as_json", is_flag=True, help="Print the import result as JSON.")
+def glyph_reimport(path, import_id, files_dir, as_json):
+    """Import the kept original file of import IMPORT_ID again, as a new batch of the database at PATH.
+
+    IMPORT_ID is the id or a unique prefix of at least 8 characters. The new batch gets a new import_id,
+    the same file name, source and description, and reimport_of naming IMPORT_ID. A rolled-back import
+    is brought back this way.
+
+    \b
+    Example:
+        datasette glyph-reimport glyph.db 5b0c7a8e
+    """
+    conn = _open_migrated(path)
+    store = _store(conn, path, files_dir)
+    try:
+        import_id = _resolve(conn, path, import_id)
+        result = files.reimport(conn, store, import_id, actor=_os_user())
+    except files.NotReimportable as e:
+        raise click.ClickException(f"{e} ({path}); nothing was imported") from None
+    except importer.ImportFailed as e:
+        _report_failure(import_id, e, as_json)
+        sys.exit(1)
+    except StorageError as e:
+        if e.kind == "changed":
+            raise click.ClickException(
+                f"The kept file of import {import_id} is damaged (its SHA-256 is not the batch's); nothing was "
+                f"imported. datasette glyph-files {path} --verify reports every damaged file"
+            ) from None
+        raise click.ClickException(_storage_message(e, path)) from None
+    finally:
+        conn.close()
+    if as_json:
+        click.echo(json.dumps(dict(result.to_dict(), reimport_of=import_id)))
+    else:
+        click.echo(_import_line(result, f"the kept file of {import_id}"))
+
+
+_AGE_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
+
+
+def _age(ctx, param, value):
+    if value is None:
+        return None
+    text = value.strip().lower()
+    if text[-1:] in _AGE_UNITS and text[:-1].isdigit():
+        return datetime.timedelta(seconds=int(text[:-1]) * _AGE_UNITS[text[-1]])
+    raise click.BadParameter(f"{value!r} is not an age such as 30d, 12h, 90m or 2w")
+
+
+@click.command(name="glyph-files")
+@click.argument("path", type=click.Path(dir_okay=False))
+@click.option("--files-dir", metavar="DIR", help="Folder of kept original files.  [default: PATH-files]")
+@click.option("--verify", is_flag=True, help="Check every kept file's SHA-256; exit 1 if any is missing or damaged.")
+@click.option("--prune", is_flag=True, help="Remove kept files by --older-than and/or --keep-last.")
+@click.option("--older-than", callback=_age, metavar="AGE", help="With --prune: only files of imports older than AGE (30d, 12h).")
+@click.option("--keep-last", type=click.IntRange(min=0), metavar="N", help="With --prune: keep the files of the newest N imports of each source.")
+@click.option("--keep", "keep_ids", multiple=True, metavar="IMPORT_ID", help="Mark an import's file as never to be pruned.")
+@click.option("--release", "release_ids", multiple=True, metavar="IMPORT_ID", help="Remove that mark.")
+def glyph_files(path, files_dir, verify, prune, older_than, keep_last, keep_ids, release_ids):
+    """Check, prune and mark the kept original files of the database at PATH.
+
+    --verify decompresses every kept file and compares its SHA-256 and size with its batches, and lists
+    missing and damaged files (exit status 1 if there is any). --prune removes the files of imports
+    older than --older-than and beyond the newest --keep-last of their source (both rules apply when
+    both are given), never a file that an import marked with --keep names; the batches stay and record
+    when their file was removed. --prune also removes files that no import names (left by an import
+    that was killed) once they are an hour old, as the server does when it starts.
+
+    \b
+    Examples:
+        datasette glyph-files glyph.db --verify
+        datasette glyph-files glyph.db --prune --older-than 90d --keep-last 5
+        datasette glyph-files glyph.db --keep 5b0c7a8e
+    """
+    if prune and older_than is None and keep_last is None:
+        raise click.UsageError("--prune needs --older-than, --keep-last or both")
+    if not prune and (older_than is not None or keep_last is not None):
+        raise click.UsageError("--older-than and --keep-last go with --prune")
+    if not (verify or prune or keep_ids or release_ids):
+        raise click.UsageError("Say what to do: --verify, --prune, --keep or --release")
+    conn = _open_migrated(path)
+    store = _store(conn, path, files_dir)
+    problems = []
+    try:
+        for ids, mark in ((keep_ids, True), (release_ids, False)):
+            for text in ids:
+                import_id = _resolve(conn, path, text)
+                if not files.set_keep(conn, import_id, mark):
+                    raise click.ClickException(f"Import {import_id} has no kept file in {path}")
+                click.echo(f"{'Marked' if mark else 'Released'} the file of {import_id}" + (" as kept" if mark else ""))
+        if prune:
+            files.sweep(conn, store)
+            result = files.prune(conn, store, older_than=older_than, keep_last=keep_last)
+            imports = len(result.batches)
+            click.echo(
+                f"Pruned {len(result.removed_files)} file(s) of {imports} import{'s' if imports != 1 else ''}, "
+                f"freeing {result.bytes_freed:,} bytes"
+            )
+        if verify:
+            checked, problems = files.verify(conn, store)
+            for problem in problems:
+                click.echo(
+                    f"{problem.kind}: {problem.sha256}.gz of import{'s' if len(problem.import_ids) > 1 else ''} "
+                    f"{', '.join(problem.import_ids)}: {problem.detail}"
+                )
+            click.echo(f"Verified {checked} kept file(s) in {store}: {len(problems)} missing or damaged")
+    except sqlite3.Error as e:
+        raise click.ClickException(_storage_message(e, path)) from None
+    finally:
+        conn.close()
+    if problems:
+        sys.exit(1)
+
+
+COMMANDS = [
+    glyph_migrate,
+    glyph_import,
+    glyph_imports,
+    glyph_diff,
+    glyph_rollback,
+    glyph_sample,
+    glyph_reimport,
+    glyph_files,
+]

@@ -38,7 +38,9 @@ DEFAULTS = {
     "primary_url": None,  # where writes go when this server is read-only, named in the 503
     "write_wait_ms": 30_000,  # how long an import or rollback waits for another process's write lock before a 503
     "read_time_limit_ms": 30_000,  # how long a diff or listing history may take before it is stopped with a 503
-    "read_threads": 1,  # threads (and connections) for diffs and history, apart from Datasette's own readers
+    "read_threads": 1,
+    "keep_files": True,  # keep each import's original file (compressed) for download and re-import
+    "files_dir": None,  # folder of kept originals, private (0700); default: beside the database, <database>-files  # threads (and connections) for diffs and history, apart from Datasette's own readers
 }
 
 # Seconds a client is told to wait (Retry-After) when the writer is busy or an expensive read was stopped.

@@ -491,9 +491,10 @@ LIMIT 1
 class _HashingReader(io.RawIOBase):
     """A raw stream over the source that hashes and counts every byte on its way to the CSV parser."""
 
-    def __init__(self, source, progress: Optional[Callable[[int], None]] = None):
+    def __init__(self, source, progress: Optional[Callable[[int], None]] = None, copy=None):
         self._source = source
         self._progress = progress
+        self._copy = copy  # gets every chunk too: the store of kept originals (files.Original.write)
         self.sha256 = hashlib.sha256()
         self.count = 0
         self._readinto = getattr(source, "readinto", None)
@@ -514,6 +515,8 @@ class _HashingReader(io.RawIOBase):
             view = memoryview(buffer)[:n]
             self.sha256.update(view)
             self.count += n
+            if self._copy is not None:
+                self._copy(view)
             if self._progress is not None:
                 self._progress(self.count)
         return n or 0
@@ -1011,6 +1014,8 @@ def _run(conn: sqlite3.Connection, header: List[str], chunks: Iterator[tuple], *
         close = getattr(chunks, "close", None)
         if close is not None:
             close()
+        if options.get("original") is not None:
+            options["original"].discard()  # a temp file the batch did not keep
 
 
 def _write_batch(
@@ -1027,6 +1032,7 @@ def _write_batch(
     digest: Callable[[], Tuple[str, int]],
     record_label: Optional[str] = None,
     fatal_check: Optional[Callable[[], Optional[dict]]] = None,
+    original=None,  # files.Original: the bytes read, made durable and recorded before the batch commits
     before_commit: Optional[Callable[[sqlite3.Connection, "ImportResult"], None]] = None,
     size_hint: Optional[Callable[[int], Optional[int]]] = None,
 ) -> ImportResult:
@@ -1071,6 +1077,8 @@ def _write_batch(
                 "finished_at": _db_time(finished),
             },
         )
+        if original is not None:
+            original.keep(conn, batch.import_id, sha256, size)
         # The per-model summary, read back from the rows just written (contiguous in rowid: sequential reads).
         # SQLite's sorter takes memory in proportion to cache_size, so the sorts run with a small cache and
         # spill to disk: memory stays flat whatever the file's size. (Keeping the prices in Python instead
@@ -1111,12 +1119,14 @@ def import_csv(
     max_errors: int = 50,
     before_commit: Optional[Callable[[sqlite3.Connection, ImportResult], None]] = None,
     expected_sha256: Optional[str] = None,
+    original=None,
 ) -> ImportResult:
     """Import one scored listings CSV file (a path, or a binary file object) as a new batch.
 
     ``filename`` is recorded as the file's name (default: the path as given). ``progress`` is called
     with the number of bytes read so far. Raises ImportFailed, having written nothing, if any record
     is invalid; StorageError if the file's SHA-256 is not ``expected_sha256`` (an upload replaced on disk).
+    ``original`` (a ``files.Original``) gets the bytes as they are read and keeps them with the batch.
     ``before_commit(conn, result)`` runs inside the import's transaction once every row is written: what it
     writes commits with the batch, and an exception from it rolls the whole import back.
     """
@@ -1128,7 +1138,9 @@ def import_csv(
             filename = os.fspath(source) if filename is None else filename
         else:
             raw_source = source
-        hashing = _HashingReader(raw_source, progress)
+        if original is not None:
+            stack.callback(original.discard)  # a file refused before its rows are read keeps nothing
+        hashing = _HashingReader(raw_source, progress, original.write if original is not None else None)
         stream = io.BufferedReader(hashing, READ_BUFFER_BYTES)
         try:
             csv_source = _CsvSource(stream)
@@ -1179,6 +1191,7 @@ def import_csv(
             max_errors=max_errors,
             digest=digest,
             fatal_check=lambda: pending[0].error if pending[0] else None,
+            original=original,
             before_commit=before_commit,
             size_hint=size_hint,
         )
@@ -1234,6 +1247,7 @@ def import_records(
     actor: Optional[str] = None,
     filename: Optional[str] = None,
     max_errors: int = 50,
+    original=None,
     before_commit: Optional[Callable[[sqlite3.Connection, ImportResult], None]] = None,
 ) -> ImportResult:
     """Import a list of listing objects (the older JSON payload; keys as the CSV columns) as a new batch.
@@ -1265,6 +1279,7 @@ def import_records(
         max_errors=max_errors,
         digest=digest,
         record_label="Record",
+        original=original,
         before_commit=before_commit,
         size_hint=lambda _rows: len(records),
     )
@@ -1491,6 +1506,7 @@ def import_json(
     actor: Optional[str] = None,
     filename: Optional[str] = None,
     max_errors: int = 50,
+    original=None,
     before_commit: Optional[Callable[[sqlite3.Connection, ImportResult], None]] = None,
 ) -> ImportResult:
     """Import a JSON body scanned by :func:`scan_json` (an array of listing objects) as a new batch.
@@ -1503,7 +1519,7 @@ def import_json(
         raise ImportFailed([_error(None, None, None, "No records to import: the list is empty")])
     _check_keys(body.header, max_errors)
     with open(body.path, "rb", buffering=0) as raw:
-        hashing = _HashingReader(raw)
+        hashing = _HashingReader(raw, copy=original.write if original is not None else None)
         stream = io.BufferedReader(hashing, JSON_READ_BYTES)
 
         def digest():
@@ -1523,6 +1539,7 @@ def import_json(
                 max_errors=max_errors,
                 digest=digest,
                 record_label="Record",
+                original=original,
                 before_commit=before_commit,
                 size_hint=lambda _rows: body.records,
             )

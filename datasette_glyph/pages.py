@@ -15,7 +15,7 @@ from datasette.utils.asgi import BadRequest, Forbidden, NotFound, Response
 from datasette.views.base import DatasetteError
 from markupsafe import Markup, escape
 
-from . import lineage
+from . import files, lineage
 from .config import glyph_database, plugin_config, read_only
 from .formats import usd, utc_z
 from .listings import InvalidParameter
@@ -85,7 +85,9 @@ async def imports_page(datasette, request):
     offset = (page - 1) * IMPORTS_PER_PAGE
 
     def read(conn):
-        return lineage.count_imports(conn), lineage.list_imports(conn, limit=IMPORTS_PER_PAGE, offset=offset)
+        batches = lineage.list_imports(conn, limit=IMPORTS_PER_PAGE, offset=offset)
+        kept = files.kept_files(conn, [b["import_id"] for b in batches])
+        return lineage.count_imports(conn), [{**b, **kept[b["import_id"]]} for b in batches]
 
     total, batches = await db.execute_fn(read)
     pages = max(1, math.ceil(total / IMPORTS_PER_PAGE))
@@ -94,6 +96,7 @@ async def imports_page(datasette, request):
     for batch in batches:
         batch["page_url"] = batch_url(datasette, batch["import_id"])
         batch["rows_url"] = rows_url(datasette, db.name, batch["import_id"])
+        batch["file_url"] = file_url(datasette, batch["import_id"]) if batch["file_kept"] else None
     context = {
         "glyph_database": db.name,
         "batches": batches,
@@ -122,6 +125,7 @@ async def import_detail_page(datasette, request):
         batch = lineage.get_import(conn, import_id)
         if batch is None:
             return None, None, []
+        batch.update(files.kept_files(conn, [import_id])[import_id])
         previous = lineage.previous_import(conn, import_id)
         others = [b for b in lineage.list_imports(conn, limit=COMPARE_CHOICES + 1) if b["import_id"] != import_id]
         return batch, previous, others[:COMPARE_CHOICES]
@@ -134,7 +138,19 @@ async def import_detail_page(datasette, request):
     for model in models:
         model["rows_url"] = rows_url(datasette, db.name, import_id, canonical_model=model["canonical_model"])
     rolled_back = batch.get("status") == "rolled_back"
+    kept = batch.pop("file_kept")
+    file_bytes, reimport_of = batch.pop("file_bytes"), batch.pop("reimport_of")
+    batch.pop("file_stored_bytes")
     context = {
+        "file_url": file_url(datasette, import_id) if kept else None,
+        "file_bytes": file_bytes,
+        "reimport_of_url": batch_url(datasette, reimport_of) if reimport_of else None,
+        "reimport_of": reimport_of,
+        "reimport_url": (
+            datasette.urls.path(f"/api/imports/{quote(import_id, safe='')}/reimport")
+            if kept and not read_only(datasette) and await can_import(datasette, request.actor)
+            else None
+        ),
         "glyph_database": db.name,
         "batch": batch,
         "rolled_back": rolled_back,
@@ -256,6 +272,11 @@ def render_cell(value, column, table, database, datasette):
 def batch_url(datasette, import_id: str) -> str:
     """Path of a batch's page."""
     return datasette.urls.path(f"/-/glyph/imports/{quote(import_id, safe='')}")
+
+
+def file_url(datasette, import_id: str) -> str:
+    """Where a batch's kept original file is downloaded."""
+    return datasette.urls.path(f"/api/imports/{quote(import_id, safe='')}/file")
 
 
 def diff_url(datasette, a: str, b: str) -> str:

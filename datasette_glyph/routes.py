@@ -17,7 +17,7 @@ from urllib.parse import urlencode
 
 from datasette.utils.asgi import Response
 
-from . import idempotency, lineage, uploads
+from . import files, idempotency, lineage, routes_files, uploads
 from .config import glyph_database, plugin_config, run_guarded_write
 from .db import StorageError
 from .formats import utc_z
@@ -116,6 +116,7 @@ async def import_view(request, datasette):
             directory = uploads.upload_dir(config["upload_dir"])
             async with uploads.multipart_upload(request.receive, request.headers, directory, max_bytes) as upload:
                 fields = upload.fields
+                original = routes_files.new_original(datasette, files.CSV_TYPE)
 
                 source, description = fields.get("source") or None, fields.get("description") or None
                 once = _Once(key, importer_id, upload.sha256, source, description)
@@ -135,6 +136,7 @@ async def import_view(request, datasette):
                             source_name=source,
                             description=description,
                             actor=importer_id,
+                            original=original,
                             before_commit=once.remember,
                         )
 
@@ -219,6 +221,9 @@ async def _import_json(request, datasette, config, db, importer_id, prepare=None
             except ImportFailed as e:
                 return errors_response(422, e.errors, more=e.more)
 
+            # The body as received is the original: it is compressed from its temp file when the batch is kept.
+            original = routes_files.new_original(datasette, files.JSON_TYPE, source_path=upload.path)
+
             def write(conn):
                 return once.first_answer(conn) or import_records(
                     conn,
@@ -226,10 +231,12 @@ async def _import_json(request, datasette, config, db, importer_id, prepare=None
                     source_name=source,
                     description=description,
                     actor=importer_id,
+                    original=original,
                     before_commit=once.remember,
                 )
 
         else:
+            original = routes_files.new_original(datasette, files.JSON_TYPE)
 
             def write(conn):
                 return once.first_answer(conn) or import_json(
@@ -239,6 +246,7 @@ async def _import_json(request, datasette, config, db, importer_id, prepare=None
                     source_name=source,
                     description=description,
                     actor=importer_id,
+                    original=original,
                     before_commit=once.remember,
                 )
 
@@ -357,7 +365,8 @@ async def imports_view(request, datasette):
         return errors_response(422, [_parameter_error(e)])
 
     def read(conn):
-        return lineage.list_imports(conn, limit=limit, offset=offset), lineage.count_imports(conn)
+        imports = lineage.list_imports(conn, limit=limit, offset=offset)
+        return _with_file(conn, imports), lineage.count_imports(conn)
 
     imports, total = await db.execute_fn(read)
     next_url = None
@@ -378,10 +387,21 @@ async def import_detail_view(request, datasette):
     if not await can_view_table(datasette, request.actor, db.name, "import_batches"):
         return errors_response(403, ["You may not view import_batches"])
     import_id = url_id(request, "import_id")
-    batch = await db.execute_fn(lambda conn: lineage.get_import(conn, import_id))
+
+    def read(conn):
+        batch = lineage.get_import(conn, import_id)
+        return _with_file(conn, [batch])[0] if batch is not None else None
+
+    batch = await db.execute_fn(read)
     if batch is None:
         return errors_response(404, [f"No import with import_id {import_id!r}"])
     return ok_response(batch)
+
+
+def _with_file(conn, batches: list) -> list:
+    """The batches with whether their original file is kept (``file_kept``), its size and ``reimport_of``."""
+    kept = files.kept_files(conn, [b["import_id"] for b in batches])
+    return [{**b, **kept[b["import_id"]]} for b in batches]
 
 
 async def rollback_view(request, datasette):

@@ -161,7 +161,7 @@ def check_upload_dir(configured: Optional[str] = None) -> Tuple[Path, Optional[s
     return path, made_private(path)
 
 
-def made_private(path: Path) -> Optional[str]:
+def made_private(path: Path, what: str = "upload folder", setting: str = "upload_dir") -> Optional[str]:
     """Create ``path`` (0700) or check it; return a note when an existing folder had to be closed to others."""
     if not path.parent.exists():
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -170,24 +170,24 @@ def made_private(path: Path) -> Optional[str]:
     try:
         info = os.lstat(path)
     except OSError as e:
-        raise UnsafeUploadDir(f"The upload folder {path} cannot be used: {e.strerror}") from None
+        raise UnsafeUploadDir(f"The {what} {path} cannot be used: {e.strerror}") from None
     if stat.S_ISLNK(info.st_mode):
         raise UnsafeUploadDir(
-            f"The upload folder {path} is a symbolic link; refusing to write uploads through it. "
-            "Set upload_dir to a real folder that only the server's user can write to."
+            f"The {what} {path} is a symbolic link; refusing to write uploads through it. "
+            f"Set {setting} to a real folder that only the server's user can write to."
         )
     if not stat.S_ISDIR(info.st_mode):
-        raise UnsafeUploadDir(f"The upload folder {path} exists and is not a folder")
+        raise UnsafeUploadDir(f"The {what} {path} exists and is not a folder")
     me = os.getuid()
     if info.st_uid != me:
         raise UnsafeUploadDir(
-            f"The upload folder {path} belongs to user id {info.st_uid}, not to the server's user ({me}): whoever "
-            "owns it could read or replace uploads. Remove it, or set upload_dir to a folder of the server's user."
+            f"The {what} {path} belongs to user id {info.st_uid}, not to the server's user ({me}): whoever "
+            f"owns it could read or replace uploads. Remove it, or set {setting} to a folder of the server's user."
         )
     if info.st_mode & 0o077:
         os.chmod(path, 0o700)
         return (
-            f"the upload folder {path} was open to other users (mode {stat.S_IMODE(info.st_mode):04o}); "
+            f"the {what} {path} was open to other users (mode {stat.S_IMODE(info.st_mode):04o}); "
             "it is now private (0700)"
         )
     return None

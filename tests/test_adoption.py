@@ -13,7 +13,7 @@ from datasette_test import Datasette
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from datasette_glyph import lineage, migrate
+from datasette_glyph import files, lineage, migrate
 from datasette_glyph.db import connect
 from datasette_glyph.importer import import_csv
 
@@ -61,9 +61,12 @@ def read(path):
 
 
 def glyph_import(conn, text, name="drop.csv"):
+    """Import ``text`` as a file, keeping the original beside the database as every import does by default."""
     import io
 
-    return import_csv(conn, io.BytesIO(text.encode()), filename=name, source_name="market")
+    db_path = conn.execute("PRAGMA database_list").fetchone()[2]
+    original = files.Original(files.files_dir(db_path), files.CSV_TYPE)
+    return import_csv(conn, io.BytesIO(text.encode()), filename=name, source_name="market", original=original)
 
 
 @pytest.mark.parametrize("variant", sorted(legacy_store.VARIANTS))
@@ -237,6 +240,7 @@ def test_what_going_down_kept_aside_is_shown_restored_and_can_be_discarded(tmp_p
         "glyph_kept_0002_sequence",
         "glyph_kept_0003_scored_listings_title",
         "glyph_kept_0004_import_model_stats",
+        "glyph_kept_0007_import_files",
     ]
     migrate.migrate(conn)
     assert legacy_store.dump(conn) == at_top

@@ -824,6 +824,11 @@ def stored_batch(db_path, import_id) -> dict:
     for key in ("imported_at", "started_at", "finished_at", "rolled_back_at"):
         if record[key] is not None:
             record[key] = record[key].replace(" ", "T") + "Z"
+    # JSON bodies are kept as received (keep_files is on by default): the body's size, and its gzip beside the db
+    body = Path(str(db_path) + "-files") / f"{record['sha256']}.gz"
+    record.update(
+        file_kept=True, file_bytes=record["bytes"], file_stored_bytes=body.stat().st_size, reimport_of=None
+    )
     return record
 
 

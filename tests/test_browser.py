@@ -190,7 +190,15 @@ def test_upload_browse_facet_and_chart(operator_page, server, shots):
     page.goto("/-/glyph/imports")
     batches = server.get("/glyph/import_batches.json?_shape=array&_sort_desc=id").json()
     assert table_cells(page, "#glyph-imports tbody") == [
-        [b["filename"], b["source"], pages.utc_time(b["imported_at"]), str(b["record_count"]), b["status"], b["actor"]]
+        [
+            b["filename"],
+            b["source"],
+            pages.utc_time(b["imported_at"]),
+            str(b["record_count"]),
+            b["status"],
+            b["actor"],
+            f"{b['bytes']:,} bytes",  # the kept original file, linked for download
+        ]
         for b in batches
     ]
     assert [(b["filename"], b["source"], b["record_count"], b["actor"]) for b in batches] == [
@@ -219,6 +227,22 @@ def test_upload_browse_facet_and_chart(operator_page, server, shots):
     with page.expect_navigation() as diff:
         page.click("#glyph-diff-previous")
     assert diff.value.status == 200
+
+    # The batch page links the kept original, and its button imports it again as a new batch.
+    page.goto(f"/-/glyph/imports/{first['import_id']}")
+    download = page.get_attribute("#glyph-file-download", "href")
+    assert download == f"/api/imports/{first['import_id']}/file"
+    assert page.request.get(download).body() == SAMPLE.read_bytes()
+    page.click("#glyph-reimport-button")
+    page.wait_for_selector("#glyph-reimport-of")
+    again = server.get("/api/imports?limit=1").json()["imports"][0]
+    assert (urlsplit(page.url).path, again["reimport_of"], again["record_count"]) == (
+        f"/-/glyph/imports/{again['import_id']}",
+        first["import_id"],
+        len(expected_rows),
+    )
+    assert page.get_attribute("#glyph-reimport-of", "href") == f"/-/glyph/imports/{first['import_id']}"
+    page.screenshot(path=shots / "08-reimported.png", full_page=True)
 
 
 def test_progress_bar_while_uploading(operator_page, shots, tmp_path):

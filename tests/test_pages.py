@@ -258,10 +258,10 @@ async def test_imports_list_newest_first(db_path, batches):
     table = Extract(response.text, id="glyph-imports")
     escaped_file = "&lt;script&gt;alert(1)&lt;/script&gt;.csv"
     assert table.rows == [
-        ["File", "Source", "Imported at", "Rows", "Status", "Actor"],
-        [HOSTILE + ".csv", HOSTILE, "2025-05-03 08:00:00 UTC", "0", "rolled_back", HOSTILE],
-        ["tuesday.csv", "ebay", "2025-05-02 08:00:00 UTC", "4", "complete", ""],
-        ["monday.csv", "ebay", "2025-05-01 08:00:00 UTC", "3", "complete", "operator"],
+        ["File", "Source", "Imported at", "Rows", "Status", "Actor", "Original file"],
+        [HOSTILE + ".csv", HOSTILE, "2025-05-03 08:00:00 UTC", "0", "rolled_back", HOSTILE, "not kept"],
+        ["tuesday.csv", "ebay", "2025-05-02 08:00:00 UTC", "4", "complete", "", "not kept"],
+        ["monday.csv", "ebay", "2025-05-01 08:00:00 UTC", "3", "complete", "operator", "not kept"],
     ]
     assert table.links == [
         (f"/-/glyph/imports/{C}", HOSTILE + ".csv"),
@@ -425,6 +425,7 @@ async def test_rolled_back_import_says_its_rows_were_removed(conn, db_path, batc
         "0 (3 rolled back)",
         "rolled_back",
         "operator",
+        "not kept",  # these batches were written directly, without their files
     ]
     assert rows_link(A) not in [href for href, _ in listed.links]
 

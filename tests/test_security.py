@@ -101,6 +101,9 @@ class Client:
     def rollback(self, who: str, import_id: str, browser: str = "same-origin"):
         return self.server.request("DELETE", f"/api/imports/{import_id}", headers=self.headers(who, browser))
 
+    def reimport(self, who: str, import_id: str, browser: str = "same-origin"):
+        return self.server.request("POST", f"/api/imports/{import_id}/reimport", headers=self.headers(who, browser))
+
 
 @pytest.fixture(scope="module")
 def client(tmp_path_factory):
@@ -181,6 +184,43 @@ def test_rollback_refused(client, who, browser, status, errors):
         assert database_checksum(client.server.db_path) == before
     if errors is not None:
         assert response.json() == {"ok": False, "errors": [{"message": m} for m in errors], "more": 0}
+
+
+@pytest.mark.parametrize(
+    "who,browser,status,errors",
+    [
+        ("anonymous", None, 403, [ANONYMOUS_IMPORT]),
+        ("bob-token", None, 403, [BOB_IMPORT]),
+        ("bob-cookie", "same-origin", 403, [BOB_IMPORT]),
+        ("alice-cookie", "cross-site", 403, None),
+        ("alice-cookie", "foreign-origin", 403, None),
+        ("alice-cookie", "no-token", 403, None),
+        ("alice-cookie", "wrong-token", 403, None),
+    ],
+)
+def test_reimport_refused(client, who, browser, status, errors):
+    if not TOKEN_CSRF and browser in ("no-token", "wrong-token"):
+        status, errors = 200, None  # 1.0a: no tokens; without Origin or Sec-Fetch-Site the POST is accepted
+    import_id = first_import(client)
+    before = database_checksum(client.server.db_path)
+    response = client.reimport(who, import_id, browser or "same-origin")
+    assert response.status == status, response.text[:300]
+    if status == 403:
+        assert database_checksum(client.server.db_path) == before
+    if errors is not None:
+        assert response.json() == {"ok": False, "errors": [{"message": m} for m in errors], "more": 0}
+
+
+@pytest.mark.parametrize("who", ["alice-token", "alice-cookie"])
+def test_allowed_actor_reimports(client, who):
+    import_id = first_import(client)
+    response = client.reimport(who, import_id)
+    assert response.status == 200, response.text
+    assert (response.json()["reimport_of"], response.json()["actor"], response.json()["record_count"]) == (
+        import_id,
+        "alice",
+        2,
+    )
 
 
 @pytest.mark.parametrize("who", ["alice-token", "alice-cookie"])
