@@ -173,12 +173,12 @@ def test_migrations_are_numbered_pairs_described_by_their_first_comment():
             "0005_scored_listings_condition_index",
             "Index scored_listings.condition, so its facet on the table page does not scan every row",
         ),
-        ("0007_kept_files", "Record the original file each import read, kept compressed beside the database"),
         (
             "0006_import_deltas",
             "Keep what changed between consecutive imports of a source, so diffs and listing histories read a "
             "few rows",
         ),
+        ("0007_kept_files", "Record the original file each import read, kept compressed beside the database"),
         (
             "0008_import_idempotency_keys",
             "Remember the Idempotency-Key an import was sent with, so that a retried request answers the first result",
