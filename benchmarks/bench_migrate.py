@@ -3,7 +3,8 @@
 Builds a database as the old store's pre-lineage release left it (its own DDL, from tests/legacy_store.py;
 no bookkeeping table) holding ROWS ``scored_listings`` rows: the oldest 2% name no import, the rest are
 spread over 100 batches of which two are missing from ``import_batches`` (their records were deleted).
-Then it runs ``datasette glyph-migrate`` up to the newest version, back to 0001 and up again, each in a
+Then it runs ``datasette glyph-migrate`` up to the newest version, ``datasette glyph-deltas`` (which compares
+the adopted imports, so that going down has their deltas to keep aside), back to 0001 and up again, each in a
 fresh child process, and prints the wall time of each run (and the CPU time the child used, which other
 work on the machine disturbs less), the time of each migration step, the child's peak RSS, and whether
 going down gave back exactly the original file's schema and rows.
@@ -20,6 +21,7 @@ import argparse
 import json
 import os
 import re
+import sqlite3
 import subprocess
 import sys
 import tempfile
@@ -150,14 +152,15 @@ def fingerprint(path: str) -> str:
     return digest.hexdigest()
 
 
-def run_child(path: str, args: list) -> dict:
-    """Run glyph-migrate in a fresh process; its wall time, step times and peak RSS (KiB)."""
+def run_child(path: str, args: list, command: str = "glyph_migrate") -> dict:
+    """Run glyph-migrate (or another glyph command) in a fresh process; its wall time, step times and peak RSS
+    (KiB)."""
     code = (
         "import json, resource, sys, time\n"
-        "from datasette_glyph.cli import glyph_migrate\n"
+        f"from datasette_glyph.cli import {command}\n"
         "started = time.perf_counter()\n"
         "try:\n"
-        "    glyph_migrate.main(sys.argv[1:], standalone_mode=False)\n"
+        f"    {command}.main(sys.argv[1:], standalone_mode=False)\n"
         "finally:\n"
         "    usage = resource.getrusage(resource.RUSAGE_SELF)\n"
         "    print(json.dumps({'seconds': time.perf_counter() - started, 'max_rss_kib': usage.ru_maxrss,\n"
@@ -190,9 +193,14 @@ def main() -> None:
     print(f"load average: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
     original = fingerprint(path)
     adopted = None
-    runs = (("up (0001 -> newest)", []), ("down (newest -> 0001)", ["--to", "0001"]), ("up again", []))
-    for label, args in runs:
-        figures = run_child(path, args)
+    runs = (
+        ("up (0001 -> newest)", [], "glyph_migrate"),
+        ("glyph-deltas (the adopted imports' deltas)", [], "glyph_deltas"),
+        ("down (newest -> 0001)", ["--to", "0001"], "glyph_migrate"),
+        ("up again", [], "glyph_migrate"),
+    )
+    for label, args, command in runs:
+        figures = run_child(path, args, command)
         load = " ".join(f"{x:.2f}" for x in os.getloadavg())
         print(
             f"{label}: {figures['seconds']:.1f}s ({figures['cpu_seconds']:.1f}s CPU), "
@@ -200,6 +208,12 @@ def main() -> None:
         )
         for step in figures["steps"]:
             print(f"    {step}")
+        if command == "glyph_deltas":
+            with sqlite3.connect(path) as conn:
+                kept = conn.execute("SELECT COUNT(*) FROM import_deltas").fetchone()[0]
+            print(f"    {kept:,} import_deltas rows kept")
+            adopted = fingerprint(path)  # what up again must give back
+            continue
         now = fingerprint(path)
         if label.startswith("up ("):
             adopted = now

@@ -15,7 +15,7 @@ import urllib.parse
 
 import click
 
-from . import files, importer, lineage, market, uploads
+from . import deltas, files, importer, lineage, market, uploads
 from . import migrate as migrations
 from .db import BUSY_TIMEOUT_MS, StorageError, connect
 from .formats import utc_z, with_utc_z
@@ -111,6 +111,7 @@ def glyph_migrate(path, show_status, target, rollback, dry_run, discard_kept):
         rows = migrations.status(conn)
         version = _version_label(migrations.current_version(conn), rows)
         click.echo(f"{path} is at {version}" + ("" if steps else "; nothing to do"))
+        _hint_missing_deltas(conn, path)
     except migrations.MigrationError as e:
         raise click.ClickException(str(e))
     except sqlite3.Error as e:
@@ -118,6 +119,15 @@ def glyph_migrate(path, show_status, target, rollback, dry_run, discard_kept):
     finally:
         if conn is not None:
             conn.close()
+
+
+def _hint_missing_deltas(conn, path) -> None:
+    waiting = len(deltas.missing(conn))
+    if waiting:
+        click.echo(
+            f"{waiting:,} import{'s have' if waiting != 1 else ' has'} no kept deltas (made before "
+            f"0006_import_deltas); their diffs are computed from rows. To keep them: datasette glyph-deltas {path}"
+        )
 
 
 def _print_status(conn, path) -> None:
@@ -154,6 +164,10 @@ def _print_status(conn, path) -> None:
             f"{broken:,} foreign key(s) were already broken in the old store's file when it was adopted; "
             "they are kept as they were and never block a migration."
         )
+    waiting = len(deltas.missing(conn))
+    if waiting:
+        click.echo("")
+        _hint_missing_deltas(conn, path)
     kept = migrations.kept_aside(conn)
     if kept:
         click.echo("")
@@ -542,6 +556,57 @@ def _stdin_is_terminal() -> bool:
     return sys.stdin.isatty()
 
 
+@click.command(name="glyph-deltas")
+@click.argument("path", type=click.Path(dir_okay=False))
+@click.option("--dry-run", is_flag=True, help="Count the imports that have no kept deltas; change nothing.")
+def glyph_deltas(path, dry_run):
+    """Keep the deltas of the imports in the database at PATH that have none.
+
+    Each import keeps, in its own transaction, what changed since the previous complete import from its
+    source (import_deltas, import_delta_models). Imports made before migration 0006 keep nothing: their
+    diffs are computed from both imports' rows, with the same answer, more slowly. This command compares
+    each of them with its previous import and keeps the result, oldest first, one import per transaction:
+    it can run while Datasette serves the file, and can be stopped and run again.
+
+    \b
+    Examples:
+        datasette glyph-deltas glyph.db --dry-run
+        datasette glyph-deltas glyph.db
+    """
+    conn = _open_existing(path, write=not dry_run)
+    try:
+        if not deltas.has_tables(conn):
+            version = migrations.describe_version(migrations.current_version(conn))
+            raise click.ClickException(
+                f"{path} is at {version} and keeps no deltas; run datasette glyph-migrate {path} first"
+            )
+        waiting = deltas.missing(conn)
+        if dry_run or not waiting:
+            click.echo(f"{len(waiting):,} import{'s have' if len(waiting) != 1 else ' has'} no kept deltas")
+            return
+
+        done = []
+
+        def report(import_id, previous):
+            done.append(import_id)
+            click.echo(f"Kept the deltas of {import_id} (after {previous})")
+
+        try:
+            deltas.keep_missing(conn, on_import=report)
+        except sqlite3.Error as e:
+            raise click.ClickException(
+                f"{path}: {e}; the deltas of {len(done):,} import(s) were kept before it, the others were not "
+                "changed (run the command again to go on)"
+            ) from None
+        click.echo(f"Kept the deltas of {len(done):,} import{'s' if len(done) != 1 else ''}")
+    except migrations.NotManaged as e:
+        raise click.ClickException(str(e)) from None
+    except sqlite3.Error as e:
+        raise click.ClickException(_storage_message(e, path)) from None
+    finally:
+        conn.close()
+
+
 @click.command(name="glyph-rollback")
 @click.argument("path", type=click.Path(dir_okay=False))
 @click.argument("import_id")
@@ -894,6 +959,7 @@ COMMANDS = [
     glyph_import,
     glyph_imports,
     glyph_diff,
+    glyph_deltas,
     glyph_rollback,
     glyph_sample,
     glyph_reimport,

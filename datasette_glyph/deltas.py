@@ -19,7 +19,7 @@ from __future__ import annotations
 import contextlib
 import sqlite3
 from dataclasses import dataclass
-from typing import Dict, List, Optional
+from typing import Callable, Dict, List, Optional
 
 from .db import transaction
 
@@ -223,6 +223,8 @@ def forget_import(conn: sqlite3.Connection, import_id: str) -> List[str]:
 
     Returns the ids of the imports whose deltas were recomputed.
     """
+    if not has_tables(conn):  # below migration 0006: nothing is kept
+        return []
     params = {"import_id": import_id}
     followers = [row[0] for row in conn.execute(FOLLOWERS_SQL, params).fetchall()]
     conn.execute(FORGET_DELTAS_SQL, params)
@@ -230,6 +232,80 @@ def forget_import(conn: sqlite3.Connection, import_id: str) -> List[str]:
     for follower in followers:
         record_deltas(conn, follower)
     return followers
+
+
+# Complete imports that have a previous complete import from their source (the same partition of sources as
+# PREVIOUS_IMPORT_SQL: NULL sources together) and no kept comparison, oldest first. These are the imports made
+# before migration 0006, which creates the tables empty.
+MISSING_SQL = """
+SELECT import_id
+FROM (
+    SELECT import_id, imported_at, id,
+        LAG(import_id) OVER (PARTITION BY source ORDER BY imported_at, id) AS previous_import_id
+    FROM import_batches
+    WHERE status = 'complete'
+) AS b
+WHERE previous_import_id IS NOT NULL
+    AND NOT EXISTS (SELECT 1 FROM import_delta_models AS k WHERE k.import_id = b.import_id)
+ORDER BY imported_at, id
+"""
+# Imports whose kept comparison is not with their previous complete import any more: kept aside by going below
+# migration 0006 and put back after an import was rolled back in between (the rollback could not update them).
+STALE_SQL = """
+SELECT DISTINCT m.import_id
+FROM import_delta_models AS m
+LEFT JOIN (
+    SELECT import_id, LAG(import_id) OVER (PARTITION BY source ORDER BY imported_at, id) AS previous_import_id
+    FROM import_batches
+    WHERE status = 'complete'
+) AS b ON b.import_id = m.import_id
+WHERE b.previous_import_id IS NOT m.previous_import_id
+"""
+
+
+STILL_MISSING_SQL = """
+SELECT 1 FROM import_batches
+WHERE import_id = :import_id AND status = 'complete'
+    AND NOT EXISTS (SELECT 1 FROM import_delta_models WHERE import_id = :import_id)
+"""
+
+
+def missing(conn: sqlite3.Connection) -> List[str]:
+    """The imports that could keep deltas and have none, oldest first; none below migration 0006."""
+    if not has_tables(conn):
+        return []
+    return [row[0] for row in conn.execute(MISSING_SQL).fetchall()]
+
+
+def drop_stale(conn: sqlite3.Connection) -> List[str]:
+    """Forget the kept comparisons that no longer compare an import with its previous import (see STALE_SQL);
+    glyph-deltas computes them again. Returns the imports concerned."""
+    stale = [row[0] for row in conn.execute(STALE_SQL).fetchall()]
+    for import_id in stale:
+        conn.execute(FORGET_DELTAS_SQL, {"import_id": import_id})
+        conn.execute(FORGET_MODELS_SQL, {"import_id": import_id})
+    return stale
+
+
+def keep_missing(conn: sqlite3.Connection, on_import: Optional[Callable[[str, Optional[str]], None]] = None) -> int:
+    """Compare every import that has no kept deltas with its previous import, and keep the result.
+
+    Oldest first, so that each can reuse the counts kept for the one before; one import per transaction, so
+    that a server writing to the same file waits for one comparison at most, and an interrupted run keeps what
+    it finished. ``on_import(import_id, previous_import_id)`` is called after each commit. Returns how many
+    imports were compared.
+    """
+    done = 0
+    for import_id in missing(conn):
+        with transaction(conn, "glyph_deltas", "keeping the deltas"):
+            # Read again under the write lock: a rollback or another run may have come first.
+            if conn.execute(STILL_MISSING_SQL, {"import_id": import_id}).fetchone() is None:
+                continue
+            previous = _record_deltas(conn, import_id)
+        done += 1
+        if on_import is not None:
+            on_import(import_id, previous)
+    return done
 
 
 def kept_counts(conn: sqlite3.Connection, a: str, b: str) -> Optional[KeptCounts]:

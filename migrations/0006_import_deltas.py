@@ -2,16 +2,30 @@
 
 Up creates import_deltas (one row per listing added, removed or changed in price from an import to the next
 complete import of the same source, with both prices, scores and import_index values) and
-import_delta_models (the same comparison counted per model), and fills them for every complete import that
-has a previous complete import from its source, with the importer's own code (datasette_glyph.deltas). It
-also indexes scored_listings.source_url, which a listing's history reads, unless an index already leads with
-that column.
+import_delta_models (the same comparison counted per model), both empty: from now on each import fills them in
+its own transaction. It also indexes scored_listings.source_url, which a listing's history reads, unless an
+index already leads with that column.
 
-Down drops both tables and the index up created (recognised by its definition). Nothing needs keeping aside:
-every delta is derived from rows that stay, and the next up computes them again.
+The imports already in the file keep nothing here, and their diffs are computed from their rows with the same
+answer; ``datasette glyph-deltas`` compares them afterwards, one import per transaction, while the file is in
+use. (Comparing them inside this step made it the longest of all: 24 s of the 38 s the whole migration took at
+a million rows in 100 imports whose listings are all new.)
+
+Down sets the kept deltas aside without copying them: both tables and their indexes are renamed to
+glyph_kept_0006_* (their REFERENCES taken out of the definition, as the schema below 0002 has no import_batches
+key to check them against), or dropped when empty; the index on source_url that up created (recognised by its
+definition) is dropped. The next up renames them back to their own definitions, then forgets any comparison that
+no longer holds (an import rolled back in the meantime), so that a round trip loses nothing and glyph-deltas
+need not run again.
 """
 
+import re
+
 from datasette_glyph import deltas, schema
+
+# The earlier version of this file also compared the imports already in the file; a database it migrated has the
+# same tables and index, with those imports' deltas kept.
+SUPERSEDES = ["1f86330e1b69ae941249c1fbd0e3af8d249125bdcfb7bcdbca1408006fb127f1"]
 
 TABLES_SQL = [
     """
@@ -65,26 +79,101 @@ def _indexed_first(conn, table, column):
     )
 
 
-def up(conn):
+KEPT_PREFIX = "glyph_kept_0006_"
+OWN = ("import_deltas", "import_delta_models")
+REFERENCES_RE = re.compile(r" REFERENCES import_batches\(import_id\)")
+
+
+def _statements():
+    """{table: (its CREATE TABLE, {index name: its CREATE INDEX})}, as up writes them."""
+    found = {}
     for statement in TABLES_SQL:
-        conn.execute(statement)
+        words = statement.split()
+        if words[1] == "TABLE":
+            found[words[2]] = (statement, {})
+        else:
+            found[words[4].split("(")[0]][1][words[2]] = statement
+    return found
+
+
+def _write_schema(conn, rows):
+    """Write (type, old name, new name, table name, sql) rows into sqlite_master: the procedure SQLite documents
+    for changes that leave the stored rows and index entries as they are (section 7 of "ALTER TABLE")."""
+    version = conn.execute("PRAGMA schema_version").fetchone()[0]
+    conn.execute("PRAGMA writable_schema = ON")
+    try:
+        for kind, old, new, table, sql in rows:
+            conn.execute(
+                "UPDATE sqlite_master SET name = ?, tbl_name = ?, sql = ? WHERE type = ? AND name = ?",
+                [new, table, sql, kind, old],
+            )
+        conn.execute(f"PRAGMA schema_version = {version + 1}")
+    finally:
+        conn.execute("PRAGMA writable_schema = OFF")
+
+
+def _set_aside(conn, table, create, indexes):
+    """Rename a table of deltas and its indexes to glyph_kept_0006_*, its REFERENCES taken out (so that the
+    old schema's import_batches is never checked against it): nothing is copied, whatever the table's size."""
+    kept = KEPT_PREFIX + table
+    for name, sql in conn.execute(
+        "SELECT name, sql FROM sqlite_master WHERE type = 'index' AND tbl_name = ? AND sql IS NOT NULL", [table]
+    ).fetchall():
+        if indexes.get(name) != sql:
+            conn.execute(f"DROP INDEX {schema.quote(name)}")  # not ours: dropped with the table, as before
+    conn.execute(f"ALTER TABLE {table} RENAME TO {kept}")
+    bare = REFERENCES_RE.sub("", create.strip()).replace(f"CREATE TABLE {table} (", f"CREATE TABLE {kept} (", 1)
+    rows = [("table", kept, kept, kept, bare)]
+    for name, sql in indexes.items():
+        rows.append(("index", name, KEPT_PREFIX + name, kept, sql.replace(f"{name} ON {table}(", f"{KEPT_PREFIX}{name} ON {kept}(", 1)))
+    _write_schema(conn, rows)
+
+
+def _put_back(conn, table, create, indexes):
+    """The reverse of _set_aside: the table and its indexes under their own names and definitions again."""
+    kept = KEPT_PREFIX + table
+    expected = _columns_of(create)
+    if schema.columns(conn, kept) != expected:
+        raise ValueError(f"{kept} does not hold the columns of {table} ({', '.join(expected)}); nothing was changed")
+    present = {row[0] for row in conn.execute("SELECT name FROM sqlite_master WHERE type = 'index' AND tbl_name = ?", [kept])}
+    conn.execute(f"ALTER TABLE {kept} RENAME TO {table}")
+    rows = [("table", table, table, table, create.strip())]
+    rows += [("index", KEPT_PREFIX + name, name, table, sql) for name, sql in indexes.items() if KEPT_PREFIX + name in present]
+    _write_schema(conn, rows)
+    for name, sql in indexes.items():
+        if KEPT_PREFIX + name not in present:
+            conn.execute(sql)
+
+
+def _columns_of(create):
+    """The column names a CREATE TABLE statement defines, in order."""
+    _, definitions, _ = schema.split_definitions(create)
+    return [schema.column_name(d) for d in definitions if not schema.is_table_constraint(d)]
+
+
+def up(conn):
     present = schema.tables(conn)
+    for table, (create, indexes) in _statements().items():
+        if KEPT_PREFIX + table in present:
+            _put_back(conn, table, create, indexes)
+        else:
+            conn.execute(create)
+            for sql in indexes.values():
+                conn.execute(sql)
+    deltas.drop_stale(conn)
     if "scored_listings" in present and not _indexed_first(conn, "scored_listings", "source_url"):
         taken = conn.execute("SELECT 1 FROM sqlite_master WHERE name = ?", [SOURCE_URL_INDEX]).fetchone()
         if not taken:
             conn.execute(SOURCE_URL_INDEX_SQL)
-    if "scored_listings" not in present:
-        return
-    batches = conn.execute(
-        "SELECT import_id FROM import_batches WHERE status = 'complete' ORDER BY imported_at, id"
-    ).fetchall()
-    for (import_id,) in batches:
-        deltas.record_deltas(conn, import_id)
 
 
 def down(conn):
-    conn.execute("DROP TABLE import_deltas")
-    conn.execute("DROP TABLE import_delta_models")
+    for table, (create, indexes) in _statements().items():
+        conn.execute(f"DROP TABLE IF EXISTS {KEPT_PREFIX + table}")
+        if conn.execute(f"SELECT 1 FROM {table} LIMIT 1").fetchone() is None:  # nothing kept, nothing to show
+            conn.execute(f"DROP TABLE {table}")
+        else:
+            _set_aside(conn, table, create, indexes)
     found = conn.execute("SELECT sql FROM sqlite_master WHERE type = 'index' AND name = ?", [SOURCE_URL_INDEX]).fetchone()
     if found and found[0] == SOURCE_URL_INDEX_SQL:
         conn.execute(f"DROP INDEX {SOURCE_URL_INDEX}")

@@ -1,7 +1,10 @@
 """Deltas kept at import time: they equal the on-demand diff, follow rollbacks, and come from the migration too."""
 
 import json
+import os
 import random
+import subprocess
+import sys
 
 import pytest
 from click.testing import CliRunner
@@ -183,27 +186,172 @@ def test_a_failed_rollback_keeps_the_deltas(conn, tmp_path):
     assert conn.execute("SELECT * FROM import_deltas ORDER BY rowid").fetchall() == after_one
 
 
-def test_migration_computes_the_deltas_of_existing_imports(tmp_path):
+def glyph(*args):
+    """A datasette glyph-* command in a process of its own: (exit status, stdout, stderr)."""
+    datasette = os.path.join(os.path.dirname(sys.executable), "datasette")
+    done = subprocess.run([datasette, *map(str, args)], capture_output=True, text=True, timeout=120)
+    return done.returncode, done.stdout, done.stderr
+
+
+def kept_rows(conn):
+    order = "ORDER BY import_id, change, new_import_index, old_import_index, source_url"
+    return (
+        conn.execute(f"SELECT * FROM import_deltas {order}").fetchall(),
+        conn.execute("SELECT * FROM import_delta_models ORDER BY import_id, canonical_model").fetchall(),
+    )
+
+
+KEPT_TABLES = ("import_deltas", "import_delta_models")
+
+
+def in_order(rows, ids):
+    """Kept rows with each import id replaced by its position in ``ids``, sorted."""
+    position = {import_id: n for n, import_id in enumerate(ids)}
+    return [sorted(tuple(position.get(v, v) for v in row) for row in table) for table in rows]
+
+
+@pytest.fixture
+def before_deltas(tmp_path):
+    """A file at 0005 holding imports from two sources, one of them rolled back, then migrated by a real
+    glyph-migrate: (path, connection, the complete imports in order, glyph-migrate's output)."""
     path = tmp_path / "glyph.db"
     conn = connect(path)
     migrate.migrate(conn, target="0005")
     ids = random_market(conn, tmp_path, 5)
-    migrate.migrate(conn)
+    lineage.rollback_import(conn, ids[3])
+    conn.close()
+    status, out, err = glyph("glyph-migrate", path)
+    assert (status, err) == (0, "")
+    conn = connect(path)
+    return path, conn, ids[:3] + ids[4:], out
+
+
+def test_the_migration_keeps_no_deltas_for_existing_imports_and_says_so(before_deltas):
+    path, conn, ids, out = before_deltas
     pairs = consecutive_pairs(conn, ids)
+    assert len(pairs) == 6  # 8 complete imports, two sources: each source's first has no previous import
+    assert kept_pairs(conn) == []
+    assert out.splitlines()[-1] == (
+        "6 imports have no kept deltas (made before 0006_import_deltas); their diffs are computed from rows. "
+        f"To keep them: datasette glyph-deltas {path}"
+    )
+    status, out, _ = glyph("glyph-migrate", path, "--status")
+    assert status == 0 and "6 imports have no kept deltas" in out
+    # Their diffs are computed from the rows meanwhile.
+    a, b = pairs[-1]
+    assert lineage.diff_imports(conn, a, b).to_dict() == on_demand(conn, a, b)
+    assert glyph("glyph-deltas", path, "--dry-run")[:2] == (0, "6 imports have no kept deltas\n")
+    assert kept_pairs(conn) == []
+
+
+def test_glyph_deltas_keeps_what_each_import_would_have_kept(before_deltas, tmp_path):
+    path, conn, ids, _ = before_deltas
+    status, out, err = glyph("glyph-deltas", path)
+    assert (status, err) == (0, "")
+    pairs = consecutive_pairs(conn, ids)
+    assert out.splitlines() == [f"Kept the deltas of {b} (after {a})" for a, b in pairs] + [
+        "Kept the deltas of 6 imports"
+    ]
     assert sorted(kept_pairs(conn)) == sorted(pairs)
     for a, b in pairs:
         for options in PAGINGS[:4]:
             assert kept(conn, a, b, **options) == on_demand(conn, a, b, **options)
-    # going down drops them (they are derived), up computes the same rows again
-    rows = conn.execute("SELECT * FROM import_deltas ORDER BY import_id, change, new_import_index, old_import_index")
-    rows = rows.fetchall()
+    # The same rows as the same imports (and rollback) keep when they are made at the newest version.
+    made = connect(tmp_path / "made.db")
+    migrate.migrate(made)
+    made_ids = random_market(made, tmp_path, 5)
+    lineage.rollback_import(made, made_ids[3])
+    made_ids = made_ids[:3] + made_ids[4:]
+    assert kept_rows(made) != ([], [])
+    assert in_order(kept_rows(made), made_ids) == in_order(kept_rows(conn), ids)
+    assert glyph("glyph-deltas", path) == (0, "0 imports have no kept deltas\n", "")
+    assert glyph("glyph-migrate", path)[1] == f"{path} is at {migrate.load_migrations()[-1].label}; nothing to do\n"
+    # Down keeps them aside, with their rowids; up puts them back as they were, definitions included.
+    everything = [conn.execute(f"SELECT rowid, * FROM {t} ORDER BY rowid").fetchall() for t in KEPT_TABLES]
+    objects = "SELECT type, name, tbl_name, sql FROM sqlite_master WHERE name LIKE '%delta%' ORDER BY name"
+    definitions = conn.execute(objects).fetchall()
+    assert len(definitions) == 6  # two tables, three indexes, the primary key's
     migrate.migrate(conn, target="0005")
     names = {r[0] for r in conn.execute("SELECT name FROM sqlite_master")}
     assert {"import_deltas", "import_delta_models"} & names == set()
+    aside = conn.execute(objects).fetchall()
+    assert [row[1] for row in aside] == [
+        "glyph_kept_0006_idx_import_delta_models_previous_import_id",
+        "glyph_kept_0006_idx_import_deltas_import_id",
+        "glyph_kept_0006_idx_import_deltas_source_url",
+        "glyph_kept_0006_import_delta_models",
+        "glyph_kept_0006_import_deltas",
+        "sqlite_autoindex_glyph_kept_0006_import_delta_models_1",
+    ]
+    assert not any("REFERENCES" in (row[3] or "") for row in aside)  # never checked against the old import_batches
+    assert conn.execute("PRAGMA integrity_check").fetchall() == [("ok",)]
+    assert conn.execute("PRAGMA foreign_key_check").fetchall() == []
+    assert dict(migrate.kept_aside(conn)) == {
+        "glyph_kept_0006_import_deltas": len(everything[0]),
+        "glyph_kept_0006_import_delta_models": len(everything[1]),
+    }
     migrate.migrate(conn)
-    assert conn.execute(
-        "SELECT * FROM import_deltas ORDER BY import_id, change, new_import_index, old_import_index"
-    ).fetchall() == rows
+    assert [conn.execute(f"SELECT rowid, * FROM {t} ORDER BY rowid").fetchall() for t in KEPT_TABLES] == everything
+    assert conn.execute(objects).fetchall() == definitions
+    assert conn.execute("PRAGMA integrity_check").fetchall() == [("ok",)]
+    assert migrate.kept_aside(conn) == [] and deltas.missing(conn) == []
+
+
+def test_a_rollback_below_0006_is_not_hidden_by_the_deltas_kept_aside(before_deltas):
+    path, conn, ids, _ = before_deltas
+    assert glyph("glyph-deltas", path)[0] == 0
+    pairs = consecutive_pairs(conn, ids)
+    migrate.migrate(conn, target="0005")
+    gone = pairs[2][1]  # compared with the import before it, and the one after it with it
+    status, out, err = glyph("glyph-rollback", path, gone, "--yes")
+    assert (status, err) == (0, ""), out
+    migrate.migrate(conn)
+    ids.remove(gone)
+    now = consecutive_pairs(conn, ids)
+    (follower,) = [b for a, b in now if a == pairs[2][0] and (a, b) not in pairs]
+    # The comparisons that still hold came back; the follower's, made with the import rolled back, did not.
+    assert sorted(kept_pairs(conn)) == sorted(p for p in now if p[1] != follower)
+    assert deltas.missing(conn) == [follower]
+    assert glyph("glyph-deltas", path)[0] == 0
+    for a, b in now:
+        assert kept(conn, a, b, limit=None) == on_demand(conn, a, b, limit=None)
+
+
+def test_an_interrupted_glyph_deltas_keeps_what_it_finished_and_goes_on(before_deltas):
+    path, conn, ids, _ = before_deltas
+    pairs = consecutive_pairs(conn, ids)
+    failing = pairs[3][1]
+    conn.execute(
+        "CREATE TRIGGER refuse BEFORE INSERT ON import_delta_models WHEN NEW.import_id = "
+        f"'{failing}' BEGIN SELECT RAISE(ABORT, 'disk said no'); END"
+    )
+    status, out, err = glyph("glyph-deltas", path)
+    assert status == 1
+    assert out.splitlines() == [f"Kept the deltas of {b} (after {a})" for a, b in pairs[:3]]
+    assert err == (
+        f"Error: {path}: disk said no; the deltas of 3 import(s) were kept before it, the others were not changed "
+        "(run the command again to go on)\n"
+    )
+    assert sorted(kept_pairs(conn)) == sorted(pairs[:3])
+    assert conn.execute("SELECT COUNT(*) FROM import_deltas WHERE import_id = ?", [failing]).fetchone() == (0,)
+    conn.execute("DROP TRIGGER refuse")
+    status, out, _ = glyph("glyph-deltas", path)
+    assert (status, out.splitlines()[-1]) == (0, "Kept the deltas of 3 imports")
+    assert sorted(kept_pairs(conn)) == sorted(pairs)
+
+
+def test_glyph_deltas_below_0006_says_what_to_run(tmp_path):
+    path = tmp_path / "glyph.db"
+    conn = connect(path)
+    migrate.migrate(conn, target="0005")
+    conn.close()
+    status, out, err = glyph("glyph-deltas", path)
+    assert (status, out, err) == (
+        1,
+        "",
+        f"Error: {path} is at 0005 and keeps no deltas; run datasette glyph-migrate {path} first\n",
+    )
+    assert glyph("glyph-deltas", tmp_path / "none.db")[2] == f"Error: {tmp_path / 'none.db'} does not exist\n"
 
 
 def test_migration_keeps_an_index_on_source_url_it_did_not_make(tmp_path):
