@@ -1,13 +1,15 @@
-"""The bulk path and the reading thread of the import engine.
+"""How the import engine writes: statements of many rows, the moment of the batch, and the bulk path.
 
 A batch large relative to scored_listings is written without the table's secondary indexes, which are built again
 in the same transaction; a small one keeps them up to date row by row. Either way the result is the same rows and
 the same schema, a reader never sees the table without its indexes, and a refused or failed batch leaves the file as
-it was. Reading and converting run on a thread of their own, which never outlives the import.
+it was.
 """
 
+import csv
 import json
-import threading
+import re
+import sqlite3
 
 import pytest
 
@@ -141,17 +143,9 @@ def test_json_and_record_imports_know_their_size_and_take_the_bulk_path(conn, tm
     assert conn.execute("PRAGMA integrity_check").fetchone() == ("ok",)
 
 
-def reader_threads():
-    return [t for t in threading.enumerate() if t.name == "glyph-import-reader"]
-
-
-def test_the_reading_thread_ends_with_the_import_however_it_ends(conn, tmp_path):
-    good = market.write_market(tmp_path / "good.csv", 2_000, seed=9)
-    bad = tmp_path / "bad.csv"
-    bad.write_bytes(good.read_bytes() + b'RTX_4090,24,0,False,450,"unclosed\n')
-    import_csv(conn, good)
-    with pytest.raises(ImportFailed):
-        import_csv(conn, bad)
+def test_a_failure_while_reading_or_writing_leaves_the_file_as_it_was(conn, tmp_path):
+    good = market.write_market(tmp_path / "good.csv", 5_000, seed=9)
+    before = checksum(conn)
 
     class Exploding(Exception):
         pass
@@ -160,15 +154,55 @@ def test_the_reading_thread_ends_with_the_import_however_it_ends(conn, tmp_path)
         raise Exploding()
 
     with pytest.raises(Exploding):
-        import_csv(conn, good, progress=explode)  # raised on the reading thread, raised again in the caller
-    assert reader_threads() == []
-
-
-def test_a_write_failure_stops_the_reading_thread(conn, tmp_path):
-    path = market.write_market(tmp_path / "m.csv", 5_000, seed=10)
+        import_csv(conn, good, progress=explode)
+    assert checksum(conn) == before
     conn.execute("CREATE TRIGGER no_more AFTER INSERT ON scored_listings WHEN NEW.import_index = 600 "
                  "BEGIN SELECT RAISE(ABORT, 'refused by a trigger'); END")
     before = checksum(conn)
     with pytest.raises(Exception, match="refused by a trigger"):
-        import_csv(conn, path)
-    assert (reader_threads(), checksum(conn)) == ([], before)
+        import_csv(conn, good)
+    assert checksum(conn) == before
+
+
+@pytest.mark.parametrize("rows", [1, 99, 100, 101, 599, 1234])
+def test_rows_are_written_in_file_order_whatever_their_count(conn, tmp_path, rows):
+    """Records go in statements of ROWS_PER_STATEMENT rows and the rest one at a time: every count comes out whole,
+    numbered in file order."""
+    assert importer.ROWS_PER_STATEMENT == 100
+    path = market.write_market(tmp_path / "m.csv", rows, seed=rows)
+    result = import_csv(conn, path)
+    written = conn.execute(
+        "SELECT import_index, canonical_model, price, score FROM scored_listings WHERE import_id = ? ORDER BY rowid",
+        [result.import_id],
+    ).fetchall()
+    with open(path, newline="", encoding="utf-8") as f:
+        expected = [
+            (n, r["canonical_model"], float(r["price"]), float(r["score"])) for n, r in enumerate(csv.DictReader(f), 1)
+        ]
+    assert (result.record_count, written) == (rows, expected)
+
+
+def test_every_row_of_a_batch_gets_the_moment_its_import_began(conn, tmp_path):
+    path = market.write_market(tmp_path / "m.csv", 250, seed=3)
+    before = conn.execute("SELECT CURRENT_TIMESTAMP").fetchone()[0]
+    result = import_csv(conn, path)
+    after = conn.execute("SELECT CURRENT_TIMESTAMP").fetchone()[0]
+    moments = conn.execute(
+        "SELECT DISTINCT created_at, updated_at FROM scored_listings WHERE import_id = ?", [result.import_id]
+    ).fetchall()
+    assert len(moments) == 1 and moments[0][0] == moments[0][1]
+    assert before <= moments[0][0] <= after and re.fullmatch(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d", moments[0][0])
+
+
+def test_a_default_moment_is_evaluated_as_the_file_defines_it():
+    conn = sqlite3.connect(":memory:")
+    conn.execute(
+        "CREATE TABLE scored_listings (price REAL, created_at TEXT DEFAULT (strftime('%Y-%m-%dT%H:%M:%fZ', 'now')), "
+        "updated_at DEFAULT CURRENT_DATE, \"odd \"\"name\" DEFAULT (datetime('now')), note TEXT DEFAULT 'now and then', "
+        "seen_at TEXT)"
+    )
+    found = importer._moment_defaults(conn, ["price"])
+    assert list(found) == ['"created_at"', '"updated_at"', '"odd ""name"']
+    assert re.fullmatch(r"'\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z'", found['"created_at"'])
+    assert re.fullmatch(r"'\d{4}-\d\d-\d\d'", found['"updated_at"'])
+    assert importer._moment_defaults(conn, ["price", "created_at", "updated_at", 'odd "name']) == {}
