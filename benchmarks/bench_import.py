@@ -153,6 +153,7 @@ QUERY_TARGET_MS = 20.0
 def time_queries(conn) -> dict:
     import statistics
 
+    from datasette_glyph import lineage
     from datasette_glyph.listings import ListingQuery, find_listings
 
     rows = conn.execute("SELECT COUNT(*) FROM scored_listings").fetchone()[0]
@@ -160,12 +161,22 @@ def time_queries(conn) -> dict:
         "price range alone, few rows (min_price=35000)": ListingQuery(min_price=35_000, limit=100),
         "price range alone, many rows (500-5000)": ListingQuery(min_price=500, max_price=5_000, limit=100),
     }
+    # A listing the newest import shares with the store, as GET /api/listings/history reads it
+    (url,) = conn.execute(
+        "SELECT source_url FROM scored_listings WHERE import_id = (SELECT import_id FROM import_batches "
+        "ORDER BY id DESC LIMIT 1) AND source_url IN (SELECT source_url FROM scored_listings WHERE rowid < 1000) "
+        "LIMIT 1"
+    ).fetchone() or (None,)
+    if url is None:  # no listing in common: any of the newest import's
+        (url,) = conn.execute("SELECT source_url FROM scored_listings ORDER BY rowid DESC LIMIT 1").fetchone()
+    calls = {label: (lambda q=query: find_listings(conn, q)) for label, query in queries.items()}
+    calls["listing history by source_url"] = lambda: lineage.listing_history(conn, url, limit=100)
     timings = {}
-    for label, query in queries.items():
+    for label, call in calls.items():
         spent = []
         for _ in range(QUERY_RUNS):
             started = time.perf_counter()
-            find_listings(conn, query)
+            call()
             spent.append((time.perf_counter() - started) * 1000)
         timings[label] = statistics.median(spent)
     return {"rows": rows, "p50_ms": timings}
