@@ -328,6 +328,13 @@ SQL_INTERPOLATIONS_REVIEWED = {
     ("importer.py", "self.import_id"),
     ("importer.py", "''.join((n + ', ' for n in names))"),
     ("importer.py", "''.join(('?, ' for _ in names))"),
+    # the INSERT of many VALUES rows: known column names, the quoted names of the table's own columns whose default
+    # is the moment (PRAGMA table_info), and those defaults evaluated once by SQLite and quoted by quote()
+    ("importer.py", "''.join((n + ', ' for n in names + list(moments)))"),
+    ("importer.py", "into"),
+    ("importer.py", "values"),
+    ("importer.py", "', '.join([values] * ROWS_PER_STATEMENT)"),
+    ("importer.py", "default"),  # a column's DEFAULT expression, read from the database's own schema
     ("importer.py", "IMPORT_CACHE_KIB"),
     ("importer.py", "SUMMARY_CACHE_KIB"),
     ("importer.py", "INDEX_BUILD_CACHE_KIB"),
