@@ -745,7 +745,8 @@ class _Batch:
         values = (
             f"({''.join('?, ' for _ in names)}{''.join(v + ', ' for v in moments.values())}'{self.import_id}', ?)"
         )
-        into = f"INSERT INTO scored_listings ({''.join(n + ', ' for n in names + list(moments))}import_id, import_index)"
+        written = names + list(moments)
+        into = f"INSERT INTO scored_listings ({''.join(n + ', ' for n in written)}import_id, import_index)"
         self.insert_sql = f"{into} VALUES {values}"
         self.insert_many_sql = f"{into} VALUES {', '.join([values] * ROWS_PER_STATEMENT)}"
         self.row_width = len(names) + 1
@@ -887,7 +888,8 @@ class _Batch:
         if statements:
             values = itertools.chain.from_iterable(records)
             size = ROWS_PER_STATEMENT * self.row_width
-            self.conn.executemany(self.insert_many_sql, [tuple(itertools.islice(values, size)) for _ in range(statements)])
+            many = [tuple(itertools.islice(values, size)) for _ in range(statements)]
+            self.conn.executemany(self.insert_many_sql, many)
             records = zip(*[values] * self.row_width)  # what is left, a record at a time
         self.conn.executemany(self.insert_sql, records)
 

@@ -80,7 +80,6 @@ def _indexed_first(conn, table, column):
 
 
 KEPT_PREFIX = "glyph_kept_0006_"
-OWN = ("import_deltas", "import_delta_models")
 REFERENCES_RE = re.compile(r" REFERENCES import_batches\(import_id\)")
 
 
@@ -125,7 +124,8 @@ def _set_aside(conn, table, create, indexes):
     bare = REFERENCES_RE.sub("", create.strip()).replace(f"CREATE TABLE {table} (", f"CREATE TABLE {kept} (", 1)
     rows = [("table", kept, kept, kept, bare)]
     for name, sql in indexes.items():
-        rows.append(("index", name, KEPT_PREFIX + name, kept, sql.replace(f"{name} ON {table}(", f"{KEPT_PREFIX}{name} ON {kept}(", 1)))
+        renamed = sql.replace(f"{name} ON {table}(", f"{KEPT_PREFIX}{name} ON {kept}(", 1)
+        rows.append(("index", name, KEPT_PREFIX + name, kept, renamed))
     _write_schema(conn, rows)
 
 
@@ -135,10 +135,16 @@ def _put_back(conn, table, create, indexes):
     expected = _columns_of(create)
     if schema.columns(conn, kept) != expected:
         raise ValueError(f"{kept} does not hold the columns of {table} ({', '.join(expected)}); nothing was changed")
-    present = {row[0] for row in conn.execute("SELECT name FROM sqlite_master WHERE type = 'index' AND tbl_name = ?", [kept])}
+    present = {
+        row[0] for row in conn.execute("SELECT name FROM sqlite_master WHERE type = 'index' AND tbl_name = ?", [kept])
+    }
     conn.execute(f"ALTER TABLE {kept} RENAME TO {table}")
     rows = [("table", table, table, table, create.strip())]
-    rows += [("index", KEPT_PREFIX + name, name, table, sql) for name, sql in indexes.items() if KEPT_PREFIX + name in present]
+    rows += [
+        ("index", KEPT_PREFIX + name, name, table, sql)
+        for name, sql in indexes.items()
+        if KEPT_PREFIX + name in present
+    ]
     _write_schema(conn, rows)
     for name, sql in indexes.items():
         if KEPT_PREFIX + name not in present:
@@ -174,6 +180,8 @@ def down(conn):
             conn.execute(f"DROP TABLE {table}")
         else:
             _set_aside(conn, table, create, indexes)
-    found = conn.execute("SELECT sql FROM sqlite_master WHERE type = 'index' AND name = ?", [SOURCE_URL_INDEX]).fetchone()
+    found = conn.execute(
+        "SELECT sql FROM sqlite_master WHERE type = 'index' AND name = ?", [SOURCE_URL_INDEX]
+    ).fetchone()
     if found and found[0] == SOURCE_URL_INDEX_SQL:
         conn.execute(f"DROP INDEX {SOURCE_URL_INDEX}")

@@ -198,8 +198,8 @@ def test_a_default_moment_is_evaluated_as_the_file_defines_it():
     conn = sqlite3.connect(":memory:")
     conn.execute(
         "CREATE TABLE scored_listings (price REAL, created_at TEXT DEFAULT (strftime('%Y-%m-%dT%H:%M:%fZ', 'now')), "
-        "updated_at DEFAULT CURRENT_DATE, \"odd \"\"name\" DEFAULT (datetime('now')), note TEXT DEFAULT 'now and then', "
-        "seen_at TEXT)"
+        "updated_at DEFAULT CURRENT_DATE, \"odd \"\"name\" DEFAULT (datetime('now')), "
+        "note TEXT DEFAULT 'now and then', seen_at TEXT)"
     )
     found = importer._moment_defaults(conn, ["price"])
     assert list(found) == ['"created_at"', '"updated_at"', '"odd ""name"']

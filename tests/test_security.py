@@ -330,7 +330,7 @@ SQL_INTERPOLATIONS_REVIEWED = {
     ("importer.py", "''.join(('?, ' for _ in names))"),
     # the INSERT of many VALUES rows: known column names, the quoted names of the table's own columns whose default
     # is the moment (PRAGMA table_info), and those defaults evaluated once by SQLite and quoted by quote()
-    ("importer.py", "''.join((n + ', ' for n in names + list(moments)))"),
+    ("importer.py", "''.join((n + ', ' for n in written))"),
     ("importer.py", "into"),
     ("importer.py", "values"),
     ("importer.py", "', '.join([values] * ROWS_PER_STATEMENT)"),
