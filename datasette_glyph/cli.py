@@ -111,7 +111,7 @@ def glyph_migrate(path, show_status, target, rollback, dry_run, discard_kept):
         rows = migrations.status(conn)
         version = _version_label(migrations.current_version(conn), rows)
         click.echo(f"{path} is at {version}" + ("" if steps else "; nothing to do"))
-        _hint_missing_deltas(conn, path)
+        _hint_missing_deltas(path, deltas.missing(conn))
     except migrations.MigrationError as e:
         raise click.ClickException(str(e))
     except sqlite3.Error as e:
@@ -121,12 +121,15 @@ def glyph_migrate(path, show_status, target, rollback, dry_run, discard_kept):
             conn.close()
 
 
-def _hint_missing_deltas(conn, path) -> None:
-    waiting = len(deltas.missing(conn))
-    if waiting:
+def _waiting(missing) -> str:
+    return f"{len(missing):,} import{'s have' if len(missing) != 1 else ' has'} no kept deltas"
+
+
+def _hint_missing_deltas(path, missing) -> None:
+    if missing:
         click.echo(
-            f"{waiting:,} import{'s have' if waiting != 1 else ' has'} no kept deltas (made before "
-            f"0006_import_deltas); their diffs are computed from rows. To keep them: datasette glyph-deltas {path}"
+            f"{_waiting(missing)} (made before 0006_import_deltas); their diffs are computed from rows. "
+            f"To keep them: datasette glyph-deltas {path}"
         )
 
 
@@ -164,10 +167,10 @@ def _print_status(conn, path) -> None:
             f"{broken:,} foreign key(s) were already broken in the old store's file when it was adopted; "
             "they are kept as they were and never block a migration."
         )
-    waiting = len(deltas.missing(conn))
-    if waiting:
+    missing = deltas.missing(conn)
+    if missing:
         click.echo("")
-        _hint_missing_deltas(conn, path)
+        _hint_missing_deltas(path, missing)
     kept = migrations.kept_aside(conn)
     if kept:
         click.echo("")
@@ -582,7 +585,7 @@ def glyph_deltas(path, dry_run):
             )
         waiting = deltas.missing(conn)
         if dry_run or not waiting:
-            click.echo(f"{len(waiting):,} import{'s have' if len(waiting) != 1 else ' has'} no kept deltas")
+            click.echo(_waiting(waiting))
             return
 
         done = []

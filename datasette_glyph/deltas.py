@@ -234,31 +234,29 @@ def forget_import(conn: sqlite3.Connection, import_id: str) -> List[str]:
     return followers
 
 
-# Complete imports that have a previous complete import from their source (the same partition of sources as
-# PREVIOUS_IMPORT_SQL: NULL sources together) and no kept comparison, oldest first. These are the imports made
+# Every complete import with its previous complete import from the same source (or NULL): the rule of
+# PREVIOUS_IMPORT_SQL for all imports at once (NULL sources are one partition, as `IS` matches them).
+PREVIOUS_IMPORTS_SQL = """
+SELECT import_id, imported_at, id,
+    LAG(import_id) OVER (PARTITION BY source ORDER BY imported_at, id) AS previous_import_id
+FROM import_batches
+WHERE status = 'complete'
+"""
+# Complete imports that have a previous import and no kept comparison, oldest first. These are the imports made
 # before migration 0006, which creates the tables empty.
-MISSING_SQL = """
+MISSING_SQL = f"""
 SELECT import_id
-FROM (
-    SELECT import_id, imported_at, id,
-        LAG(import_id) OVER (PARTITION BY source ORDER BY imported_at, id) AS previous_import_id
-    FROM import_batches
-    WHERE status = 'complete'
-) AS b
+FROM ({PREVIOUS_IMPORTS_SQL}) AS b
 WHERE previous_import_id IS NOT NULL
     AND NOT EXISTS (SELECT 1 FROM import_delta_models AS k WHERE k.import_id = b.import_id)
 ORDER BY imported_at, id
 """
 # Imports whose kept comparison is not with their previous complete import any more: kept aside by going below
 # migration 0006 and put back after an import was rolled back in between (the rollback could not update them).
-STALE_SQL = """
+STALE_SQL = f"""
 SELECT DISTINCT m.import_id
 FROM import_delta_models AS m
-LEFT JOIN (
-    SELECT import_id, LAG(import_id) OVER (PARTITION BY source ORDER BY imported_at, id) AS previous_import_id
-    FROM import_batches
-    WHERE status = 'complete'
-) AS b ON b.import_id = m.import_id
+LEFT JOIN ({PREVIOUS_IMPORTS_SQL}) AS b ON b.import_id = m.import_id
 WHERE b.previous_import_id IS NOT m.previous_import_id
 """
 

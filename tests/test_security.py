@@ -335,6 +335,7 @@ SQL_INTERPOLATIONS_REVIEWED = {
     ("importer.py", "values"),
     ("importer.py", "', '.join([values] * ROWS_PER_STATEMENT)"),
     ("importer.py", "default"),  # a column's DEFAULT expression, read from the database's own schema
+    ("deltas.py", "PREVIOUS_IMPORTS_SQL"),  # a constant query
     ("importer.py", "IMPORT_CACHE_KIB"),
     ("importer.py", "SUMMARY_CACHE_KIB"),
     ("importer.py", "INDEX_BUILD_CACHE_KIB"),
