@@ -574,6 +574,61 @@ def test_rollback_that_fails_around_the_rebuild_leaves_everything_as_it_was(mark
     assert market.execute("PRAGMA integrity_check").fetchall() == [("ok",)]
 
 
+WHOLE_ID = "eeeeeeee-0000-4000-8000-000000000005"
+
+
+@pytest.fixture
+def whole_table(conn, monkeypatch):
+    """One import that is every row of scored_listings (a first load), with the large-batch paths enabled at any
+    size."""
+    monkeypatch.setattr(lineage, "REBUILD_INDEXES_MIN_ROWS", 10)
+    rows = [row("RTX_3090", 700.0 + i, 0.5, f"w{i}") for i in range(20)]
+    insert_snapshot(conn, rows, WHOLE_ID, "market", "2025-05-04 10:00:00", "w.csv")
+    return conn
+
+
+def test_rollback_of_the_whole_table_deletes_it_without_a_where_clause(whole_table):
+    conn, before_schema = whole_table, schema(whole_table)
+    statements = []
+    conn.set_trace_callback(statements.append)
+    result = lineage.rollback_import(conn, WHOLE_ID)
+    conn.set_trace_callback(None)
+    assert [s for s in statements if s.startswith("DELETE FROM scored_listings")] == ["DELETE FROM scored_listings"]
+    assert not [s for s in statements if s.startswith(("DROP INDEX", "CREATE INDEX"))]
+    assert result.scored_listings == 20
+    assert conn.execute("SELECT COUNT(*) FROM scored_listings").fetchone() == (0,)
+    assert conn.execute("SELECT status FROM import_batches WHERE import_id = ?", [WHOLE_ID]).fetchone() == (
+        "rolled_back",
+    )
+    assert schema(conn) == before_schema
+    assert conn.execute("PRAGMA integrity_check").fetchall() == [("ok",)]
+
+
+def test_rollback_of_the_whole_table_fires_its_triggers_and_fails_whole(whole_table):
+    """A trigger on the table makes SQLite delete row by row: it fires for each row, and an error part way
+    through leaves everything as it was."""
+    conn = whole_table
+    conn.execute("CREATE TEMP TABLE deletes (n INTEGER)")
+    conn.execute("INSERT INTO deletes VALUES (0)")
+    conn.execute(
+        "CREATE TEMP TRIGGER count_deletes BEFORE DELETE ON main.scored_listings BEGIN "
+        "UPDATE deletes SET n = n + 1; SELECT RAISE(ABORT, 'disk on fire') WHERE (SELECT n FROM deletes) >= 15; END"
+    )
+    before, before_schema = database_checksum(conn), schema(conn)
+    with pytest.raises(sqlite3.IntegrityError):
+        lineage.rollback_import(conn, WHOLE_ID)
+    assert (database_checksum(conn), schema(conn)) == (before, before_schema)
+    conn.execute("DROP TRIGGER temp.count_deletes")
+    conn.execute(
+        "CREATE TEMP TRIGGER count_deletes BEFORE DELETE ON main.scored_listings BEGIN "
+        "UPDATE deletes SET n = n + 1; END"
+    )
+    conn.execute("UPDATE deletes SET n = 0")
+    assert lineage.rollback_import(conn, WHOLE_ID).scored_listings == 20
+    assert conn.execute("SELECT n FROM deletes").fetchone() == (20,)
+    assert conn.execute("SELECT COUNT(*) FROM scored_listings").fetchone() == (0,)
+
+
 # Per-model summaries: written by the import, recomputed from rows by summarise_import, removed by rollback
 
 SAMPLE = Path(__file__).parent.parent / "sample" / "scored_sample.csv"
