@@ -238,7 +238,7 @@ async def run_guarded_write(datasette, db, fn):
         try:
             require_schema(conn, db)
             result = fn(conn)
-            conn.execute("COMMIT")
+            _commit_without_checkpoint(conn)
         except BaseException as e:
             if conn.in_transaction:
                 conn.execute("ROLLBACK")
@@ -251,7 +251,37 @@ async def run_guarded_write(datasette, db, fn):
             raise
         return result
 
-    return await run_write(db, guarded)
+    result = await run_write(db, guarded)
+    await checkpoint_soon(db)
+    return result
+
+
+def _commit_without_checkpoint(conn: sqlite3.Connection) -> None:
+    """COMMIT, leaving the WAL checkpoint to ``checkpoint_soon``.
+
+    The COMMIT makes the transaction durable in the WAL (synchronous FULL, SQLite's default: the log is synced
+    before COMMIT returns). The checkpoint that SQLite would then run on the same call copies the log into the
+    database file; after a million-row import that took 2.4 s, and the answer need not wait for it.
+    """
+    autocheckpoint = conn.execute("PRAGMA wal_autocheckpoint").fetchone()[0]
+    conn.execute("PRAGMA wal_autocheckpoint = 0")
+    try:
+        conn.execute("COMMIT")
+    finally:
+        conn.execute(f"PRAGMA wal_autocheckpoint = {int(autocheckpoint)}")
+
+
+def _checkpoint(conn: sqlite3.Connection) -> None:
+    # PASSIVE, as SQLite's own automatic checkpoint: it never waits for readers, and copies what they allow.
+    conn.execute("PRAGMA wal_checkpoint(PASSIVE)")
+
+
+async def checkpoint_soon(db) -> None:
+    """Queue a WAL checkpoint on the database's write thread, behind the write just made, without waiting."""
+    if "transaction" in inspect.signature(db.execute_write_fn).parameters:
+        await db.execute_write_fn(_checkpoint, block=False, transaction=False)
+    else:
+        await db.execute_write_fn(_checkpoint, block=False)
 
 
 # Expensive reads ---------------------------------------------------------------------------------------------

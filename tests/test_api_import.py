@@ -5,6 +5,7 @@ import asyncio
 import datetime
 import hashlib
 import json
+import sqlite3
 import subprocess
 import time
 import uuid
@@ -536,6 +537,32 @@ async def test_multipart_import(db_path, upload_folder):
         "sha256": hashlib.sha256(CSV).hexdigest(),
     }
     assert (seen_during_import, temp_files(upload_folder)) == ([], [])
+
+
+@pytest.mark.asyncio
+async def test_the_answer_does_not_wait_for_the_checkpoint_which_follows_it(db_path, upload_folder):
+    """The import commits with SQLite's automatic checkpoint off (the COMMIT has synced the WAL: the rows are
+    durable), and a checkpoint is queued on the write thread behind it; the connection's setting comes back."""
+    ds = await open_ds(db_path, upload_folder)
+    db = ds.get_database("glyph")
+    statements = []
+    await db.execute_write_fn(lambda conn: conn.set_trace_callback(statements.append), block=True)
+    response = await ds.client.post("/api/import", files={"file": ("big.csv", make_csv(15000), "text/csv")})
+    assert response.status_code == 200, response.text
+    await db.execute_write_fn(lambda conn: conn.set_trace_callback(None), block=True)  # after the queued checkpoint
+    commit = statements.index("PRAGMA wal_autocheckpoint = 0") + 1  # (Datasette 1.0a commits writes of its own)
+    assert statements[commit : commit + 2] == ["COMMIT", "PRAGMA wal_autocheckpoint = 1000"]
+    assert [s for s in statements[commit:] if "checkpoint" in s] == [
+        "PRAGMA wal_autocheckpoint = 1000",
+        "PRAGMA wal_checkpoint(PASSIVE)",
+    ]
+    conn = sqlite3.connect(db_path)
+    try:
+        busy, log_frames, checkpointed = conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
+        assert log_frames > 1000 and checkpointed == log_frames  # more than SQLite checkpoints at; all copied
+        assert conn.execute("SELECT COUNT(*) FROM scored_listings").fetchone() == (15000,)
+    finally:
+        conn.close()
 
 
 @pytest.mark.asyncio
