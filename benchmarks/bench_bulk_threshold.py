@@ -1,11 +1,11 @@
 """Where the bulk path starts to pay: an import into a table of T rows, with its indexes kept up to date row by row
 and with them dropped and built again, for batches of several sizes relative to T.
 
-For each table size (``--table-rows``, default 200,000 and 1,000,000) a store of that many rows is built once by the
-engine; for each ratio (``--ratios``, default 0.1 0.25 0.5 1.0) a batch of ratio x T rows is imported into a copy of
-it both ways, each in its own process. Prints wall and CPU seconds (user + system: on a busy machine the CPU time
-is the steadier figure) for both, and which took less CPU; the crossing ratio is what ``importer.BULK_RATIO``
-should be (docs/benchmarks.md, "The bulk path").
+For each table size (``--table-rows``, default 1,000,000 and 5,000,000) a store of that many rows is built once by
+the engine; for each ratio (``--ratios``, default 0.05 0.1 0.25 0.5) a batch of ratio x T rows is imported into a
+copy of it both ways, each in its own process. Prints wall and CPU seconds (user + system: on a busy machine the CPU
+time is the steadier figure) for both, and which took less CPU; the crossing ratios are what
+``importer.BULK_RATIOS`` holds (docs/benchmarks.md, "The bulk path").
 
     python benchmarks/bench_bulk_threshold.py
     python benchmarks/bench_bulk_threshold.py --table-rows 100000 --ratios 0.2 0.5 --work-dir /tmp/bulk
@@ -34,7 +34,7 @@ def child(mode: str, csv_path: str, db: str) -> None:
     if mode == "row-by-row":
         importer.BULK_MIN_ROWS = 10**12
     else:
-        importer.BULK_MIN_ROWS, importer.BULK_RATIO = 0, 0.0
+        importer.BULK_MIN_ROWS, importer.BULK_RATIOS = 0, ((1, 0.0), (2, 0.0))
     conn = connect(db)
     started, cpu = time.perf_counter(), resource.getrusage(resource.RUSAGE_SELF)
     rows = importer.import_csv(conn, csv_path).record_count
@@ -81,8 +81,8 @@ def store(rows: int, work: str) -> str:
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--table-rows", type=int, nargs="+", default=[200_000, 1_000_000])
-    parser.add_argument("--ratios", type=float, nargs="+", default=[0.1, 0.25, 0.5, 1.0])
+    parser.add_argument("--table-rows", type=int, nargs="+", default=[1_000_000, 5_000_000])
+    parser.add_argument("--ratios", type=float, nargs="+", default=[0.05, 0.1, 0.25, 0.5])
     parser.add_argument("--work-dir", help="keeps (and reuses) the files and stores there")
     parser.add_argument("--child", choices=["row-by-row", "bulk"], help=argparse.SUPPRESS)
     parser.add_argument("--csv", help=argparse.SUPPRESS)

@@ -8,8 +8,12 @@ glyph-sample`` writes them) and each into a freshly migrated database with every
   server     a real ``datasette`` process; the file is POSTed to ``/api/import`` by curl (``-F file=@...``,
              streamed from disk); the server's RSS is sampled from /proc/<pid>/status during the upload
 
-Then the largest size again, into a store that already holds ``--base-rows`` rows (default 5,000,000; built
-once by the engine, copied for each of the three), and the rollback of the largest batch.
+Then the largest size again, into a store that already holds ``--base-rows`` rows (default 5,000,000): the
+market's first five daily snapshots of the largest size (``datasette_glyph.market``: 10% of prices changed, 5%
+of listings removed and 5% added each day), imported by the engine from one source, and copied for each of the
+three; the file imported into it is the sixth snapshot. Every import is from that one source (``bench``), so
+the engine and the server compare the sixth snapshot with the fifth and keep the deltas, as a nightly import
+does; the reference keeps none. Also the rollback of the largest batch in the empty store.
 
 Each of the three runs in its own process, so that one's memory does not count against another. Prints
 seconds, rows/s, the ratio to the reference, and peak RSS (VmHWM), then checks the targets: server at least
@@ -120,6 +124,9 @@ def reference_import(conn, path: str) -> int:
     return count[0]
 
 
+SOURCE = "bench"  # the source of every import the script makes (the server's upload names it too)
+
+
 def child(mode: str, path: str, db: str) -> None:
     """Run one import in this process and print seconds, rows and peak RSS as JSON."""
     sys.path.insert(0, ROOT)
@@ -139,7 +146,7 @@ def child(mode: str, path: str, db: str) -> None:
         import_id = conn.execute("SELECT import_id FROM import_batches ORDER BY rowid DESC LIMIT 1").fetchone()[0]
         rows = lineage.rollback_import(conn, import_id).scored_listings
     else:
-        rows = importer.import_csv(conn, path).record_count
+        rows = importer.import_csv(conn, path, source_name=SOURCE).record_count
     seconds = time.perf_counter() - started
     conn.close()
     print(json.dumps({"seconds": seconds, "rows": rows, "peak_rss_mb": peak_rss_mb()}))
@@ -256,7 +263,7 @@ def run_server(path: str, db: str, work: str) -> dict:
         sampler.start()
         started = time.perf_counter()
         response = subprocess.run(
-            ["curl", "-sS", "-F", f"file=@{path};type=text/csv", "-F", "source=bench", base + "/api/import"],
+            ["curl", "-sS", "-F", f"file=@{path};type=text/csv", "-F", f"source={SOURCE}", base + "/api/import"],
             capture_output=True,
             text=True,
         )
@@ -278,18 +285,39 @@ def run_server(path: str, db: str, work: str) -> dict:
         server.wait(timeout=30)
 
 
-def base_store(rows: int, seed: int, work: str) -> str:
-    """A migrated store holding one market of ``rows`` rows, imported by the engine (kept in ``work``)."""
-    path = os.path.join(work, f"base_{rows}_seed{seed}.db")
+def base_store(base_rows: int, rows: int, seed: int, work: str) -> tuple:
+    """A migrated store holding ``base_rows // rows`` consecutive daily snapshots of the ``rows``-listing market,
+    imported by the engine (kept in ``work``), and the path of the next snapshot's file."""
+    count = max(1, base_rows // rows)
+    files = snapshot_files(count + 1, rows, seed, work)
+    path = os.path.join(work, f"base_{count}x{rows}_seed{seed}.db")
     if not os.path.exists(path):
-        csv_path = make_csv(rows, seed, work)
         building = fresh_database(os.path.join(work, "base_building"))
         started = time.perf_counter()
-        result = run_child("engine", csv_path, building)
-        print(f"  (built the {result['rows']:,}-row store in {time.perf_counter() - started:.0f} s)")
+        for csv_path in files[:count]:
+            run_child("engine", csv_path, building)
+        print(f"  (built the store of {count} snapshots in {time.perf_counter() - started:.0f} s)")
         os.replace(building, path)
-        os.remove(csv_path)
-    return path
+    return path, files[count]
+
+
+def snapshot_files(count: int, rows: int, seed: int, work: str) -> list:
+    """The market's first ``count`` daily snapshots as CSV files; the first is ``make_csv``'s file."""
+    from datetime import timedelta
+
+    from datasette_glyph import market
+
+    paths = [make_csv(rows, seed, work)]
+    for day in range(1, count):
+        path = os.path.join(work, f"scored_{rows}_seed{seed}_day{day + 1}.csv")
+        if not os.path.exists(path):
+            snapshot = market.iter_next_snapshot(
+                market.iter_csv(paths[-1]), seed=seed * 1000 + day, day=market.FIRST_DAY + timedelta(days=day)
+            )
+            market.write_csv(snapshot, path + ".part")
+            os.replace(path + ".part", path)
+        paths.append(path)
+    return paths
 
 
 def make_csv(rows: int, seed: int, work: str) -> str:
@@ -335,11 +363,11 @@ def main(argv=None) -> int:
         runs = [(rows, 0) for rows in sizes] + ([(largest, args.base_rows)] if args.base_rows else [])
         for rows, base_rows in runs:
             path = make_csv(rows, args.seed, work)
+            if base_rows:
+                base, path = base_store(base_rows, rows, args.seed, work)
             size_mb = os.path.getsize(path) / 2**20
-            into = f" into a store of {base_rows:,} rows" if base_rows else " into an empty store"
+            into = f" into a store of {base_rows:,} rows (earlier snapshots)" if base_rows else " into an empty store"
             print(f"\n{rows:,} rows, {size_mb:.1f} MiB{into}: {path}")
-            if base_rows and base is None:
-                base = base_store(base_rows, args.seed + 1, work)
             modes = ["reference", "engine"] + (["server"] if server_ok else [])
             for mode in modes:
                 directory = os.path.join(work, f"{mode}_{rows}_{base_rows}")
@@ -354,15 +382,17 @@ def main(argv=None) -> int:
                     result = run_server(path, db, directory)
                 else:
                     result = run_child(mode, path, db)
-                if result["rows"] != rows:
-                    raise RuntimeError(f"{mode} imported {result['rows']} rows, expected {rows}")
+                expected = results[rows, base_rows, "reference"]["rows"] if mode != "reference" else result["rows"]
+                if result["rows"] != expected or (not base_rows and result["rows"] != rows):
+                    raise RuntimeError(f"{mode} imported {result['rows']} rows, expected {expected}")
                 results[rows, base_rows, mode] = result
                 ratio = results[rows, base_rows, "reference"]["seconds"] / result["seconds"]
+                count = result["rows"]
                 extra = ""
                 if mode == "server":
                     extra = f"  (idle {result['idle_rss_mb']:.0f} MB, sampled max {result['sampled_max_mb']:.0f} MB)"
                 print(
-                    f"  {mode:<9} {result['seconds']:7.2f} s  {rows / result['seconds']:9,.0f} rows/s  "
+                    f"  {mode:<9} {result['seconds']:7.2f} s  {count / result['seconds']:9,.0f} rows/s  "
                     f"{ratio:5.2f}x reference  peak RSS {result['peak_rss_mb']:6.1f} MB{extra}"
                 )
                 if mode == "engine" and base_rows:

@@ -62,19 +62,29 @@ READ_BUFFER_BYTES = 1024 * 1024
 # (reset, step, updating sqlite_sequence for the AUTOINCREMENT id), paid once for this many rows.
 ROWS_PER_STATEMENT = 100
 # The bulk path (see _DeferredIndexes): a batch expected to hold at least BULK_MIN_ROWS rows and at least
-# BULK_RATIO times the rows already in scored_listings is written without the table's secondary indexes, which
-# are then built in one sorted pass each, in the same transaction. Measured (docs/benchmarks.md, "The bulk path"):
-# keeping the indexes up to date costs about 38 µs per new row, building them about 10 µs per row of the whole
-# table, so the rebuild wins once a batch is about a third of the table.
+# bulk_ratio(T) times the T rows already in scored_listings is written without the table's secondary indexes,
+# which are then built in one sorted pass each, in the same transaction. Measured (docs/benchmarks.md, "The bulk
+# path"): building the indexes again costs about 3.3 µs per row of the whole table plus 15 µs per new row;
+# keeping them up to date row by row costs 35-40 µs per new row in a table of a million rows and 50-65 µs in one of
+# five million (the indexes outgrow the page cache). The two cost the same at about 0.13 of a million-row table
+# and 0.075 of a five-million-row one. BULK_RATIOS holds those two points, a little above each crossing;
+# between them the ratio follows log(T), and beyond them it stays.
 BULK_MIN_ROWS = 100_000
+BULK_RATIOS = ((1_000_000, 0.15), (5_000_000, 0.08))
 # Page cache while the bulk path builds the indexes again (KiB): SQLite's sorter takes memory in proportion to it.
 # Building scored_listings' five secondary indexes over a million rows: 3.7 s of CPU and 18 MB peak RSS at 2 MiB,
 # 5.2 s and 30 MB at 8 MiB, 4.9 s and 79 MB at the import's 32 MiB.
 INDEX_BUILD_CACHE_KIB = 2 * 1024
-BULK_RATIO = 0.35
 # The batch's size is estimated (from the file's size and the bytes its first rows took) once this many rows
 # are read: far enough into the file for the estimate to hold, early enough that most rows take the fast path.
 BULK_DECIDE_ROWS = 20_000
+# On the bulk path, a single-column index whose column takes at most FEW_VALUES values in a chunk of the batch is
+# kept up to date row by row instead of built again (see _DeferredIndexes), unless the table holds fewer than
+# FEW_VALUED_KEPT_FROM times the batch's rows. Keeping one costs about 0.36 µs per new row, building it 0.33 µs per
+# row of the table: 1,000,000 rows into 5,000,000 took 34.3 s keeping the model, region and condition indexes and
+# 41.3 s building all seven; into an empty table, 13.9 s against 13.1 s.
+FEW_VALUES = 32
+FEW_VALUED_KEPT_FROM = 0.1
 # Longest value quoted back in an error.
 MAX_ERROR_VALUE_CHARS = 200
 
@@ -872,7 +882,7 @@ class _Batch:
         if self.errors:
             return
         if self.bulk is None and self.record_count + len(rows) >= BULK_DECIDE_ROWS:
-            self.bulk = _DeferredIndexes(self.conn) if self._large(self.record_count + len(rows)) else False
+            self.bulk = self._bulk_path(self.record_count + len(rows), typed)
         models = typed[self.model_position]
         if self.first_model is None:
             self.first_model = models[0]
@@ -893,15 +903,20 @@ class _Batch:
             records = zip(*[values] * self.row_width)  # what is left, a record at a time
         self.conn.executemany(self.insert_sql, records)
 
-    def _large(self, rows_read: int) -> bool:
-        """Whether the batch is large enough, relative to the table, for the bulk path."""
+    def _bulk_path(self, rows_read: int, typed: List[Sequence]) -> Union[bool, "_DeferredIndexes"]:
+        """The bulk path if the batch is large enough, relative to the table, to take it; else False."""
         expected = self.size_hint(rows_read)
         if expected is None or expected < BULK_MIN_ROWS:
             return False
         # The span of rowids: an upper bound on the rows in the table, read from the rowid b-tree's two ends
         low, high = self.conn.execute("SELECT min(rowid), max(rowid) FROM scored_listings").fetchone()
         existing = 0 if high is None else high - low + 1 - self.record_count
-        return expected >= BULK_RATIO * existing
+        if expected < bulk_ratio(existing) * existing:
+            return False
+        sample = {}
+        if existing >= FEW_VALUED_KEPT_FROM * expected:
+            sample = {column.name: values for (_, column), values in zip(self.used, typed)}
+        return _DeferredIndexes(self.conn, sample)
 
     def finish_writing(self) -> None:
         """Build the indexes the bulk path set aside, if it was taken."""
@@ -921,28 +936,53 @@ class _Batch:
         )
 
 
+def bulk_ratio(existing: int) -> float:
+    """The share of the ``existing`` rows of scored_listings from which a batch takes the bulk path (BULK_RATIOS)."""
+    (small, high), (large, low) = BULK_RATIOS
+    if existing <= small:
+        return high
+    if existing >= large:
+        return low
+    return high + (low - high) * math.log(existing / small) / math.log(large / small)
+
+
 class _DeferredIndexes:
     """The bulk path: scored_listings' secondary indexes dropped for the length of a large batch, then built
     again from their own SQL, in one sorted pass each, before the batch's transaction commits.
 
     Readers in WAL mode keep the snapshot they started with, so no reader ever sees the table without its
     indexes; if the batch fails, its rollback puts the indexes back as they were. Unique indexes stay (they
-    enforce something, and the lineage index grows at its end, in order); so do indexes SQLite made itself.
+    enforce something, and the lineage index grows at its end, in order); so do indexes SQLite made itself, and
+    the single-column indexes whose column takes few values in the batch (at most FEW_VALUES in the chunk
+    ``sample`` holds): each new entry goes at the end of its value's run of rowids, on one of a few pages that
+    stay in the cache, so keeping them row by row is cheaper than building them again over the whole table.
     """
 
-    def __init__(self, conn: sqlite3.Connection):
+    def __init__(self, conn: sqlite3.Connection, sample: Dict[str, Sequence]):
         self.conn = conn
-        unique = {row[1] for row in conn.execute("SELECT * FROM pragma_index_list('scored_listings')") if row[2]}
+        kept = {row[1] for row in conn.execute("SELECT * FROM pragma_index_list('scored_listings')") if row[2]}
+        for name, columns in self._plain_indexes():
+            if len(columns) == 1 and columns[0] in sample and len(set(sample[columns[0]])) <= FEW_VALUES:
+                kept.add(name)
         self.indexes = [
             (name, sql)
             for name, sql in conn.execute(
                 "SELECT name, sql FROM sqlite_master WHERE type = 'index' AND tbl_name = 'scored_listings' "
                 "AND sql IS NOT NULL ORDER BY rowid"
             )
-            if name not in unique
+            if name not in kept
         ]
         for name, _ in self.indexes:
             conn.execute(f'DROP INDEX "{name.replace(chr(34), chr(34) * 2)}"')
+
+    def _plain_indexes(self) -> List[Tuple[str, List[str]]]:
+        """scored_listings' indexes that are neither partial nor on expressions, with their columns."""
+        indexes = []
+        for _, name, _, _, partial in self.conn.execute("SELECT * FROM pragma_index_list('scored_listings')"):
+            columns = [row[0] for row in self.conn.execute("SELECT name FROM pragma_index_info(?) ORDER BY seqno", [name])]
+            if not partial and columns and None not in columns:
+                indexes.append((name, columns))
+        return indexes
 
     def rebuild(self) -> None:
         cache_size = self.conn.execute("PRAGMA cache_size").fetchone()[0]

@@ -25,6 +25,7 @@ def small_thresholds(monkeypatch):
     """Thresholds scaled down a hundredfold, so that test-sized files take the bulk path."""
     monkeypatch.setattr(importer, "BULK_MIN_ROWS", 1_000)
     monkeypatch.setattr(importer, "BULK_DECIDE_ROWS", 500)
+    monkeypatch.setattr(importer, "BULK_RATIOS", ((10_000, 0.15), (50_000, 0.08)))
 
 
 def secondary_indexes(conn):
@@ -63,28 +64,69 @@ def test_a_large_batch_into_an_empty_table_drops_and_rebuilds_the_secondary_inde
 
 
 def test_the_bulk_path_writes_what_the_row_by_row_path_writes(tmp_path, small_thresholds, monkeypatch):
-    path = market.write_market(tmp_path / "m.csv", 3_000, seed=2)
+    """Into an empty table (every index built again) and into one with rows (the few-valued ones kept)."""
+    paths = [market.write_market(tmp_path / f"m{seed}.csv", 3_000, seed=seed) for seed in (2, 3)]
     dumps = []
     for bulk_min in (1_000, 10**9):  # bulk, then never bulk
         monkeypatch.setattr(importer, "BULK_MIN_ROWS", bulk_min)
         conn = connect(tmp_path / f"{bulk_min}.db")
         migrate.migrate(conn)
-        result = import_csv(conn, path)
+        statements = traced(conn)
+        import_csv(conn, paths[0])
+        result = import_csv(conn, paths[1])
+        assert len(index_statements(statements)) == (22 if bulk_min == 1_000 else 0)  # 2 x 7, then 2 x 4
         columns = [
             r[1] for r in conn.execute("PRAGMA table_info(scored_listings)")
             if r[1] not in ("created_at", "updated_at", "import_id")  # the moment and the batch's own id
         ]
-        rows = conn.execute(f"SELECT {', '.join(columns)} FROM scored_listings ORDER BY import_index").fetchall()
+        rows = conn.execute(f"SELECT {', '.join(columns)} FROM scored_listings ORDER BY id").fetchall()
         dumps.append((rows, secondary_indexes(conn), result.record_count))
     assert dumps[0][0] == dumps[1][0]
     assert dumps[0][1:] == dumps[1][1:]
 
 
 def test_a_small_batch_into_a_large_table_keeps_the_indexes(conn, tmp_path, small_thresholds):
-    import_csv(conn, market.write_market(tmp_path / "big.csv", 5_000, seed=3))
+    import_csv(conn, market.write_market(tmp_path / "big.csv", 10_000, seed=3))
     statements = traced(conn)
-    import_csv(conn, market.write_market(tmp_path / "small.csv", 1_200, seed=4))
+    import_csv(conn, market.write_market(tmp_path / "small.csv", 1_400, seed=4))  # 0.14 of the table
     assert index_statements(statements) == []
+    statements.clear()
+    import_csv(conn, market.write_market(tmp_path / "larger.csv", 1_800, seed=5))  # 0.158 of 11,400 rows
+    assert index_statements(statements)[0].startswith("DROP INDEX")
+
+
+RANDOM_ORDER = ["idx_scored_listings_price", "idx_scored_listings_score", "idx_scored_listings_seen_at",
+                "idx_scored_listings_source_url"]
+
+
+def test_a_bulk_batch_into_a_table_with_rows_keeps_the_indexes_of_few_values_up_to_date(
+    conn, tmp_path, small_thresholds
+):
+    """Model, region and condition take a few values each: their new entries go at the end of a few runs, and
+    they are kept up to date row by row; the indexes on values in no particular order are built again."""
+    import_csv(conn, market.write_market(tmp_path / "first.csv", 3_000, seed=3))
+    indexes = secondary_indexes(conn)
+    statements = traced(conn)
+    result = import_csv(conn, market.write_market(tmp_path / "second.csv", 3_000, seed=4))
+    done = index_statements(statements)
+    assert (sorted(done[:4]), sorted(done[4:])) == (
+        [f'DROP INDEX "{n}"' for n in RANDOM_ORDER],
+        [f"CREATE INDEX {n}" for n in RANDOM_ORDER],
+    )
+    assert secondary_indexes(conn) == indexes
+    assert conn.execute("PRAGMA integrity_check").fetchone() == ("ok",)
+    for name in ("idx_scored_listings_region", "idx_scored_listings_price"):
+        assert conn.execute(
+            f"SELECT COUNT(*) FROM scored_listings INDEXED BY {name} WHERE import_id = ? AND +1", [result.import_id]
+        ).fetchone() == (3_000,)
+
+
+def test_bulk_ratio_falls_with_the_table_between_the_measured_points():
+    (small, high), (large, low) = importer.BULK_RATIOS
+    assert importer.bulk_ratio(0) == importer.bulk_ratio(small) == high
+    assert importer.bulk_ratio(large) == importer.bulk_ratio(large * 10) == low
+    between = [importer.bulk_ratio(rows) for rows in range(small, large + 1, (large - small) // 8)]
+    assert between == sorted(between, reverse=True) and len(set(between)) == len(between)
 
 
 def test_a_batch_a_third_of_the_table_takes_the_bulk_path(conn, tmp_path, small_thresholds):
