@@ -49,8 +49,9 @@ class StorageError(sqlite3.OperationalError):
 
     An ``sqlite3.OperationalError``, so that code catching SQLite's errors still catches it.
 
-    Nothing of the change was written. ``kind`` is ``busy``, ``full``, ``readonly``, ``io`` or ``changed`` (the
-    file being imported is not the one received); ``status`` is
+    Nothing of the change was written. ``kind`` is ``busy``, ``full``, ``readonly``, ``io``, ``changed`` (the
+    file being imported is not the one received) or ``reading`` (the process reading a large file for the import
+    stopped: ``reading.Reader``); ``status`` is
     the HTTP status a server answers with (507 for a full disk, 503 otherwise: try again later).
     """
 
@@ -63,8 +64,12 @@ class StorageError(sqlite3.OperationalError):
             "The file read for {action} is not the file received (its SHA-256 differs): it was changed on disk "
             "meanwhile; {action} was not saved (nothing was written)."
         ),
+        "reading": (
+            "The process reading the file for {action} stopped before the file's end; {action} was not saved "
+            "(nothing was written). Try again."
+        ),
     }
-    STATUS = {"busy": 503, "full": 507, "readonly": 503, "io": 503, "changed": 503}
+    STATUS = {"busy": 503, "full": 507, "readonly": 503, "io": 503, "changed": 503, "reading": 503}
 
     def __init__(self, kind: str, action: str = "the change", detail: str = ""):
         super().__init__(self.MESSAGES[kind].format(action=action))

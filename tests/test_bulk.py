@@ -248,3 +248,16 @@ def test_a_default_moment_is_evaluated_as_the_file_defines_it():
     assert re.fullmatch(r"'\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z'", found['"created_at"'])
     assert re.fullmatch(r"'\d{4}-\d\d-\d\d'", found['"updated_at"'])
     assert importer._moment_defaults(conn, ["price", "created_at", "updated_at", 'odd "name']) == {}
+
+
+def test_the_bulk_path_drops_indexes_without_zeroing_their_pages(conn, tmp_path, small_thresholds):
+    """Zeroing the freed pages of a dropped index (SQLite's secure_delete) protects nothing: the table still holds
+    what the index held. The connection's own setting comes back afterwards, whatever it was."""
+    for setting in (1, 0):
+        conn.execute(f"PRAGMA secure_delete = {setting}")
+        statements = traced(conn)
+        import_csv(conn, market.write_market(tmp_path / f"m{setting}.csv", 3_000 * (1 + setting), seed=setting))
+        drops = [i for i, s in enumerate(statements) if s.startswith("DROP INDEX")]
+        assert drops and statements[drops[0] - 1] == "PRAGMA secure_delete = FAST"
+        assert statements[drops[-1] + 1] == f"PRAGMA secure_delete = {setting}"
+        assert conn.execute("PRAGMA secure_delete").fetchone() == (setting,)

@@ -1148,3 +1148,29 @@ def test_a_json_body_changed_after_it_was_received_is_refused(conn, tmp_path):
     with pytest.raises(importer.StorageError) as caught:
         importer.import_json(conn, scanned, expected_sha256=hashlib.sha256(body).hexdigest())
     assert (caught.value.kind, conn.execute("SELECT count(*) FROM import_batches").fetchone()[0]) == ("changed", 0)
+
+
+def test_the_column_checks_hold_at_their_edges(conn):
+    """Whole columns are checked at once (lengths for integers, a sum for reals); values at the edges still get the
+    answer each would get alone."""
+    def row(vram, price, score):
+        return f"A10,{vram},0,False,150,{price},{score}"
+
+    good = [
+        row("9223372036854775807", "1e308", "0.5"),  # the largest integer; two prices whose sum overflows
+        row("-9223372036854775808", "1e308", "-0.0"),
+        row("0000000000000000000000042", "0", "0.1"),  # long, and small
+    ]
+    result = import_csv(conn, io.BytesIO(data(HEADER, *good)))
+    assert rows(conn, result.import_id, ("vram_gb", "price", "score")) == [
+        (9223372036854775807, 1e308, 0.5),
+        (-9223372036854775808, 1e308, 0.0),
+        (42, 0.0, 0.1),
+    ]
+    with pytest.raises(ImportFailed) as failure:
+        import_csv(conn, io.BytesIO(data(HEADER, *good, row("9223372036854775808", "1", "nan"))))
+    assert failure.value.errors == [
+        error(5, "vram_gb", "9223372036854775808",
+              "Line 5, column vram_gb: '9223372036854775808' is too large for an integer column"),
+        error(5, "score", "nan", "Line 5, column score: 'nan' is not a finite number"),
+    ]
