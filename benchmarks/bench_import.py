@@ -4,9 +4,11 @@ For each size (default 100,000 and 1,000,000 rows, written by ``datasette_glyph.
 glyph-sample`` writes them) and each into a freshly migrated database with every index:
 
   reference  the floor in Python: csv module, type conversion, one executemany, one transaction
-  engine     ``datasette_glyph.importer.import_csv``, as ``datasette glyph-import`` runs it
+  engine     ``datasette_glyph.importer.import_csv``, as ``datasette glyph-import`` runs it (a file of
+             ``reading.PARALLEL_MIN_BYTES`` or more is read by a second process)
   server     a real ``datasette`` process; the file is POSTed to ``/api/import`` by curl (``-F file=@...``,
-             streamed from disk); the server's RSS is sampled from /proc/<pid>/status during the upload
+             streamed from disk); the server's RSS is sampled from /proc/<pid>/status during the upload, alone
+             and with its reading process's
 
 Then the largest size again, into a store that already holds ``--base-rows`` rows (default 5,000,000): the
 market's first five daily snapshots of the largest size (``datasette_glyph.market``: 10% of prices changed, 5%
@@ -71,6 +73,18 @@ def peak_rss_mb(pid="self") -> float:
             if line.startswith("VmHWM:"):
                 return int(line.split()[1]) / 1024
     return 0.0
+
+
+def children(pid) -> list:
+    """The process ids of ``pid``'s children (a large upload's reading process)."""
+    found = []
+    try:
+        for task in os.listdir(f"/proc/{pid}/task"):
+            with open(f"/proc/{pid}/task/{task}/children") as f:
+                found.extend(int(child) for child in f.read().split())
+    except OSError:
+        pass
+    return found
 
 
 def current_rss_mb(pid) -> float:
@@ -149,7 +163,10 @@ def child(mode: str, path: str, db: str) -> None:
         rows = importer.import_csv(conn, path, source_name=SOURCE).record_count
     seconds = time.perf_counter() - started
     conn.close()
-    print(json.dumps({"seconds": seconds, "rows": rows, "peak_rss_mb": peak_rss_mb()}))
+    import resource
+
+    reader_mb = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024  # the reading process, if any
+    print(json.dumps({"seconds": seconds, "rows": rows, "peak_rss_mb": peak_rss_mb(), "reader_peak_rss_mb": reader_mb}))
 
 
 # Lineage reads timed on the largest store (p50 of QUERY_RUNS, in ms), through the functions the API calls
@@ -252,11 +269,12 @@ def run_server(path: str, db: str, work: str) -> dict:
                 "datasette did not start: " + (server.stderr.read() if server.poll() is not None else "")
             )
         idle_mb = current_rss_mb(server.pid)
-        samples, done = [], threading.Event()
+        samples, with_children, done = [], [], threading.Event()
 
         def sample():
             while not done.is_set():
                 samples.append(current_rss_mb(server.pid))
+                with_children.append(samples[-1] + sum(current_rss_mb(child) for child in children(server.pid)))
                 time.sleep(0.02)
 
         sampler = threading.Thread(target=sample)
@@ -278,6 +296,7 @@ def run_server(path: str, db: str, work: str) -> dict:
             "rows": body["record_count"],
             "peak_rss_mb": peak_rss_mb(server.pid),
             "sampled_max_mb": max(samples),
+            "with_reader_mb": max(with_children),
             "idle_rss_mb": idle_mb,
         }
     finally:
@@ -389,8 +408,13 @@ def main(argv=None) -> int:
                 ratio = results[rows, base_rows, "reference"]["seconds"] / result["seconds"]
                 count = result["rows"]
                 extra = ""
+                if result.get("reader_peak_rss_mb"):
+                    extra = f"  (its reading process {result['reader_peak_rss_mb']:.0f} MB)"
                 if mode == "server":
-                    extra = f"  (idle {result['idle_rss_mb']:.0f} MB, sampled max {result['sampled_max_mb']:.0f} MB)"
+                    extra = (
+                        f"  (idle {result['idle_rss_mb']:.0f} MB, sampled max {result['sampled_max_mb']:.0f} MB, "
+                        f"with its reading process {result['with_reader_mb']:.0f} MB)"
+                    )
                 print(
                     f"  {mode:<9} {result['seconds']:7.2f} s  {count / result['seconds']:9,.0f} rows/s  "
                     f"{ratio:5.2f}x reference  peak RSS {result['peak_rss_mb']:6.1f} MB{extra}"

@@ -23,6 +23,7 @@ import click
 from datasette.utils import StartupError
 
 from . import migrate
+from .db import opened_for_one_write
 
 PLUGIN_NAME = "datasette-glyph"
 
@@ -237,7 +238,8 @@ async def run_guarded_write(datasette, db, fn):
             raise
         try:
             require_schema(conn, db)
-            result = fn(conn)
+            with opened_for_one_write(conn):  # rolled back whole below if fn fails
+                result = fn(conn)
             _commit_without_checkpoint(conn)
         except BaseException as e:
             if conn.in_transaction:

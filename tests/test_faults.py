@@ -328,3 +328,40 @@ def test_glyph_import_and_diff_on_a_read_only_filesystem(tmp_path):
         second,
         2.99,
     )
+
+
+def test_a_write_in_a_transaction_opened_for_it_adds_no_savepoint_and_fails_whole(tmp_path):
+    """run_guarded_write opens the transaction; the first transaction() inside it uses it as it is (a SAVEPOINT
+    would copy every page it changes to a sub-journal), later ones nest as savepoints, and a failure is rolled
+    back whole by the opener."""
+    from datasette_glyph.db import opened_for_one_write, transaction
+
+    conn = connect(tmp_path / "t.db")
+    conn.execute("CREATE TABLE t (x)")
+    statements = []
+    conn.set_trace_callback(statements.append)
+    conn.execute("BEGIN IMMEDIATE")
+    with opened_for_one_write(conn):
+        with transaction(conn, "outer"):
+            conn.execute("INSERT INTO t VALUES (1)")
+            with transaction(conn, "inner"):
+                conn.execute("INSERT INTO t VALUES (2)")
+        with transaction(conn, "after"):
+            conn.execute("INSERT INTO t VALUES (3)")
+    conn.execute("COMMIT")
+    assert [s for s in statements if "SAVEPOINT" in s] == ["SAVEPOINT inner", "SAVEPOINT after"]
+    conn.execute("CREATE TEMP TRIGGER fail AFTER INSERT ON main.t WHEN NEW.x = 5 BEGIN SELECT RAISE(ABORT, 'no'); END")
+    conn.execute("BEGIN IMMEDIATE")
+    with pytest.raises(sqlite3.IntegrityError):
+        with opened_for_one_write(conn):
+            with transaction(conn, "outer"):
+                conn.execute("INSERT INTO t VALUES (4)")
+                conn.execute("INSERT INTO t VALUES (5)")
+    conn.execute("ROLLBACK")  # as run_guarded_write does
+    assert conn.execute("SELECT x FROM t ORDER BY x").fetchall() == [(1,), (2,), (3,)]
+    statements.clear()
+    conn.execute("BEGIN IMMEDIATE")
+    with transaction(conn, "plain"):  # nothing opened for it: a savepoint, as before
+        pass
+    conn.execute("COMMIT")
+    assert "SAVEPOINT plain" in statements
