@@ -148,10 +148,20 @@ def child(mode: str, path: str, db: str) -> None:
     from datasette_glyph.db import connect
 
     conn = connect(db)
+    reader, done = [0.0], threading.Event()
+
+    def sample():  # the RSS of this process's reading process, if it starts one
+        while not done.is_set():
+            reader.append(sum(current_rss_mb(pid) for pid in children(os.getpid())))
+            time.sleep(0.02)
+
+    sampler = threading.Thread(target=sample)
+    sampler.start()
     started = time.perf_counter()
     if mode == "reference":
         rows = reference_import(conn, path)
     elif mode == "queries":
+        done.set()
         print(json.dumps(time_queries(conn)))
         return
     elif mode == "rollback":
@@ -162,11 +172,11 @@ def child(mode: str, path: str, db: str) -> None:
     else:
         rows = importer.import_csv(conn, path, source_name=SOURCE).record_count
     seconds = time.perf_counter() - started
+    done.set()
+    sampler.join()
     conn.close()
-    import resource
-
-    reader_mb = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024  # the reading process, if any
-    print(json.dumps({"seconds": seconds, "rows": rows, "peak_rss_mb": peak_rss_mb(), "reader_peak_rss_mb": reader_mb}))
+    peaks = {"peak_rss_mb": peak_rss_mb(), "reader_peak_rss_mb": max(reader)}
+    print(json.dumps({"seconds": seconds, "rows": rows, **peaks}))
 
 
 # Lineage reads timed on the largest store (p50 of QUERY_RUNS, in ms), through the functions the API calls

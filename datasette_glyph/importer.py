@@ -72,6 +72,10 @@ ROWS_PER_STATEMENT = 100
 # between them the ratio follows log(T), and beyond them it stays.
 BULK_MIN_ROWS = 100_000
 BULK_RATIOS = ((1_000_000, 0.15), (5_000_000, 0.08))
+# Helper threads for SQLite's sorter once the rows are written (PRAGMA threads), on a machine of two cores or more.
+# Two indexes built again over 6,000,000 rows: 7.8 s with none, 7.1 s with one, 5.7 s with two (10.0 s of CPU);
+# a million-row import's summary 1.6-1.9 s against 1.3 s, its deltas 4.5-5.6 s against 4.2 s; 4 MB more memory.
+SORT_THREADS = 2 if (os.cpu_count() or 1) > 1 else 0
 # Page cache while the bulk path builds the indexes again (KiB): SQLite's sorter takes memory in proportion to it.
 # Building scored_listings' five secondary indexes over a million rows: 3.7 s of CPU and 18 MB peak RSS at 2 MiB,
 # 5.2 s and 30 MB at 8 MiB, 4.9 s and 79 MB at the import's 32 MiB.
@@ -1023,18 +1027,26 @@ def _set_field_limit() -> None:
 
 
 class _ImportCache:
-    """A bigger page cache for the length of one import."""
+    """A bigger page cache for the length of one import; the connection's cache and sorter threads come back
+    afterwards."""
 
     def __init__(self, conn: sqlite3.Connection):
         self.conn = conn
 
     def __enter__(self):
         self.cache_size = self.conn.execute("PRAGMA cache_size").fetchone()[0]
+        self.threads = self.conn.execute("PRAGMA threads").fetchone()[0]
         self.conn.execute(f"PRAGMA cache_size = -{IMPORT_CACHE_KIB}")
         return self
 
+    def sorting(self) -> None:
+        """From here on the import sorts (index builds, summary, deltas) and reads no more: SQLite's sorter
+        may use helper threads on the cores the reading has left."""
+        self.conn.execute(f"PRAGMA threads = {SORT_THREADS}")
+
     def __exit__(self, *exc_info):
         self.conn.execute(f"PRAGMA cache_size = {int(self.cache_size)}")
+        self.conn.execute(f"PRAGMA threads = {int(self.threads)}")
         return False
 
 
@@ -1076,7 +1088,7 @@ def _write_batch(
     batch = _Batch(conn, header, max_errors, record_label)
     if batch.header_errors:
         raise ImportFailed(batch.header_errors[:max_errors], max(0, len(batch.header_errors) - max_errors))
-    with _ImportCache(conn), transaction(conn, "glyph_import", "the import"):
+    with _ImportCache(conn) as cache, transaction(conn, "glyph_import", "the import"):
         conn.execute(
             INSERT_BATCH_SQL,
             {
@@ -1099,6 +1111,7 @@ def _write_batch(
             # and the writer, which gives it up for every statement it runs, waited for it again each time.
             for rows, first_location, locations, problems in chunks:
                 batch.add(rows, first_location, locations, problems)
+        cache.sorting()
         batch.finish_writing()
         fatal = fatal_check() if fatal_check else None
         if fatal is not None:

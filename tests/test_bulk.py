@@ -261,3 +261,13 @@ def test_the_bulk_path_drops_indexes_without_zeroing_their_pages(conn, tmp_path,
         assert drops and statements[drops[0] - 1] == "PRAGMA secure_delete = FAST"
         assert statements[drops[-1] + 1] == f"PRAGMA secure_delete = {setting}"
         assert conn.execute("PRAGMA secure_delete").fetchone() == (setting,)
+
+
+def test_the_sorts_after_the_rows_may_use_helper_threads_and_the_setting_comes_back(conn, tmp_path, small_thresholds):
+    conn.execute("PRAGMA threads = 0")
+    statements = traced(conn)
+    import_csv(conn, market.write_market(tmp_path / "m.csv", 3_000, seed=1))
+    sorting = statements.index(f"PRAGMA threads = {importer.SORT_THREADS}")
+    assert not [s for s in statements[:sorting] if s.startswith("CREATE INDEX")]
+    assert [s for s in statements[sorting:] if s.startswith("CREATE INDEX")]  # the bulk path's builds come after
+    assert statements[-1] == "PRAGMA threads = 0" and conn.execute("PRAGMA threads").fetchone() == (0,)

@@ -312,6 +312,8 @@ SQL_INTERPOLATIONS_REVIEWED = {
     ("config.py", "wait_ms"),  # int() of the plugin config's write_wait_ms
     ("config.py", "int(autocheckpoint)"),  # read back from PRAGMA wal_autocheckpoint
     ("importer.py", "int(secure_delete)"),  # read back from PRAGMA secure_delete
+    ("importer.py", "SORT_THREADS"),  # a constant
+    ("importer.py", "int(self.threads)"),  # read back from PRAGMA threads
     ("db.py", "name"),  # savepoint names are chosen by the code (glyph, glyph_plan, glyph_import, ...)
     ("migrate.py", "int(foreign_keys)"),  # read back from PRAGMA foreign_keys
     ("migrate.py", "schema.quote(name)"),  # a glyph_kept_ table name read from sqlite_master, quoted
