@@ -127,7 +127,9 @@ def test_progress_and_the_kept_original_see_every_byte_once(tmp_path, readers, c
 def test_a_reading_process_that_stops_refuses_the_import_and_writes_nothing(tmp_path, readers, conn, db_path):
     import_csv(conn, rows_file(tmp_path / "first.csv", good_lines(50)))
     before = checksum(conn)
-    path = rows_file(tmp_path / "f.csv", good_lines(5_000))
+    # More than the pipe and the parent's buffer on it hold (PIPE_BYTES each): the child is still sending
+    path = rows_file(tmp_path / "f.csv", good_lines(100_000))
+    assert path.stat().st_size > 4 * reading.PIPE_BYTES
     real_write = importer._Batch.write
 
     def write(batch, typed):
@@ -145,7 +147,7 @@ def test_a_reading_process_that_stops_refuses_the_import_and_writes_nothing(tmp_
     assert checksum(conn) == before
     assert not conn.in_transaction
     assert [p.name for p in files.files_dir(db_path).iterdir() if not p.name.endswith(".gz")] == []
-    assert import_csv(conn, path).record_count == 5_000  # the next import goes through
+    assert import_csv(conn, path).record_count == 100_000  # the next import goes through
 
 
 def test_a_file_changed_while_it_is_read_is_refused(tmp_path, readers, conn, monkeypatch):
