@@ -1270,7 +1270,11 @@ def import_csv(
 
 def _start_reader(source, raw_source, size: Optional[int], max_errors: int, progress, copy) -> Optional[reading.Reader]:
     """A second process reading the file (``reading.Reader``), for a large file with a path that names the very
-    file being read, from its start; None otherwise (then this process reads it), or if the process cannot start."""
+    file being read, from its start; None otherwise (then this process reads it), or if the process cannot start.
+
+    A stream is read there only if it is a plain file as ``open()`` returns it: a stream that decodes what it
+    reads (a kept original, gzipped) has the name and the descriptor of a file whose bytes are not the CSV's.
+    """
     if size is None or size < reading.PARALLEL_MIN_BYTES:
         return None
     try:
@@ -1278,7 +1282,7 @@ def _start_reader(source, raw_source, size: Optional[int], max_errors: int, prog
             path = os.fspath(source)
         else:
             path = getattr(source, "name", None)
-            if not isinstance(path, str) or source.tell() != 0:
+            if type(source) not in (io.BufferedReader, io.FileIO) or not isinstance(path, str) or source.tell():
                 return None
         fd = raw_source.fileno()
         if reading.file_identity(fd) != (os.stat(path).st_dev, os.stat(path).st_ino):

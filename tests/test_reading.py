@@ -211,3 +211,14 @@ async def test_an_upload_is_read_by_the_second_process_and_answered_as_before(tm
          "message": "Line 2, column tdp_watts: 'hot' is not an integer"}
     ]
     assert [p for p in folder.rglob("*") if p.is_file()] == []  # no temp file left
+
+
+def test_a_reimport_reads_its_compressed_original_here(tmp_path, readers, conn, db_path):
+    """A kept original is a gzip file on disk: the stream has the file's name and descriptor, but its bytes are
+    not the CSV's, so the second process (which opens the path) must not read it."""
+    path = make_scored_csv(tmp_path / "f.csv", 3_000, seed=7)
+    original = files.Original(files.files_dir(db_path), files.CSV_TYPE)
+    first = import_csv(conn, path, original=original)
+    assert len(readers) == 1
+    again = files.reimport(conn, files.files_dir(db_path), first.import_id)
+    assert (len(readers), again.record_count, again.sha256) == (1, 3_000, first.sha256)
