@@ -156,16 +156,28 @@ def _send(out, message) -> None:
 
 
 def main(argv: List[str]) -> int:
+    """The child: read the file at PATH and send what ``Reader.feed`` expects. Exits 0 when it sent its last
+    message, 1 when the file cannot be read as CSV from its first line (the parent, which reads the same first
+    line itself, refuses such a file without waiting for this process), 2 when the parent has gone."""
     from . import importer
 
     path, max_errors = argv[0], int(argv[1])
     out = sys.stdout.buffer
     sys.stdout = sys.stderr  # nothing else may write to the pipe
     importer._set_field_limit()
+    try:
+        _read(importer, path, max_errors, out)
+    except importer._Fatal:
+        return 1
+    except BrokenPipeError:
+        return 2
+    return 0
+
+
+def _read(importer, path: str, max_errors: int, out) -> None:
     with open(path, "rb", buffering=0) as raw:
         hashing = importer._HashingReader(raw)
         stream = io.BufferedReader(hashing, importer.READ_BUFFER_BYTES)
-        # The parent read the same header and refused the file already if it could not.
         source = importer._CsvSource(stream)
         checks = importer._Checks(source.header(), max_errors, None)
         records, fatal = 0, None
@@ -193,5 +205,4 @@ def main(argv: List[str]) -> int:
                 },
             ),
         )
-    return 0
 

@@ -222,3 +222,23 @@ def test_a_reimport_reads_its_compressed_original_here(tmp_path, readers, conn, 
     assert len(readers) == 1
     again = files.reimport(conn, files.files_dir(db_path), first.import_id)
     assert (len(readers), again.record_count, again.sha256) == (1, 3_000, first.sha256)
+
+
+@pytest.mark.parametrize(
+    "content, message",
+    [
+        (b"", "The file is empty (0 bytes); expected a CSV header and rows"),
+        (b"\xff\xfe" + "canonical_model\n".encode("utf-16-le"), "this is not a CSV file; it starts like UTF-16"),
+        (b"price,score\n1,0.5\n", "required column canonical_model is missing"),
+    ],
+)
+def test_a_file_refused_by_its_first_line_is_refused_as_before_and_the_child_ends_quietly(
+    tmp_path, readers, conn, capfd, content, message
+):
+    path = tmp_path / "f.csv"
+    path.write_bytes(content)
+    with pytest.raises(ImportFailed) as failure:
+        import_csv(conn, path)
+    assert message in failure.value.errors[0]["message"]
+    assert all(reader.process.returncode in (0, 1, -signal.SIGKILL) for reader in readers)
+    assert "Traceback" not in capfd.readouterr().err
