@@ -353,8 +353,9 @@ def make_csv(rows: int, seed: int, work: str) -> str:
     from datasette_glyph.market import write_market
 
     path = os.path.join(work, f"scored_{rows}_seed{seed}.csv")
-    if not os.path.exists(path):
-        write_market(path, rows, seed)
+    if not os.path.exists(path):  # written whole or not at all: an interrupted run leaves no short file to reuse
+        write_market(path + ".part", rows, seed)
+        os.replace(path + ".part", path)
     return path
 
 

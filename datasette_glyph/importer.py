@@ -65,13 +65,13 @@ ROWS_PER_STATEMENT = 100
 # The bulk path (see _DeferredIndexes): a batch expected to hold at least BULK_MIN_ROWS rows and at least
 # bulk_ratio(T) times the T rows already in scored_listings is written without the table's secondary indexes,
 # which are then built in one sorted pass each, in the same transaction. Measured (docs/benchmarks.md, "The bulk
-# path"): building the indexes again costs about 3.3 µs per row of the whole table plus 15 µs per new row;
-# keeping them up to date row by row costs 35-40 µs per new row in a table of a million rows and 50-65 µs in one of
-# five million (the indexes outgrow the page cache). The two cost the same at about 0.13 of a million-row table
-# and 0.075 of a five-million-row one. BULK_RATIOS holds those two points, a little above each crossing;
-# between them the ratio follows log(T), and beyond them it stays.
+# path"): keeping the indexes up to date row by row costs about 40 µs per new row in a table of a million rows and
+# 50-60 µs in one of five million (the indexes outgrow the page cache); the bulk path costs less per new row and
+# pays for the rebuild in proportion to the whole table. The two cost the same at about 0.11 of a million-row table
+# and 0.055 of a five-million-row one (bench_bulk_threshold.py). BULK_RATIOS holds those two points, a little
+# above each crossing; between them the ratio follows log(T), and beyond them it stays.
 BULK_MIN_ROWS = 100_000
-BULK_RATIOS = ((1_000_000, 0.15), (5_000_000, 0.08))
+BULK_RATIOS = ((1_000_000, 0.12), (5_000_000, 0.06))
 # Helper threads for SQLite's sorter once the rows are written (PRAGMA threads), on a machine of two cores or more.
 # Two indexes built again over 6,000,000 rows: 7.8 s with none, 7.1 s with one, 5.7 s with two (10.0 s of CPU);
 # a million-row import's summary 1.6-1.9 s against 1.3 s, its deltas 4.5-5.6 s against 4.2 s; 4 MB more memory.
