@@ -137,15 +137,16 @@ def mark_unwritable(db) -> None:
     _unwritable.add(db.path)
 
 
-async def run_write(db, fn):
-    """Run ``fn(conn)`` on the database's write thread, letting ``fn`` manage its own transaction.
+async def run_write(db, fn, block: bool = True):
+    """Run ``fn(conn)`` on the database's write thread, letting ``fn`` manage its own transaction; with
+    ``block=False``, queue it there and return at once.
 
     Datasette 1.0a wraps write functions in BEGIN IMMEDIATE unless told not to; 0.65 never does. The
     engine opens its own transaction (or a savepoint inside one), so the result is the same on both.
     """
     if "transaction" in inspect.signature(db.execute_write_fn).parameters:
-        return await db.execute_write_fn(fn, block=True, transaction=False)
-    return await db.execute_write_fn(fn, block=True)
+        return await db.execute_write_fn(fn, block=block, transaction=False)
+    return await db.execute_write_fn(fn, block=block)
 
 
 class Unavailable(Exception):
@@ -280,10 +281,7 @@ def _checkpoint(conn: sqlite3.Connection) -> None:
 
 async def checkpoint_soon(db) -> None:
     """Queue a WAL checkpoint on the database's write thread, behind the write just made, without waiting."""
-    if "transaction" in inspect.signature(db.execute_write_fn).parameters:
-        await db.execute_write_fn(_checkpoint, block=False, transaction=False)
-    else:
-        await db.execute_write_fn(_checkpoint, block=False)
+    await run_write(db, _checkpoint, block=False)
 
 
 # Expensive reads ---------------------------------------------------------------------------------------------

@@ -655,6 +655,17 @@ class _LineTooLong(Exception):
     """A physical line is longer than MAX_LINE_BYTES."""
 
 
+def _csv_chunks(csv_source: _CsvSource) -> Iterator[Tuple[List[List[str]], int, Optional[_Fatal]]]:
+    """The records after the header in chunks of CHUNK_ROWS: (rows, the line the first one starts on, the error
+    that stopped reading or None). The last chunk is a short one, or the one that met the error."""
+    while True:
+        first_line = csv_source.lines_read + 1
+        rows, fatal = csv_source.chunk(CHUNK_ROWS)
+        yield rows, first_line, fatal
+        if fatal is not None or len(rows) < CHUNK_ROWS:
+            return
+
+
 def _whole_lines(stream: BinaryIO) -> Iterator[bytes]:
     """The stream's physical lines, each whole however long (up to MAX_LINE_BYTES), ending in b"\\n" but the last.
 
@@ -746,7 +757,6 @@ class _Checks:
         self.width = len(header)
         self.ignored, self.used = [], []  # used: (position in row, Column)
         self.header_errors = self._read_header(header)
-
 
     def _read_header(self, header: List[str]) -> List[dict]:
         errors = []
@@ -978,10 +988,7 @@ class _DeferredIndexes:
 
     def __init__(self, conn: sqlite3.Connection, sample: Dict[str, Sequence]):
         self.conn = conn
-        kept = {row[1] for row in conn.execute("SELECT * FROM pragma_index_list('scored_listings')") if row[2]}
-        for name, columns in self._plain_indexes():
-            if len(columns) == 1 and columns[0] in sample and len(set(sample[columns[0]])) <= FEW_VALUES:
-                kept.add(name)
+        kept = {name for name, unique, column in self._index_list() if unique or self._few_values(column, sample)}
         self.indexes = [
             (name, sql)
             for name, sql in conn.execute(
@@ -1001,15 +1008,18 @@ class _DeferredIndexes:
         finally:
             conn.execute(f"PRAGMA secure_delete = {int(secure_delete)}")
 
-    def _plain_indexes(self) -> List[Tuple[str, List[str]]]:
-        """scored_listings' indexes that are neither partial nor on expressions, with their columns."""
+    def _index_list(self) -> List[Tuple[str, bool, Optional[str]]]:
+        """scored_listings' indexes: (name, unique, the column of a single-column index that is not partial, or
+        None)."""
         indexes = []
-        for _, name, _, _, partial in self.conn.execute("SELECT * FROM pragma_index_list('scored_listings')"):
-            info = self.conn.execute("SELECT name FROM pragma_index_info(?) ORDER BY seqno", [name])
-            columns = [row[0] for row in info]
-            if not partial and columns and None not in columns:
-                indexes.append((name, columns))
+        for _, name, unique, _, partial in self.conn.execute("SELECT * FROM pragma_index_list('scored_listings')"):
+            columns = [row[0] for row in self.conn.execute("SELECT name FROM pragma_index_info(?)", [name])]
+            indexes.append((name, bool(unique), columns[0] if len(columns) == 1 and not partial else None))
         return indexes
+
+    @staticmethod
+    def _few_values(column: Optional[str], sample: Dict[str, Sequence]) -> bool:
+        return column is not None and column in sample and len(set(sample[column])) <= FEW_VALUES
 
     def rebuild(self) -> None:
         cache_size = self.conn.execute("PRAGMA cache_size").fetchone()[0]
@@ -1220,26 +1230,17 @@ def import_csv(
         def chunks():
             nonlocal read
             records = 0
-            while True:
-                first_line = csv_source.lines_read + 1
-                rows, fatal = csv_source.chunk(CHUNK_ROWS)
+            for rows, first_line, fatal in _csv_chunks(csv_source):
                 records += len(rows)
                 read = (records, max(1, stream.tell()))
                 yield rows, first_line, None, None
-                if fatal is not None:
-                    pending[0] = fatal
-                    return
-                if len(rows) < CHUNK_ROWS:
-                    return
+                pending[0] = fatal
 
         def digest():
             if reader is not None:
-                sha256, count = reader.digest()
-                if expected_sha256 is not None and sha256 != expected_sha256:
-                    raise StorageError("changed", "the import")
-                return sha256, count
+                return _verified(*reader.digest(), expected_sha256)
             stream.read()  # anything after the last record (normally nothing) belongs to the file too
-            return _verified(hashing, expected_sha256)
+            return _verified(hashing.sha256.hexdigest(), hashing.count, expected_sha256)
 
         def fatal_check() -> Optional[dict]:
             if reader is not None:
@@ -1285,7 +1286,8 @@ def _start_reader(source, raw_source, size: Optional[int], max_errors: int, prog
             if type(source) not in (io.BufferedReader, io.FileIO) or not isinstance(path, str) or source.tell():
                 return None
         fd = raw_source.fileno()
-        if reading.file_identity(fd) != (os.stat(path).st_dev, os.stat(path).st_ino):
+        named = os.stat(path)
+        if reading.file_identity(fd) != (named.st_dev, named.st_ino):
             return None
         return reading.Reader(path, fd, max_errors, progress, copy)
     except (OSError, ValueError, io.UnsupportedOperation):
@@ -1301,11 +1303,10 @@ def _file_size(source) -> Optional[int]:
     return info.st_size if stat.S_ISREG(info.st_mode) else None
 
 
-def _verified(hashing: "_HashingReader", expected_sha256: Optional[str]) -> Tuple[str, int]:
-    sha256 = hashing.sha256.hexdigest()
+def _verified(sha256: str, count: int, expected_sha256: Optional[str]) -> Tuple[str, int]:
     if expected_sha256 is not None and sha256 != expected_sha256:
         raise StorageError("changed", "the import")
-    return sha256, hashing.count
+    return sha256, count
 
 
 def _cell(value) -> str:
@@ -1619,7 +1620,7 @@ def import_json(
 
         def digest():
             stream.read()
-            return _verified(hashing, expected_sha256)
+            return _verified(hashing.sha256.hexdigest(), hashing.count, expected_sha256)
 
         try:
             return _run(

@@ -181,15 +181,11 @@ def _read(importer, path: str, max_errors: int, out) -> None:
         source = importer._CsvSource(stream)
         checks = importer._Checks(source.header(), max_errors, None)
         records, fatal = 0, None
-        while fatal is None:
-            first_line = source.lines_read + 1
-            rows, fatal = source.chunk(importer.CHUNK_ROWS)
+        for rows, first_line, fatal in importer._csv_chunks(source):
             records += len(rows)
             typed = checks.prepare(rows, first_line)
             if typed is not None:
                 _send(out, ("rows", typed, records, stream.tell()))
-            if len(rows) < importer.CHUNK_ROWS:
-                break
         stream.read()  # anything after the last record (normally nothing) belongs to the file too
         _send(
             out,
