@@ -1,7 +1,7 @@
 """Time the read API on a large database: ``/api/listings`` filters and Datasette's own JSON, served for real.
 
 Builds (or reuses, with ``--work-dir``) a database of ``--rows`` rows in ``--imports`` imports of equal size,
-each a file written by ``datasette_glyph.market`` and imported by the engine as ``datasette glyph-import`` does;
+each a file written by ``datasette_glyph.engine.sample`` and imported by the engine as ``datasette glyph-import`` does;
 starts ``datasette`` on it and asks each query ``--requests`` times over one keep-alive connection, cycling
 through the imports where a query names one. Prints p50 / p95 / max in milliseconds and the rows returned,
 then checks the target: ``/api/listings?import_id=...`` p50 under 20 ms.
@@ -28,10 +28,10 @@ from urllib.parse import quote
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from datasette_glyph import migrate  # noqa: E402
-from datasette_glyph.db import connect  # noqa: E402
-from datasette_glyph.importer import import_csv  # noqa: E402
-from datasette_glyph.market import write_market  # noqa: E402
+from datasette_glyph.engine import migrator
+from datasette_glyph.engine.importer import import_csv
+from datasette_glyph.engine.sample import write_market
+from datasette_glyph.engine.sqlite import connect
 from tests.server import running_server  # noqa: E402
 
 TARGET_P50_MS = 20.0
@@ -59,7 +59,7 @@ QUERIES = [
 def build(db_path: Path, work_dir: Path, rows: int, imports: int) -> None:
     per_import = rows // imports
     conn = connect(db_path)
-    migrate.migrate(conn)
+    migrator.migrate(conn)
     started = time.perf_counter()
     for i in range(imports):
         csv_path = work_dir / f"part_{i}.csv"

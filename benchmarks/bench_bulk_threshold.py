@@ -23,18 +23,19 @@ import sys
 import tempfile
 import time
 
+from datasette_glyph.engine import batch, importer
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def child(mode: str, csv_path: str, db: str) -> None:
     sys.path.insert(0, ROOT)
-    from datasette_glyph import importer
-    from datasette_glyph.db import connect
+    from datasette_glyph.engine.sqlite import connect
 
     if mode == "row-by-row":
-        importer.BULK_MIN_ROWS = 10**12
+        batch.BULK_MIN_ROWS = 10**12
     else:
-        importer.BULK_MIN_ROWS, importer.BULK_RATIOS = 0, ((1, 0.0), (2, 0.0))
+        batch.BULK_MIN_ROWS, batch.BULK_RATIOS = 0, ((1, 0.0), (2, 0.0))
     conn = connect(db)
     started, cpu = time.perf_counter(), resource.getrusage(resource.RUSAGE_SELF)
     # Each file is a source of its own: a batch is compared with no earlier import (no deltas kept), so that only
@@ -57,7 +58,7 @@ def run(mode: str, csv_path: str, db: str) -> dict:
 
 def market_file(rows: int, seed: int, work: str) -> str:
     sys.path.insert(0, ROOT)
-    from datasette_glyph.market import write_market
+    from datasette_glyph.engine.sample import write_market
 
     path = os.path.join(work, f"market_{rows}_seed{seed}.csv")
     if not os.path.exists(path):  # written whole or not at all: an interrupted run leaves no short file to reuse
@@ -68,14 +69,14 @@ def market_file(rows: int, seed: int, work: str) -> str:
 
 def store(rows: int, work: str) -> str:
     sys.path.insert(0, ROOT)
-    from datasette_glyph import migrate
-    from datasette_glyph.db import connect
+    from datasette_glyph.engine import migrator
+    from datasette_glyph.engine.sqlite import connect
 
     path = os.path.join(work, f"store_{rows}.db")
     if not os.path.exists(path):
         building = path + ".building"
         conn = connect(building)
-        migrate.migrate(conn)
+        migrator.migrate(conn)
         conn.close()
         run("bulk", market_file(rows, 100, work), building)
         os.replace(building, path)

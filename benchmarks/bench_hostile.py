@@ -21,8 +21,8 @@ from typing import Callable, List, Tuple
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from datasette_glyph import migrate  # noqa: E402
-from datasette_glyph.db import connect  # noqa: E402
+from datasette_glyph.engine import migrator
+from datasette_glyph.engine.sqlite import connect
 from tests.server import Server, multipart_envelope, running_server  # noqa: E402
 
 GOOD = {
@@ -134,7 +134,7 @@ def run(size_mb: float, max_growth_mb: float, out=print) -> bool:
     work = Path(tempfile.mkdtemp(prefix="glyph-hostile-"))
     db_path = work / "glyph.db"
     conn = connect(db_path)
-    migrate.migrate(conn)
+    migrator.migrate(conn)
     conn.close()
     config = {"allow_import": True, "max_json_bytes": 2 * size + 10_000_000}
     config["max_upload_bytes"] = 2 * size + 10_000_000

@@ -1,17 +1,17 @@
 """Time CSV imports three ways on the same files, against a minimal reference importer, with peak memory.
 
-For each size (default 100,000 and 1,000,000 rows, written by ``datasette_glyph.market`` as ``datasette
+For each size (default 100,000 and 1,000,000 rows, written by ``datasette_glyph.engine.sample`` as ``datasette
 glyph-sample`` writes them) and each into a freshly migrated database with every index:
 
   reference  the floor in Python: csv module, type conversion, one executemany, one transaction
-  engine     ``datasette_glyph.importer.import_csv``, as ``datasette glyph-import`` runs it (a file of
+  engine     ``datasette_glyph.engine.importer.import_csv``, as ``datasette glyph-import`` runs it (a file of
              ``reading.PARALLEL_MIN_BYTES`` or more is read by a second process)
   server     a real ``datasette`` process; the file is POSTed to ``/api/import`` by curl (``-F file=@...``,
              streamed from disk); the server's RSS is sampled from /proc/<pid>/status during the upload, alone
              and with its reading process's
 
 Then the largest size again, into a store that already holds ``--base-rows`` rows (default 5,000,000): the
-market's first five daily snapshots of the largest size (``datasette_glyph.market``: 10% of prices changed, 5%
+market's first five daily snapshots of the largest size (``datasette_glyph.engine.sample``: 10% of prices changed, 5%
 of listings removed and 5% added each day), imported by the engine from one source, and copied for each of the
 three; the file imported into it is the sixth snapshot. Every import is from that one source (``bench``), so
 the engine and the server compare the sixth snapshot with the fifth and keep the deltas, as a nightly import
@@ -44,6 +44,8 @@ import threading
 import time
 import urllib.request
 import uuid
+
+from datasette_glyph.engine import importer
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 RSS_LIMIT_MB = 128
@@ -144,8 +146,7 @@ SOURCE = "bench"  # the source of every import the script makes (the server's up
 def child(mode: str, path: str, db: str) -> None:
     """Run one import in this process and print seconds, rows and peak RSS as JSON."""
     sys.path.insert(0, ROOT)
-    from datasette_glyph import importer
-    from datasette_glyph.db import connect
+    from datasette_glyph.engine.sqlite import connect
 
     conn = connect(db)
     reader, done = [0.0], threading.Event()
@@ -165,7 +166,7 @@ def child(mode: str, path: str, db: str) -> None:
         print(json.dumps(time_queries(conn)))
         return
     elif mode == "rollback":
-        from datasette_glyph import lineage
+        from datasette_glyph.engine import lineage
 
         import_id = conn.execute("SELECT import_id FROM import_batches ORDER BY rowid DESC LIMIT 1").fetchone()[0]
         rows = lineage.rollback_import(conn, import_id).scored_listings
@@ -187,8 +188,8 @@ QUERY_TARGET_MS = 20.0
 def time_queries(conn) -> dict:
     import statistics
 
-    from datasette_glyph import lineage
-    from datasette_glyph.listings import ListingQuery, find_listings
+    from datasette_glyph.engine import lineage
+    from datasette_glyph.engine.listings import ListingQuery, find_listings
 
     rows = conn.execute("SELECT COUNT(*) FROM scored_listings").fetchone()[0]
     queries = {
@@ -218,13 +219,13 @@ def time_queries(conn) -> dict:
 
 def fresh_database(directory: str) -> str:
     sys.path.insert(0, ROOT)
-    from datasette_glyph import migrate
-    from datasette_glyph.db import connect
+    from datasette_glyph.engine import migrator
+    from datasette_glyph.engine.sqlite import connect
 
     os.makedirs(directory, exist_ok=True)
     path = os.path.join(directory, "glyph.db")
     conn = connect(path)
-    migrate.migrate(conn)
+    migrator.migrate(conn)
     conn.close()
     return path
 
@@ -242,7 +243,7 @@ def run_child(mode: str, path: str, db: str) -> dict:
 def has_upload_route() -> bool:
     sys.path.insert(0, ROOT)
     try:
-        from datasette_glyph import routes
+        from datasette_glyph.web import routes
     except Exception:
         return False
     return any(pattern == r"^/api/import$" for pattern, _ in getattr(routes, "ROUTES", []))
@@ -334,23 +335,23 @@ def snapshot_files(count: int, rows: int, seed: int, work: str) -> list:
     """The market's first ``count`` daily snapshots as CSV files; the first is ``make_csv``'s file."""
     from datetime import timedelta
 
-    from datasette_glyph import market
+    from datasette_glyph.engine import sample
 
     paths = [make_csv(rows, seed, work)]
     for day in range(1, count):
         path = os.path.join(work, f"scored_{rows}_seed{seed}_day{day + 1}.csv")
         if not os.path.exists(path):
-            snapshot = market.iter_next_snapshot(
-                market.iter_csv(paths[-1]), seed=seed * 1000 + day, day=market.FIRST_DAY + timedelta(days=day)
+            snapshot = sample.iter_next_snapshot(
+                sample.iter_csv(paths[-1]), seed=seed * 1000 + day, day=sample.FIRST_DAY + timedelta(days=day)
             )
-            market.write_csv(snapshot, path + ".part")
+            sample.write_csv(snapshot, path + ".part")
             os.replace(path + ".part", path)
         paths.append(path)
     return paths
 
 
 def make_csv(rows: int, seed: int, work: str) -> str:
-    from datasette_glyph.market import write_market
+    from datasette_glyph.engine.sample import write_market
 
     path = os.path.join(work, f"scored_{rows}_seed{seed}.csv")
     if not os.path.exists(path):  # written whole or not at all: an interrupted run leaves no short file to reuse

@@ -1,6 +1,6 @@
 """What keeping each import's original file costs: the same CSV imported with and without its kept original.
 
-For each size (default 1,000,000 rows, written by ``datasette_glyph.market`` as ``datasette glyph-sample`` writes
+For each size (default 1,000,000 rows, written by ``datasette_glyph.engine.sample`` as ``datasette glyph-sample`` writes
 them), into a freshly migrated database each time, each import in its own process:
 
   engine     ``importer.import_csv`` keeping nothing (``datasette glyph-import --no-keep-file``)
@@ -26,6 +26,8 @@ import sys
 import tempfile
 import time
 
+from datasette_glyph.engine import importer
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 KEEP_COST_LIMIT = 0.10  # keeping the original may cost at most 10% of the import
 
@@ -41,8 +43,8 @@ def peak_rss_mb() -> float:
 def child(mode: str, path: str, db: str, level) -> None:
     """One import in this process; prints seconds, CPU seconds, rows, peak RSS and the kept file's size."""
     sys.path.insert(0, ROOT)
-    from datasette_glyph import files, importer
-    from datasette_glyph.db import connect
+    from datasette_glyph.engine import files
+    from datasette_glyph.engine.sqlite import connect
 
     if level is not None:
         files.COMPRESS_LEVEL = level
@@ -62,21 +64,21 @@ def child(mode: str, path: str, db: str, level) -> None:
 
 def fresh_database(directory: str) -> str:
     sys.path.insert(0, ROOT)
-    from datasette_glyph import migrate
-    from datasette_glyph.db import connect
+    from datasette_glyph.engine import migrator
+    from datasette_glyph.engine.sqlite import connect
 
     shutil.rmtree(directory, ignore_errors=True)
     os.makedirs(directory)
     path = os.path.join(directory, "glyph.db")
     conn = connect(path)
-    migrate.migrate(conn)
+    migrator.migrate(conn)
     conn.close()
     return path
 
 
 def make_csv(rows: int, seed: int, work: str) -> str:
     sys.path.insert(0, ROOT)
-    from datasette_glyph.market import write_market
+    from datasette_glyph.engine.sample import write_market
 
     path = os.path.join(work, f"scored_{rows}_seed{seed}.csv")
     if not os.path.exists(path):

@@ -9,7 +9,7 @@ snapshots until the store holds ``--store-rows`` rows, and the history of one li
 
     python benchmarks/bench_lineage.py --deltas 1000000 --store-rows 6000000 --runs 20
 
-1. Imports two consecutive snapshots of one market (``datasette_glyph.market``: same source_urls, some
+1. Imports two consecutive snapshots of one market (``datasette_glyph.engine.sample``: same source_urls, some
    prices changed, some listings removed, some added) of DIFF_ROWS rows each, with the importer, and times
    ``lineage.diff_imports`` between them (engine call, and ``GET /api/imports/A/diff/B`` through Datasette).
 2. Imports a third snapshot of ROLLBACK_ROWS rows, then rolls it back on one thread while another thread,
@@ -41,9 +41,9 @@ from urllib.parse import urlencode
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
-from datasette_glyph import deltas, lineage, market, migrate
-from datasette_glyph.db import connect
-from datasette_glyph.importer import import_csv
+from datasette_glyph.engine import deltas, lineage, migrator, sample
+from datasette_glyph.engine.importer import import_csv
+from datasette_glyph.engine.sqlite import connect
 from tests.snapshots import iter_market, market_snapshots, write_csv
 
 # What the other batches are asked while the rollback runs: what a person browsing them would ask.
@@ -223,7 +223,7 @@ def api_p50(path: str, paths: dict, runs: int) -> dict:
 def import_snapshot(conn, directory: str, name: str, rows, source: str = "market"):
     """Write ``rows`` (an iterator) to a CSV file and import it; (seconds of the import, result, file path)."""
     csv_path = os.path.join(directory, f"{name}.csv")
-    market.write_csv(rows, csv_path)
+    sample.write_csv(rows, csv_path)
     seconds, result = timed(import_csv, conn, csv_path, source_name=source)
     print(f"  imported {result.record_count:,} rows ({name}) in {seconds:.1f}s")
     return seconds, result, csv_path
@@ -231,8 +231,8 @@ def import_snapshot(conn, directory: str, name: str, rows, source: str = "market
 
 def bench_deltas(conn, path: str, directory: str, rows: int, store_rows: int, runs: int) -> None:
     print(f"Deltas kept at import time: two consecutive {rows:,}-row imports")
-    _, first, first_csv = import_snapshot(conn, directory, "day-1", market.iter_market(rows, seed=1))
-    second_rows = market.iter_next_snapshot(market.iter_csv(first_csv), seed=1001)
+    _, first, first_csv = import_snapshot(conn, directory, "day-1", sample.iter_market(rows, seed=1))
+    second_rows = sample.iter_next_snapshot(sample.iter_csv(first_csv), seed=1001)
     import_seconds, second, second_csv = import_snapshot(conn, directory, "day-2", second_rows)
     os.remove(first_csv)
     a, b = first.import_id, second.import_id
@@ -253,7 +253,7 @@ def bench_deltas(conn, path: str, directory: str, rows: int, store_rows: int, ru
     print(f"  diff, page of 100 at offset {later:,} (kept): p50 {later_page * 1000:.1f} ms")
     removed_page, _ = p50(lambda: lineage.diff_imports(conn, a, b, kind="removed", offset=1000), runs)
     print(f"  diff, kind=removed, offset 1,000 (kept): p50 {removed_page * 1000:.1f} ms")
-    computed, _ = timed(lineage._computed_changes, conn, a, b, None, 100, 0)
+    computed, _ = timed(lineage.computed_changes, conn, a, b, None, 100, 0)
     print(f"  the same first page computed from both imports' rows (once): {computed * 1000:.0f} ms")
     diff_path = f"/api/imports/{a}/diff/{b}"
     for label, ms in api_p50(
@@ -263,13 +263,13 @@ def bench_deltas(conn, path: str, directory: str, rows: int, store_rows: int, ru
     # More snapshots of the same market, until the store holds store_rows rows.
     previous_csv, day = second_csv, 3
     while conn.execute("SELECT COUNT(*) FROM scored_listings").fetchone()[0] + rows <= store_rows:
-        next_rows = market.iter_next_snapshot(market.iter_csv(previous_csv), seed=1000 + day)
+        next_rows = sample.iter_next_snapshot(sample.iter_csv(previous_csv), seed=1000 + day)
         _, _, csv_path = import_snapshot(conn, directory, f"day-{day}", next_rows)
         os.remove(previous_csv)
         previous_csv, day = csv_path, day + 1
     os.remove(previous_csv)
     total = conn.execute("SELECT COUNT(*) FROM scored_listings").fetchone()[0]
-    url = market.URL_PREFIX + "12345"
+    url = sample.URL_PREFIX + "12345"
     history, points = p50(lambda: lineage.listing_history(conn, url, limit=100), runs)
     print(f"  history of one listing in a {total:,}-row store: p50 {history * 1000:.2f} ms ({len(points)} points)")
     query = urlencode({"source_url": url})
@@ -297,7 +297,7 @@ def main(argv=None):
     with tempfile.TemporaryDirectory() as directory:
         path = args.keep or os.path.join(directory, "glyph.db")
         conn = connect(path)
-        migrate.migrate(conn)
+        migrator.migrate(conn)
         print(f"load average before: {os.getloadavg()[0]:.2f}")
         if args.deltas:
             bench_deltas(conn, path, directory, args.deltas, args.store_rows, args.runs)

@@ -84,12 +84,12 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."
 
 def build_legacy(path: str, rows: int) -> None:
     """Write the old store's schema and ``rows`` scored listings to a new file at ``path``."""
-    from datasette_glyph import migrate
-    from datasette_glyph.db import connect, transaction
+    from datasette_glyph.engine import migrator
+    from datasette_glyph.engine.sqlite import connect, transaction
     from tests.legacy_store import PRE_LINEAGE
 
     conn = connect(path)
-    statements = migrate.split_statements(PRE_LINEAGE)
+    statements = migrator.split_statements(PRE_LINEAGE)
     # Indexes are built after the rows arrive: one sort each instead of a million random inserts.
     indexes = [s for s in statements if s.startswith("CREATE INDEX")]
     legacy_rows = int(rows * LEGACY_SHARE)

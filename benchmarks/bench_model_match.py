@@ -24,9 +24,9 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from datasette_glyph import listings, migrate  # noqa: E402
-from datasette_glyph.db import connect  # noqa: E402
-from datasette_glyph.importer import import_csv  # noqa: E402
+from datasette_glyph.engine import listings, migrator
+from datasette_glyph.engine.importer import import_csv
+from datasette_glyph.engine.sqlite import connect
 
 SAMPLE = ROOT / "sample" / "scored_sample.csv"
 # GPUs the sample does not hold, written as people write them
@@ -120,7 +120,7 @@ def timing(conn, label: str, texts: dict, calls: int) -> None:
         cached = (time.perf_counter() - start) / calls * 1e6
         start = time.perf_counter()
         for _ in range(calls):
-            listings._prepare.cache_clear()
+            listings.prepare_models.cache_clear()
             listings.resolve_model(conn, text)
         cleared = (time.perf_counter() - start) / calls * 1e6
         print(f"| `{text}` ({kind}) | {match.match} | {cached:.0f} | {cleared:.0f} |")
@@ -139,7 +139,7 @@ def main() -> int:
 
 def run(work: Path) -> None:
     conn = connect(work / "sample.db")
-    migrate.migrate(conn)
+    migrator.migrate(conn)
     import_csv(conn, SAMPLE)
     with open(SAMPLE, newline="", encoding="utf-8") as f:
         models = sorted({row["canonical_model"] for row in csv.DictReader(f)})
@@ -149,7 +149,7 @@ def run(work: Path) -> None:
     conn.close()
     for n in (1_000, 10_000):
         big = connect(work / f"models_{n}.db")
-        migrate.migrate(big)
+        migrator.migrate(big)
         big.execute("INSERT INTO import_batches (import_id) VALUES ('synthetic')")
         big.executemany(
             "INSERT INTO models (model, import_id, import_index) VALUES (?, 'synthetic', ?)",

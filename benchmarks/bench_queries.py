@@ -1,7 +1,7 @@
 """Time what people open most, on a million rows in 100 imports, served exactly as the README says.
 
 Builds (or reuses, with ``--work-dir``) the database the way ``benchmarks/bench_api.py`` does: ``--rows`` rows in
-``--imports`` imports made by the engine from ``datasette_glyph.market`` files. Starts ``datasette`` with the serve
+``--imports`` imports made by the engine from ``datasette_glyph.engine.sample`` files. Starts ``datasette`` with the serve
 command of the README's quick start (its options and ``metadata.yml``, with this database) and asks each query
 ``--requests`` times over one keep-alive connection, cycling through the imports where a query names one.
 Prints p50 / p95 / max in milliseconds and checks the targets; the HTML table page must also report no facet
@@ -32,7 +32,7 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 
 from bench_api import build, timed  # noqa: E402
 
-from datasette_glyph.db import connect  # noqa: E402
+from datasette_glyph.engine.sqlite import connect
 from tests.server import readme_serve_options, start_server  # noqa: E402
 
 # (label, path template, p50 target in ms or None); {import_id} cycles through the imports

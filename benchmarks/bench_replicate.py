@@ -33,8 +33,8 @@ import yaml
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from datasette_glyph import migrate  # noqa: E402
-from datasette_glyph.db import connect  # noqa: E402
+from datasette_glyph.engine import migrator
+from datasette_glyph.engine.sqlite import connect
 from tests.server import datasette_command, make_scored_csv  # noqa: E402
 from tests.test_replicate import deploy_yaml, litestream_command, refresh  # noqa: E402
 
@@ -87,7 +87,7 @@ def main() -> int:
     scratch.mkdir()
     primary = scratch / "glyph.db"
     conn = connect(primary)
-    migrate.migrate(conn)
+    migrator.migrate(conn)
     conn.close()
     config = deploy_yaml("# litestream.yml for a folder replica")
     config["dbs"][0]["path"] = str(primary)

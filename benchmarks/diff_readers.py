@@ -26,9 +26,9 @@ from pathlib import Path
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
-from datasette_glyph import migrate
-from datasette_glyph.db import connect
-from datasette_glyph.importer import import_csv
+from datasette_glyph.engine import migrator
+from datasette_glyph.engine.importer import import_csv
+from datasette_glyph.engine.sqlite import connect
 from tests.server import readme_settings, running_server
 from tests.snapshots import market_snapshots, write_csv
 
@@ -38,7 +38,7 @@ TARGET_SECONDS = 1.0
 
 def build(path: Path, directory: Path, rows: int):
     conn = connect(path)
-    migrate.migrate(conn)
+    migrator.migrate(conn)
     snapshots, _ = market_snapshots(2, rows, seed=7)
     ids = []
     for n, snapshot in enumerate(snapshots):

@@ -11,14 +11,13 @@ import json
 import os
 import sqlite3
 import sys
-import urllib.parse
 
 import click
 
-from . import deltas, files, importer, lineage, market, uploads
-from . import migrate as migrations
-from .db import BUSY_TIMEOUT_MS, StorageError, connect
-from .formats import utc_z, with_utc_z
+from .engine import deltas, files, importer, lineage, migrator, sample
+from .engine.folders import UnsafeFolder
+from .engine.sqlite import StorageError, connect, open_read_only, unwritable
+from .formats import diff_body, diff_next_path, utc_z, with_utc_z
 
 
 def register(cli: click.Group) -> None:
@@ -32,7 +31,7 @@ def _version_label(version, rows=None) -> str:
     for row in rows or []:
         if row.id == version and row.migration is not None:
             return row.migration.label
-    return migrations.describe_version(version)
+    return migrator.describe_version(version)
 
 
 def _open_for_reading(path):
@@ -42,16 +41,14 @@ def _open_for_reading(path):
     """
     if not os.path.exists(path):
         raise click.ClickException(f"{path} does not exist")
-    conn = sqlite3.connect(path, isolation_level=None)
-    conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
-    return conn
+    return connect(path, wal=False)
 
 
 @click.command(name="glyph-migrate")
 @click.argument("path", type=click.Path(dir_okay=False))
 @click.option("--status", "show_status", is_flag=True, help="List migrations as applied or pending; change nothing.")
 @click.option("--to", "target", metavar="ID", help="Migrate forward or back to this migration (0 for none).")
-@click.option("--rollback", type=click.IntRange(min=1), metavar="N", help="Roll back the last N applied migrations.")
+@click.option("--rollback", type=click.IntRange(min=1), metavar="N", help="Roll back the last N applied migrator.")
 @click.option("--dry-run", is_flag=True, help="Print the SQL that would run, and change nothing.")
 @click.option(
     "--discard-kept",
@@ -83,7 +80,7 @@ def glyph_migrate(path, show_status, target, rollback, dry_run, discard_kept):
     try:
         if discard_kept:
             conn = _open_for_reading(path)
-            dropped = migrations.discard_kept(conn)
+            dropped = migrator.discard_kept(conn)
             if not dropped:
                 click.echo(f"{path}: nothing was kept aside")
             for name, count in dropped:
@@ -100,19 +97,19 @@ def glyph_migrate(path, show_status, target, rollback, dry_run, discard_kept):
                 _print_plan(conn, path, target, rollback)
             return
         conn = connect(path)
-        if migrations.is_legacy(conn):
+        if migrator.is_legacy(conn):
             click.echo(f"{path} was made by the old store: taking it as 0001_inherited_schema")
 
         def report(step, seconds):
             verb = "Applied" if step.direction == "up" else "Rolled back"
             click.echo(f"{verb} {step.migration.label} ({seconds:.2f}s)")
 
-        steps = migrations.migrate(conn, target=target, rollback=rollback, on_step=report)
-        rows = migrations.status(conn)
-        version = _version_label(migrations.current_version(conn), rows)
+        steps = migrator.migrate(conn, target=target, rollback=rollback, on_step=report)
+        rows = migrator.status(conn)
+        version = _version_label(migrator.current_version(conn), rows)
         click.echo(f"{path} is at {version}" + ("" if steps else "; nothing to do"))
         _hint_missing_deltas(path, deltas.missing(conn))
-    except migrations.MigrationError as e:
+    except migrator.MigrationError as e:
         raise click.ClickException(str(e))
     except sqlite3.Error as e:
         raise click.ClickException(f"{path}: {e}")
@@ -134,13 +131,13 @@ def _hint_missing_deltas(path, missing) -> None:
 
 
 def _print_status(conn, path) -> None:
-    rows = migrations.status(conn)
-    version = migrations.current_version(conn)
+    rows = migrator.status(conn)
+    version = migrator.current_version(conn)
     pending = sum(1 for row in rows if not row.applied)
     state = f"at {_version_label(version, rows)}"
-    if migrations.is_legacy(conn):
+    if migrator.is_legacy(conn):
         state += " (made by the old store; glyph-migrate adopts it)"
-    elif migrations.is_adopted(conn) and version == "0001":
+    elif migrator.is_adopted(conn) and version == "0001":
         state += " (the old store's schema; adopted before)"
     click.echo(f"{path}: {state}, " + (f"{pending} pending" if pending else "up to date"))
     click.echo("")
@@ -158,9 +155,9 @@ def _print_status(conn, path) -> None:
             click.echo(f"      {row.migration.description}")
         if row.drifted:
             click.echo("      ! the up script has changed since it was applied (checksum drift)")
-    for line in migrations.pending_reports(conn, rows):
+    for line in migrator.pending_reports(conn, rows):
         click.echo(line)
-    broken = migrations.broken_keys_at_adoption(conn)
+    broken = migrator.broken_keys_at_adoption(conn)
     if broken:
         click.echo("")
         click.echo(
@@ -171,7 +168,7 @@ def _print_status(conn, path) -> None:
     if missing:
         click.echo("")
         _hint_missing_deltas(path, missing)
-    kept = migrations.kept_aside(conn)
+    kept = migrator.kept_aside(conn)
     if kept:
         click.echo("")
         click.echo("Kept aside by going down, put back by the next up (drop with --discard-kept):")
@@ -191,9 +188,9 @@ def _wrapped(items, width=110) -> list:
 
 
 def _print_plan(conn, path, target, rollback) -> None:
-    rows = migrations.status(conn)
-    steps = migrations.plan(conn, target=target, rollback=rollback)
-    version = _version_label(migrations.current_version(conn), rows)
+    rows = migrator.status(conn)
+    steps = migrator.plan(conn, target=target, rollback=rollback)
+    version = _version_label(migrator.current_version(conn), rows)
     if not steps:
         click.echo(f"-- Dry run for {path}: at {version}, nothing to do.")
         return
@@ -209,9 +206,9 @@ def _print_plan(conn, path, target, rollback) -> None:
     click.echo("-- glyph-migrate runs each step in its own transaction, with PRAGMA foreign_keys = OFF and")
     click.echo("-- PRAGMA legacy_alter_table = ON, and records it in glyph_migrations. The statements below are")
     click.echo("-- those each step ran on a scratch copy of this file.")
-    for line in migrations.pending_reports(conn, rows):
+    for line in migrator.pending_reports(conn, rows):
         click.echo(("-- " + line) if line else "--")
-    for number, (step, statements) in enumerate(migrations.dry_run(conn, target=target, rollback=rollback), start=1):
+    for number, (step, statements) in enumerate(migrator.dry_run(conn, target=target, rollback=rollback), start=1):
         click.echo("")
         click.echo(f"-- Step {number} of {len(steps)}: {step.migration.label} ({step.direction})")
         for statement in statements:
@@ -297,12 +294,12 @@ def _open_migrated(path):
         raise click.ClickException(f"{path} does not exist; create it with: datasette glyph-migrate {path}")
     try:
         conn = connect(path)
-        pending = migrations.plan(conn)
-        version = migrations.current_version(conn)
-    except migrations.MigrationError as e:
+        pending = migrator.plan(conn)
+        version = migrator.current_version(conn)
+    except migrator.MigrationError as e:
         raise click.ClickException(f"{path} cannot be imported into: {e}") from None
     except sqlite3.DatabaseError as e:
-        if _read_only(path):
+        if unwritable(path):
             raise click.ClickException(f"{path} is {READ_ONLY}; nothing was imported") from None
         if getattr(e, "sqlite_errorcode", 26) & 0xFF == 26:  # SQLITE_NOTADB
             raise click.ClickException(f"{path} is not a SQLite database ({e})") from None
@@ -319,14 +316,14 @@ def _open_migrated(path):
 @contextlib.contextmanager
 def _import_progress(file, show):
     """A progress callback drawing a bar of bytes read on stderr, when stderr is a terminal."""
-    if not show or file == "-" or not _stderr_is_terminal():
+    if not show or file == "-" or not stderr_is_terminal():
         yield None
         return
     with click.progressbar(length=os.path.getsize(file), label=file, file=sys.stderr) as bar:
         yield lambda done: bar.update(done - bar.pos)
 
 
-def _stderr_is_terminal() -> bool:
+def stderr_is_terminal() -> bool:
     return sys.stderr.isatty()
 
 
@@ -339,8 +336,8 @@ def _import_line(result, shown) -> str:
     line = f"Imported {rows} from {shown} as {result.import_id}"
     if result.ignored_columns:
         line += "; ignored columns: " + ", ".join(result.ignored_columns)
-    if result.previous_import_id:
-        line += f"; same content as {result.previous_import_id}"
+    if result.same_content_as:
+        line += f"; same content as {result.same_content_as}"
     return line
 
 
@@ -363,11 +360,6 @@ def _report_failure(shown, failure, as_json) -> None:
 READ_ONLY = "read-only (the file or its folder cannot be written)"
 
 
-def _read_only(path) -> bool:
-    """The database file, or the folder its journal files go in, cannot be written (a read-only filesystem)."""
-    return not os.access(path, os.W_OK) or not os.access(os.path.dirname(os.path.abspath(path)), os.W_OK)
-
-
 def _storage_message(error, path) -> str:
     return str(error) if isinstance(error, StorageError) else f"{path}: {error}; nothing was written"
 
@@ -377,10 +369,10 @@ def _open_existing(path, write=True):
     opens it immutable (nothing can change it there), since SQLite cannot make its lock files beside it."""
     if not os.path.exists(path):
         raise click.ClickException(f"{path} does not exist")
-    if _read_only(path):
+    if unwritable(path):
         if write:
             raise click.ClickException(f"{path} is {READ_ONLY}; nothing was changed")
-        return sqlite3.connect(f"file:{urllib.parse.quote(os.path.abspath(path))}?mode=ro&immutable=1", uri=True)
+        return open_read_only(path, immutable=True)
     try:
         return connect(path)
     except sqlite3.Error as e:
@@ -541,7 +533,6 @@ def glyph_diff(path, a, b, kind, limit, offset, as_json):
     finally:
         conn.close()
     if as_json:
-        from .responses import diff_body, diff_next_path
 
         click.echo(json.dumps(diff_body(diff, diff_next_path(diff, a, b)), indent=2))
     else:
@@ -579,7 +570,7 @@ def glyph_deltas(path, dry_run):
     conn = _open_existing(path, write=not dry_run)
     try:
         if not deltas.has_tables(conn):
-            version = migrations.describe_version(migrations.current_version(conn))
+            version = migrator.describe_version(migrator.current_version(conn))
             raise click.ClickException(
                 f"{path} is at {version} and keeps no deltas; run datasette glyph-migrate {path} first"
             )
@@ -602,7 +593,7 @@ def glyph_deltas(path, dry_run):
                 "changed (run the command again to go on)"
             ) from None
         click.echo(f"Kept the deltas of {len(done):,} import{'s' if len(done) != 1 else ''}")
-    except migrations.NotManaged as e:
+    except migrator.NotManaged as e:
         raise click.ClickException(str(e)) from None
     except sqlite3.Error as e:
         raise click.ClickException(_storage_message(e, path)) from None
@@ -732,37 +723,37 @@ def glyph_imports(path, source_name, limit, as_json, quiet):
 @click.option(
     "--after",
     type=click.Path(exists=True, dir_okay=False),
-    help="Write the snapshot that follows the market in this CSV file, instead of a new market.",
+    help="Write the snapshot that follows the market in this CSV file, instead of a new sample.",
 )
 @click.option(
     "--changed",
     type=click.FloatRange(0, 1),
-    default=market.CHANGED,
+    default=sample.CHANGED,
     show_default=True,
     help="Share of listings whose price changes.",
 )
 @click.option(
     "--removed",
     type=click.FloatRange(0, 1),
-    default=market.REMOVED,
+    default=sample.REMOVED,
     show_default=True,
     help="Share of listings removed.",
 )
 @click.option(
-    "--added", type=click.FloatRange(0, 10), default=market.ADDED, show_default=True, help="New listings, as a share."
+    "--added", type=click.FloatRange(0, 10), default=sample.ADDED, show_default=True, help="New listings, as a share."
 )
 def glyph_sample(out, rows, seed, snapshots, after, changed, removed, added):
     """Write realistic scored listings CSV files of a made-up GPU market to OUT (- for standard output).
 
     Every file has all 23 columns. The same options always give the same bytes. With --snapshots N,
-    OUT names N files (market.csv: market-1.csv .. market-N.csv), each the market a day later: the
+    OUT names N files (sample.csv: market-1.csv .. market-N.csv), each the market a day later: the
     given shares of listings change price or are removed, and new listings are added, all with the same
     source_url from file to file, so that glyph-diff shows exactly those changes. With --after FILE,
-    the first file written is the day after FILE's market. What changed is reported on stderr.
+    the first file written is the day after FILE's sample. What changed is reported on stderr.
 
     \b
     Examples:
-        datasette glyph-sample market.csv --rows 100000
+        datasette glyph-sample sample.csv --rows 100000
         datasette glyph-sample day.csv --rows 1000 --snapshots 3
         datasette glyph-sample next.csv --after sample/scored_sample.csv
     """
@@ -775,20 +766,20 @@ def glyph_sample(out, rows, seed, snapshots, after, changed, removed, added):
     rates = {"changed": changed, "removed": removed, "added": added}
     stem, extension = os.path.splitext(out)
     names = [out] if snapshots == 1 else [f"{stem}-{n}{extension or '.csv'}" for n in range(1, snapshots + 1)]
-    first_day = market.day_after(market.iter_csv(after)) if after else market.FIRST_DAY
+    first_day = sample.day_after(sample.iter_csv(after)) if after else sample.FIRST_DAY
 
     def snapshot(index):
         """The index-th file's listings (streamed, so that any size fits in memory), and its Changes."""
         if after:
-            listings, steps = market.iter_csv(after), range(index + 1)
+            listings, steps = sample.iter_csv(after), range(index + 1)
         else:
-            listings, steps = market.iter_market(1000 if rows is None else rows, seed), range(1, index + 1)
+            listings, steps = sample.iter_market(1000 if rows is None else rows, seed), range(1, index + 1)
         changes = None
         for step in steps:
-            changes = market.Changes()
+            changes = sample.Changes()
             step_seed = seed if after and step == 0 else seed * 1000 + step
             day = first_day + datetime.timedelta(days=step)
-            listings = market.iter_next_snapshot(listings, step_seed, day=day, changes=changes, **rates)
+            listings = sample.iter_next_snapshot(listings, step_seed, day=day, changes=changes, **rates)
         return listings, changes
 
     before = after
@@ -799,11 +790,11 @@ def glyph_sample(out, rows, seed, snapshots, after, changed, removed, added):
             # The bytes a file would get (\r\n line ends, UTF-8), whatever the terminal's settings.
             sys.stdout.flush()
             stdout = io.TextIOWrapper(sys.stdout.buffer, encoding="utf-8", newline="")
-            market.write_csv(counter, stdout)
+            sample.write_csv(counter, stdout)
             stdout.flush()
             stdout.detach()
         else:
-            market.write_csv(counter, name)
+            sample.write_csv(counter, name)
         shown = "standard output" if name == "-" else name
         line = f"Wrote {counter.count:,} listings to {shown}"
         if changes is not None:
@@ -834,7 +825,7 @@ def _store(conn, path, files_dir):
     """The kept files folder of the database at ``path`` (created private), or a ClickException."""
     try:
         return files.files_dir(path, files_dir)
-    except uploads.UnsafeUploadDir as e:
+    except UnsafeFolder as e:
         conn.close()
         raise click.ClickException(e.message) from None
 

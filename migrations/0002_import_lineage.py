@@ -28,12 +28,13 @@ such column) is kept aside in glyph_kept_0002_* tables, and the next up restores
 
 import sqlite3
 
-from datasette_glyph import schema
+from datasette_glyph.engine import schema
 
 # Databases adopted by earlier releases of datasette-glyph recorded these checksums for 0002.
 SUPERSEDES = [
     "008d1783a0158ea6863bc02369a4a9b484a18275aa22654be9086d02fa13fc1f",
     "ad1230cfff4c94c9170c0e549146f649fa484a829b36b3ab8891ee50a2d220dc",  # the same steps, all done by copying
+    "a5593b7b8d92c4cc83185aab453026e2e9c37c78f3bef3fa2da34ab0b50ae0d7",  # before the engine moved to datasette_glyph.engine
 ]
 
 MIGRATION = "0002"

@@ -6,10 +6,13 @@ loses none. The table's triggers are set aside while titles are restored, so tha
 does not count as an update of the row (the old store's triggers stamp updated_at on every update).
 """
 
-from datasette_glyph import schema
+from datasette_glyph.engine import schema
 
 # A database migrated by an earlier release of datasette-glyph recorded this checksum for 0003.
-SUPERSEDES = ["82a6b51390dbd53c8df1dc7a6564f5ea7b9da1ff279d579794dd5fe46f36555b"]
+SUPERSEDES = [
+    "82a6b51390dbd53c8df1dc7a6564f5ea7b9da1ff279d579794dd5fe46f36555b",
+    "536e9fe937270bd199d521256f37ea3f605df4e166720e903fd839550cf00f6e",  # before the engine moved to datasette_glyph.engine
+]
 
 KEPT = "glyph_kept_0003_scored_listings_title"
 

@@ -13,12 +13,13 @@ The arithmetic (the mean of the middle prices) is SQLite's own AVG, so that valu
 price column give what the SQL statement gave.
 """
 
-from datasette_glyph import schema
+from datasette_glyph.engine import schema
 
 # Earlier releases of datasette-glyph shipped this migration as a pair of SQL scripts that did the same.
 SUPERSEDES = [
     "7b442c2149a3b87e217b247d5620e5a087c2c57335fc8c743986723f3ce9e499",
     "e4be0f86575d1137694765cbb47ffc3bef96887c286ab069369846a084e8b326",
+    "56fe8963670c4fca8b9519cc6e4a59d9227939c82c9de0a0763d0715b3538dd9",  # before the engine moved to datasette_glyph.engine
 ]
 
 KEPT = "glyph_kept_0004_import_model_stats"

@@ -21,11 +21,14 @@ need not run again.
 
 import re
 
-from datasette_glyph import deltas, schema
+from datasette_glyph.engine import deltas, schema
 
 # The earlier version of this file also compared the imports already in the file; a database it migrated has the
 # same tables and index, with those imports' deltas kept.
-SUPERSEDES = ["1f86330e1b69ae941249c1fbd0e3af8d249125bdcfb7bcdbca1408006fb127f1"]
+SUPERSEDES = [
+    "1f86330e1b69ae941249c1fbd0e3af8d249125bdcfb7bcdbca1408006fb127f1",
+    "cda8207c01db7fa0ec6ed4796d2a155f303a216aae9809c53e91eda496cd10bc",  # before the engine moved to datasette_glyph.engine
+]
 
 TABLES_SQL = [
     """

@@ -7,7 +7,11 @@ glyph_kept_0007_import_files (with its rowid; no table when there is none) befor
 round trip loses none. The files themselves stay where they are either way.
 """
 
-from datasette_glyph import schema
+from datasette_glyph.engine import schema
+
+SUPERSEDES = [
+    "9a020d4a097daac3dfc61d4c3a169211c51b757514fdded4b522f23f6a0e247c",  # before the engine moved to datasette_glyph.engine
+]
 
 KEPT = "glyph_kept_0007_import_files"
 COLUMNS = "import_id, sha256, bytes, stored_bytes, media_type, keep, reimport_of, removed_at"

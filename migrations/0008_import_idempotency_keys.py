@@ -6,7 +6,11 @@ rows aside in glyph_kept_0008_import_idempotency_keys before dropping it, and th
 retry after a round trip still finds its first answer.
 """
 
-from datasette_glyph import schema
+from datasette_glyph.engine import schema
+
+SUPERSEDES = [
+    "90a6726da196e3644d4286007f884dd5e49635fc5536523c4401a352557a78e4",  # before the engine moved to datasette_glyph.engine
+]
 
 TABLE = "import_idempotency_keys"
 KEPT = "glyph_kept_0008_import_idempotency_keys"

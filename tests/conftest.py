@@ -2,8 +2,8 @@ import sqlite3
 
 import pytest
 
-from datasette_glyph import migrate
-from datasette_glyph.db import connect
+from datasette_glyph.engine import migrator
+from datasette_glyph.engine.sqlite import connect
 
 from . import legacy_store
 
@@ -13,7 +13,7 @@ def db_path(tmp_path):
     """A database file migrated to the newest schema, with no rows."""
     path = tmp_path / "glyph.db"
     conn = connect(path)
-    migrate.migrate(conn)
+    migrator.migrate(conn)
     conn.close()
     return path
 

@@ -1,7 +1,7 @@
 """Consecutive snapshots of one GPU market stored as batches, for lineage tests and benchmarks.
 
 The market itself (listings, snapshots and the ``Changes`` between them, CSV files) is the package's own
-generator, ``datasette_glyph.market``; this module adds ``insert_snapshot``, which stores a snapshot with plain
+generator, ``datasette_glyph.engine.sample``; this module adds ``insert_snapshot``, which stores a snapshot with plain
 SQL as the store keeps it, so that lineage queries can be tested without going through the importer.
 """
 
@@ -10,17 +10,11 @@ from __future__ import annotations
 import uuid
 from typing import List, Optional
 
-from datasette_glyph import deltas, lineage
-from datasette_glyph.db import transaction
-from datasette_glyph.market import (  # noqa: F401  (re-exported for the tests and benchmarks)
+from datasette_glyph.engine import deltas, lineage
+from datasette_glyph.engine.sample import (
     COLUMNS,
-    Changes,
-    first_snapshot,
-    iter_market,
-    market_snapshots,
-    next_snapshot,
-    write_csv,
 )
+from datasette_glyph.engine.sqlite import transaction
 
 MODEL_COLUMNS = ["model", "vram_gb", "tdp_watts", "mig_support", "nvlink", "generation", "cuda_cores", "slot_width",
                  "pcie_generation"]  # fmt: skip

@@ -13,9 +13,9 @@ from datasette_test import Datasette
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from datasette_glyph import files, lineage, migrate
-from datasette_glyph.db import connect
-from datasette_glyph.importer import import_csv
+from datasette_glyph.engine import files, lineage, migrator
+from datasette_glyph.engine.importer import import_csv
+from datasette_glyph.engine.sqlite import connect
 
 from . import legacy_store
 
@@ -76,7 +76,7 @@ def test_adopt_down_and_up_again_exactly(tmp_path, variant):
     path_copy = tmp_path / "original.db"
     shutil.copyfile(path, path_copy)
     conn = connect(path)
-    migrate.migrate(conn)
+    migrator.migrate(conn)
     adopted = legacy_store.dump(conn)
 
     # Every original row is there with its rowid and every value; rows that named no batch name the legacy
@@ -104,13 +104,13 @@ def test_adopt_down_and_up_again_exactly(tmp_path, variant):
     kept = {o for o in original["objects"] if o[0] in ("index", "trigger", "view") and o[3] is not None}
     replaced = {o for o in kept if o[0] == "index" and o[3].replace(" ", "").endswith("(import_id)")}
     assert kept - replaced <= set(adopted["objects"])
-    assert migrate.current_version(conn) == migrate.load_migrations()[-1].id
+    assert migrator.current_version(conn) == migrator.load_migrations()[-1].id
 
-    migrate.migrate(conn, target="0001")
+    migrator.migrate(conn, target="0001")
     assert legacy_store.dump(conn) == original
-    migrate.migrate(conn)
+    migrator.migrate(conn)
     assert legacy_store.dump(conn) == adopted
-    migrate.migrate(conn, target="0001")
+    migrator.migrate(conn, target="0001")
     assert legacy_store.dump(conn) == original
     conn.close()
 
@@ -121,16 +121,16 @@ def test_a_table_with_a_generated_column_is_rebuilt_and_comes_back_exactly(tmp_p
     conn = connect(path)
     conn.execute("ALTER TABLE scored_listings ADD COLUMN price_eur REAL GENERATED ALWAYS AS (price * 0.9) VIRTUAL")
     original = legacy_store.dump(conn)
-    migrate.migrate(conn)
+    migrator.migrate(conn)
     adopted = legacy_store.dump(conn)
     assert conn.execute("SELECT rowid, import_id, import_index, price, price_eur FROM scored_listings LIMIT 3").fetchall() == [
         (1, "b-2024-05-01", 1, 25512.0, 25512.0 * 0.9),
         (3, "b-2024-05-01", 2, 1799.99, 1799.99 * 0.9),
         (4, "nightly 2024/05/02", 1, 0.0, 0.0),
     ]
-    migrate.migrate(conn, target="0001")
+    migrator.migrate(conn, target="0001")
     assert legacy_store.dump(conn) == original
-    migrate.migrate(conn)
+    migrator.migrate(conn)
     assert legacy_store.dump(conn) == adopted
 
 
@@ -139,10 +139,10 @@ def test_a_view_on_import_index_made_after_adoption_does_not_stop_going_down(tmp
     path = build(tmp_path, "pre_lineage")
     conn = connect(path)
     original = legacy_store.dump(conn)
-    migrate.migrate(conn)
+    migrator.migrate(conn)
     view = "CREATE VIEW numbered AS SELECT import_id, import_index FROM scored_listings"
     conn.execute(view)
-    migrate.migrate(conn, target="0001")
+    migrator.migrate(conn, target="0001")
     assert legacy_store.dump(conn) == {
         "objects": sorted(original["objects"] + [("view", "numbered", "numbered", view)]),
         "rows": original["rows"],
@@ -153,12 +153,12 @@ def test_a_view_on_import_index_made_after_adoption_does_not_stop_going_down(tmp
 def test_the_old_store_writes_to_a_file_taken_back_down(tmp_path, variant):
     path = build(tmp_path, variant)
     conn = connect(path)
-    migrate.migrate(conn)
+    migrator.migrate(conn)
     glyph_import(conn, CSV)
-    migrate.migrate(conn, target="0001")
+    migrator.migrate(conn, target="0001")
     legacy_store.old_store_writes(conn, NUMBERED[variant])
     assert conn.execute("SELECT price FROM scored_listings WHERE import_id = 'old-store-again'").fetchall() == [(2000.0,)]
-    migrate.migrate(conn)
+    migrator.migrate(conn)
     assert conn.execute(
         "SELECT import_index FROM scored_listings WHERE import_id = 'old-store-again'"
     ).fetchall() == [(1,)]
@@ -173,11 +173,11 @@ def test_values_the_old_store_numbered_are_kept_and_invalid_ones_renumbered(tmp_
         ("scored_listings", 13, 0, "not an integer >= 1"),
         ("scored_listings", 14, "seven", "not an integer >= 1"),
     ]
-    migrate.migrate(conn)
+    migrator.migrate(conn)
     assert conn.execute(
         "SELECT rowid, import_index FROM scored_listings WHERE import_id = 'after-upgrade' ORDER BY rowid"
     ).fetchall() == [(11, 2), (12, 1), (13, 3), (14, 4)]
-    migrate.migrate(conn, target="0001")
+    migrator.migrate(conn, target="0001")
     assert conn.execute(
         "SELECT rowid, import_index FROM scored_listings WHERE import_id = 'after-upgrade' ORDER BY rowid"
     ).fetchall() == [(11, 2), (12, 2), (13, 0), (14, "seven")]
@@ -188,7 +188,7 @@ def test_a_models_number_from_the_old_store_is_kept(tmp_path):
     # The later releases numbered a model by the position of its first listing in the batch: 3 stays 3.
     path = build(tmp_path, "later_release")
     conn = connect(path)
-    migrate.migrate(conn)
+    migrator.migrate(conn)
     assert conn.execute("SELECT model, import_id, import_index FROM models ORDER BY id").fetchall() == [
         ("H100_PCIE_80GB", "b-2024-05-01", 1),
         ("RTX_4090", "b-2024-05-01", 3),
@@ -200,7 +200,7 @@ def test_a_models_number_from_the_old_store_is_kept(tmp_path):
 
 
 def invalid_import_index(conn):
-    lineage_migration = next(m for m in migrate.load_migrations() if m.id == "0002")
+    lineage_migration = next(m for m in migrator.load_migrations() if m.id == "0002")
     return lineage_migration.python["invalid_import_index"](conn)
 
 
@@ -214,10 +214,10 @@ def test_broken_keys_stay_reported_and_never_block_going_down(tmp_path):
         ("scored_listings", 8, "import_batches"),
         ("scored_listings", 9, "import_batches"),
     ]
-    migrate.migrate(conn)
-    assert migrate.broken_keys_at_adoption(conn) == 4
+    migrator.migrate(conn)
+    assert migrator.broken_keys_at_adoption(conn) == 4
     assert conn.execute("SELECT status FROM import_batches WHERE import_id = 'b-deleted'").fetchall() == [("recovered",)]
-    migrate.migrate(conn, target="0001")
+    migrator.migrate(conn, target="0001")
     assert sorted(conn.execute("PRAGMA foreign_key_check").fetchall()) == broken
     conn.close()
 
@@ -225,13 +225,13 @@ def test_broken_keys_stay_reported_and_never_block_going_down(tmp_path):
 def test_what_going_down_kept_aside_is_shown_restored_and_can_be_discarded(tmp_path):
     path = build(tmp_path, "pre_lineage")
     conn = connect(path)
-    migrate.migrate(conn)
+    migrator.migrate(conn)
     result = glyph_import(conn, CSV, name="titles.csv")
     lineage.rollback_import(conn, result.import_id, actor="ops")
     second = glyph_import(conn, CSV, name="again.csv")
     at_top = legacy_store.dump(conn)
-    migrate.migrate(conn, target="0001")
-    assert [name for name, _ in migrate.kept_aside(conn)] == [
+    migrator.migrate(conn, target="0001")
+    assert [name for name, _ in migrator.kept_aside(conn)] == [
         "glyph_kept_0002_import_batches",
         "glyph_kept_0002_listings",
         "glyph_kept_0002_models",
@@ -242,19 +242,19 @@ def test_what_going_down_kept_aside_is_shown_restored_and_can_be_discarded(tmp_p
         "glyph_kept_0004_import_model_stats",
         "glyph_kept_0007_import_files",
     ]
-    migrate.migrate(conn)
+    migrator.migrate(conn)
     assert legacy_store.dump(conn) == at_top
     batch = lineage.get_import(conn, result.import_id)
     assert (batch["status"], batch["filename"]) == ("rolled_back", "titles.csv")
     assert conn.execute(
         "SELECT title FROM scored_listings WHERE import_id = ? ORDER BY import_index", [second.import_id]
     ).fetchall() == [("H100 boxed",), (None,)]
-    assert migrate.kept_aside(conn) == []
+    assert migrator.kept_aside(conn) == []
 
-    migrate.migrate(conn, target="0001")
-    assert migrate.discard_kept(conn)[0] == ("glyph_kept_0002_import_batches", 6)
-    assert migrate.kept_aside(conn) == []
-    migrate.migrate(conn)
+    migrator.migrate(conn, target="0001")
+    assert migrator.discard_kept(conn)[0] == ("glyph_kept_0002_import_batches", 6)
+    assert migrator.kept_aside(conn) == []
+    migrator.migrate(conn)
     assert lineage.get_import(conn, second.import_id)["filename"] is None
     conn.close()
 
@@ -263,7 +263,7 @@ def test_ids_of_a_rolled_back_batch_are_never_given_out_again(tmp_path):
     # AUTOINCREMENT is kept: the migration-tool variant has none, and SQLite reuses its highest ids there.
     path = build(tmp_path, "pre_lineage")
     conn = connect(path)
-    migrate.migrate(conn)
+    migrator.migrate(conn)
     first = glyph_import(conn, CSV)
     ids = [r[0] for r in conn.execute("SELECT id FROM scored_listings WHERE import_id = ?", [first.import_id])]
     lineage.rollback_import(conn, first.import_id, actor="ops")
@@ -300,8 +300,8 @@ def test_a_file_that_is_not_the_old_stores_is_refused_and_left_alone(tmp_path, s
     conn.close()
     before = path.read_bytes()
     conn = connect(path)
-    with pytest.raises(migrate.MigrationError) as e:
-        migrate.migrate(conn)
+    with pytest.raises(migrator.MigrationError) as e:
+        migrator.migrate(conn)
     conn.close()
     if message is None:
         assert str(e.value).startswith("This is not a database of the old store: table scored_listings has no column import_id")
@@ -323,8 +323,8 @@ def test_a_damaged_file_is_refused(tmp_path):
     conn.commit()
     conn.close()
     conn = connect(path)
-    with pytest.raises(migrate.MigrationError) as e:
-        migrate.migrate(conn)
+    with pytest.raises(migrator.MigrationError) as e:
+        migrator.migrate(conn)
     assert str(e.value).startswith("The database is damaged (PRAGMA quick_check: ")
     assert "glyph_migrations" not in {r[0] for r in conn.execute("SELECT name FROM sqlite_master")}
     conn.close()
@@ -333,9 +333,9 @@ def test_a_damaged_file_is_refused(tmp_path):
 def test_going_below_an_adopted_0001_is_refused(tmp_path):
     path = build(tmp_path, "forecasting")
     conn = connect(path)
-    migrate.migrate(conn, target="0001")
-    with pytest.raises(migrate.MigrationError) as e:
-        migrate.migrate(conn, target="0")
+    migrator.migrate(conn, target="0001")
+    with pytest.raises(migrator.MigrationError) as e:
+        migrator.migrate(conn, target="0")
     assert str(e.value).startswith("Migration 0001_inherited_schema (down) is refused: this database was made by the old store")
     assert "listing_snapshots" in {r[0] for r in conn.execute("SELECT name FROM sqlite_master")}
     conn.close()
@@ -408,15 +408,15 @@ def test_round_trips_over_random_old_store_contents(tmp_path_factory, variant, r
     original = legacy_store.dump(conn)
     conn.close()
     conn = connect(path)
-    migrate.migrate(conn)
+    migrator.migrate(conn)
     made = [glyph_import(conn, CSV, name=f"drop-{i}.csv").import_id for i in range(imports)]
     if roll_back and made:
         lineage.rollback_import(conn, made[0], actor="ops")
     top = legacy_store.dump(conn)
-    migrate.migrate(conn, target="0001")
+    migrator.migrate(conn, target="0001")
     if not made:
         assert legacy_store.dump(conn) == original
-    migrate.migrate(conn)
+    migrator.migrate(conn)
     assert legacy_store.dump(conn) == top
     conn.close()
 
@@ -436,14 +436,14 @@ def test_a_batch_whose_values_include_both_infinities_is_adopted_and_shown(tmp_p
     original = legacy_store.dump(conn)
     conn.close()
     conn = connect(path)
-    migrate.migrate(conn)
+    migrator.migrate(conn)
     assert conn.execute(
         "SELECT row_count, min_price, median_price, max_price, mean_score FROM import_model_stats WHERE import_id = 'b1'"
     ).fetchall() == [(2, float("-inf"), None, float("inf"), None)]
     top = legacy_store.dump(conn)
-    migrate.migrate(conn, target="0001")
+    migrator.migrate(conn, target="0001")
     assert legacy_store.dump(conn) == original
-    migrate.migrate(conn)
+    migrator.migrate(conn)
     assert legacy_store.dump(conn) == top
     later = glyph_import(conn, CSV, name="later.csv").import_id
     conn.close()

@@ -17,8 +17,8 @@ from datasette.version import __version__ as datasette_version
 from datasette_test import Datasette, actor_cookie
 from packaging.version import parse
 
-from datasette_glyph import uploads
-from datasette_glyph.db import connect
+from datasette_glyph.engine.sqlite import connect
+from datasette_glyph.web import uploads
 
 from .json_style import refusal
 
@@ -517,6 +517,7 @@ async def test_multipart_import(db_path, upload_folder):
             "description": "nightly",
             "actor": None,
             "ignored_columns": [],
+            "same_content_as": None,
             "previous_import_id": None,
             "links": expected_links(import_id),
         },
@@ -573,7 +574,8 @@ async def test_the_same_file_twice_makes_two_batches_the_second_naming_the_first
     ds = await open_ds(db_path, upload_folder)
     first = (await ds.client.post("/api/import", content=UPLOAD, headers={"content-type": MULTIPART})).json()
     second = (await ds.client.post("/api/import", content=UPLOAD, headers={"content-type": MULTIPART})).json()
-    assert (first["previous_import_id"], second["previous_import_id"]) == (None, first["import_id"])
+    assert (first["same_content_as"], second["same_content_as"]) == (None, first["import_id"])
+    assert second["previous_import_id"] == second["same_content_as"]  # the older name, kept for existing clients
     assert first["import_id"] != second["import_id"]
     assert [r[0] for r in rows_of(db_path, first["import_id"])] == [1, 2, 3]
     assert [r[0] for r in rows_of(db_path, second["import_id"])] == [1, 2, 3]
@@ -841,7 +843,7 @@ async def json_import(ds, records, description):
 
 def stored_batch(db_path, import_id) -> dict:
     """The batch record as the API shows it: stored UTC times (``2026-11-27 13:28:32.852201``) with T and Z."""
-    from datasette_glyph.lineage import BATCH_COLUMNS
+    from datasette_glyph.engine.lineage import BATCH_COLUMNS
 
     conn = connect(db_path)
     try:

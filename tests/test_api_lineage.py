@@ -7,7 +7,7 @@ from html.parser import HTMLParser
 import pytest
 from datasette_test import Datasette, actor_cookie
 
-from datasette_glyph.db import connect
+from datasette_glyph.engine.sqlite import connect
 
 from .json_style import refusal
 from .snapshots import insert_snapshot

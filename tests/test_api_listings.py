@@ -3,8 +3,8 @@
 import pytest
 from datasette_test import Datasette, actor_cookie
 
-from datasette_glyph import migrate
-from datasette_glyph.db import connect
+from datasette_glyph.engine import migrator
+from datasette_glyph.engine.sqlite import connect
 
 from .json_style import refusal
 
@@ -34,7 +34,7 @@ LABELS = {(import_id, index): label for label, import_id, index, *_ in ROWS}
 
 def seed(path):
     conn = connect(path)
-    migrate.migrate(conn)
+    migrator.migrate(conn)
     conn.execute("PRAGMA foreign_keys = ON")
     for import_id, at in ((IMPORT_A, "2025-01-01 10:00:00"), (IMPORT_B, "2025-01-02 10:00:00")):
         conn.execute(

@@ -8,7 +8,7 @@ from urllib.parse import quote
 import pytest
 from datasette_test import Datasette
 
-from datasette_glyph.db import connect
+from datasette_glyph.engine.sqlite import connect
 
 from .snapshots import insert_snapshot
 from .test_api_lineage import delete

@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 from datasette_test import Datasette, actor_cookie
 
-from datasette_glyph import migrate
-from datasette_glyph.db import connect
+from datasette_glyph.engine import migrator
+from datasette_glyph.engine.sqlite import connect
 
 from .test_lineage import A_ID, insert_market
 
@@ -160,7 +160,7 @@ async def test_a_read_only_server_does_not_migrate_at_startup(tmp_path, capsys):
     before = file_digest(path)
     await replica(path, read_only=True, migrate=True)
     conn = sqlite3.connect(path)
-    version = migrate.current_version(conn)
+    version = migrator.current_version(conn)
     conn.close()
     assert (version, file_digest(path), capsys.readouterr().err.splitlines()) == (
         None,

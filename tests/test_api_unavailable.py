@@ -8,14 +8,14 @@ import time
 import pytest
 from datasette_test import Datasette
 
-from datasette_glyph import migrate
-from datasette_glyph.db import connect
+from datasette_glyph.engine import migrator
+from datasette_glyph.engine.sqlite import connect
 
 from .conftest import build_legacy_database
 from .test_lineage import A_ID, insert_market
 
-NEWEST = migrate.load_migrations()[-1].id
-PREVIOUS = migrate.load_migrations()[-2].id
+NEWEST = migrator.load_migrations()[-1].id
+PREVIOUS = migrator.load_migrations()[-2].id
 RECORDS = [
     {"canonical_model": "L40S", "vram_gb": 48, "mig_support": 0, "nvlink": False, "tdp_watts": 350, "price": 7500.0,
      "score": 0.6}
@@ -41,7 +41,7 @@ def make(path, state):
         conn.close()
     else:
         conn = connect(path)
-        migrate.migrate(conn, target=state)
+        migrator.migrate(conn, target=state)
         conn.close()
 
 
@@ -167,7 +167,7 @@ async def test_an_import_never_lands_between_the_steps_of_a_migration(db_path):
     ds = await serve(db_path)
     locked = threading.Event()
     down_one_step = threading.Thread(
-        target=hold_write_lock, args=(db_path, locked, 0.5, lambda conn: migrate.migrate(conn, rollback=1))
+        target=hold_write_lock, args=(db_path, locked, 0.5, lambda conn: migrator.migrate(conn, rollback=1))
     )
     down_one_step.start()
     locked.wait()

@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from datasette_glyph import migrate
-from datasette_glyph.db import connect
+from datasette_glyph.engine import migrator
+from datasette_glyph.engine.sqlite import connect
 
 from .bad_input_corpus import GOOD_CSV, MAX_UPLOAD_BYTES, Case, all_cases, csv_bytes, row
 from .server import start_server
@@ -54,7 +54,7 @@ def server(tmp_path_factory):
     work = tmp_path_factory.mktemp("bad-input")
     db_path = work / "glyph.db"
     conn = connect(db_path)
-    migrate.migrate(conn)
+    migrator.migrate(conn)
     conn.close()
     upload_dir = work / "uploads"
     server = start_server(

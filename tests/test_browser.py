@@ -13,9 +13,10 @@ from urllib.parse import parse_qs, urljoin, urlsplit
 import pytest
 import yaml
 
-from datasette_glyph import migrate, pages
-from datasette_glyph.db import connect
-from datasette_glyph.market import URL_PREFIX
+from datasette_glyph import formats
+from datasette_glyph.engine import migrator
+from datasette_glyph.engine.sample import URL_PREFIX
+from datasette_glyph.engine.sqlite import connect
 
 from .browser_support import REPO, actor_cookie, chromium, require_browser, screenshot_dir
 from .server import running_server
@@ -49,7 +50,7 @@ def server(tmp_path_factory):
     directory = tmp_path_factory.mktemp("browser")
     db_path = directory / "glyph.db"
     conn = connect(db_path)
-    migrate.migrate(conn)
+    migrator.migrate(conn)
     conn.close()
     metadata = yaml.safe_load((REPO / "metadata.yml").read_text(encoding="utf-8"))
     plugin_config = {**metadata.pop("plugins")["datasette-glyph"], "allow_import": {"id": OPERATOR["id"]}}
@@ -193,7 +194,7 @@ def test_upload_browse_facet_and_chart(operator_page, server, shots):
         [
             b["filename"],
             b["source"],
-            pages.utc_time(b["imported_at"]),
+            formats.utc_time(b["imported_at"]),
             str(b["record_count"]),
             b["status"],
             b["actor"],
@@ -360,7 +361,7 @@ def market(tmp_path_factory):
     directory = tmp_path_factory.mktemp("market")
     db_path = directory / "glyph.db"
     conn = connect(db_path)
-    migrate.migrate(conn)
+    migrator.migrate(conn)
     ids = {}
     for source, seed, rows, filename, hour in MARKET_SOURCES:
         snapshots, _ = market_snapshots(MARKET_IMPORTS, rows, seed)

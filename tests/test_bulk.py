@@ -13,9 +13,11 @@ import sqlite3
 
 import pytest
 
-from datasette_glyph import importer, market, migrate
-from datasette_glyph.db import connect
-from datasette_glyph.importer import ImportFailed, import_csv, import_json, import_records, scan_json
+from datasette_glyph.engine import batch, migrator, sample
+from datasette_glyph.engine.errors import ImportFailed
+from datasette_glyph.engine.importer import import_csv, import_json, import_records
+from datasette_glyph.engine.json_source import scan_json
+from datasette_glyph.engine.sqlite import connect
 
 from .test_importer import checksum
 
@@ -23,9 +25,9 @@ from .test_importer import checksum
 @pytest.fixture
 def small_thresholds(monkeypatch):
     """Thresholds scaled down a hundredfold, so that test-sized files take the bulk path."""
-    monkeypatch.setattr(importer, "BULK_MIN_ROWS", 1_000)
-    monkeypatch.setattr(importer, "BULK_DECIDE_ROWS", 500)
-    monkeypatch.setattr(importer, "BULK_RATIOS", ((10_000, 0.15), (50_000, 0.08)))
+    monkeypatch.setattr(batch, "BULK_MIN_ROWS", 1_000)
+    monkeypatch.setattr(batch, "BULK_DECIDE_ROWS", 500)
+    monkeypatch.setattr(batch, "BULK_RATIOS", ((10_000, 0.15), (50_000, 0.08)))
 
 
 def secondary_indexes(conn):
@@ -45,7 +47,7 @@ def index_statements(statements):
 
 
 def test_a_large_batch_into_an_empty_table_drops_and_rebuilds_the_secondary_indexes(conn, tmp_path, small_thresholds):
-    path = market.write_market(tmp_path / "m.csv", 3_000, seed=1)
+    path = sample.write_market(tmp_path / "m.csv", 3_000, seed=1)
     indexes = secondary_indexes(conn)
     statements = traced(conn)
     result = import_csv(conn, path)
@@ -65,12 +67,12 @@ def test_a_large_batch_into_an_empty_table_drops_and_rebuilds_the_secondary_inde
 
 def test_the_bulk_path_writes_what_the_row_by_row_path_writes(tmp_path, small_thresholds, monkeypatch):
     """Into an empty table (every index built again) and into one with rows (the few-valued ones kept)."""
-    paths = [market.write_market(tmp_path / f"m{seed}.csv", 3_000, seed=seed) for seed in (2, 3)]
+    paths = [sample.write_market(tmp_path / f"m{seed}.csv", 3_000, seed=seed) for seed in (2, 3)]
     dumps = []
     for bulk_min in (1_000, 10**9):  # bulk, then never bulk
-        monkeypatch.setattr(importer, "BULK_MIN_ROWS", bulk_min)
+        monkeypatch.setattr(batch, "BULK_MIN_ROWS", bulk_min)
         conn = connect(tmp_path / f"{bulk_min}.db")
-        migrate.migrate(conn)
+        migrator.migrate(conn)
         statements = traced(conn)
         import_csv(conn, paths[0])
         result = import_csv(conn, paths[1])
@@ -86,12 +88,12 @@ def test_the_bulk_path_writes_what_the_row_by_row_path_writes(tmp_path, small_th
 
 
 def test_a_small_batch_into_a_large_table_keeps_the_indexes(conn, tmp_path, small_thresholds):
-    import_csv(conn, market.write_market(tmp_path / "big.csv", 10_000, seed=3))
+    import_csv(conn, sample.write_market(tmp_path / "big.csv", 10_000, seed=3))
     statements = traced(conn)
-    import_csv(conn, market.write_market(tmp_path / "small.csv", 1_400, seed=4))  # 0.14 of the table
+    import_csv(conn, sample.write_market(tmp_path / "small.csv", 1_400, seed=4))  # 0.14 of the table
     assert index_statements(statements) == []
     statements.clear()
-    import_csv(conn, market.write_market(tmp_path / "larger.csv", 1_800, seed=5))  # 0.158 of 11,400 rows
+    import_csv(conn, sample.write_market(tmp_path / "larger.csv", 1_800, seed=5))  # 0.158 of 11,400 rows
     assert index_statements(statements)[0].startswith("DROP INDEX")
 
 
@@ -104,10 +106,10 @@ def test_a_bulk_batch_into_a_table_with_rows_keeps_the_indexes_of_few_values_up_
 ):
     """Model, region and condition take a few values each: their new entries go at the end of a few runs, and
     they are kept up to date row by row; the indexes on values in no particular order are built again."""
-    import_csv(conn, market.write_market(tmp_path / "first.csv", 3_000, seed=3))
+    import_csv(conn, sample.write_market(tmp_path / "first.csv", 3_000, seed=3))
     indexes = secondary_indexes(conn)
     statements = traced(conn)
-    result = import_csv(conn, market.write_market(tmp_path / "second.csv", 3_000, seed=4))
+    result = import_csv(conn, sample.write_market(tmp_path / "second.csv", 3_000, seed=4))
     done = index_statements(statements)
     assert (sorted(done[:4]), sorted(done[4:])) == (
         [f'DROP INDEX "{n}"' for n in RANDOM_ORDER],
@@ -122,24 +124,24 @@ def test_a_bulk_batch_into_a_table_with_rows_keeps_the_indexes_of_few_values_up_
 
 
 def test_bulk_ratio_falls_with_the_table_between_the_measured_points():
-    (small, high), (large, low) = importer.BULK_RATIOS
-    assert importer.bulk_ratio(0) == importer.bulk_ratio(small) == high
-    assert importer.bulk_ratio(large) == importer.bulk_ratio(large * 10) == low
-    between = [importer.bulk_ratio(rows) for rows in range(small, large + 1, (large - small) // 8)]
+    (small, high), (large, low) = batch.BULK_RATIOS
+    assert batch.bulk_ratio(0) == batch.bulk_ratio(small) == high
+    assert batch.bulk_ratio(large) == batch.bulk_ratio(large * 10) == low
+    between = [batch.bulk_ratio(rows) for rows in range(small, large + 1, (large - small) // 8)]
     assert between == sorted(between, reverse=True) and len(set(between)) == len(between)
 
 
 def test_a_batch_a_third_of_the_table_takes_the_bulk_path(conn, tmp_path, small_thresholds):
-    import_csv(conn, market.write_market(tmp_path / "big.csv", 3_000, seed=3))
+    import_csv(conn, sample.write_market(tmp_path / "big.csv", 3_000, seed=3))
     statements = traced(conn)
-    import_csv(conn, market.write_market(tmp_path / "next.csv", 1_500, seed=4))
+    import_csv(conn, sample.write_market(tmp_path / "next.csv", 1_500, seed=4))
     assert index_statements(statements)[0].startswith("DROP INDEX")
 
 
 def test_a_refused_bulk_batch_leaves_the_file_as_it_was(conn, tmp_path, small_thresholds):
-    import_csv(conn, market.write_market(tmp_path / "first.csv", 600, seed=5))
+    import_csv(conn, sample.write_market(tmp_path / "first.csv", 600, seed=5))
     before = checksum(conn)
-    path = market.write_market(tmp_path / "m.csv", 4_000, seed=6)
+    path = sample.write_market(tmp_path / "m.csv", 4_000, seed=6)
     text = path.read_text(encoding="utf-8").splitlines()
     text[-1] = text[-1].replace(",used,", ",used,", 1)
     fields = text[-1].split(",")
@@ -155,7 +157,7 @@ def test_a_refused_bulk_batch_leaves_the_file_as_it_was(conn, tmp_path, small_th
 
 
 def test_readers_keep_the_indexes_while_a_bulk_batch_is_written(db_path, tmp_path, small_thresholds):
-    path = market.write_market(tmp_path / "m.csv", 6_000, seed=7)
+    path = sample.write_market(tmp_path / "m.csv", 6_000, seed=7)
     writer, reader = connect(db_path), connect(db_path)
     expected = secondary_indexes(reader)
     seen = []
@@ -172,12 +174,12 @@ def test_readers_keep_the_indexes_while_a_bulk_batch_is_written(db_path, tmp_pat
 
 
 def test_json_and_record_imports_know_their_size_and_take_the_bulk_path(conn, tmp_path, small_thresholds):
-    records = market.first_snapshot(1_500, seed=8)
+    records = sample.first_snapshot(1_500, seed=8)
     statements = traced(conn)
     import_records(conn, [{k: v for k, v in r.items()} for r in records])
     assert index_statements(statements)[0].startswith("DROP INDEX")
     body = tmp_path / "body.json"
-    body.write_text(json.dumps([{k: market._cell(v) for k, v in r.items()} for r in records]), encoding="utf-8")
+    body.write_text(json.dumps([{k: sample.cell(v) for k, v in r.items()} for r in records]), encoding="utf-8")
     conn2_statements = traced(conn)
     import_json(conn, scan_json(body))
     # the table now holds 1,500 rows and the body 1,500: a batch as large as the table
@@ -186,7 +188,7 @@ def test_json_and_record_imports_know_their_size_and_take_the_bulk_path(conn, tm
 
 
 def test_a_failure_while_reading_or_writing_leaves_the_file_as_it_was(conn, tmp_path):
-    good = market.write_market(tmp_path / "good.csv", 5_000, seed=9)
+    good = sample.write_market(tmp_path / "good.csv", 5_000, seed=9)
     before = checksum(conn)
 
     class Exploding(Exception):
@@ -210,8 +212,8 @@ def test_a_failure_while_reading_or_writing_leaves_the_file_as_it_was(conn, tmp_
 def test_rows_are_written_in_file_order_whatever_their_count(conn, tmp_path, rows):
     """Records go in statements of ROWS_PER_STATEMENT rows and the rest one at a time: every count comes out whole,
     numbered in file order."""
-    assert importer.ROWS_PER_STATEMENT == 100
-    path = market.write_market(tmp_path / "m.csv", rows, seed=rows)
+    assert batch.ROWS_PER_STATEMENT == 100
+    path = sample.write_market(tmp_path / "m.csv", rows, seed=rows)
     result = import_csv(conn, path)
     written = conn.execute(
         "SELECT import_index, canonical_model, price, score FROM scored_listings WHERE import_id = ? ORDER BY rowid",
@@ -225,7 +227,7 @@ def test_rows_are_written_in_file_order_whatever_their_count(conn, tmp_path, row
 
 
 def test_every_row_of_a_batch_gets_the_moment_its_import_began(conn, tmp_path):
-    path = market.write_market(tmp_path / "m.csv", 250, seed=3)
+    path = sample.write_market(tmp_path / "m.csv", 250, seed=3)
     before = conn.execute("SELECT CURRENT_TIMESTAMP").fetchone()[0]
     result = import_csv(conn, path)
     after = conn.execute("SELECT CURRENT_TIMESTAMP").fetchone()[0]
@@ -243,11 +245,11 @@ def test_a_default_moment_is_evaluated_as_the_file_defines_it():
         "updated_at DEFAULT CURRENT_DATE, \"odd \"\"name\" DEFAULT (datetime('now')), "
         "note TEXT DEFAULT 'now and then', seen_at TEXT)"
     )
-    found = importer._moment_defaults(conn, ["price"])
+    found = batch.moment_defaults(conn, ["price"])
     assert list(found) == ['"created_at"', '"updated_at"', '"odd ""name"']
     assert re.fullmatch(r"'\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z'", found['"created_at"'])
     assert re.fullmatch(r"'\d{4}-\d\d-\d\d'", found['"updated_at"'])
-    assert importer._moment_defaults(conn, ["price", "created_at", "updated_at", 'odd "name']) == {}
+    assert batch.moment_defaults(conn, ["price", "created_at", "updated_at", 'odd "name']) == {}
 
 
 def test_the_bulk_path_drops_indexes_without_zeroing_their_pages(conn, tmp_path, small_thresholds):
@@ -256,7 +258,7 @@ def test_the_bulk_path_drops_indexes_without_zeroing_their_pages(conn, tmp_path,
     for setting in (1, 0):
         conn.execute(f"PRAGMA secure_delete = {setting}")
         statements = traced(conn)
-        import_csv(conn, market.write_market(tmp_path / f"m{setting}.csv", 3_000 * (1 + setting), seed=setting))
+        import_csv(conn, sample.write_market(tmp_path / f"m{setting}.csv", 3_000 * (1 + setting), seed=setting))
         drops = [i for i, s in enumerate(statements) if s.startswith("DROP INDEX")]
         assert drops and statements[drops[0] - 1] == "PRAGMA secure_delete = FAST"
         assert statements[drops[-1] + 1] == f"PRAGMA secure_delete = {setting}"
@@ -266,8 +268,8 @@ def test_the_bulk_path_drops_indexes_without_zeroing_their_pages(conn, tmp_path,
 def test_the_sorts_after_the_rows_may_use_helper_threads_and_the_setting_comes_back(conn, tmp_path, small_thresholds):
     conn.execute("PRAGMA threads = 0")
     statements = traced(conn)
-    import_csv(conn, market.write_market(tmp_path / "m.csv", 3_000, seed=1))
-    sorting = statements.index(f"PRAGMA threads = {importer.SORT_THREADS}")
+    import_csv(conn, sample.write_market(tmp_path / "m.csv", 3_000, seed=1))
+    sorting = statements.index(f"PRAGMA threads = {batch.SORT_THREADS}")
     assert not [s for s in statements[:sorting] if s.startswith("CREATE INDEX")]
     assert [s for s in statements[sorting:] if s.startswith("CREATE INDEX")]  # the bulk path's builds come after
     assert statements[-1] == "PRAGMA threads = 0" and conn.execute("PRAGMA threads").fetchone() == (0,)

@@ -10,15 +10,15 @@ from click.testing import CliRunner
 from datasette.cli import cli
 
 from datasette_glyph import cli as glyph_cli
-from datasette_glyph import importer, migrate
-from datasette_glyph.db import connect
+from datasette_glyph.engine import importer, migrator
+from datasette_glyph.engine.sqlite import connect
 
 from .conftest import build_legacy_database
 
 SAMPLE = Path(__file__).resolve().parent.parent / "sample" / "scored_sample.csv"
 HEADER = "canonical_model,vram_gb,mig_support,nvlink,tdp_watts,price,score"
 
-MIGRATIONS = migrate.load_migrations()
+MIGRATIONS = migrator.load_migrations()
 
 
 def run(*args, input=None):
@@ -115,6 +115,7 @@ def test_json_prints_one_result_object_per_file(db_path, files):
                 "description": None,
                 "actor": None,
                 "ignored_columns": ignored,
+                "same_content_as": None,
                 "previous_import_id": None,
             }
         )
@@ -300,7 +301,7 @@ def test_progress_bar_only_on_a_terminal_and_not_when_quiet(db_path, tmp_path, m
     path = tmp_path / "big.csv"
     path.write_text(HEADER + "\n" + "A10,24,0,False,150,1.5,0.5\n" * 50_000)
     monkeypatch.setattr(importer, "READ_BUFFER_BYTES", 64 * 1024)
-    monkeypatch.setattr(glyph_cli, "_stderr_is_terminal", lambda: True)
+    monkeypatch.setattr(glyph_cli, "stderr_is_terminal", lambda: True)
     positions = []
     real_update = click.progressbar(length=1).__class__.update
     monkeypatch.setattr(

@@ -7,8 +7,8 @@ import pytest
 from click.testing import CliRunner
 from datasette.cli import cli
 
-from datasette_glyph import lineage
-from datasette_glyph.db import connect
+from datasette_glyph.engine import lineage
+from datasette_glyph.engine.sqlite import connect
 
 from .snapshots import insert_snapshot
 from .test_api_lineage import DIFF_AB

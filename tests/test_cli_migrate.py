@@ -9,31 +9,31 @@ import pytest
 from click.testing import CliRunner
 from datasette.cli import cli
 
-from datasette_glyph import migrate
-from datasette_glyph.db import connect
+from datasette_glyph.engine import migrator
+from datasette_glyph.engine.sqlite import connect
 
 from .conftest import build_legacy_database
 
 APPLIED_AT = "2025-01-02T03:04:05+00:00"
-DESCRIPTIONS = {m.id: m.description for m in migrate.load_migrations()}
+DESCRIPTIONS = {m.id: m.description for m in migrator.load_migrations()}
 # The migrations this package ships, in order; a fully migrated database is at the last of them
-LABELS = [m.label for m in migrate.load_migrations()]
-IDS = [m.id for m in migrate.load_migrations()]
+LABELS = [m.label for m in migrator.load_migrations()]
+IDS = [m.id for m in migrator.load_migrations()]
 LATEST = LABELS[-1]
 KNOWN = ", ".join(IDS)
 # --status lines up its columns on the longest migration name
-WIDTH = max(len(m.label) for m in migrate.load_migrations())
-SQL = {(m.id, "up"): m.up_sql.rstrip("\n") for m in migrate.load_migrations() if m.python is None}
-SQL.update({(m.id, "down"): m.down_sql.rstrip("\n") for m in migrate.load_migrations() if m.python is None})
-NAMESPACE = {m.id: m.python for m in migrate.load_migrations() if m.python is not None}
+WIDTH = max(len(m.label) for m in migrator.load_migrations())
+SQL = {(m.id, "up"): m.up_sql.rstrip("\n") for m in migrator.load_migrations() if m.python is None}
+SQL.update({(m.id, "down"): m.down_sql.rstrip("\n") for m in migrator.load_migrations() if m.python is None})
+NAMESPACE = {m.id: m.python for m in migrator.load_migrations() if m.python is not None}
 
 
 @pytest.fixture(autouse=True)
 def frozen(monkeypatch):
     """Every step takes 0.5 s and every migration is applied at APPLIED_AT, so whole outputs can be compared."""
-    monkeypatch.setattr(migrate, "_now", lambda: APPLIED_AT)
+    monkeypatch.setattr(migrator, "now", lambda: APPLIED_AT)
     ticks = itertools.count(step=0.5)
-    monkeypatch.setattr(migrate, "_clock", lambda: next(ticks))
+    monkeypatch.setattr(migrator, "clock", lambda: next(ticks))
 
 
 @pytest.fixture
@@ -47,7 +47,7 @@ def run(*args):
 
 def at(path, target):
     conn = connect(path)
-    migrate.migrate(conn, target=target)
+    migrator.migrate(conn, target=target)
     conn.close()
 
 
@@ -206,7 +206,7 @@ def dry_run_blocks(output):
 
 def file_statements(migration_id, direction):
     """The statements of a SQL migration's script, as a dry run prints them."""
-    return [s.rstrip(";") for s in migrate.split_statements(SQL[migration_id, direction])]
+    return [s.rstrip(";") for s in migrator.split_statements(SQL[migration_id, direction])]
 
 
 def in_order(needles, haystack):
@@ -278,7 +278,7 @@ def test_dry_run_on_a_legacy_database_prints_the_sql_and_changes_nothing(path):
 def test_dry_run_of_a_move(path, start, args, header, steps):
     at(path, start)
     result = run(path, "--dry-run", *args)
-    labels = {m.id: m.label for m in migrate.load_migrations()}
+    labels = {m.id: m.label for m in migrator.load_migrations()}
     head, blocks = dry_run_blocks(result.output)
     assert (result.exit_code, head) == (0, f"-- Dry run for {path}: {header}. Nothing was changed.\n" + DRY_RUN_NOTE)
     assert [title for title, _ in blocks] == [
@@ -287,7 +287,7 @@ def test_dry_run_of_a_move(path, start, args, header, steps):
     for (mid, direction), (_, statements) in zip(steps, blocks):
         if (mid, direction) in SQL and SQL[mid, direction]:
             assert statements[: len(file_statements(mid, direction))] == file_statements(mid, direction)
-    assert migrate.current_version(connect(path)) == start
+    assert migrator.current_version(connect(path)) == start
 
 
 def test_dry_run_with_nothing_to_do(path):
@@ -352,8 +352,8 @@ def test_a_failing_migration_stops_the_run_and_exits_1(path, tmp_path, monkeypat
         if f.name.endswith(".sql") or (f.name.endswith(".py") and f.name[:1].isdigit()):
             (folder / f.name).write_text(f.read_text(encoding="utf-8"), encoding="utf-8")
     (folder / "0005_scored_listings_condition_index.up.sql").write_text("-- Broken\nALTER TABLE nowhere ADD COLUMN x;\n")
-    broken = migrate.load_migrations(files=sorted(folder.iterdir()))
-    monkeypatch.setattr(migrate, "load_migrations", lambda files=None: broken)
+    broken = migrator.load_migrations(files=sorted(folder.iterdir()))
+    monkeypatch.setattr(migrator, "load_migrations", lambda files=None: broken)
     result = run(path)
     assert (result.exit_code, result.output) == (
         1,

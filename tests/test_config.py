@@ -4,7 +4,7 @@ import subprocess
 
 import pytest
 
-from datasette_glyph.db import connect
+from datasette_glyph.engine.sqlite import connect
 
 from .server import REPO, datasette_command, running_server
 

@@ -23,8 +23,8 @@ from typing import Callable, Dict, List, Optional, Sequence
 
 import pytest
 
-from datasette_glyph import migrate
-from datasette_glyph.db import connect
+from datasette_glyph.engine import migrator
+from datasette_glyph.engine.sqlite import connect
 
 from . import legacy_store
 from .server import datasette_command, make_scored_csv, start_server
@@ -135,9 +135,9 @@ def version_signatures(work_dir: Path) -> Dict[tuple, str]:
     build_large_legacy_database(path, 10)
     conn = connect(path)
     signatures = {schema_signature(conn): "0001"}
-    ids = [m.id for m in migrate.load_migrations()]
+    ids = [m.id for m in migrator.load_migrations()]
     for target in ids[1:] + list(reversed(ids[:-1])):
-        migrate.migrate(conn, target=target)
+        migrator.migrate(conn, target=target)
         signatures.setdefault(schema_signature(conn), target)
     conn.close()
     return signatures
@@ -244,7 +244,7 @@ def check_whole_version(path: Path, signatures: Dict[tuple, str], expected_conte
         signature = schema_signature(conn)
         assert signature in signatures, "schema is not that of any whole version"
         version = signatures[signature]
-        assert migrate.current_version(conn) == version
+        assert migrator.current_version(conn) == version
         assert inherited_content(conn) == expected_content
         assert lineage_problems(conn) == []
         broken = broken_keys(conn)
@@ -267,7 +267,7 @@ def migration_crash_runs(work_dir: Path, rows: int, points: int, seed: int, log:
     """
     work_dir.mkdir(parents=True, exist_ok=True)
     signatures = version_signatures(work_dir)
-    newest = migrate.load_migrations()[-1].id
+    newest = migrator.load_migrations()[-1].id
     legacy = work_dir / "legacy.db"
     build_large_legacy_database(legacy, rows)
     conn = connect(legacy)
@@ -307,7 +307,7 @@ def migration_crash_runs(work_dir: Path, rows: int, points: int, seed: int, log:
             )
             # The next run finishes the job from wherever the kill left it
             conn = connect(work)
-            migrate.migrate(conn, target=target)
+            migrator.migrate(conn, target=target)
             conn.close()
             assert check_whole_version(work, signatures, content) == (target or newest)
     return kills, up_seconds, down_seconds
@@ -324,7 +324,7 @@ def test_migrate_killed_part_way_leaves_a_whole_version(migration_kills, directi
     kills = [k for k in migration_kills if k.direction == direction]
     # Every kill point landed while the command was writing (each run's checks are in migration_crash_runs)
     assert [k.killed for k in kills] == [True, True, True]
-    assert all(k.version_after in [m.id for m in migrate.load_migrations()] for k in kills)
+    assert all(k.version_after in [m.id for m in migrator.load_migrations()] for k in kills)
 
 
 # Import crash runs --------------------------------------------------------------------------------------
@@ -384,7 +384,7 @@ class ImportCrashHarness:
         self.upload_dir = work_dir / "uploads"
         self.upload_dir.mkdir(parents=True, exist_ok=True)
         conn = connect(self.db_path)
-        migrate.migrate(conn)
+        migrator.migrate(conn)
         conn.close()
         self.completed: Dict[str, tuple] = {}  # import_id -> batch fingerprint
         self.big_fingerprint = None  # of the file the kills interrupt, as its uninterrupted import stored it

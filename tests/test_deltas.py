@@ -10,9 +10,9 @@ import pytest
 from click.testing import CliRunner
 from datasette.cli import cli
 
-from datasette_glyph import deltas, lineage, market, migrate
-from datasette_glyph.db import connect
-from datasette_glyph.importer import import_csv
+from datasette_glyph.engine import deltas, lineage, migrator, sample
+from datasette_glyph.engine.importer import import_csv
+from datasette_glyph.engine.sqlite import connect
 
 from .test_api_lineage import Tables, make_ds, text_of
 
@@ -64,7 +64,7 @@ def messy(rows, rng):
 
 def write(tmp_path, name, rows):
     path = tmp_path / f"{name}.csv"
-    market.write_csv(rows, path)
+    sample.write_csv(rows, path)
     return path
 
 
@@ -73,7 +73,7 @@ def random_market(conn, tmp_path, seed):
     rng = random.Random(seed)
     chains = {}
     for source, source_seed in (("market", seed), ("broker", seed + 100)):
-        snapshots, _ = market.market_snapshots(4, 60 + rng.randrange(60), seed=source_seed, changed=0.2, removed=0.1,
+        snapshots, _ = sample.market_snapshots(4, 60 + rng.randrange(60), seed=source_seed, changed=0.2, removed=0.1,
                                                added=0.1)  # fmt: skip
         chains[source] = [messy(s, rng) for s in snapshots]
     order = ["market", "market", "broker", "market", "broker", "broker", "market", "broker"]
@@ -146,7 +146,7 @@ def kept_pairs(conn):
 
 
 def three_imports(conn, tmp_path):
-    snapshots, _ = market.market_snapshots(3, 80, seed=7, changed=0.2, removed=0.1, added=0.1)
+    snapshots, _ = sample.market_snapshots(3, 80, seed=7, changed=0.2, removed=0.1, added=0.1)
     return [
         import_csv(conn, write(tmp_path, f"day-{n}", rows), source_name="market").import_id
         for n, rows in enumerate(snapshots)
@@ -216,7 +216,7 @@ def before_deltas(tmp_path):
     glyph-migrate: (path, connection, the complete imports in order, glyph-migrate's output)."""
     path = tmp_path / "glyph.db"
     conn = connect(path)
-    migrate.migrate(conn, target="0005")
+    migrator.migrate(conn, target="0005")
     ids = random_market(conn, tmp_path, 5)
     lineage.rollback_import(conn, ids[3])
     conn.close()
@@ -258,20 +258,20 @@ def test_glyph_deltas_keeps_what_each_import_would_have_kept(before_deltas, tmp_
             assert kept(conn, a, b, **options) == on_demand(conn, a, b, **options)
     # The same rows as the same imports (and rollback) keep when they are made at the newest version.
     made = connect(tmp_path / "made.db")
-    migrate.migrate(made)
+    migrator.migrate(made)
     made_ids = random_market(made, tmp_path, 5)
     lineage.rollback_import(made, made_ids[3])
     made_ids = made_ids[:3] + made_ids[4:]
     assert kept_rows(made) != ([], [])
     assert in_order(kept_rows(made), made_ids) == in_order(kept_rows(conn), ids)
     assert glyph("glyph-deltas", path) == (0, "0 imports have no kept deltas\n", "")
-    assert glyph("glyph-migrate", path)[1] == f"{path} is at {migrate.load_migrations()[-1].label}; nothing to do\n"
+    assert glyph("glyph-migrate", path)[1] == f"{path} is at {migrator.load_migrations()[-1].label}; nothing to do\n"
     # Down keeps them aside, with their rowids; up puts them back as they were, definitions included.
     everything = [conn.execute(f"SELECT rowid, * FROM {t} ORDER BY rowid").fetchall() for t in KEPT_TABLES]
     objects = "SELECT type, name, tbl_name, sql FROM sqlite_master WHERE name LIKE '%delta%' ORDER BY name"
     definitions = conn.execute(objects).fetchall()
     assert len(definitions) == 6  # two tables, three indexes, the primary key's
-    migrate.migrate(conn, target="0005")
+    migrator.migrate(conn, target="0005")
     names = {r[0] for r in conn.execute("SELECT name FROM sqlite_master")}
     assert {"import_deltas", "import_delta_models"} & names == set()
     aside = conn.execute(objects).fetchall()
@@ -286,26 +286,26 @@ def test_glyph_deltas_keeps_what_each_import_would_have_kept(before_deltas, tmp_
     assert not any("REFERENCES" in (row[3] or "") for row in aside)  # never checked against the old import_batches
     assert conn.execute("PRAGMA integrity_check").fetchall() == [("ok",)]
     assert conn.execute("PRAGMA foreign_key_check").fetchall() == []
-    assert dict(migrate.kept_aside(conn)) == {
+    assert dict(migrator.kept_aside(conn)) == {
         "glyph_kept_0006_import_deltas": len(everything[0]),
         "glyph_kept_0006_import_delta_models": len(everything[1]),
     }
-    migrate.migrate(conn)
+    migrator.migrate(conn)
     assert [conn.execute(f"SELECT rowid, * FROM {t} ORDER BY rowid").fetchall() for t in KEPT_TABLES] == everything
     assert conn.execute(objects).fetchall() == definitions
     assert conn.execute("PRAGMA integrity_check").fetchall() == [("ok",)]
-    assert migrate.kept_aside(conn) == [] and deltas.missing(conn) == []
+    assert migrator.kept_aside(conn) == [] and deltas.missing(conn) == []
 
 
 def test_a_rollback_below_0006_is_not_hidden_by_the_deltas_kept_aside(before_deltas):
     path, conn, ids, _ = before_deltas
     assert glyph("glyph-deltas", path)[0] == 0
     pairs = consecutive_pairs(conn, ids)
-    migrate.migrate(conn, target="0005")
+    migrator.migrate(conn, target="0005")
     gone = pairs[2][1]  # compared with the import before it, and the one after it with it
     status, out, err = glyph("glyph-rollback", path, gone, "--yes")
     assert (status, err) == (0, ""), out
-    migrate.migrate(conn)
+    migrator.migrate(conn)
     ids.remove(gone)
     now = consecutive_pairs(conn, ids)
     (follower,) = [b for a, b in now if a == pairs[2][0] and (a, b) not in pairs]
@@ -343,7 +343,7 @@ def test_an_interrupted_glyph_deltas_keeps_what_it_finished_and_goes_on(before_d
 def test_glyph_deltas_below_0006_says_what_to_run(tmp_path):
     path = tmp_path / "glyph.db"
     conn = connect(path)
-    migrate.migrate(conn, target="0005")
+    migrator.migrate(conn, target="0005")
     conn.close()
     status, out, err = glyph("glyph-deltas", path)
     assert (status, out, err) == (
@@ -357,19 +357,19 @@ def test_glyph_deltas_below_0006_says_what_to_run(tmp_path):
 def test_migration_keeps_an_index_on_source_url_it_did_not_make(tmp_path):
     path = tmp_path / "glyph.db"
     conn = connect(path)
-    migrate.migrate(conn, target="0005")
+    migrator.migrate(conn, target="0005")
     conn.execute("CREATE INDEX my_urls ON scored_listings(source_url, price)")
     before = conn.execute("SELECT name, sql FROM sqlite_master ORDER BY name").fetchall()
-    migrate.migrate(conn)
+    migrator.migrate(conn)
     indexes = [r[0] for r in conn.execute("SELECT name FROM pragma_index_list('scored_listings')")]
     assert ("my_urls" in indexes, "idx_scored_listings_source_url" in indexes) == (True, False)
-    migrate.migrate(conn, target="0005")
+    migrator.migrate(conn, target="0005")
     assert conn.execute("SELECT name, sql FROM sqlite_master ORDER BY name").fetchall() == before
 
 
 @pytest.mark.asyncio
 async def test_cli_api_and_page_agree_on_kept_deltas(db_path, tmp_path):
-    snapshots, _ = market.market_snapshots(2, 120, seed=9, changed=0.2, removed=0.1, added=0.1)
+    snapshots, _ = sample.market_snapshots(2, 120, seed=9, changed=0.2, removed=0.1, added=0.1)
     runner = CliRunner()
     ids = []
     for n, rows in enumerate(snapshots):

@@ -8,8 +8,8 @@ Each case runs with the database in WAL mode and in the rollback-journal mode a 
 from __future__ import annotations
 
 import contextlib
-import json
 import io
+import json
 import sqlite3
 import subprocess
 import sys
@@ -18,9 +18,9 @@ from pathlib import Path
 
 import pytest
 
-from datasette_glyph import migrate
-from datasette_glyph.db import StorageError, connect
-from datasette_glyph.importer import import_csv
+from datasette_glyph.engine import migrator
+from datasette_glyph.engine.importer import import_csv
+from datasette_glyph.engine.sqlite import StorageError, connect
 
 from .server import make_scored_csv, running_server
 
@@ -60,7 +60,7 @@ def db(request, tmp_path) -> Path:
     """A migrated database in WAL mode, or its VACUUM INTO copy, which is in rollback-journal mode."""
     path = tmp_path / "glyph.db"
     conn = connect(path)
-    migrate.migrate(conn)
+    migrator.migrate(conn)
     if request.param == "delete":
         copy = tmp_path / "copy.db"
         conn.execute("VACUUM INTO ?", [str(copy)])
@@ -91,7 +91,7 @@ def batches(path: Path) -> list:
 def test_a_commit_refused_by_a_reader_rolls_back_and_the_next_import_commits(tmp_path):
     path = tmp_path / "glyph.db"
     conn = connect(path)
-    migrate.migrate(conn)
+    migrator.migrate(conn)
     conn.execute("VACUUM INTO ?", [str(tmp_path / "copy.db")])
     conn.close()
     path = tmp_path / "copy.db"
@@ -171,7 +171,7 @@ def server_batches(server) -> list:
 def test_a_server_never_acknowledges_an_import_whose_commit_failed(tmp_path):
     original = tmp_path / "glyph.db"
     conn = connect(original)
-    migrate.migrate(conn)
+    migrator.migrate(conn)
     conn.execute("VACUUM INTO ?", [str(tmp_path / "copy.db")])
     conn.close()
     path = tmp_path / "copy.db"  # rollback-journal mode, and the server is not told to migrate it
@@ -306,7 +306,7 @@ def test_glyph_import_and_diff_on_a_read_only_filesystem(tmp_path):
     (tmp_path / "data").mkdir()
     db = tmp_path / "data" / "glyph.db"
     conn = connect(db)
-    migrate.migrate(conn)
+    migrator.migrate(conn)
     first = import_csv(conn, io.BytesIO(CSV)).import_id
     second = import_csv(conn, io.BytesIO(CSV.replace(b"2397.01", b"2400.0"))).import_id
     conn.close()
@@ -334,7 +334,7 @@ def test_a_write_in_a_transaction_opened_for_it_adds_no_savepoint_and_fails_whol
     """run_guarded_write opens the transaction; the first transaction() inside it uses it as it is (a SAVEPOINT
     would copy every page it changes to a sub-journal), later ones nest as savepoints, and a failure is rolled
     back whole by the opener."""
-    from datasette_glyph.db import opened_for_one_write, transaction
+    from datasette_glyph.engine.sqlite import opened_for_one_write, transaction
 
     conn = connect(tmp_path / "t.db")
     conn.execute("CREATE TABLE t (x)")

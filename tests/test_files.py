@@ -19,8 +19,8 @@ from datasette.version import __version__ as datasette_version
 from datasette_test import Datasette, actor_cookie
 from packaging.version import parse
 
-from datasette_glyph import files, importer, lineage, migrate
-from datasette_glyph.db import connect
+from datasette_glyph.engine import errors, files, importer, lineage, migrator
+from datasette_glyph.engine.sqlite import connect
 
 from .server import datasette_command, make_scored_csv
 
@@ -123,7 +123,7 @@ def test_the_same_bytes_imported_twice_are_one_file(conn, db_path):
     ],
 )
 def test_a_refused_import_keeps_nothing(conn, db_path, content):
-    with pytest.raises(importer.ImportFailed):
+    with pytest.raises(errors.ImportFailed):
         keep(conn, db_path, content=content)
     assert (os.listdir(store_of(db_path)), file_records(conn)) == ([], [])
 
@@ -579,16 +579,16 @@ def test_0007_round_trips_with_kept_files(conn, db_path):
     records = file_records(conn)
     top = conn.execute("SELECT rowid, * FROM import_files ORDER BY rowid").fetchall()
     schema = conn.execute("SELECT type, name, sql FROM sqlite_master ORDER BY name").fetchall()
-    assert [s.direction for s in migrate.migrate(conn, target="0005")] == ["down"] * (
-        len(migrate.load_migrations()) - 5
+    assert [s.direction for s in migrator.migrate(conn, target="0005")] == ["down"] * (
+        len(migrator.load_migrations()) - 5
     )
     assert "import_files" not in {r[0] for r in conn.execute("SELECT name FROM sqlite_master")}
-    assert migrate.kept_aside(conn)[-1] == ("glyph_kept_0007_import_files", 3)
-    migrate.migrate(conn)
+    assert migrator.kept_aside(conn)[-1] == ("glyph_kept_0007_import_files", 3)
+    migrator.migrate(conn)
     assert conn.execute("SELECT rowid, * FROM import_files ORDER BY rowid").fetchall() == top
     assert conn.execute("SELECT type, name, sql FROM sqlite_master ORDER BY name").fetchall() == schema
     assert file_records(conn) == records
-    assert migrate.kept_aside(conn) == []
+    assert migrator.kept_aside(conn) == []
 
 
 # Crash safety -------------------------------------------------------------------------------------------------
@@ -621,7 +621,7 @@ async def test_sigkill_between_keeping_the_file_and_committing_leaves_no_orphan(
         db_path = tmp_path / f"attempt{attempt}" / "glyph.db"
         db_path.parent.mkdir()
         conn = connect(db_path)
-        migrate.migrate(conn)
+        migrator.migrate(conn)
         earlier = keep(conn, db_path)  # a committed batch whose file must survive the sweep
         store = store_of(db_path)
         process = subprocess.Popen(

@@ -9,8 +9,8 @@ import time
 import pytest
 from datasette_test import actor_cookie
 
-from datasette_glyph import migrate
-from datasette_glyph.db import connect
+from datasette_glyph.engine import migrator
+from datasette_glyph.engine.sqlite import connect
 
 from .test_api_import import (
     CSV,
@@ -23,7 +23,6 @@ from .test_api_import import (
     part,
     table_counts,
     temp_files,
-    upload_folder,
 )
 
 KEY = "7c3e7a52-1c0e-4c8a-9a57-2d1c2b6f0b11"
@@ -219,14 +218,14 @@ async def test_keys_survive_a_migration_round_trip(db_path, upload_folder):
     first = (await post(ds)).json()
     conn = connect(db_path)
     kept_before = conn.execute("SELECT rowid, * FROM import_idempotency_keys").fetchall()
-    migrations = [m.id for m in migrate.load_migrations()]
+    migrations = [m.id for m in migrator.load_migrations()]
     previous = migrations[migrations.index("0008") - 1]
-    migrate.migrate(conn, target=previous)
+    migrator.migrate(conn, target=previous)
     assert "import_idempotency_keys" not in [r[0] for r in conn.execute("SELECT name FROM sqlite_master")]
-    assert migrate.kept_aside(conn) == [("glyph_kept_0008_import_idempotency_keys", 1)]
-    migrate.migrate(conn)
+    assert migrator.kept_aside(conn) == [("glyph_kept_0008_import_idempotency_keys", 1)]
+    migrator.migrate(conn)
     assert conn.execute("SELECT rowid, * FROM import_idempotency_keys").fetchall() == kept_before
-    assert migrate.kept_aside(conn) == []
+    assert migrator.kept_aside(conn) == []
     conn.close()
     ds = await open_ds(db_path, upload_folder)
     again = await post(ds)

@@ -13,9 +13,10 @@ from pathlib import Path
 
 import pytest
 
-from datasette_glyph import importer
-from datasette_glyph.db import connect
-from datasette_glyph.importer import ImportFailed, import_csv, import_records
+from datasette_glyph.engine import columns, csv_source, importer, json_source
+from datasette_glyph.engine.errors import ImportFailed
+from datasette_glyph.engine.importer import import_csv, import_records
+from datasette_glyph.engine.sqlite import connect
 
 SAMPLE = Path(__file__).resolve().parent.parent / "sample" / "scored_sample.csv"
 HEADER = "canonical_model,vram_gb,mig_support,nvlink,tdp_watts,price,score"
@@ -77,6 +78,7 @@ def test_sample_file_becomes_one_batch(conn):
         "description": "first run",
         "actor": "alice",
         "ignored_columns": [],
+        "same_content_as": None,
         "previous_import_id": None,
     }
     batch = conn.execute(
@@ -113,15 +115,15 @@ def test_sample_file_becomes_one_batch(conn):
 
 
 def test_every_column_is_typed_and_empty_optional_cells_are_null(conn):
-    columns = list(importer.COLUMNS)
+    names = list(columns.COLUMNS)
     source = data(
-        ",".join(columns),
+        ",".join(names),
         'H100_PCIE_80GB,80,7,True,350,21000.5,0.81,new,3,1,"Smith, Lee & Co",US,https://e.com/1,broker,'
         '2025-04-19T06:25:43Z,Hopper,14592,2,5,PCIe,"said ""mint""",price_outlier,"NVIDIA H100, 80GB"',
         "RTX_4090,24,0,no,450,0,87.5,,,,,,,,,,,,,,,,",
     )
     result = import_csv(conn, io.BytesIO(source))
-    assert rows(conn, result.import_id, tuple(columns) + ("import_index",)) == [
+    assert rows(conn, result.import_id, tuple(names) + ("import_index",)) == [
         (
             "H100_PCIE_80GB",
             80,
@@ -262,7 +264,7 @@ def test_reimport_is_a_new_batch_naming_the_previous_one(conn):
     other = import_csv(conn, io.BytesIO(data(HEADER, ROW)))
     ids = [r.import_id for r in results]
     assert len(set(ids + [other.import_id])) == 4
-    assert [r.previous_import_id for r in results + [other]] == [None, ids[0], ids[1], None]
+    assert [r.same_content_as for r in results + [other]] == [None, ids[0], ids[1], None]
     counts = conn.execute(
         "SELECT import_id, COUNT(*), MIN(import_index), MAX(import_index) FROM scored_listings GROUP BY import_id"
     ).fetchall()
@@ -321,8 +323,8 @@ def test_inside_an_open_transaction_only_the_import_is_undone(conn):
 
 # --- Bad input: exact errors, and nothing written --------------------------------------------------
 
-LONG = "x" * (importer.MAX_FIELD_CHARS + 1)
-TOO_LONG = f"a field is longer than {importer.MAX_FIELD_CHARS:,} characters (an unclosed quote, or not a CSV file?)"
+LONG = "x" * (columns.MAX_FIELD_CHARS + 1)
+TOO_LONG = f"a field is longer than {columns.MAX_FIELD_CHARS:,} characters (an unclosed quote, or not a CSV file?)"
 AS_UTF8 = "save the file as UTF-8"
 LATIN_1_OFFSET = len(data(HEADER, ROW)) + len("A10,24,0,False,150,1,0.5,Caf")
 BAD_INPUTS = [
@@ -583,13 +585,13 @@ BAD_INPUTS = [
     ),
     (
         "absurd-line-without-newlines",
-        data(HEADER) + b"A10," + b"x" * (importer.MAX_LINE_BYTES * 2),
+        data(HEADER) + b"A10," + b"x" * (csv_source.MAX_LINE_BYTES * 2),
         [
             error(
                 2,
                 None,
                 None,
-                f"Line 2: longer than {importer.MAX_LINE_BYTES:,} bytes (an unclosed quote, or not a CSV file?)",
+                f"Line 2: longer than {csv_source.MAX_LINE_BYTES:,} bytes (an unclosed quote, or not a CSV file?)",
             )
         ],
     ),
@@ -655,7 +657,7 @@ def test_long_values_are_shortened_in_errors(conn):
 
 
 def test_line_numbers_across_chunks_with_quoted_newlines(conn, monkeypatch):
-    monkeypatch.setattr(importer, "CHUNK_ROWS", 3)
+    monkeypatch.setattr(columns, "CHUNK_ROWS", 3)
     lines = [HEADER + ",notes"]
     for i in range(1, 11):
         notes = '"a\nb"' if i % 4 == 0 else "n"  # records 4 and 8 take two lines each
@@ -670,7 +672,7 @@ def test_line_numbers_across_chunks_with_quoted_newlines(conn, monkeypatch):
 
 
 def test_a_broken_encoding_late_in_a_multi_chunk_file_names_its_line(conn, monkeypatch):
-    monkeypatch.setattr(importer, "CHUNK_ROWS", 4)
+    monkeypatch.setattr(columns, "CHUNK_ROWS", 4)
     good = data(HEADER, *[ROW] * 9)
     with pytest.raises(ImportFailed) as failure:
         import_csv(conn, io.BytesIO(good + b"A10,24,0,False,150,1,0.5\xff\n" + data(ROW)))
@@ -726,7 +728,7 @@ def test_records_take_the_same_write_path(conn):
         ("L4", 24, 0, 1, 150, 10.0, 0.65, None, None, 2),
     ]
     reordered = [dict(reversed(list(r.items()))) for r in records]
-    assert import_records(conn, reordered).previous_import_id == result.import_id
+    assert import_records(conn, reordered).same_content_as == result.import_id
 
 
 @pytest.mark.parametrize(
@@ -783,7 +785,7 @@ def test_bad_records_are_refused_and_nothing_changes(seeded, records, expected):
 
 
 def test_concurrent_imports_each_get_their_own_id_and_contiguous_numbering(db_path, monkeypatch):
-    monkeypatch.setattr(importer, "CHUNK_ROWS", 50)  # many chunks each, so that writers would interleave if they could
+    monkeypatch.setattr(columns, "CHUNK_ROWS", 50)  # many chunks each, so that writers would interleave if they could
     files = {
         f"file-{t}": data(
             HEADER + ",source_url", *[f"A10,24,0,False,150,{t}.{i},0.5,https://e.com/{t}/{i}" for i in range(1, 401)]
@@ -862,7 +864,7 @@ def test_timestamps_sort_with_sqlite_current_timestamp(conn):
 
 
 def test_a_record_longer_than_the_read_buffer_is_one_row(conn):
-    notes = "n" * (2 * importer.READ_LINE_BYTES + importer.READ_LINE_BYTES // 2)  # 2.5 MiB on one line
+    notes = "n" * (2 * csv_source.READ_LINE_BYTES + csv_source.READ_LINE_BYTES // 2)  # 2.5 MiB on one line
     source = data(HEADER + ",notes", ROW + "," + notes, ROW + ",short")
     result = import_csv(conn, io.BytesIO(source))
     found = conn.execute("SELECT length(notes), import_index FROM scored_listings ORDER BY import_index").fetchall()
@@ -870,7 +872,7 @@ def test_a_record_longer_than_the_read_buffer_is_one_row(conn):
 
 
 def test_a_multibyte_record_longer_than_the_read_buffer_is_one_row(conn):
-    notes = "é" * (importer.READ_LINE_BYTES + 1000)  # 2 bytes each: the line is cut mid-character by the reader
+    notes = "é" * (csv_source.READ_LINE_BYTES + 1000)  # 2 bytes each: the line is cut mid-character by the reader
     result = import_csv(conn, io.BytesIO(data(HEADER + ",notes", ROW + "," + notes)))
     found = conn.execute("SELECT notes FROM scored_listings").fetchall()
     assert (result.record_count, found) == (1, [(notes,)])
@@ -886,10 +888,10 @@ def test_a_header_longer_than_the_read_buffer_is_read_whole(conn):
 
 
 def test_a_header_longer_than_any_line_accepted_is_refused(conn):
-    header = ("y" * (importer.MAX_LINE_BYTES + 10) + "," + HEADER).encode()
+    header = ("y" * (csv_source.MAX_LINE_BYTES + 10) + "," + HEADER).encode()
     with pytest.raises(ImportFailed) as caught:
         import_csv(conn, io.BytesIO(header + b"\n" + ROW.encode() + b"\n"))
-    message = f"Line 1: longer than {importer.MAX_LINE_BYTES:,} bytes (an unclosed quote, or not a CSV file?)"
+    message = f"Line 1: longer than {csv_source.MAX_LINE_BYTES:,} bytes (an unclosed quote, or not a CSV file?)"
     assert caught.value.errors == [error(1, None, None, message)]
 
 
@@ -1013,7 +1015,7 @@ def test_values_that_do_not_mean_what_they_say_are_refused_from_json(seeded, col
         ("seen_at", "2024-02-29T23:59:59Z", "2024-02-29T23:59:59Z"),
         ("seen_at", "2025-12-31 23:59:59.5+14:00", "2025-12-31 23:59:59.5+14:00"),
         ("seen_at", "2025-04-30", "2025-04-30"),
-        ("notes", "n" * importer.MAX_FIELD_CHARS, "n" * importer.MAX_FIELD_CHARS),
+        ("notes", "n" * columns.MAX_FIELD_CHARS, "n" * columns.MAX_FIELD_CHARS),
         ("canonical_model", "A" * 100, "A" * 100),
     ],
 )
@@ -1084,7 +1086,7 @@ def json_file(tmp_path, body: bytes):
 def test_a_json_body_takes_the_same_path_as_a_list_of_records(conn, tmp_path):
     records = [record(), record(canonical_model="L4", nvlink=True, price=10, extra="x")]
     body = json.dumps(records).encode()
-    scanned = importer.scan_json(json_file(tmp_path, body))
+    scanned = json_source.scan_json(json_file(tmp_path, body))
     assert (scanned.header, scanned.records, scanned.exact_parser) == (list(records[1]), 2, False)
     from_file = importer.import_json(conn, scanned, expected_sha256=hashlib.sha256(body).hexdigest())
     from_list = import_records(conn, records)
@@ -1120,15 +1122,15 @@ def test_a_json_body_takes_the_same_path_as_a_list_of_records(conn, tmp_path):
     ],
 )
 def test_json_bodies_that_are_not_an_array_of_records(tmp_path, body, message):
-    with pytest.raises(importer.InvalidJson) as caught:
-        importer.scan_json(json_file(tmp_path, body))
+    with pytest.raises(json_source.InvalidJson) as caught:
+        json_source.scan_json(json_file(tmp_path, body))
     assert str(caught.value) == message
 
 
 def test_a_lone_surrogate_escape_in_a_json_body_is_refused_by_record_and_column(seeded, tmp_path):
     # yajl would read "\ud800" as "?"; the body is read by the exact parser instead.
     body = json.dumps([record(), record(seller="x\ud800"), record(notes="\U0001f600 fine")]).encode()
-    scanned = importer.scan_json(json_file(tmp_path, body))
+    scanned = json_source.scan_json(json_file(tmp_path, body))
     before = checksum(seeded)
     with pytest.raises(ImportFailed) as failure:
         importer.import_json(seeded, scanned)
@@ -1143,7 +1145,7 @@ def test_a_lone_surrogate_escape_in_a_json_body_is_refused_by_record_and_column(
 def test_a_json_body_changed_after_it_was_received_is_refused(conn, tmp_path):
     body = json.dumps([record()]).encode()
     path = json_file(tmp_path, body)
-    scanned = importer.scan_json(path)
+    scanned = json_source.scan_json(path)
     path.write_bytes(json.dumps([record(canonical_model="L4")]).encode())
     with pytest.raises(importer.StorageError) as caught:
         importer.import_json(conn, scanned, expected_sha256=hashlib.sha256(body).hexdigest())

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from datasette_glyph import lineage
-from datasette_glyph.importer import import_csv
+from datasette_glyph.engine import lineage
+from datasette_glyph.engine.importer import import_csv
 
 from .snapshots import insert_snapshot, iter_market, market_snapshots, write_csv
 

@@ -15,8 +15,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Dict, List, Optional
 
-from datasette_glyph import migrate
-from datasette_glyph.db import connect
+from datasette_glyph.engine import migrator
+from datasette_glyph.engine.sqlite import connect
 
 from .server import make_scored_csv, readme_settings, running_server, start_server
 from .snapshots import insert_snapshot, market_snapshots
@@ -103,7 +103,7 @@ def load_run(
     work_dir.mkdir(parents=True, exist_ok=True)
     db_path = work_dir / "glyph.db"
     conn = connect(db_path)
-    migrate.migrate(conn)
+    migrator.migrate(conn)
     conn.close()
     files = [make_scored_csv(work_dir / f"importer_{i}.csv", rows, seed=100 + i) for i in range(importers)]
     server = start_server(
@@ -201,7 +201,7 @@ def two_imports(db_path: Path, rows: int) -> tuple:
     sources: their diff is computed from their rows on every request (one source's consecutive imports would
     read the deltas kept at import time, in milliseconds)."""
     conn = connect(db_path)
-    migrate.migrate(conn)
+    migrator.migrate(conn)
     snapshots, _ = market_snapshots(2, rows, seed=3)
     ids = tuple(
         insert_snapshot(conn, snapshot, source=f"market-{n + 1}", imported_at=f"2025-05-0{n + 1} 00:00:00")

@@ -1,4 +1,4 @@
-"""The market generator (``datasette_glyph.market``, ``datasette glyph-sample``) and the files in ``sample/``."""
+"""The market generator (``datasette_glyph.engine.sample``, ``datasette glyph-sample``) and the files in ``sample/``."""
 
 import csv
 import hashlib
@@ -9,9 +9,9 @@ import pytest
 from click.testing import CliRunner
 from datasette.cli import cli
 
-from datasette_glyph import lineage, market
-from datasette_glyph.db import connect
-from datasette_glyph.importer import import_csv
+from datasette_glyph.engine import lineage, sample
+from datasette_glyph.engine.importer import import_csv
+from datasette_glyph.engine.sqlite import connect
 
 REPO = Path(__file__).resolve().parent.parent
 SAMPLE = REPO / "sample" / "scored_sample.csv"
@@ -36,19 +36,19 @@ def records(path):
 
 def test_same_arguments_same_bytes_and_a_smaller_market_is_a_prefix(tmp_path):
     one, two, other, bigger = (tmp_path / n for n in ("one.csv", "two.csv", "other.csv", "bigger.csv"))
-    market.write_market(one, 200, seed=3)
-    market.write_market(two, 200, seed=3)
-    market.write_market(other, 200, seed=4)
-    market.write_market(bigger, 500, seed=3)
+    sample.write_market(one, 200, seed=3)
+    sample.write_market(two, 200, seed=3)
+    sample.write_market(other, 200, seed=4)
+    sample.write_market(bigger, 500, seed=3)
     assert sha256(one) == sha256(two) != sha256(other)
     assert bigger.read_bytes().startswith(one.read_bytes())
     assert one.read_bytes().count(b"\r\n") == 201
 
 
 def test_a_market_file_is_realistic_and_imports_whole(tmp_path, conn):
-    path = market.write_market(tmp_path / "market.csv", 2000, seed=1)
+    path = sample.write_market(tmp_path / "market.csv", 2000, seed=1)
     rows = records(path)
-    assert rows[0] == market.COLUMNS and len(market.COLUMNS) == 23
+    assert rows[0] == sample.COLUMNS and len(sample.COLUMNS) == 23
     assert {len(row) for row in rows[1:]} == {23}
     listings = [dict(zip(rows[0], row)) for row in rows[1:]]
     assert len({row["source_url"] for row in listings}) == 2000
@@ -70,17 +70,17 @@ def test_a_market_file_is_realistic_and_imports_whole(tmp_path, conn):
 
 
 def test_snapshots_are_deterministic_and_say_what_changed():
-    one = market.market_snapshots(3, 50, seed=4)
-    assert market.market_snapshots(3, 50, seed=4) == one
-    assert market.market_snapshots(3, 50, seed=5) != one
-    assert list(market.iter_market(50, seed=4)) == one[0][0]
+    one = sample.market_snapshots(3, 50, seed=4)
+    assert sample.market_snapshots(3, 50, seed=4) == one
+    assert sample.market_snapshots(3, 50, seed=5) != one
+    assert list(sample.iter_market(50, seed=4)) == one[0][0]
     (first, second, third), (to_second, to_third) = one
     assert [len(first), len(second), len(third)] == [
         50,
         50 - len(to_second.removed) + len(to_second.added),
         len(second) - len(to_third.removed) + len(to_third.added),
     ]
-    url = market.URL_PREFIX
+    url = sample.URL_PREFIX
     assert (to_second.added, to_third.added) == ([url + "51", url + "52"], [url + "53", url + "54"])
     before = {row["source_url"]: row for row in first}
     after = {row["source_url"]: row for row in second}
@@ -94,17 +94,17 @@ def test_snapshots_are_deterministic_and_say_what_changed():
 
 
 def test_next_snapshot_of_a_file_keeps_its_rows_as_written(tmp_path):
-    rows = market.read_csv(SAMPLE)
-    after, changes = market.next_snapshot(rows, seed=1, changed=0, removed=0, added=0.05)
+    rows = sample.read_csv(SAMPLE)
+    after, changes = sample.next_snapshot(rows, seed=1, changed=0, removed=0, added=0.05)
     assert (changes.changed, changes.removed, changes.added) == (
         {},
         [],
         ["https://example.com/listing/41", "https://example.com/listing/42"],
     )
-    text = market.csv_text(after[:40])
+    text = sample.csv_text(after[:40])
     original = [r[:14] + r[15:] for r in records(SAMPLE)]  # all but seen_at, which moves to the next day
     assert [r[:14] + r[15:] for r in csv.reader(io.StringIO(text))] == original
-    assert market.day_after(rows).isoformat() == "2025-05-29"
+    assert sample.day_after(rows).isoformat() == "2025-05-29"
 
 
 def test_the_shipped_second_snapshot_is_the_generators(tmp_path, monkeypatch):
@@ -135,15 +135,15 @@ def test_glyph_sample_snapshots(tmp_path):
         f"Wrote 101 listings to {names[1]}; since {names[0]}: 14 changed price, 4 removed, 5 added\n"
         f"Wrote 101 listings to {names[2]}; since {names[1]}: 9 changed price, 5 removed, 5 added\n",
     )
-    snapshots, _ = market.market_snapshots(3, 100, seed=2)
-    assert [n.read_bytes().decode("utf-8") for n in names] == [market.csv_text(s) for s in snapshots]
+    snapshots, _ = sample.market_snapshots(3, 100, seed=2)
+    assert [n.read_bytes().decode("utf-8") for n in names] == [sample.csv_text(s) for s in snapshots]
 
 
 def test_glyph_sample_to_standard_output():
     result = run("-", "--rows", "5")
     assert (result.exit_code, result.stdout_bytes.decode("utf-8"), result.stderr) == (
         0,
-        market.csv_text(market.first_snapshot(5)),
+        sample.csv_text(sample.first_snapshot(5)),
         "Wrote 5 listings to standard output\n",
     )
 
@@ -180,8 +180,8 @@ def test_glyph_sample_streams_a_market_of_any_size(tmp_path):
     assert run(big, "--rows", "30000", "--snapshots", "2").exit_code == 0
     assert run(small, "--rows", "1000").exit_code == 0
     assert (tmp_path / "big-1.csv").read_bytes().startswith(small.read_bytes())
-    snapshots, _ = market.market_snapshots(2, 30000, seed=1)
-    assert (tmp_path / "big-2.csv").read_bytes().decode("utf-8") == market.csv_text(snapshots[1])
+    snapshots, _ = sample.market_snapshots(2, 30000, seed=1)
+    assert (tmp_path / "big-2.csv").read_bytes().decode("utf-8") == sample.csv_text(snapshots[1])
 
 
 def test_the_broken_sample_is_refused_whole(db_path):

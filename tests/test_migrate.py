@@ -7,14 +7,14 @@ from importlib import resources
 
 import pytest
 
-from datasette_glyph import lineage, migrate
-from datasette_glyph.db import connect
+from datasette_glyph.engine import lineage, migrator
+from datasette_glyph.engine.sqlite import connect
 
 from . import legacy_store
 from .conftest import build_legacy_database
 
 # The migrations this package ships, in order, and the newest: the version a fully migrated database is at.
-IDS = [m.id for m in migrate.load_migrations()]
+IDS = [m.id for m in migrator.load_migrations()]
 LATEST = IDS[-1]
 
 LEGACY = "dbaea5cd-0a4d-52ca-88af-4737290a1213"  # the batch 0002 gives rows that named none
@@ -127,7 +127,7 @@ def snapshot(conn):
 
 
 def version(conn):
-    return migrate.current_version(conn)
+    return migrator.current_version(conn)
 
 
 def migration_files(tmp_path, changes=None):
@@ -153,7 +153,7 @@ def package_sql(name):
 
 
 def test_migrations_are_numbered_pairs_described_by_their_first_comment():
-    assert [(m.label, m.description) for m in migrate.load_migrations()] == [
+    assert [(m.label, m.description) for m in migrator.load_migrations()] == [
         (
             "0001_inherited_schema",
             "Inherited schema: the old store's pre-lineage release (batches, models, raw, scored and quantized "
@@ -209,8 +209,8 @@ def test_migrations_are_numbered_pairs_described_by_their_first_comment():
     ],
 )
 def test_load_migrations_refuses_a_broken_set(tmp_path, changes, message):
-    with pytest.raises(migrate.MigrationError) as e:
-        migrate.load_migrations(files=migration_files(tmp_path, changes))
+    with pytest.raises(migrator.MigrationError) as e:
+        migrator.load_migrations(files=migration_files(tmp_path, changes))
     assert str(e.value) == message
 
 
@@ -230,20 +230,20 @@ def test_load_migrations_refuses_a_broken_set(tmp_path, changes, message):
     ],
 )  # fmt: skip
 def test_numbered_statements(sql, expected):
-    assert migrate.numbered_statements(sql) == expected
-    assert migrate.split_statements(sql) == [statement for _, statement in expected]
+    assert migrator.numbered_statements(sql) == expected
+    assert migrator.split_statements(sql) == [statement for _, statement in expected]
 
 
 def test_incomplete_statement_is_an_error():
-    with pytest.raises(migrate.MigrationError) as e:
-        migrate.split_statements("SELECT 1;\n-- next\nCREATE TABLE a (\n    id\n")
+    with pytest.raises(migrator.MigrationError) as e:
+        migrator.split_statements("SELECT 1;\n-- next\nCREATE TABLE a (\n    id\n")
     assert str(e.value) == "Incomplete statement at end of script (line 3): CREATE TABLE a (\n    id"
 
 
 def test_checksum_ignores_line_endings_only():
-    first = migrate.load_migrations()[0]
-    crlf = migrate.Migration(first.id, first.name, first.description, first.up_sql.replace("\n", "\r\n"), "")
-    changed = migrate.Migration(first.id, first.name, first.description, first.up_sql + "\n", "")
+    first = migrator.load_migrations()[0]
+    crlf = migrator.Migration(first.id, first.name, first.description, first.up_sql.replace("\n", "\r\n"), "")
+    changed = migrator.Migration(first.id, first.name, first.description, first.up_sql + "\n", "")
     assert (crlf.checksum == first.checksum, changed.checksum == first.checksum) == (True, False)
 
 
@@ -252,26 +252,26 @@ def test_checksum_ignores_line_endings_only():
 
 def test_legacy_database_is_recognised_at_0001_and_adopted_by_the_first_run(tmp_path):
     conn = legacy_database(tmp_path / "legacy.db")
-    assert (migrate.is_legacy(conn), migrate.is_managed(conn), version(conn)) == (True, False, "0001")
-    assert [(s.id, s.applied_at) for s in migrate.status(conn)] == [
+    assert (migrator.is_legacy(conn), migrator.is_managed(conn), version(conn)) == (True, False, "0001")
+    assert [(s.id, s.applied_at) for s in migrator.status(conn)] == [
         ("0001", "by the old store"),
         *[(i, None) for i in IDS[1:]],
     ]
-    steps = migrate.migrate(conn)
+    steps = migrator.migrate(conn)
     assert [(s.migration.id, s.direction) for s in steps] == [(i, "up") for i in IDS[1:]]
     assert [r[:2] for r in conn.execute("SELECT id, name FROM glyph_migrations ORDER BY id")] == [
         ("0001", "inherited_schema"),
         ("0002", "import_lineage"),
         ("0003", "scored_listings_title"),
         ("0004", "import_model_stats"),
-        *[(m.id, m.name) for m in migrate.load_migrations()[4:]],
+        *[(m.id, m.name) for m in migrator.load_migrations()[4:]],
     ]
-    assert (migrate.is_legacy(conn), migrate.is_managed(conn), version(conn)) == (False, True, LATEST)
+    assert (migrator.is_legacy(conn), migrator.is_managed(conn), version(conn)) == (False, True, LATEST)
 
 
 def test_legacy_database_migrated_forward_keeps_and_tags_every_row(tmp_path):
     conn = legacy_database(tmp_path / "legacy.db")
-    migrate.migrate(conn)
+    migrator.migrate(conn)
     batches = conn.execute(
         "SELECT id, import_id, imported_at, source, record_count, description, status, label, "
         f"{', '.join(NEW_BATCH_COLUMNS)} FROM import_batches ORDER BY id"
@@ -319,7 +319,7 @@ def test_legacy_database_with_no_unbatched_rows_gets_no_legacy_batch(tmp_path):
     conn = build_legacy_database(tmp_path / "legacy.db")
     conn.execute("INSERT INTO import_batches (import_id, imported_at) VALUES ('batch-a', '2025-01-01 00:00:00')")
     conn.execute("INSERT INTO models (model, import_id) VALUES ('L40S', 'batch-a')")
-    migrate.migrate(conn)
+    migrator.migrate(conn)
     assert conn.execute("SELECT import_id, status FROM import_batches").fetchall() == [("batch-a", "complete")]
     assert conn.execute("SELECT model, import_id, import_index FROM models").fetchall() == [("L40S", "batch-a", 1)]
 
@@ -331,11 +331,11 @@ def test_foreign_keys_the_old_store_already_broke_do_not_block_migration(tmp_pat
         "VALUES (8, 'GHOST_MODEL', 1.0, 8, 75, 0.1, '2024-11-09 00:00:00')"
     )
     before = snapshot(conn)
-    migrate.migrate(conn)
+    migrator.migrate(conn)
     assert conn.execute(
         "SELECT id, canonical_model, import_id, import_index FROM scored_listings WHERE id = 8"
     ).fetchall() == [(8, "GHOST_MODEL", LEGACY, 3)]
-    migrate.migrate(conn, target="0001")
+    migrator.migrate(conn, target="0001")
     assert snapshot(conn) == before
 
 
@@ -345,11 +345,11 @@ def test_foreign_keys_the_old_store_already_broke_do_not_block_migration(tmp_pat
 def test_up_down_and_up_again_from_the_legacy_database(tmp_path):
     conn = legacy_database(tmp_path / "legacy.db")
     legacy = snapshot(conn)
-    migrate.migrate(conn)
+    migrator.migrate(conn)
     newest = snapshot(conn)
-    migrate.migrate(conn, target="0001")
+    migrator.migrate(conn, target="0001")
     assert snapshot(conn) == legacy
-    migrate.migrate(conn)
+    migrator.migrate(conn)
     assert snapshot(conn) == newest
 
 
@@ -358,20 +358,20 @@ def test_each_migration_round_trips_on_a_database_holding_data(tmp_path, migrati
     conn = legacy_database(tmp_path / "legacy.db")
     before = {"0001": snapshot(conn)}
     for target in IDS[1:]:
-        migrate.migrate(conn, target=target)
+        migrator.migrate(conn, target=target)
         before[target] = snapshot(conn)
-    migrate.migrate(conn, target=migration_id)
-    assert [(s.migration.id, s.direction) for s in migrate.migrate(conn, rollback=1)] == [(migration_id, "down")]
+    migrator.migrate(conn, target=migration_id)
+    assert [(s.migration.id, s.direction) for s in migrator.migrate(conn, rollback=1)] == [(migration_id, "down")]
     assert snapshot(conn) == before[IDS[IDS.index(migration_id) - 1]]
-    assert [(s.migration.id, s.direction) for s in migrate.migrate(conn, target=migration_id)] == [(migration_id, "up")]
+    assert [(s.migration.id, s.direction) for s in migrator.migrate(conn, target=migration_id)] == [(migration_id, "up")]
     assert snapshot(conn) == before[migration_id]
 
 
 def test_0001_round_trips_on_an_empty_database(tmp_path):
     conn = connect(tmp_path / "new.db")
-    migrate.migrate(conn, target="0001")
+    migrator.migrate(conn, target="0001")
     inherited = snapshot(conn)
-    migrate.migrate(conn, target="0")
+    migrator.migrate(conn, target="0")
     # SQLite never drops sqlite_sequence once an AUTOINCREMENT table has made it; it is left empty.
     assert (snapshot(conn), version(conn)) == (
         {
@@ -380,7 +380,7 @@ def test_0001_round_trips_on_an_empty_database(tmp_path):
         },
         None,
     )
-    migrate.migrate(conn, target="0001")
+    migrator.migrate(conn, target="0001")
     # schema_version's seed row is stamped with the time it is written: the rest is identical.
     assert without_applied_at(snapshot(conn)) == without_applied_at(inherited)
 
@@ -393,7 +393,7 @@ def without_applied_at(snap):
 
 def test_rows_written_after_lineage_keep_their_values_down_and_up(tmp_path):
     conn = legacy_database(tmp_path / "legacy.db")
-    migrate.migrate(conn)
+    migrator.migrate(conn)
     conn.execute(
         "INSERT INTO import_batches (id, import_id, imported_at, source, record_count, description, filename, "
         "sha256, bytes, started_at, finished_at, status, actor) VALUES (9, 'batch-new', '2025-02-01 00:00:00', "
@@ -408,7 +408,7 @@ def test_rows_written_after_lineage_keep_their_values_down_and_up(tmp_path):
     )
     lineage.summarise_import(conn, "batch-new")  # as the importer does in the same transaction
     with_new_rows = snapshot(conn)
-    migrate.migrate(conn, target="0001")
+    migrator.migrate(conn, target="0001")
     assert conn.execute("SELECT * FROM import_batches WHERE import_id = 'batch-new'").fetchall() == [
         (9, "batch-new", "2025-02-01 00:00:00", "retailer-z", 2, None)
     ]
@@ -416,7 +416,7 @@ def test_rows_written_after_lineage_keep_their_values_down_and_up(tmp_path):
         (20, 1650.0, "batch-new"),
         (21, 1600.0, "batch-new"),
     ]
-    migrate.migrate(conn)
+    migrator.migrate(conn)
     # What the old schema cannot hold (the batch's trace columns, the titles) was kept aside and is back.
     assert snapshot(conn) == with_new_rows
 
@@ -424,13 +424,13 @@ def test_rows_written_after_lineage_keep_their_values_down_and_up(tmp_path):
 @pytest.mark.parametrize("batch", [LEGACY, "batch-x"])
 def test_rolling_back_a_batch_0002_made_does_not_block_going_down_and_up(tmp_path, batch):
     conn = legacy_database(tmp_path / "legacy.db")
-    migrate.migrate(conn)
+    migrator.migrate(conn)
     lineage.rollback_import(conn, batch, actor="alice", now="2025-03-01 00:00:00")
     kept_models = conn.execute("SELECT id, import_id, import_index FROM models ORDER BY id").fetchall()
-    migrate.migrate(conn, target="0001")
+    migrator.migrate(conn, target="0001")
     # The records 0002 made go, rolled back or not (kept aside for the next up), and rows lose the legacy id
     assert [r[1] for r in conn.execute("SELECT id, import_id FROM import_batches ORDER BY id")] == ["batch-a", "batch-b"]
-    migrate.migrate(conn)
+    migrator.migrate(conn)
     assert conn.execute("SELECT id, import_id, import_index FROM models ORDER BY id").fetchall() == kept_models
     # The rolled-back record comes back as it was, with who rolled it back and when.
     assert conn.execute("SELECT import_id, status, rolled_back_by FROM import_batches ORDER BY id").fetchall() == [
@@ -461,7 +461,7 @@ def test_0002_numbers_each_batch_in_rowid_order(tmp_path, rows, expected):
         "VALUES (?, 'L40S', 8000.0, 48, 350, 0.5, ?)",
         rows,
     )
-    migrate.migrate(conn, target="0002")
+    migrator.migrate(conn, target="0002")
     assert conn.execute("SELECT rowid, import_id, import_index FROM scored_listings ORDER BY rowid").fetchall() == expected
 
 
@@ -483,7 +483,7 @@ GROUP BY import_id, canonical_model
 
 def test_0004_summarises_the_batches_already_stored(tmp_path):
     conn = legacy_database(tmp_path / "legacy.db")
-    migrate.migrate(conn, target="0003")
+    migrator.migrate(conn, target="0003")
     # batch-b gets an even count with a tie, an integer price and a price the old store wrote as text
     conn.executemany(
         "INSERT INTO scored_listings (canonical_model, price, vram_gb, tdp_watts, score, created_at, updated_at, "
@@ -498,7 +498,7 @@ def test_0004_summarises_the_batches_already_stored(tmp_path):
         ],
     )
     reference = [(*row[:6], pytest.approx(row[6])) for row in conn.execute(WINDOW_SUMMARY_SQL)]
-    migrate.migrate(conn, target="0004")
+    migrator.migrate(conn, target="0004")
     summaries = conn.execute(
         "SELECT import_id, canonical_model, row_count, min_price, median_price, max_price, mean_score "
         "FROM import_model_stats ORDER BY rowid"
@@ -592,15 +592,15 @@ def test_checksum_drift_is_refused_and_nothing_changes(tmp_path, conn):
     before = snapshot(conn)
     changed = package_sql("0002_import_lineage.py").replace("TEXT NOT NULL DEFAULT", "TEXT DEFAULT")
     files = migration_files(tmp_path, {"0002_import_lineage.py": changed})
-    migrations = migrate.load_migrations(files=files)
-    assert [(s.id, s.drifted) for s in migrate.status(conn, migrations)] == [
+    migrations = migrator.load_migrations(files=files)
+    assert [(s.id, s.drifted) for s in migrator.status(conn, migrations)] == [
         ("0001", False),
         ("0002", True),
         *[(i, False) for i in IDS[2:]],
     ]
     for kwargs in [{}, {"target": "0001"}, {"rollback": 1}]:
-        with pytest.raises(migrate.MigrationError) as e:
-            migrate.migrate(conn, migrations=migrations, **kwargs)
+        with pytest.raises(migrator.MigrationError) as e:
+            migrator.migrate(conn, migrations=migrations, **kwargs)
         assert str(e.value) == (
             "Checksum drift: 0002_import_lineage.py changed after it was applied to this database. "
             "Restore the file as it was (a change to the schema needs a new migration), then run again."
@@ -617,9 +617,9 @@ def test_checksum_drift_is_refused_and_nothing_changes(tmp_path, conn):
 )
 def test_a_rewritten_migration_accepts_the_checksum_it_supersedes(conn, checksum):
     conn.execute("UPDATE glyph_migrations SET checksum = ? WHERE id = '0004'", [checksum])
-    assert [s.drifted for s in migrate.status(conn)] == [False] * len(IDS)
+    assert [s.drifted for s in migrator.status(conn)] == [False] * len(IDS)
     conn.execute("UPDATE glyph_migrations SET checksum = 'edited' WHERE id = '0004'")
-    assert [s.drifted for s in migrate.status(conn)] == [i == "0004" for i in IDS]
+    assert [s.drifted for s in migrator.status(conn)] == [i == "0004" for i in IDS]
 
 
 BROKEN_UP = """-- Fails at its third statement
@@ -657,15 +657,15 @@ BROKEN_DOWN = "DROP TABLE made_by_0006;\nDROP TABLE no_such_table;\n"
 )
 def test_failing_migration_leaves_the_previous_version_and_says_where(tmp_path, up, down, start, target, message):
     files = migration_files(tmp_path, {"9001_extra.up.sql": up, "9001_extra.down.sql": down})
-    migrations = migrate.load_migrations(files=files)
+    migrations = migrator.load_migrations(files=files)
     conn = legacy_database(tmp_path / "glyph.db")
     if start == "9001":
-        migrate.migrate(conn, migrations=migrations)
+        migrator.migrate(conn, migrations=migrations)
     else:
-        migrate.migrate(conn)
+        migrator.migrate(conn)
     before = snapshot(conn)
-    with pytest.raises(migrate.MigrationError) as e:
-        migrate.migrate(conn, target=target, migrations=migrations)
+    with pytest.raises(migrator.MigrationError) as e:
+        migrator.migrate(conn, target=target, migrations=migrations)
     assert str(e.value) == message
     assert (snapshot(conn), version(conn)) == (before, start)
 
@@ -682,8 +682,8 @@ def test_failure_part_way_keeps_the_steps_before_it(tmp_path):
     )
     conn = legacy_database(tmp_path / "glyph.db")
     applied = []
-    with pytest.raises(migrate.MigrationError) as e:
-        migrate.migrate(conn, migrations=migrate.load_migrations(files=files), on_step=lambda s, _: applied.append(s))
+    with pytest.raises(migrator.MigrationError) as e:
+        migrator.migrate(conn, migrations=migrator.load_migrations(files=files), on_step=lambda s, _: applied.append(s))
     assert str(e.value) == (
         "Migration 9002_fails (up) failed at statement 1, line 2 of 9002_fails.up.sql: no such table: no_such_table\n"
         "    SELECT * FROM no_such_table;\nNothing of it was kept: the database is still at 9001."
@@ -700,17 +700,17 @@ def test_failing_lineage_migration_leaves_the_legacy_database_as_it_was(tmp_path
     files = migration_files(tmp_path, {"0002_import_lineage.py": broken})
     conn = legacy_database(tmp_path / "legacy.db")
     before = snapshot(conn)
-    with pytest.raises(migrate.MigrationError) as e:
-        migrate.migrate(conn, migrations=migrate.load_migrations(files=files))
+    with pytest.raises(migrator.MigrationError) as e:
+        migrator.migrate(conn, migrations=migrator.load_migrations(files=files))
     assert str(e.value) == (
         "Migration 0002_import_lineage (up) failed: no such table: no_such_table\n"
         "Nothing of it was kept: the database is still at 0001."
     )
     # Not even adopted: no bookkeeping table, and no temporary table left behind for the next run
-    assert (snapshot(conn), migrate.is_legacy(conn)) == (before, True)
+    assert (snapshot(conn), migrator.is_legacy(conn)) == (before, True)
     assert "glyph_migrations" not in {r[0] for r in conn.execute("SELECT name FROM sqlite_master")}
     assert conn.execute("SELECT name FROM sqlite_temp_master").fetchall() == []
-    migrate.migrate(conn)
+    migrator.migrate(conn)
     assert version(conn) == LATEST
 
 
@@ -725,8 +725,8 @@ def test_migration_that_breaks_a_foreign_key_is_refused(tmp_path, conn):
             "9001_orphan.down.sql": "DELETE FROM scored_listings WHERE id = 7;\n",
         },
     )
-    with pytest.raises(migrate.MigrationError) as e:
-        migrate.migrate(conn, migrations=migrate.load_migrations(files=files))
+    with pytest.raises(migrator.MigrationError) as e:
+        migrator.migrate(conn, migrations=migrator.load_migrations(files=files))
     assert str(e.value) == (
         "Migration 9001_orphan (up) would break 1 foreign key(s); the first: scored_listings row 7 names a models "
         f"row that does not exist.\nNothing of it was kept: the database is still at {LATEST}."
@@ -754,7 +754,7 @@ BREAKS_A_KEY = {
 
 @pytest.mark.parametrize("up", list(BREAKS_A_KEY.values()), ids=list(BREAKS_A_KEY))
 def test_a_migration_that_breaks_a_key_of_a_row_it_did_not_insert_is_refused(tmp_path, conn, up):
-    migrate.migrate(conn)
+    migrator.migrate(conn)
     conn.execute("INSERT INTO import_batches (import_id) VALUES ('batch-a')")
     conn.execute("INSERT INTO models (model, import_id, import_index) VALUES ('L40S', 'batch-a', 1)")
     conn.execute(
@@ -763,8 +763,8 @@ def test_a_migration_that_breaks_a_key_of_a_row_it_did_not_insert_is_refused(tmp
     )
     before = snapshot(conn)
     files = migration_files(tmp_path, {"9001_parent.up.sql": "-- Changes a parent\n" + up, "9001_parent.down.sql": ""})
-    with pytest.raises(migrate.MigrationError) as e:
-        migrate.migrate(conn, migrations=migrate.load_migrations(files=files))
+    with pytest.raises(migrator.MigrationError) as e:
+        migrator.migrate(conn, migrations=migrator.load_migrations(files=files))
     assert (str(e.value), snapshot(conn)) == (
         "Migration 9001_parent (up) would break 1 foreign key(s); the first: scored_listings row 3 names a models "
         f"row that does not exist.\nNothing of it was kept: the database is still at {LATEST}.",
@@ -791,8 +791,8 @@ def test_a_migration_that_breaks_a_key_of_a_row_it_did_not_insert_is_refused(tmp
 def test_plan(tmp_path, start, kwargs, expected):
     conn = connect(tmp_path / "glyph.db")
     if start:
-        migrate.migrate(conn, target=start)
-    assert [(s.migration.id, s.direction) for s in migrate.plan(conn, **kwargs)] == expected
+        migrator.migrate(conn, target=start)
+    assert [(s.migration.id, s.direction) for s in migrator.plan(conn, **kwargs)] == expected
 
 
 @pytest.mark.parametrize(
@@ -805,28 +805,28 @@ def test_plan(tmp_path, start, kwargs, expected):
     ],
 )
 def test_plan_refuses_impossible_moves(conn, kwargs, message):
-    with pytest.raises(migrate.MigrationError) as e:
-        migrate.migrate(conn, **kwargs)
+    with pytest.raises(migrator.MigrationError) as e:
+        migrator.migrate(conn, **kwargs)
     assert (str(e.value), version(conn)) == (message, LATEST)
 
 
 def test_a_migration_from_a_newer_version_is_refused(conn):
     conn.execute("INSERT INTO glyph_migrations VALUES ('9999', 'future', 'x', '2030-01-01T00:00:00+00:00')")
-    with pytest.raises(migrate.MigrationError) as e:
-        migrate.migrate(conn, target="0001")
+    with pytest.raises(migrator.MigrationError) as e:
+        migrator.migrate(conn, target="0001")
     assert str(e.value) == (
         "The database has migration(s) 9999 that this version of datasette-glyph does not know; upgrade "
         "datasette-glyph before migrating this database."
     )
-    assert [(s.id, s.migration is None) for s in migrate.status(conn)][-1] == ("9999", True)
+    assert [(s.id, s.migration is None) for s in migrator.status(conn)][-1] == ("9999", True)
 
 
 def test_applied_at_is_recorded(tmp_path, monkeypatch):
-    monkeypatch.setattr(migrate, "_now", lambda: "2025-01-02T03:04:05+00:00")
+    monkeypatch.setattr(migrator, "now", lambda: "2025-01-02T03:04:05+00:00")
     conn = connect(tmp_path / "glyph.db")
-    migrate.migrate(conn)
+    migrator.migrate(conn)
     rows = conn.execute("SELECT id, name, checksum, applied_at FROM glyph_migrations ORDER BY id").fetchall()
-    assert rows == [(m.id, m.name, m.checksum, "2025-01-02T03:04:05+00:00") for m in migrate.load_migrations()]
+    assert rows == [(m.id, m.name, m.checksum, "2025-01-02T03:04:05+00:00") for m in migrator.load_migrations()]
 
 
 # Startup's rule: only an empty or an already managed database
@@ -846,38 +846,38 @@ def test_migrate_if_managed(tmp_path, setup, expected_steps, expected_version):
     path = tmp_path / "glyph.db"
     conn = connect(path)
     if setup == "managed at 0001":
-        migrate.migrate(conn, target="0001")
+        migrator.migrate(conn, target="0001")
     elif setup == "managed, newest":
-        migrate.migrate(conn)
+        migrator.migrate(conn)
     elif setup == "legacy":
         conn.close()
         conn = legacy_database(path)
     elif setup == "someone else's":
         conn.execute("CREATE TABLE notes (id INTEGER PRIMARY KEY, body TEXT)")
     before = snapshot(conn)
-    steps = migrate.migrate_if_managed(conn)
+    steps = migrator.migrate_if_managed(conn)
     assert (None if steps is None else [s.migration.id for s in steps], version(conn)) == (
         expected_steps,
         expected_version,
     )
     if steps is None:
-        assert (snapshot(conn), migrate.is_managed(conn)) == (before, False)
+        assert (snapshot(conn), migrator.is_managed(conn)) == (before, False)
 
 
 # Two runs at once
 
 CHILD = """
 import json, pathlib, sys, time
-from datasette_glyph import lineage, migrate
-from datasette_glyph.db import connect
+from datasette_glyph.engine import lineage, migrator
+from datasette_glyph.engine.sqlite import connect
 
 path, folder, start_at = sys.argv[1], sys.argv[2], float(sys.argv[3])
-migrations = migrate.load_migrations(files=sorted(pathlib.Path(folder).iterdir()))
+migrations = migrator.load_migrations(files=sorted(pathlib.Path(folder).iterdir()))
 while time.time() < start_at:
     time.sleep(0.002)
 started = time.time()
 conn = connect(path)
-steps = migrate.migrate(conn, migrations=migrations)
+steps = migrator.migrate(conn, migrations=migrations)
 print(json.dumps({"steps": [s.migration.id for s in steps], "started": started, "finished": time.time()}))
 """
 

@@ -8,10 +8,10 @@ from urllib.parse import quote
 import pytest
 from datasette_test import Datasette, actor_cookie
 
-from datasette_glyph import lineage, migrate
-from datasette_glyph.db import connect
-from datasette_glyph.importer import import_csv
-from datasette_glyph.listings import known_models
+from datasette_glyph.engine import lineage, migrator
+from datasette_glyph.engine.importer import import_csv
+from datasette_glyph.engine.listings import known_models
+from datasette_glyph.engine.sqlite import connect
 
 SAMPLE = Path(__file__).resolve().parent.parent / "sample" / "scored_sample.csv"
 with open(SAMPLE, newline="", encoding="utf-8") as f:
@@ -113,7 +113,7 @@ EXPECTED = [
 def sample_path(tmp_path_factory):
     path = tmp_path_factory.mktemp("models") / "glyph.db"
     conn = connect(path)
-    migrate.migrate(conn)
+    migrator.migrate(conn)
     import_csv(conn, SAMPLE)
     conn.close()
     return path
@@ -264,7 +264,7 @@ async def test_a_model_imported_by_another_process_is_found_at_once_and_gone_aft
     # command line would) imports a new model and then rolls it back.
     path = tmp_path / "glyph.db"
     writer = connect(path)
-    migrate.migrate(writer)
+    migrator.migrate(writer)
     import_csv(writer, SAMPLE)
     ds = Datasette([str(path)])
 
@@ -289,7 +289,7 @@ async def test_a_model_imported_by_another_process_is_found_at_once_and_gone_aft
 def test_prepared_models_are_shared_until_the_models_change(tmp_path):
     path = tmp_path / "glyph.db"
     first = connect(path)
-    migrate.migrate(first)
+    migrator.migrate(first)
     import_csv(first, SAMPLE)
     second = connect(path)
     same = known_models(first) is known_models(second)

@@ -10,7 +10,9 @@ import pytest
 import yaml
 from datasette_test import Datasette, actor_cookie
 
-from datasette_glyph import lineage, pages
+from datasette_glyph import formats
+from datasette_glyph.engine import lineage
+from datasette_glyph.web import charts, imports
 
 from .snapshots import insert_snapshot
 
@@ -286,7 +288,7 @@ async def test_user_text_is_escaped(db_path, batches, path):
 
 @pytest.mark.asyncio
 async def test_imports_list_pages(conn, db_path):
-    for i in range(pages.IMPORTS_PER_PAGE + 1):
+    for i in range(imports.IMPORTS_PER_PAGE + 1):
         add_batch(
             conn, f"00000000-0000-4000-8000-{i:012d}", f"2025-01-01 00:{i // 60:02d}:{i % 60:02d}", filename=f"{i}.csv"
         )
@@ -294,7 +296,7 @@ async def test_imports_list_pages(conn, db_path):
     first = Extract((await get(ds, "/-/glyph/imports")).text, id="glyph-imports").rows[1:]
     second_html = (await get(ds, "/-/glyph/imports?page=2")).text
     second = Extract(second_html, id="glyph-imports").rows[1:]
-    assert [row[0] for row in first] == [f"{i}.csv" for i in range(pages.IMPORTS_PER_PAGE, 0, -1)]
+    assert [row[0] for row in first] == [f"{i}.csv" for i in range(imports.IMPORTS_PER_PAGE, 0, -1)]
     assert [row[0] for row in second] == ["0.csv"]
     assert Extract(second_html, class_="glyph-pages").links == [("/-/glyph/imports", "← Newer")]
 
@@ -400,7 +402,7 @@ async def test_rolled_back_import_says_its_rows_were_removed(conn, db_path, batc
         re.sub("<[^>]+>", "", re.findall(r'<p class="glyph-rolled-back"[^>]*>(.*?)</p>', html, re.DOTALL)[0]),
     )
     assert notice == (
-        f"Rolled back at {pages.utc_time(rolled_back_at)} by alice: its 3 rows were removed; this record stays."
+        f"Rolled back at {formats.utc_time(rolled_back_at)} by alice: its 3 rows were removed; this record stays."
     )
     assert [text for _, text in Extract(html, class_="glyph-links").links] == [
         "its import_batches record",
@@ -443,7 +445,7 @@ async def test_rolled_back_import_says_its_rows_were_removed(conn, db_path, batc
     ],
 )
 def test_nice_ticks(maximum, expected):
-    assert pages.nice_ticks(maximum) == expected
+    assert charts.nice_ticks(maximum) == expected
 
 
 @pytest.mark.parametrize(
@@ -458,7 +460,7 @@ def test_nice_ticks(maximum, expected):
     ],
 )
 def test_log_ticks(low, high, expected):
-    assert pages.log_ticks(low, high) == expected
+    assert charts.log_ticks(low, high) == expected
 
 
 @pytest.mark.parametrize(
@@ -466,7 +468,7 @@ def test_log_ticks(low, high, expected):
     [(300, "$300"), (1000, "$1k"), (3000, "$3k"), (30000, "$30k"), (1_000_000, "$1M"), (3, "$3")],
 )
 def test_short_usd(value, expected):
-    assert pages.short_usd(value) == expected
+    assert formats.short_usd(value) == expected
 
 
 def test_price_chart_geometry():
@@ -481,7 +483,7 @@ def test_price_chart_geometry():
         },
         {"canonical_model": "A10", "row_count": 3, "min_price": 1000.0, "median_price": 1000.0, "max_price": 3000.0},
     ]
-    chart = pages.price_chart(models)
+    chart = charts.price_chart(models)
     # $300 .. $30k: a log axis of two decades, each tick a quarter of the way further
     assert chart["ticks"] == [
         {"left": 0.0, "label": "$300"},
@@ -498,12 +500,12 @@ def test_price_chart_geometry():
         ("RTX_3090", 0.0, 0.0, 0.0, "1 row", "$300"),
     ]
     assert chart["rows"][0]["title"] == "H100_SXM: 2 rows, min $10,000.00, median $20,000.00, max $30,000.00"
-    assert pages.price_chart([]) == {"rows": [], "ticks": []}
+    assert charts.price_chart([]) == {"rows": [], "ticks": []}
 
 
 def test_history_chart_geometry():
     times = [f"2025-05-{day:02d} 08:00:00.123456" for day in range(1, 8)]
-    chart = pages.history_chart([100.0, 150.0, 50.0, 0.0, 200.0, 100.0, 120.0], times, pages.usd)
+    chart = charts.history_chart([100.0, 150.0, 50.0, 0.0, 200.0, 100.0, 120.0], times, formats.usd)
     # from $0 up, in round steps; the time axis labels five of seven points, first and last included
     assert [(t["y"], t["label"]) for t in chart["y_ticks"]] == [
         (100.0, "$0"),
@@ -530,12 +532,12 @@ def test_history_chart_geometry():
         (100.0, "2025-05-07 08:00 UTC", "last"),
     ]
     assert chart["polyline"].split()[:2] == ["0,500", "166.7,250"]
-    assert pages.history_chart([], [], pages.usd)["points"] == []
+    assert charts.history_chart([], [], formats.usd)["points"] == []
     assert chart["dense"] is False
-    many = pages.history_chart(
-        [1.0] * (pages.DENSE_POINTS + 1), ["2025-05-01 08:00:00"] * (pages.DENSE_POINTS + 1), str
+    many = charts.history_chart(
+        [1.0] * (charts.DENSE_POINTS + 1), ["2025-05-01 08:00:00"] * (charts.DENSE_POINTS + 1), str
     )
-    assert (many["dense"], len(many["points"]), len(many["x_labels"])) == (True, pages.DENSE_POINTS + 1, 5)
+    assert (many["dense"], len(many["points"]), len(many["x_labels"])) == (True, charts.DENSE_POINTS + 1, 5)
 
 
 @pytest.mark.parametrize(
@@ -551,7 +553,7 @@ def test_history_chart_geometry():
     ],
 )
 def test_utc_time(value, expected):
-    assert pages.utc_time(value) == expected
+    assert formats.utc_time(value) == expected
 
 
 def repo_metadata():

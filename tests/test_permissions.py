@@ -11,7 +11,7 @@ from datasette.version import __version__ as datasette_version
 from datasette_test import Datasette, actor_cookie
 from packaging.version import parse
 
-from datasette_glyph.permissions import can_import, can_rollback
+from datasette_glyph.web.permissions import can_import, can_rollback
 
 # 0.65 protects POSTs with asgi-csrf tokens; 1.0a with the Origin / Sec-Fetch-Site headers
 TOKEN_CSRF = parse(datasette_version) < parse("1.0a0")

@@ -3,15 +3,15 @@ when many do; the same listings either way, in the same order."""
 
 import pytest
 
-from datasette_glyph import listings, market
-from datasette_glyph.importer import import_csv
-from datasette_glyph.listings import ListingQuery, find_listings, price_range_plan
+from datasette_glyph.engine import listings, sample
+from datasette_glyph.engine.importer import import_csv
+from datasette_glyph.engine.listings import ListingQuery, find_listings, price_range_plan
 
 
 @pytest.fixture
 def market_conn(conn, tmp_path):
-    import_csv(conn, market.write_market(tmp_path / "a.csv", 3_000, seed=11))
-    import_csv(conn, market.write_market(tmp_path / "b.csv", 3_000, seed=12))
+    import_csv(conn, sample.write_market(tmp_path / "a.csv", 3_000, seed=11))
+    import_csv(conn, sample.write_market(tmp_path / "b.csv", 3_000, seed=12))
     return conn
 
 

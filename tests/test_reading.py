@@ -11,9 +11,10 @@ import sys
 
 import pytest
 
-from datasette_glyph import files, importer, migrate, reading
-from datasette_glyph.db import StorageError, connect
-from datasette_glyph.importer import ImportFailed, import_csv
+from datasette_glyph.engine import batch, files, migrator, reading
+from datasette_glyph.engine.errors import ImportFailed
+from datasette_glyph.engine.importer import import_csv
+from datasette_glyph.engine.sqlite import StorageError, connect
 
 from .server import datasette_command, make_scored_csv
 from .test_importer import HEADER, checksum, data
@@ -48,7 +49,7 @@ def readers(monkeypatch):
 def outcome(db_path, path, **options):
     """What importing ``path`` into a fresh database gives: the batch and its rows, or the errors."""
     conn = connect(db_path)
-    migrate.migrate(conn)
+    migrator.migrate(conn)
     try:
         result = import_csv(conn, path, filename="f.csv", **options)
     except ImportFailed as e:
@@ -130,7 +131,7 @@ def test_a_reading_process_that_stops_refuses_the_import_and_writes_nothing(tmp_
     # More than the pipe and the parent's buffer on it hold (PIPE_BYTES each): the child is still sending
     path = rows_file(tmp_path / "f.csv", good_lines(100_000))
     assert path.stat().st_size > 4 * reading.PIPE_BYTES
-    real_write = importer._Batch.write
+    real_write = batch.ImportWriter.write
 
     def write(batch, typed):
         real_write(batch, typed)
@@ -138,7 +139,7 @@ def test_a_reading_process_that_stops_refuses_the_import_and_writes_nothing(tmp_
 
     original = files.Original(files.files_dir(db_path), files.CSV_TYPE)
     with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(importer._Batch, "write", write)
+        patch.setattr(batch.ImportWriter, "write", write)
         with pytest.raises(StorageError) as failure:
             import_csv(conn, path, original=original)
     assert failure.value.kind == "reading" and failure.value.status == 503

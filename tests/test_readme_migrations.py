@@ -7,7 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from datasette_glyph import migrate
+from datasette_glyph.engine import migrator
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -32,7 +32,7 @@ def test_the_worked_migration_example_runs_as_printed(tmp_path):
         outputs.append(result.stdout)
     status_after_down = outputs[5]
     assert status_after_down.endswith(printed)
-    labels = [m.label for m in migrate.load_migrations()]
+    labels = [m.label for m in migrator.load_migrations()]
     assert outputs[1].splitlines()[0] == (
         f"old.db: at 0001_inherited_schema (made by the old store; glyph-migrate adopts it), {len(labels) - 1} pending"
     )

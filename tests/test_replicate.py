@@ -19,8 +19,8 @@ from urllib.parse import quote
 import pytest
 import yaml
 
-from datasette_glyph import migrate
-from datasette_glyph.db import connect
+from datasette_glyph.engine import migrator
+from datasette_glyph.engine.sqlite import connect
 
 from .server import start_server
 
@@ -166,7 +166,7 @@ def test_replicate_restore_and_serve_replicas(tmp_path, litestream):
     primary_db = tmp_path / "primary" / "glyph.db"
     primary_db.parent.mkdir()
     conn = connect(primary_db)
-    migrate.migrate(conn)
+    migrator.migrate(conn)
     conn.close()
     config = deploy_yaml("# litestream.yml for a folder replica")
     config["dbs"][0]["path"] = str(primary_db)

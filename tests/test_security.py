@@ -11,15 +11,15 @@ from pathlib import Path
 
 import pytest
 import yaml
-from datasette.version import __version__ as datasette_version
 from datasette.app import Datasette
+from datasette.version import __version__ as datasette_version
 from datasette_test import actor_cookie
 from markupsafe import escape
 from packaging.version import parse
 
 import datasette_glyph
-from datasette_glyph import migrate
-from datasette_glyph.db import connect
+from datasette_glyph.engine import migrator
+from datasette_glyph.engine.sqlite import connect
 
 from .bad_input_corpus import GOOD_CSV, csv_bytes, multipart_envelope, row
 from .server import datasette_command, start_server
@@ -110,7 +110,7 @@ def client(tmp_path_factory):
     work = tmp_path_factory.mktemp("security")
     db_path = work / "glyph.db"
     conn = connect(db_path)
-    migrate.migrate(conn)
+    migrator.migrate(conn)
     conn.close()
     plugins = work / "plugins"
     plugins.mkdir()

@@ -8,13 +8,13 @@ import pytest
 from datasette.utils import StartupError
 from datasette_test import Datasette
 
-from datasette_glyph import migrate
-from datasette_glyph.db import connect
+from datasette_glyph.engine import migrator
+from datasette_glyph.engine.sqlite import connect
 
 from .conftest import build_legacy_database
 
-NEWEST = migrate.load_migrations()[-1].id
-APPLIED = [f"datasette-glyph: applied {m.label} (up) to glyph" for m in migrate.load_migrations()]
+NEWEST = migrator.load_migrations()[-1].id
+APPLIED = [f"datasette-glyph: applied {m.label} (up) to glyph" for m in migrator.load_migrations()]
 NOT_OURS = "datasette-glyph: glyph is not a glyph database; adopt it with datasette glyph-migrate"
 
 
@@ -28,9 +28,9 @@ def make(path, setup):
         return
     conn = connect(path)
     if setup == "at 0001":
-        migrate.migrate(conn, target="0001")
+        migrator.migrate(conn, target="0001")
     elif setup == "newest":
-        migrate.migrate(conn)
+        migrator.migrate(conn)
     elif setup == "someone else's":
         conn.execute("CREATE TABLE notes (id INTEGER PRIMARY KEY, body TEXT)")
         conn.execute("INSERT INTO notes (body) VALUES ('keep me')")
@@ -47,7 +47,7 @@ def contents(path):
 
 def version_of(path):
     conn = sqlite3.connect(path)
-    version = migrate.current_version(conn)
+    version = migrator.current_version(conn)
     conn.close()
     return version
 
@@ -87,7 +87,7 @@ async def test_a_migrated_database_is_ready_to_serve(tmp_path):
     response = await ds.client.get("/glyph/import_batches.json?_shape=array")
     assert (response.status_code, response.json()) == (200, [])
     response = await ds.client.get("/glyph/glyph_migrations.json?_shape=array&_col=name")
-    assert [row["name"] for row in response.json()] == [m.name for m in migrate.load_migrations()]
+    assert [row["name"] for row in response.json()] == [m.name for m in migrator.load_migrations()]
 
 
 @pytest.mark.asyncio

@@ -23,9 +23,9 @@ from pathlib import Path
 
 import pytest
 
-from datasette_glyph import uploads
-from datasette_glyph.db import StorageError, connect
-from datasette_glyph.importer import import_csv
+from datasette_glyph.engine.importer import import_csv
+from datasette_glyph.engine.sqlite import StorageError, connect
+from datasette_glyph.web import uploads
 
 from .server import _spawn, datasette_command, free_port, make_scored_csv, running_server, write_config_file
 
@@ -125,7 +125,7 @@ def test_a_server_makes_an_open_upload_folder_private_and_says_so(tmp_path, db_p
 UPLOADER = textwrap.dedent("""
     import os, sys
     from pathlib import Path
-    from datasette_glyph import uploads
+    from datasette_glyph.web import uploads
     path = uploads.new_temp_path(Path(sys.argv[1]))
     path.write_bytes(b"in flight")
     print(os.getpid(), path, flush=True)

@@ -1,11 +1,14 @@
-"""Connection helpers shared by the engine modules: opening a file, and one transaction shape."""
+"""Connections: the one place a database file is opened, whether it can be written, one transaction shape, and
+storage errors named for a person."""
 
 from __future__ import annotations
 
 import contextlib
+import os
 import sqlite3
 import threading
 import time
+import urllib.parse
 from pathlib import Path
 from typing import Iterator, Optional, Union
 
@@ -14,12 +17,40 @@ from typing import Iterator, Optional, Union
 BUSY_TIMEOUT_MS = 300_000
 
 
-def connect(path: Union[str, Path]) -> sqlite3.Connection:
-    """Open a database file for the engine: autocommit mode, WAL, a generous busy timeout."""
+def connect(path: Union[str, Path], *, wal: bool = True) -> sqlite3.Connection:
+    """Open a database file for the engine: autocommit mode, a generous busy timeout and (unless ``wal`` is False)
+    WAL. The one place the package opens a connection by path; ``open_read_only`` is the other way in."""
     conn = sqlite3.connect(str(path), isolation_level=None, check_same_thread=False)
     conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
-    enable_wal(conn)
+    if wal:
+        enable_wal(conn)
     return conn
+
+
+def file_uri(path: Union[str, Path], **params: str) -> str:
+    """A ``file:`` URI naming ``path`` exactly (``?``, ``#`` and ``%`` in a name are quoted), with query params."""
+    query = "&".join(f"{key}={value}" for key, value in params.items())
+    return f"file:{urllib.parse.quote(os.path.abspath(os.fspath(path)))}" + (f"?{query}" if query else "")
+
+
+def open_read_only(
+    path: Union[str, Path], *, immutable: bool = False, busy_timeout_ms: Optional[int] = None
+) -> sqlite3.Connection:
+    """A read-only connection that can never create or change the file. ``immutable``: the file cannot change while
+    it is open (a read-only filesystem, where SQLite cannot make its lock files; an immutable database)."""
+    uri = file_uri(path, mode="ro", immutable="1") if immutable else file_uri(path, mode="ro")
+    conn = sqlite3.connect(uri, uri=True, isolation_level=None, check_same_thread=False)
+    if busy_timeout_ms is not None:
+        conn.execute(f"PRAGMA busy_timeout = {int(busy_timeout_ms)}")
+    return conn
+
+
+def unwritable(path: Union[str, Path]) -> Optional[str]:
+    """Why the database file (or its folder, where SQLite keeps its journal) cannot be written, or None."""
+    for checked in (os.fspath(path), os.path.dirname(os.path.abspath(path))):
+        if os.path.exists(checked) and not os.access(checked, os.W_OK):
+            return f"{checked} is not writable"
+    return None
 
 
 def enable_wal(conn: sqlite3.Connection) -> None:

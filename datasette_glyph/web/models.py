@@ -6,10 +6,10 @@ listings it finds, or none.
 
 from __future__ import annotations
 
-from .config import glyph_database
-from .listings import FUZZY_THRESHOLD, InvalidParameter, known_models, model_text, resolve_model
+from ..engine.listings import FUZZY_THRESHOLD, InvalidParameter, known_models, model_text, resolve_model
+from .http import error, errors_response, method_not_allowed, ok_response
 from .permissions import can_view_table
-from .responses import error, errors_response, method_not_allowed, ok_response
+from .settings import glyph_database
 
 
 async def models_view(request, datasette):
@@ -32,4 +32,3 @@ async def models_view(request, datasette):
     return ok_response(match.to_dict())
 
 
-ROUTES = [(r"^/api/models$", models_view)]

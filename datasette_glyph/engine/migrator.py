@@ -27,7 +27,7 @@ from importlib import resources
 from typing import Dict, Iterable, List, Optional, Sequence, Tuple
 
 from . import schema
-from .db import enable_wal, transaction
+from .sqlite import enable_wal, transaction
 
 BOOKKEEPING_SQL = """
 CREATE TABLE IF NOT EXISTS glyph_migrations (
@@ -291,7 +291,7 @@ def _adopt_legacy(conn: sqlite3.Connection, migrations: Sequence[Migration]) -> 
     found = check_adoptable(conn)
     conn.execute(BOOKKEEPING_SQL)
     conn.execute(ADOPTION_SQL)
-    conn.execute("INSERT INTO glyph_adoption (adopted_at, found) VALUES (?, ?)", [_now(), found])
+    conn.execute("INSERT INTO glyph_adoption (adopted_at, found) VALUES (?, ?)", [now(), found])
     if migrations and migrations[0].id == "0001":
         _record(conn, migrations[0])
 
@@ -299,15 +299,16 @@ def _adopt_legacy(conn: sqlite3.Connection, migrations: Sequence[Migration]) -> 
 def _record(conn: sqlite3.Connection, migration: Migration) -> None:
     conn.execute(
         "INSERT INTO glyph_migrations (id, name, checksum, applied_at) VALUES (?, ?, ?, ?)",
-        [migration.id, migration.name, migration.checksum, _now()],
+        [migration.id, migration.name, migration.checksum, now()],
     )
 
 
-def _now() -> str:
+def now() -> str:
+    """The time a migration is recorded as applied: UTC, to the second."""
     return datetime.datetime.now(datetime.timezone.utc).replace(microsecond=0).isoformat()
 
 
-_clock = time.perf_counter  # how long each step took; tests replace it to get fixed output
+clock = time.perf_counter  # how long each step took (replaceable, for fixed output)
 
 
 def describe_version(version: Optional[str]) -> str:
@@ -639,11 +640,11 @@ def migrate(
                 steps = plan(conn, target=target, rollback=rollback, migrations=migrations)
                 if not steps:
                     return done
-                started = _clock()
+                started = clock()
                 apply_step(conn, steps[0], previous=current_version(conn, migrations))
             done.append(steps[0])
             if on_step:
-                on_step(steps[0], _clock() - started)
+                on_step(steps[0], clock() - started)
             if rollback is not None:
                 rollback -= 1
     finally:

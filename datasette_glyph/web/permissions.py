@@ -7,12 +7,18 @@ and 1.0a (``register_actions`` + ``permission_resources_sql``). Views ask ``can_
 
 from __future__ import annotations
 
-from datasette.utils import actor_matches_allow
+from typing import Optional
 
-from .config import plugin_config
+from datasette.utils import actor_matches_allow
+from datasette.utils.asgi import Forbidden
+
+from .settings import plugin_config, read_only
 
 IMPORT = "glyph-import"
+
+
 ROLLBACK = "glyph-rollback"
+
 
 # action -> (plugin config key holding its allow block, description)
 ACTIONS = {
@@ -88,3 +94,29 @@ async def can_view_table(datasette, actor, database: str, table: str) -> bool:
         actor, permissions=[("view-table", (database, table)), ("view-database", database), "view-instance"]
     )
     return visible
+
+
+async def offers_import(datasette, actor) -> bool:
+    """Link to the upload page? Only for actors allowed to import, and never on a read-only server."""
+    return not read_only(datasette) and await can_import(datasette, actor)
+
+
+async def can_view_database(datasette, actor, database: str) -> bool:
+    """Batch pages show what the import_batches and scored_listings tables show: viewing them needs both."""
+    for table in ("import_batches", "scored_listings"):
+        if not await can_view_table(datasette, actor, database, table):
+            return False
+    return True
+
+
+async def ensure_can_view(datasette, actor, database: str) -> None:
+    if not await can_view_database(datasette, actor, database):
+        raise Forbidden(f"You do not have permission to view the imports of {database}")
+
+
+async def cannot_view(datasette, actor, database: str, tables) -> Optional[str]:
+    """The first of ``tables`` the actor may not see, or None: lineage shows no more than the tables would."""
+    for table in tables:
+        if not await can_view_table(datasette, actor, database, table):
+            return table
+    return None

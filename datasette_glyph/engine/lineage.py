@@ -13,7 +13,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Dict, Iterable, Iterator, List, Optional
 
 from . import deltas
-from .db import transaction
+from .sqlite import transaction
 
 BATCH_COLUMNS = (
     "import_id",
@@ -216,7 +216,7 @@ class AlreadyRolledBack(LineageError):
 
 
 # Listing changes in the order a diff lists them.
-CHANGE_KINDS = ("changed", "added", "removed")
+CHANGE_KINDS = deltas.CHANGE_KINDS
 
 # The rows of A and B that have a source_url, grouped by source_url; within a group A's rows come before B's,
 # each in file order. One sort, then one pass in Python matches them; when a file repeats a source_url, the
@@ -233,16 +233,7 @@ ORDER BY source_url, in_b, import_index
 ROW_COUNTS_SQL = "SELECT COUNT(*), COUNT(source_url) FROM scored_listings WHERE import_id = ?"
 
 # The newest earlier complete batch from the same source, in the order list_imports uses (imported_at, then id).
-PREVIOUS_IMPORT_SQL = f"""
-SELECT {", ".join("p." + c for c in BATCH_COLUMNS)}
-FROM import_batches p, import_batches this
-WHERE this.import_id = :import_id
-    AND p.status = 'complete'
-    AND p.source IS this.source
-    AND (p.imported_at < this.imported_at OR (p.imported_at = this.imported_at AND p.id < this.id))
-ORDER BY p.imported_at DESC, p.id DESC
-LIMIT 1
-"""
+PREVIOUS_IMPORT_SQL = deltas.PREVIOUS_IMPORT_SQL.format(columns=", ".join("p." + c for c in BATCH_COLUMNS))
 
 # One point per import that has the listing (the import's last row with that source_url), oldest first.
 LISTING_HISTORY_SQL = """
@@ -472,7 +463,7 @@ def diff_imports(
         page = deltas.kept_changes(conn, b, counts, kind, limit, offset)
         without_source_url, duplicate_source_urls = kept.without_source_url, kept.duplicate_source_urls
     else:
-        counts, page, without_source_url, duplicate_source_urls = _computed_changes(conn, a, b, kind, limit, offset)
+        counts, page, without_source_url, duplicate_source_urls = computed_changes(conn, a, b, kind, limit, offset)
     return ImportDiff(
         a=batch_a,
         b=batch_b,
@@ -491,7 +482,7 @@ def diff_imports(
     )
 
 
-def _computed_changes(
+def computed_changes(
     conn: sqlite3.Connection, a: str, b: str, kind: Optional[str], limit: Optional[int], offset: int
 ) -> tuple:
     """(counts by kind, the page of classified changes, rows without source_url, overridden rows) of a diff,

@@ -28,7 +28,6 @@ import gc
 import hashlib
 import os
 import shutil
-import stat
 import tempfile
 import threading
 import uuid
@@ -38,6 +37,8 @@ from typing import AsyncIterator, Dict, List, Optional, Tuple
 
 from python_multipart.exceptions import FormParserError, MultipartParseError
 from python_multipart.multipart import MultipartParser, parse_options_header
+
+from ..engine.folders import UnsafeFolder, made_private
 
 PROCESS_PREFIX = "glyph-process-"
 NEW_PREFIX = ".glyph-new-"  # a process folder before it is locked; never taken for a stale one
@@ -117,11 +118,11 @@ class ClientDisconnected(UploadError):
         super().__init__(400, "The client disconnected before the request body was complete")
 
 
-class UnsafeUploadDir(UploadError):
+class UnsafeUploadDir(UploadError, UnsafeFolder):
     """The upload folder is not private to the server's user; nothing may be written there."""
 
     def __init__(self, message: str):
-        super().__init__(503, message)
+        UploadError.__init__(self, 503, message)
 
 
 class UploadFolderFull(UploadError):
@@ -158,39 +159,10 @@ def upload_dir(configured: Optional[str] = None) -> Path:
 def check_upload_dir(configured: Optional[str] = None) -> Tuple[Path, Optional[str]]:
     """``upload_dir``'s folder, and a note to print when an existing one had to be made private."""
     path = Path(configured) if configured else default_upload_dir()
-    return path, made_private(path)
-
-
-def made_private(path: Path, what: str = "upload folder", setting: str = "upload_dir") -> Optional[str]:
-    """Create ``path`` (0700) or check it; return a note when an existing folder had to be closed to others."""
-    if not path.parent.exists():
-        path.parent.mkdir(parents=True, exist_ok=True)
-    with contextlib.suppress(FileExistsError):
-        os.mkdir(path, 0o700)
     try:
-        info = os.lstat(path)
-    except OSError as e:
-        raise UnsafeUploadDir(f"The {what} {path} cannot be used: {e.strerror}") from None
-    if stat.S_ISLNK(info.st_mode):
-        raise UnsafeUploadDir(
-            f"The {what} {path} is a symbolic link; refusing to write uploads through it. "
-            f"Set {setting} to a real folder that only the server's user can write to."
-        )
-    if not stat.S_ISDIR(info.st_mode):
-        raise UnsafeUploadDir(f"The {what} {path} exists and is not a folder")
-    me = os.getuid()
-    if info.st_uid != me:
-        raise UnsafeUploadDir(
-            f"The {what} {path} belongs to user id {info.st_uid}, not to the server's user ({me}): whoever "
-            f"owns it could read or replace uploads. Remove it, or set {setting} to a folder of the server's user."
-        )
-    if info.st_mode & 0o077:
-        os.chmod(path, 0o700)
-        return (
-            f"the {what} {path} was open to other users (mode {stat.S_IMODE(info.st_mode):04o}); "
-            "it is now private (0700)"
-        )
-    return None
+        return path, made_private(path)
+    except UnsafeFolder as e:
+        raise UnsafeUploadDir(e.message) from None
 
 
 class _ProcessFolder:

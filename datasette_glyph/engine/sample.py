@@ -28,11 +28,9 @@ from datetime import date, timedelta
 from pathlib import Path
 from typing import IO, Dict, Iterable, Iterator, List, Optional, Tuple, Union
 
-COLUMNS = [
-    "canonical_model", "vram_gb", "mig_support", "nvlink", "tdp_watts", "price", "score", "condition", "quantity",
-    "min_order_qty", "seller", "region", "source_url", "source_type", "seen_at", "generation", "cuda_cores",
-    "slot_width", "pcie_generation", "form_factor", "notes", "warnings", "title",
-]  # fmt: skip
+from . import columns
+
+COLUMNS = list(columns.COLUMNS)  # every column, in the order of the specification
 
 # canonical_model, product name, vram_gb, mig_support, nvlink, tdp_watts, generation, cuda_cores, slot_width
 # (None for socketed SXM/OAM modules), pcie_generation, form_factor, price new in USD, share of listings
@@ -236,7 +234,7 @@ def market_snapshots(count: int, rows: int, seed: int = 1, **rates) -> Tuple[Lis
     return snapshots, all_changes
 
 
-def _cell(value) -> str:
+def cell(value) -> str:
     if value is None:
         return ""
     if isinstance(value, bool):
@@ -252,7 +250,7 @@ def write_csv(rows: Iterable[dict], out: Union[str, Path, IO[str]]) -> None:
         return
     writer = csv.writer(out)
     writer.writerow(COLUMNS)
-    writer.writerows([_cell(row.get(c)) for c in COLUMNS] for row in rows)
+    writer.writerows([cell(row.get(c)) for c in COLUMNS] for row in rows)
 
 
 def write_market(path: Union[str, Path], rows: int, seed: int = 1) -> Path:

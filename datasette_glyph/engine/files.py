@@ -35,8 +35,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import BinaryIO, Dict, Iterator, List, Optional, Union
 
-from .db import StorageError, transaction
-from .uploads import made_private
+from . import importer
+from .folders import made_private
+from .json_source import scan_json
+from .sqlite import StorageError, transaction
 
 SUFFIX = ".gz"
 TEMP_PREFIX = ".keeping-"
@@ -354,12 +356,11 @@ class NotReimportable(Exception):
 def reimport(conn: sqlite3.Connection, directory: Path, import_id: str, *, actor: Optional[str] = None, **options):
     """Import a batch's kept original again, as a new batch whose ``reimport_of`` names the original batch.
 
-    The new batch keeps the original's file name, source and description; its ``previous_import_id`` is the
+    The new batch keeps the original's file name, source and description; its ``same_content_as`` is the
     newest complete batch of the same bytes, as for any import. Works for a rolled-back batch too: that is how
     one is brought back. Raises NotReimportable, StorageError (kind ``changed``) when the kept file no longer has
     its SHA-256, or the importer's ImportFailed.
     """
-    from . import importer  # the importer hands its chunks to Original; only a re-import needs it here
 
     row = file_row(conn, import_id)
     if row is None:
@@ -397,7 +398,7 @@ def _reimport_json(importer, conn, stream, directory: Path, options: dict):
         with open(os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600), "wb") as out:
             for chunk in iter(lambda: stream.read(READ_CHUNK_BYTES), b""):
                 out.write(chunk)
-        return importer.import_json(conn, importer.scan_json(temp), **options)
+        return importer.import_json(conn, scan_json(temp), **options)
     finally:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(temp)

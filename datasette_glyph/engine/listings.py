@@ -19,25 +19,11 @@ from typing import List, Mapping, Optional, Tuple
 
 from rapidfuzz import fuzz, process
 
-REQUIRED_FIELDS = ("canonical_model", "vram_gb", "mig_support", "nvlink", "tdp_watts", "price", "score")
-OPTIONAL_FIELDS = (
-    "title",
-    "condition",
-    "quantity",
-    "min_order_qty",
-    "seller",
-    "region",
-    "source_url",
-    "source_type",
-    "seen_at",
-    "generation",
-    "cuda_cores",
-    "slot_width",
-    "pcie_generation",
-    "form_factor",
-    "notes",
-    "warnings",
-)
+from .columns import OPTIONAL_COLUMNS, REQUIRED_COLUMNS
+
+REQUIRED_FIELDS = tuple(REQUIRED_COLUMNS)
+# The old store's API lists the title first among the optional fields.
+OPTIONAL_FIELDS = ("title",) + tuple(name for name in OPTIONAL_COLUMNS if name != "title")
 LINEAGE_FIELDS = ("import_id", "import_index")
 FIELDS = REQUIRED_FIELDS + OPTIONAL_FIELDS + LINEAGE_FIELDS
 
@@ -224,7 +210,7 @@ _KNOWN_MODELS_SQL = "SELECT json_group_array(model) FROM (SELECT model FROM mode
 
 
 @functools.lru_cache(maxsize=16)
-def _prepare(names_json: str) -> KnownModels:
+def prepare_models(names_json: str) -> KnownModels:
     names = tuple(str(name) for name in json.loads(names_json))
     spellings = tuple(_Spelling.of(name) for name in names)
     return KnownModels(
@@ -242,7 +228,7 @@ def known_models(conn: sqlite3.Connection) -> KnownModels:
     it is never stale: an import that adds a model or a rollback that removes one changes the key. Reading the
     key costs one pass over the small models table (benchmarks/bench_model_match.py has the figures).
     """
-    return _prepare(conn.execute(_KNOWN_MODELS_SQL).fetchone()[0])
+    return prepare_models(conn.execute(_KNOWN_MODELS_SQL).fetchone()[0])
 
 
 @dataclass(frozen=True)

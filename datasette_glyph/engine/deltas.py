@@ -21,15 +21,16 @@ import sqlite3
 from dataclasses import dataclass
 from typing import Callable, Dict, List, Optional
 
-from .db import transaction
+from .sqlite import transaction
 
 # Tables this module writes; migration 0006 creates them.
 DELTAS_TABLE = "import_deltas"
 MODELS_TABLE = "import_delta_models"
 
-# The newest earlier complete batch from the same source: the rule of lineage.previous_import.
+# The previous import of an import: the newest earlier complete import from the same source (imports without a
+# source are one source). The one statement of that rule; ``columns`` names what to select of it (``p``).
 PREVIOUS_IMPORT_SQL = """
-SELECT p.import_id
+SELECT {columns}
 FROM import_batches p, import_batches this
 WHERE this.import_id = :import_id
     AND p.status = 'complete'
@@ -149,7 +150,7 @@ ORDER BY new_import_index, old_import_index
 LIMIT :limit OFFSET :offset
 """
 
-CHANGE_KINDS = ("changed", "added", "removed")
+CHANGE_KINDS = ("changed", "added", "removed")  # the kinds of change a diff lists
 
 
 @dataclass
@@ -173,7 +174,7 @@ def has_tables(conn: sqlite3.Connection) -> bool:
 
 def previous_import_id(conn: sqlite3.Connection, import_id: str) -> Optional[str]:
     """The import ``import_id`` is compared with: the newest earlier complete import from the same source."""
-    row = conn.execute(PREVIOUS_IMPORT_SQL, {"import_id": import_id}).fetchone()
+    row = conn.execute(PREVIOUS_IMPORT_SQL.format(columns="p.import_id"), {"import_id": import_id}).fetchone()
     return row[0] if row else None
 
 

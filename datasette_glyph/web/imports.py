@@ -1,80 +1,57 @@
-"""JSON API views: import, listings and import batches.
-
-Each view checks permissions, parses the request, and calls the engine: writes through ``run_guarded_write`` on the
-database's write thread, reads through ``db.execute_fn``. Answers follow ``responses``: ``{"ok": true, ...}``, or
-``{"ok": false, "errors": [{"message": ...}], "more": N}``.
-"""
+"""Imports as a resource: ``POST /api/import`` and ``/api/persist/listings``, the list and detail of imports,
+rollback, and their pages (upload, list, detail)."""
 
 from __future__ import annotations
 
 import asyncio
 import json
-import secrets
+import math
 import sqlite3
-import sys
 from typing import Optional
-from urllib.parse import urlencode
+from urllib.parse import quote, urlencode
 
-from datasette.utils.asgi import Response
+from datasette.utils.asgi import BadRequest, Forbidden, NotFound, Response
+from datasette.views.base import DatasetteError
 
-from . import files, idempotency, lineage, routes_files, uploads
-from .config import glyph_database, plugin_config, run_guarded_write
-from .db import StorageError
-from .formats import utc_z
-from .importer import ImportFailed, InvalidJson, import_csv, import_json, import_records, scan_json
-from .listings import ConflictingParameters, InvalidParameter, ListingQuery, find_listings, parse_int
-from .permissions import can_import, can_rollback, can_view_table
-from .responses import (
+from ..engine import files, idempotency, lineage
+from ..engine.errors import ImportFailed
+from ..engine.importer import import_csv, import_json, import_records
+from ..engine.json_source import InvalidJson, scan_json
+from ..engine.listings import InvalidParameter, parse_int
+from ..engine.sqlite import StorageError
+from ..formats import import_label, utc_z
+from . import files as file_views
+from . import uploads
+from .bridge import run_guarded_write
+from .charts import price_chart
+from .csrf import csrf_ok
+from .diff import COMPARE_CHOICES
+from .http import (
     actor_id,
+    batch_url,
+    diff_url,
     error,
     errors_response,
+    file_url,
     method_not_allowed,
     ok_response,
+    parameter_error,
+    read_only_message,
     refuse_if_read_only,
+    rows_url,
     url_id,
     who,
 )
+from .permissions import can_import, can_rollback, can_view_table, ensure_can_view, offers_import
+from .settings import glyph_database, plugin_config, read_only
 
-IMPORT_PATH = "/api/import"
-PERSIST_PATH = "/api/persist/listings"  # the old store's JSON import URL
 MAX_ERRORS = 50  # errors listed in a 422, as the importer lists them
+
+
 IMPORTS_PAGE_SIZE = 50
+
+
 MAX_IMPORTS_PAGE_SIZE = 500
-
-# Set on the ASGI scope by ``skip_csrf`` when Datasette 0.65's token check is left to ``import_view``.
-CSRF_DEFERRED = "datasette_glyph.csrf_deferred"
-
-
-# Import ------------------------------------------------------------------------------------------------------
-
-
-def skip_csrf(datasette, scope) -> bool:
-    """Datasette 0.65: take over the CSRF check for ``POST /api/import``.
-
-    asgi-csrf looks for a token inside a cookie-authenticated multipart body, and with current python-multipart
-    releases that parse crashes (a 500). ``import_view`` applies the same rule itself, before reading the body:
-    a request carrying cookies must send the ``ds_csrftoken`` cookie's value as ``X-CSRFToken`` (asgi-csrf has
-    already let through requests with a matching header or no cookies; it only asks this hook about the rest)
-    or authenticate with ``Authorization: Bearer``. Datasette 1.0a checks Origin / Sec-Fetch-Site instead and
-    never calls this hook.
-    """
-    if scope.get("method") == "POST" and scope.get("path") in (
-        datasette.urls.path(IMPORT_PATH),
-        datasette.urls.path(PERSIST_PATH),
-    ):
-        scope[CSRF_DEFERRED] = True
-        return True
-    return False
-
-
-def _csrf_ok(request) -> bool:
-    if not request.scope.get(CSRF_DEFERRED):
-        return True
-    if request.headers.get("authorization", "").startswith("Bearer "):
-        return True
-    token = request.scope["csrftoken"]()
-    # as bytes: compare_digest refuses str with non-ASCII characters, which a header may carry
-    return secrets.compare_digest(request.headers.get("x-csrftoken", "").encode(), token.encode())
 
 
 def _import_links(datasette, db_name: str, import_id: str) -> dict:
@@ -116,7 +93,7 @@ async def import_view(request, datasette):
             directory = uploads.upload_dir(config["upload_dir"])
             async with uploads.multipart_upload(request.receive, request.headers, directory, max_bytes) as upload:
                 fields = upload.fields
-                original = routes_files.new_original(datasette, files.CSV_TYPE)
+                original = file_views.new_original(datasette, files.CSV_TYPE)
 
                 source, description = fields.get("source") or None, fields.get("description") or None
                 once = _Once(key, importer_id, upload.sha256, source, description)
@@ -163,7 +140,7 @@ async def _import_refused(request, datasette) -> Optional[Response]:
     actor = request.actor
     if not await can_import(datasette, actor):
         return errors_response(403, [f"{who(actor)} may not import: the glyph-import permission is required"])
-    if not _csrf_ok(request):
+    if not csrf_ok(request):
         return errors_response(
             403,
             ["CSRF check failed: send the ds_csrftoken cookie's value in an X-CSRFToken header"],
@@ -222,7 +199,7 @@ async def _import_json(request, datasette, config, db, importer_id, prepare=None
                 return errors_response(422, e.errors, more=e.more)
 
             # The body as received is the original: it is compressed from its temp file when the batch is kept.
-            original = routes_files.new_original(datasette, files.JSON_TYPE, source_path=upload.path)
+            original = file_views.new_original(datasette, files.JSON_TYPE, source_path=upload.path)
 
             def write(conn):
                 return once.first_answer(conn) or import_records(
@@ -236,7 +213,7 @@ async def _import_json(request, datasette, config, db, importer_id, prepare=None
                 )
 
         else:
-            original = routes_files.new_original(datasette, files.JSON_TYPE)
+            original = file_views.new_original(datasette, files.JSON_TYPE)
 
             def write(conn):
                 return once.first_answer(conn) or import_json(
@@ -258,8 +235,6 @@ def _load_json(path) -> list:
     with open(path, "rb") as f:
         return json.load(f)
 
-
-# The old store's import URL ------------------------------------------------------------------------------------
 
 LINEAGE_KEYS = ("import_id", "import_index")
 
@@ -309,7 +284,7 @@ async def persist_view(request, datasette):
         return errors_response(e.status, [e.message])
 
 
-# Marks the view whose errors also carry the old store's ``detail`` (see responses.with_detail).
+# Marks the view whose errors also carry the old store's ``detail`` (see http.with_detail).
 persist_view.legacy_detail = True
 
 
@@ -328,29 +303,6 @@ async def _run_import(datasette, db, write) -> Response:
     return ok_response(body, headers=replayed)
 
 
-# Listings ----------------------------------------------------------------------------------------------------
-
-
-async def listings_view(request, datasette):
-    """``GET /api/listings``: scored listings filtered by ``model``, ``min_price``, ``max_price``, ``import_id``;
-    paginated by ``limit`` and ``offset``. A bare JSON array."""
-    if request.method != "GET":
-        return method_not_allowed(request, "GET")
-    db = glyph_database(datasette)
-    if not await can_view_table(datasette, request.actor, db.name, "scored_listings"):
-        return errors_response(403, ["You may not view scored_listings"])
-    try:
-        query = ListingQuery.from_params(request.args)
-    except InvalidParameter as e:
-        return errors_response(422, [_parameter_error(e)])
-    except ConflictingParameters as e:
-        return errors_response(400, [str(e)])
-    return Response.json(await db.execute_fn(lambda conn: find_listings(conn, query)))
-
-
-# Import batches ----------------------------------------------------------------------------------------------
-
-
 async def imports_view(request, datasette):
     """``GET /api/imports``: batch records, newest first, ``{"imports": [...], "total": N, "next": url}``."""
     if request.method != "GET":
@@ -362,7 +314,7 @@ async def imports_view(request, datasette):
         limit = parse_int(request.args, "limit", IMPORTS_PAGE_SIZE, 1, MAX_IMPORTS_PAGE_SIZE)
         offset = parse_int(request.args, "offset", 0, 0)
     except InvalidParameter as e:
-        return errors_response(422, [_parameter_error(e)])
+        return errors_response(422, [parameter_error(e)])
 
     def read(conn):
         imports = lineage.list_imports(conn, limit=limit, offset=offset)
@@ -446,27 +398,164 @@ async def rollback_view(request, datasette):
     )
 
 
-def _parameter_error(e: InvalidParameter) -> dict:
-    return error(str(e), parameter=e.parameter, value=e.value)
+IMPORTS_PER_PAGE = 50
 
 
-def on_startup(datasette) -> None:
-    """Check that the upload folder is private, and remove temp files that servers killed mid-upload left behind."""
-    try:
-        directory, note = uploads.check_upload_dir(plugin_config(datasette)["upload_dir"])
-    except uploads.UnsafeUploadDir as e:
-        # SystemExit, not StartupError: Datasette 0.65 shows a StartupError from a startup hook as a traceback.
-        raise SystemExit(f"Error: datasette-glyph: {e.message}") from None
-    if note:
-        print(f"datasette-glyph: {note}", file=sys.stderr)
-    uploads.clean_stale_uploads(directory)
-    uploads.return_large_allocations()
+# Record fields shown on a batch page, in order, with their labels.
+BATCH_FIELDS = (
+    ("import_id", "Import id"),
+    ("filename", "File"),
+    ("source", "Source"),
+    ("description", "Description"),
+    ("status", "Status"),
+    ("record_count", "Rows"),
+    ("imported_at", "Imported at"),
+    ("started_at", "Started at"),
+    ("finished_at", "Finished at"),
+    ("actor", "Actor"),
+    ("bytes", "Bytes"),
+    ("sha256", "SHA-256"),
+    ("rolled_back_at", "Rolled back at"),
+    ("rolled_back_by", "Rolled back by"),
+)
 
 
-ROUTES = [
-    (r"^/api/import$", import_view),
-    (r"^/api/persist/listings$", persist_view),
-    (r"^/api/listings$", listings_view),
-    (r"^/api/imports$", imports_view),
-    (r"^/api/imports/(?P<import_id>[^/]+)$", import_detail_view),
-]
+# Beyond this the page's offset would not fit SQLite's 64-bit integers; no database holds that many batches.
+MAX_PAGE = (2**63 - 1) // IMPORTS_PER_PAGE
+
+
+async def import_page(datasette, request):
+    """``/-/glyph/import``: pick or drop a CSV file and upload it to the import API, with progress."""
+    if read_only(datasette):
+        raise DatasetteError(read_only_message(datasette), title="Read-only server", status=503)
+    if not await can_import(datasette, request.actor):
+        raise Forbidden("You do not have permission to import listings (glyph-import)")
+    db = glyph_database(datasette)
+    context = {
+        "glyph_database": db.name,
+        "api_url": datasette.urls.path("/api/import"),
+        "imports_url": datasette.urls.path("/-/glyph/imports"),
+        "rows_url": datasette.urls.table(db.name, "scored_listings"),
+        "max_upload_bytes": plugin_config(datasette)["max_upload_bytes"],
+    }
+    return Response.html(await datasette.render_template("glyph_import.html", context, request=request))
+
+
+async def imports_page(datasette, request):
+    """``/-/glyph/imports``: every batch, newest first, linking to its page and to its rows."""
+    db = glyph_database(datasette)
+    await ensure_can_view(datasette, request.actor, db.name)
+    page = _page_number(request.args.get("page"))
+    offset = (page - 1) * IMPORTS_PER_PAGE
+
+    def read(conn):
+        batches = lineage.list_imports(conn, limit=IMPORTS_PER_PAGE, offset=offset)
+        kept = files.kept_files(conn, [b["import_id"] for b in batches])
+        return lineage.count_imports(conn), [{**b, **kept[b["import_id"]]} for b in batches]
+
+    total, batches = await db.execute_fn(read)
+    pages = max(1, math.ceil(total / IMPORTS_PER_PAGE))
+    if page > pages:
+        raise NotFound(f"There is no page {page} of imports; there are {pages}")
+    for batch in batches:
+        batch["page_url"] = batch_url(datasette, batch["import_id"])
+        batch["rows_url"] = rows_url(datasette, db.name, batch["import_id"])
+        batch["file_url"] = file_url(datasette, batch["import_id"]) if batch["file_kept"] else None
+    context = {
+        "glyph_database": db.name,
+        "batches": batches,
+        "total": total,
+        "page": page,
+        "pages": pages,
+        "previous_url": _imports_page_url(datasette, page - 1) if page > 1 else None,
+        "next_url": _imports_page_url(datasette, page + 1) if page < pages else None,
+        "batches_table_url": datasette.urls.table(db.name, "import_batches"),
+        "history_url": datasette.urls.path("/-/glyph/history"),
+        "import_url": (
+            datasette.urls.path("/-/glyph/import") if await offers_import(datasette, request.actor) else None
+        ),
+    }
+    return Response.html(await datasette.render_template("glyph_imports.html", context, request=request))
+
+
+async def import_detail_page(datasette, request):
+    """``/-/glyph/imports/<import_id>``: the batch record, a per-model price summary and its chart, and what can
+    be done with the batch: browse its rows, compare it with another import, roll it back."""
+    db = glyph_database(datasette)
+    await ensure_can_view(datasette, request.actor, db.name)
+    import_id = url_id(request, "import_id")
+
+    def read(conn):
+        batch = lineage.get_import(conn, import_id)
+        if batch is None:
+            return None, None, []
+        batch.update(files.kept_files(conn, [import_id])[import_id])
+        previous = lineage.previous_import(conn, import_id)
+        others = [b for b in lineage.list_imports(conn, limit=COMPARE_CHOICES + 1) if b["import_id"] != import_id]
+        return batch, previous, others[:COMPARE_CHOICES]
+
+    batch, previous, others = await db.execute_fn(read)
+    if batch is None:
+        raise NotFound(f"No import with id {import_id}")
+    previous_id = previous.get("import_id") if isinstance(previous, dict) else previous
+    models = batch.pop("models")
+    for model in models:
+        model["rows_url"] = rows_url(datasette, db.name, import_id, canonical_model=model["canonical_model"])
+    rolled_back = batch.get("status") == "rolled_back"
+    kept = batch.pop("file_kept")
+    file_bytes, reimport_of = batch.pop("file_bytes"), batch.pop("reimport_of")
+    batch.pop("file_stored_bytes")
+    context = {
+        "file_url": file_url(datasette, import_id) if kept else None,
+        "file_bytes": file_bytes,
+        "reimport_of_url": batch_url(datasette, reimport_of) if reimport_of else None,
+        "reimport_of": reimport_of,
+        "reimport_url": (
+            datasette.urls.path(f"/api/imports/{quote(import_id, safe='')}/reimport")
+            if kept and not read_only(datasette) and await can_import(datasette, request.actor)
+            else None
+        ),
+        "glyph_database": db.name,
+        "batch": batch,
+        "rolled_back": rolled_back,
+        "fields": [(key, label, batch.get(key)) for key, label in BATCH_FIELDS if batch.get(key) not in (None, "")],
+        # The moment the batch committed, in the form `litestream restore -timestamp` takes (docs/deploy.md)
+        "restore_timestamp": utc_z(batch.get("imported_at")) if batch.get("imported_at") else None,
+        "title": batch.get("filename") or batch.get("description") or import_id,
+        "models": models,
+        "chart": price_chart(models),
+        "rows_url": rows_url(datasette, db.name, import_id),
+        "imports_url": datasette.urls.path("/-/glyph/imports"),
+        "json_url": datasette.urls.path(f"/api/imports/{quote(import_id, safe='')}"),
+        "batch_row_url": datasette.urls.table(db.name, "import_batches")
+        + "?"
+        + urlencode({"import_id": import_id, "_nosuggest": 1}),
+        "diff_url": diff_url(datasette, previous_id, import_id) if previous_id else None,
+        "compare_url": datasette.urls.path("/-/glyph/compare"),
+        "compare_choices": [
+            {"import_id": b["import_id"], "label": import_label(b), "selected": b["import_id"] == previous_id}
+            for b in others
+        ],
+        "rollback_url": (
+            datasette.urls.path(f"/api/imports/{quote(import_id, safe='')}")
+            if not rolled_back and not read_only(datasette) and await can_rollback(datasette, request.actor)
+            else None
+        ),
+    }
+    return Response.html(await datasette.render_template("glyph_import_detail.html", context, request=request))
+
+
+def _page_number(value) -> int:
+    """``?page=`` as a number from 1 to MAX_PAGE: ASCII digits only (``str.isdigit`` also takes ``²``)."""
+    if value is None:
+        return 1
+    if not (value.isascii() and value.isdigit()) or int(value) < 1:
+        raise BadRequest(f"page must be a whole number from 1 up, not {value!r}")
+    if int(value) > MAX_PAGE:
+        raise NotFound(f"There is no page {value} of imports")
+    return int(value)
+
+
+def _imports_page_url(datasette, page: int) -> str:
+    path = datasette.urls.path("/-/glyph/imports")
+    return path if page == 1 else f"{path}?page={page}"

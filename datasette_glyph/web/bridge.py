@@ -1,140 +1,27 @@
-"""Plugin configuration and the bridge from async views to the synchronous engine.
+"""The bridge from async views to the synchronous engine.
 
 Writes from the web (imports, rollbacks) go through ``run_guarded_write``: one transaction on the database's write
 thread that waits a bounded time for SQLite's write lock and checks the schema version inside the transaction, so
 that an import never lands between the steps of a running ``glyph-migrate``. Expensive reads (diffs, history) go
-through ``run_expensive_read``: their own small pool of threads and read-only connections, and a time limit.
-"""
+through ``run_expensive_read``: their own small pool of threads and read-only connections, and a time limit."""
 
 from __future__ import annotations
 
 import asyncio
 import functools
 import inspect
-import os
 import sqlite3
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from typing import Optional
-from urllib.parse import quote
 
-import click
-from datasette.utils import StartupError
-
-from . import migrate
-from .db import opened_for_one_write
-
-PLUGIN_NAME = "datasette-glyph"
-
-DEFAULTS = {
-    "database": None,  # name of the database glyph works on; default: "glyph", else the first mutable one
-    "migrate": False,  # apply pending migrations at startup (only to an empty or already managed database)
-    "max_upload_bytes": 512 * 1024 * 1024,  # larger uploads are refused with 413
-    "allow_import": None,  # a Datasette allow block granting glyph-import
-    "allow_rollback": None,  # a Datasette allow block granting glyph-rollback
-    "max_json_bytes": 32 * 1024 * 1024,  # cap on a JSON import body (streamed to a temp file, read record by record)
-    "upload_dir": None,  # folder for upload temp files, private (0700); default: datasette-glyph-uploads-<uid> in the temp dir
-    "read_only": False,  # a replica: refuse every write with 503, hide the upload page, never migrate
-    "primary_url": None,  # where writes go when this server is read-only, named in the 503
-    "write_wait_ms": 30_000,  # how long an import or rollback waits for another process's write lock before a 503
-    "read_time_limit_ms": 30_000,  # how long a diff or listing history may take before it is stopped with a 503
-    "read_threads": 1,
-    "keep_files": True,  # keep each import's original file (compressed) for download and re-import
-    "files_dir": None,  # folder of kept originals, private (0700); default: beside the database, <database>-files  # threads (and connections) for diffs and history, apart from Datasette's own readers
-}
+from ..engine import migrator
+from ..engine.sqlite import open_read_only, opened_for_one_write
+from .settings import plugin_config
 
 # Seconds a client is told to wait (Retry-After) when the writer is busy or an expensive read was stopped.
 RETRY_AFTER_SECONDS = 5
-
-
-def plugin_config(datasette) -> dict:
-    """The plugin's configuration with defaults filled in."""
-    config = dict(DEFAULTS)
-    config.update(datasette.plugin_config(PLUGIN_NAME) or {})
-    return config
-
-
-class DatabaseNotServed(Exception):
-    """The configuration names a database the server does not serve."""
-
-
-class GlyphStartupError(StartupError, click.ClickException):
-    """Datasette must not start. Datasette 1.0a prints a StartupError as one line; 0.65 lets it through to
-    click, which prints a ClickException as one line too (``Error: ...``) instead of a traceback."""
-
-
-def remove_empty_files(datasette) -> list:
-    """Remove served database files that hold nothing at all (as ``--create`` makes them); return their paths.
-
-    Called when the server refuses to start, so that a mistyped command leaves no empty database behind.
-    """
-    removed = []
-    for db in datasette.databases.values():
-        path = getattr(db, "path", None)
-        if not path or db.is_memory or not db.is_mutable or not os.path.isfile(path):
-            continue
-        try:
-            conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
-            try:
-                empty = conn.execute("SELECT COUNT(*) FROM sqlite_master").fetchone()[0] == 0
-            finally:
-                conn.close()
-        except sqlite3.Error:
-            continue
-        if empty and os.path.getsize(path) <= 4096 and not os.path.exists(path + "-wal"):
-            os.remove(path)
-            removed.append(path)
-    return removed
-
-
-def glyph_database(datasette):
-    """The Datasette database object glyph reads and writes.
-
-    The one named by the ``database`` setting; without it, the database called ``glyph``, else the first
-    mutable database file served (so ``datasette listings.db`` works with the demo metadata). Raises
-    ``DatabaseNotServed`` when the setting names a database that is not being served.
-    """
-    name = plugin_config(datasette)["database"]
-    if name:
-        if name not in datasette.databases:
-            served = ", ".join(n for n in datasette.databases if n != "_internal") or "none"
-            raise DatabaseNotServed(
-                f"datasette-glyph is configured to use the database {name!r}, which is not being served "
-                f"(serving: {served}); serve {name}.db or change plugins: datasette-glyph: database"
-            )
-        return datasette.get_database(name)
-    if "glyph" in datasette.databases:
-        return datasette.get_database("glyph")
-    for db in datasette.databases.values():
-        if db.is_mutable and not db.is_memory:
-            return db
-    return datasette.get_database()
-
-
-# Database files found unwritable at startup (a read-only file or filesystem): served read-only.
-_unwritable: set = set()
-
-
-def read_only(datasette) -> bool:
-    """True when this server must not write: configured ``read_only`` (a replica), an immutable database, or a
-    file that startup found it cannot write."""
-    db = glyph_database(datasette)
-    return bool(plugin_config(datasette)["read_only"]) or not db.is_mutable or db.path in _unwritable
-
-
-def unwritable(db) -> Optional[str]:
-    """Why the database file (or its folder, where SQLite keeps its journal) cannot be written, or None."""
-    if not db.path or db.is_memory:
-        return None
-    for path in (db.path, os.path.dirname(os.path.abspath(db.path))):
-        if os.path.exists(path) and not os.access(path, os.W_OK):
-            return f"{path} is not writable"
-    return None
-
-
-def mark_unwritable(db) -> None:
-    _unwritable.add(db.path)
 
 
 async def run_write(db, fn, block: bool = True):
@@ -162,11 +49,13 @@ class Unavailable(Exception):
 # The schema this package needs: the newest migration it ships.
 @functools.lru_cache(maxsize=None)
 def needed_version() -> Optional[str]:
-    migrations = migrate.load_migrations()
+    migrations = migrator.load_migrations()
     return migrations[-1].id if migrations else None
 
 
 _versions: dict = {}  # (file, PRAGMA schema_version) -> glyph schema version; any schema change bumps the cookie
+
+
 _versions_lock = threading.Lock()
 
 
@@ -177,7 +66,7 @@ def schema_version(conn: sqlite3.Connection, key: str) -> Optional[str]:
         if (key, cookie) in _versions:
             return _versions[(key, cookie)]
     try:
-        version = migrate.current_version(conn)
+        version = migrator.current_version(conn)
     except sqlite3.DatabaseError:
         version = None
     with _versions_lock:
@@ -198,7 +87,7 @@ def require_schema(conn: sqlite3.Connection, db) -> None:
         )
     else:
         message = (
-            f"The database {db.name} is at schema version {migrate.describe_version(found)}; this datasette-glyph "
+            f"The database {db.name} is at schema version {migrator.describe_version(found)}; this datasette-glyph "
             f"needs {needed}. Run {command} (if it is running, wait for it to finish)"
         )
     raise Unavailable(
@@ -284,10 +173,12 @@ async def checkpoint_soon(db) -> None:
     await run_write(db, _checkpoint, block=False)
 
 
-# Expensive reads ---------------------------------------------------------------------------------------------
-
 _executors: dict = {}
+
+
 _executors_lock = threading.Lock()
+
+
 _local = threading.local()
 
 
@@ -309,10 +200,7 @@ def _read_connection(db) -> sqlite3.Connection:
         connections = _local.connections = {}
     key = (db.path, db.is_mutable)
     if key not in connections:
-        mode = "mode=ro" if db.is_mutable else "immutable=1"
-        conn = sqlite3.connect(f"file:{quote(db.path)}?{mode}", uri=True, check_same_thread=False)
-        conn.execute("PRAGMA busy_timeout = 5000")
-        connections[key] = conn
+        connections[key] = open_read_only(db.path, immutable=not db.is_mutable, busy_timeout_ms=5000)
     return connections[key]
 
 

@@ -1,4 +1,6 @@
-"""The JSON style every ``/api/*`` view answers in, the small helpers the views share, and the guards around every
+"""What every view answers with, and the URLs of the plugin's pages.
+
+The JSON style every ``/api/*`` view answers in, the small helpers the views share, and the guards around every
 view (``json_api``, ``html_page``) that turn "the database cannot serve this now" into a 503.
 
 Success: ``{"ok": true, ...}``. Failure: ``{"ok": false, "errors": [{"message": ...}, ...], "more": N}``, where
@@ -20,8 +22,10 @@ from urllib.parse import quote, unquote, urlencode
 from datasette.utils.asgi import Response
 from datasette.views.base import DatasetteError
 
-from .config import RETRY_AFTER_SECONDS, Unavailable, check_schema, glyph_database, plugin_config, read_only
-from .formats import with_utc_z
+from ..engine.listings import InvalidParameter
+from ..formats import diff_path, with_utc_z
+from .bridge import RETRY_AFTER_SECONDS, Unavailable, check_schema
+from .settings import glyph_database, plugin_config, read_only
 
 
 def error(message: str, **fields) -> dict:
@@ -67,29 +71,6 @@ def url_id(request, name: str) -> str:
     """An import id from the URL, percent-decoded: Datasette routes on the raw path, so ``nightly%202024%2F05%2F01``
     arrives as written (the id ``nightly 2024/05/01``)."""
     return unquote(request.url_vars[name])
-
-
-def diff_path(prefix: str, a: str, b: str) -> str:
-    """``<prefix>/imports/<a>/diff/<b>`` with each id escaped for a URL path."""
-    return f"{prefix}/imports/{quote(a, safe='')}/diff/{quote(b, safe='')}"
-
-
-def with_query(path: str, **params) -> str:
-    """``path`` plus a query string of the params that are not None."""
-    query = {k: v for k, v in params.items() if v is not None}
-    return path + ("?" + urlencode(query) if query else "")
-
-
-def diff_body(diff, next_url: Optional[str]) -> dict:
-    """The JSON of ``GET /api/imports/<a>/diff/<b>`` (and ``glyph-diff --json``): the diff, ``ok`` and ``next``."""
-    return {"ok": True, **with_utc_z(diff.to_dict()), "next": next_url}
-
-
-def diff_next_path(diff, a: str, b: str) -> Optional[str]:
-    """The API path of the diff's next page, or None on the last page."""
-    if diff.next_offset is None:
-        return None
-    return with_query(diff_path("/api", a, b), kind=diff.kind, limit=diff.limit, offset=diff.next_offset)
 
 
 def read_only_message(datasette) -> str:
@@ -201,3 +182,38 @@ def with_detail(response: Response) -> Response:
     else:
         body["detail"] = "; ".join(messages)
     return Response.json(body, status=response.status, headers=response.headers)
+
+
+def url_with_query(datasette, path: str, **params) -> str:
+    query = {k: v for k, v in params.items() if v is not None}
+    return datasette.urls.path(path) + ("?" + urlencode(query) if query else "")
+
+
+def batch_url(datasette, import_id: str) -> str:
+    """Path of a batch's page."""
+    return datasette.urls.path(f"/-/glyph/imports/{quote(import_id, safe='')}")
+
+
+def file_url(datasette, import_id: str) -> str:
+    """Where a batch's kept original file is downloaded."""
+    return datasette.urls.path(f"/api/imports/{quote(import_id, safe='')}/file")
+
+
+def diff_url(datasette, a: str, b: str) -> str:
+    """Path of the page comparing import ``a`` (before) with import ``b`` (after)."""
+    return datasette.urls.path(diff_path("/-/glyph", a, b))
+
+
+def history_url(datasette, source_url: str) -> str:
+    """Path of a listing's price history page."""
+    return datasette.urls.path("/-/glyph/history") + "?" + urlencode({"source_url": source_url})
+
+
+def rows_url(datasette, database: str, import_id: str, **filters) -> str:
+    """The table view of one batch's rows in file order, without the costly suggested facets."""
+    query = {"import_id": import_id, **filters, "_sort": "import_index", "_nosuggest": 1}
+    return datasette.urls.table(database, "scored_listings") + "?" + urlencode(query)
+
+
+def parameter_error(e: InvalidParameter) -> dict:
+    return error(str(e), parameter=e.parameter, value=e.value)

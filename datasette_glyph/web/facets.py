@@ -12,8 +12,8 @@ from datasette.database import QueryInterrupted
 from datasette.facets import Facet
 from datasette.utils import escape_sqlite, path_with_added_args, path_with_removed_args
 
-from .config import glyph_database
-from .pages import batch_label
+from ..formats import import_label
+from .settings import glyph_database
 
 # The filtered rows' imports with their row counts, newest import first (the order of the imports list).
 FACET_SQL = """
@@ -65,7 +65,7 @@ class ImportFacet(Facet):
                     toggle = path_with_removed_args(self.request, selected_args)
                 else:
                     toggle = path_with_added_args(self.request, {column: value})
-                label = batch_label(dict(row)) if row["import_id"] is not None else value
+                label = import_label(dict(row)) if row["import_id"] is not None else value
                 values.append(
                     {
                         "value": value,

@@ -4,7 +4,7 @@ Parsing and typing a file holds Python's GIL, and so does most of the writing: o
 third of its time on each. A thread does not help (a million rows took 29.8 s with a reading thread against
 22.5 s without: the writer gives the GIL up at every statement and waits to get it back). A process does: the
 child (``CHILD``: ``main(PATH, MAX_ERRORS)`` in a new Python process) opens the file by its path, reads it with
-the same ``_CsvSource`` and checks each chunk with the same ``_Checks`` as the importer would, and sends the typed
+the same ``CsvSource`` and checks each chunk with the same ``RecordChecks`` as the importer would, and sends the typed
 columns of each valid chunk down its stdout, pickled; the parent only unpickles them and writes. The pipe holds
 about PIPE_BYTES, a few chunks, so neither process holds more, whatever the file's size. When a check fails the
 child stops sending rows and goes on checking, to report as many errors as the importer would; it ends with the
@@ -29,9 +29,13 @@ import os
 import pickle
 import subprocess
 import sys
-from typing import Callable, List, Optional, Tuple
+from typing import TYPE_CHECKING, Callable, List, Optional, Tuple
 
-from .db import StorageError
+if TYPE_CHECKING:
+    from .batch import ImportWriter
+from .csv_source import READ_BUFFER_BYTES, CsvSource, HashingReader, Unreadable, csv_chunks, set_field_limit
+from .sqlite import StorageError
+from .validate import RecordChecks
 
 # A file this large or larger (about 170,000 rows) is read by a second process. The figure is a round one: the
 # gain was measured at a million rows (written in 5.0 s instead of 6.6 s, the server's import 1.2 s shorter),
@@ -48,10 +52,11 @@ CLOSE_WAIT_SECONDS = 10
 # child started in 0.07 s this way, 0.38 s importing the package whole); then main(PATH, MAX_ERRORS).
 CHILD = """
 import sys, types
-package = types.ModuleType("datasette_glyph")
-package.__path__ = [sys.argv[1]]
-sys.modules["datasette_glyph"] = package
-from datasette_glyph.reading import main
+for name, path in (("datasette_glyph", sys.argv[1]), ("datasette_glyph.engine", sys.argv[1] + "/engine")):
+    package = types.ModuleType(name)
+    package.__path__ = [path]
+    sys.modules[name] = package
+from datasette_glyph.engine.reading import main
 sys.exit(main(sys.argv[2:]))
 """
 
@@ -86,7 +91,7 @@ class Reader:
         self.fatal: Optional[dict] = None
         self.end: Optional[dict] = None
         self.process = subprocess.Popen(
-            [sys.executable, "-c", CHILD, os.path.dirname(os.path.abspath(__file__)), path, str(max_errors)],
+            [sys.executable, "-c", CHILD, os.path.dirname(os.path.dirname(os.path.abspath(__file__))), path, str(max_errors)],
             stdin=subprocess.DEVNULL,
             stdout=subprocess.PIPE,
             bufsize=PIPE_BYTES,
@@ -108,8 +113,8 @@ class Reader:
             if self.progress is not None:
                 self.progress(self.copied)
 
-    def feed(self, batch) -> None:
-        """Write every chunk the child sends into ``batch`` (an ``importer._Batch``), then take its errors."""
+    def feed(self, writer: ImportWriter) -> None:
+        """Write every chunk the child sends with ``writer``, then add the errors the child found to its checks."""
         stream = self.process.stdout
         while True:
             try:
@@ -121,13 +126,11 @@ class Reader:
                 _, typed, records, position = message
                 self.read = (records, max(1, position))
                 self._copy_to(position)
-                batch.write(typed)
+                writer.write(typed)
             elif message[0] == "end":
                 self.end = message[1]
                 break
-        for error in self.end["errors"]:
-            batch.fail(error)
-        batch.more += self.end["more"]
+        writer.checks.take(self.end["errors"], self.end["more"])
         self.fatal = self.end["fatal"]
 
     def digest(self) -> Tuple[str, int]:
@@ -159,29 +162,27 @@ def main(argv: List[str]) -> int:
     """The child: read the file at PATH and send what ``Reader.feed`` expects. Exits 0 when it sent its last
     message, 1 when the file cannot be read as CSV from its first line (the parent, which reads the same first
     line itself, refuses such a file without waiting for this process), 2 when the parent has gone."""
-    from . import importer
-
     path, max_errors = argv[0], int(argv[1])
     out = sys.stdout.buffer
     sys.stdout = sys.stderr  # nothing else may write to the pipe
-    importer._set_field_limit()
+    set_field_limit()
     try:
-        _read(importer, path, max_errors, out)
-    except importer._Fatal:
+        _read(path, max_errors, out)
+    except Unreadable:
         return 1
     except BrokenPipeError:
         return 2
     return 0
 
 
-def _read(importer, path: str, max_errors: int, out) -> None:
+def _read(path: str, max_errors: int, out) -> None:
     with open(path, "rb", buffering=0) as raw:
-        hashing = importer._HashingReader(raw)
-        stream = io.BufferedReader(hashing, importer.READ_BUFFER_BYTES)
-        source = importer._CsvSource(stream)
-        checks = importer._Checks(source.header(), max_errors, None)
+        hashing = HashingReader(raw)
+        stream = io.BufferedReader(hashing, READ_BUFFER_BYTES)
+        source = CsvSource(stream)
+        checks = RecordChecks(source.header(), max_errors, None)
         records, fatal = 0, None
-        for rows, first_line, fatal in importer._csv_chunks(source):
+        for rows, first_line, fatal in csv_chunks(source):
             records += len(rows)
             typed = checks.prepare(rows, first_line)
             if typed is not None:

@@ -7,19 +7,19 @@
 from __future__ import annotations
 
 import asyncio
-import sqlite3
-import sys
 import zlib
 from pathlib import Path
 from typing import Optional
 from urllib.parse import quote
 
-from . import files, uploads
-from .config import glyph_database, plugin_config, run_guarded_write, run_write
-from .db import StorageError
-from .importer import ImportFailed
+from ..engine import files
+from ..engine.errors import ImportFailed
+from ..engine.sqlite import StorageError
+from . import uploads
+from .bridge import run_guarded_write
+from .http import actor_id, errors_response, method_not_allowed, ok_response, refuse_if_read_only, url_id, who
 from .permissions import can_import, can_view_table
-from .responses import actor_id, errors_response, method_not_allowed, ok_response, refuse_if_read_only, url_id, who
+from .settings import glyph_database, plugin_config
 
 DOWNLOAD_CHUNK_BYTES = 256 * 1024
 
@@ -45,20 +45,6 @@ def new_original(datasette, media_type: str, source_path=None) -> Optional[files
         return None
     directory = store_dir(datasette)
     return files.Original(directory, media_type, source_path=source_path) if directory is not None else None
-
-
-async def sweep_at_startup(datasette, db) -> None:
-    """Remove kept files that no committed batch names (a server or command killed mid-import left them)."""
-    directory = store_dir(datasette, create=False)
-    if directory is None or not directory.is_dir():
-        return
-    try:
-        removed = await run_write(db, lambda conn: files.sweep(conn, directory))
-    except (sqlite3.Error, OSError) as e:  # another process holds the database: the next start sweeps
-        print(f"datasette-glyph: kept files in {directory} were not swept: {e}", file=sys.stderr)
-        return
-    if removed:
-        print(f"datasette-glyph: removed {len(removed)} kept file(s) that no import names from {directory}", file=sys.stderr)
 
 
 class _FileDownload:
@@ -183,7 +169,3 @@ async def reimport_view(request, datasette):
     return ok_response(body)
 
 
-ROUTES = [
-    (r"^/api/imports/(?P<import_id>[^/]+)/file$", file_view),
-    (r"^/api/imports/(?P<import_id>[^/]+)/reimport$", reimport_view),
-]

@@ -1,0 +1,84 @@
+"""What the plugin does when Datasette starts: check the upload folder, sweep temp files and kept files that no
+import names, migrate if configured."""
+
+from __future__ import annotations
+
+import sqlite3
+import sys
+
+from ..engine import files, migrator
+from . import uploads
+from .bridge import run_write
+from .files import store_dir
+from .settings import (
+    DatabaseNotServed,
+    GlyphStartupError,
+    glyph_database,
+    mark_unwritable,
+    plugin_config,
+    read_only,
+    remove_empty_files,
+    unwritable,
+)
+
+
+def check_upload_dir(datasette) -> None:
+    """Check that the upload folder is private, and remove temp files that servers killed mid-upload left behind."""
+    try:
+        directory, note = uploads.check_upload_dir(plugin_config(datasette)["upload_dir"])
+    except uploads.UnsafeUploadDir as e:
+        # SystemExit, not StartupError: Datasette 0.65 shows a StartupError from a startup hook as a traceback.
+        raise SystemExit(f"Error: datasette-glyph: {e.message}") from None
+    if note:
+        print(f"datasette-glyph: {note}", file=sys.stderr)
+    uploads.clean_stale_uploads(directory)
+    uploads.return_large_allocations()
+
+
+async def sweep_at_startup(datasette, db) -> None:
+    """Remove kept files that no committed batch names (a server or command killed mid-import left them)."""
+    directory = store_dir(datasette, create=False)
+    if directory is None or not directory.is_dir():
+        return
+    try:
+        removed = await run_write(db, lambda conn: files.sweep(conn, directory))
+    except (sqlite3.Error, OSError) as e:  # another process holds the database: the next start sweeps
+        print(f"datasette-glyph: kept files in {directory} were not swept: {e}", file=sys.stderr)
+        return
+    if removed:
+        print(f"datasette-glyph: removed {len(removed)} kept file(s) that no import names from {directory}", file=sys.stderr)
+
+
+async def startup(datasette) -> None:
+    """Datasette's ``startup`` hook: refuse to start on a database that cannot be served, else sweep and migrate."""
+    check_upload_dir(datasette)
+    try:
+        db = glyph_database(datasette)
+    except DatabaseNotServed as e:
+        removed = remove_empty_files(datasette)
+        raise GlyphStartupError(str(e) + "".join(f"; removed the empty file {path}" for path in removed))
+    if not read_only(datasette) and not unwritable(db):
+        await sweep_at_startup(datasette, db)
+    if not plugin_config(datasette)["migrate"]:
+        return
+    if read_only(datasette):
+        print(f"datasette-glyph: {db.name} is read-only; not migrating it", file=sys.stderr)
+        return
+    problem = unwritable(db)
+    if problem:
+        # A read-only file or filesystem: say so in one line and serve the database read-only.
+        print(
+            f"datasette-glyph: cannot write {db.name} ({problem}); serving it read-only, not migrating it",
+            file=sys.stderr,
+        )
+        mark_unwritable(db)
+        return
+    try:
+        steps = await run_write(db, migrator.migrate_if_managed)
+    except migrator.MigrationError as e:
+        raise GlyphStartupError(f"datasette-glyph could not migrate {db.name}: {e}")
+    if steps is None:
+        message = f"datasette-glyph: {db.name} is not a glyph database; adopt it with datasette glyph-migrate"
+        print(message, file=sys.stderr)
+    for step in steps or []:
+        print(f"datasette-glyph: applied {step.migration.label} ({step.direction}) to {db.name}", file=sys.stderr)
