@@ -114,7 +114,10 @@ def test_every_relative_link_leads_somewhere(page):
         ("## `POST /api/import`", "post-apiimport"),
         ("## `GET /api/imports` and `GET /api/imports/<import_id>`", "get-apiimports-and-get-apiimportsimport_id"),
         ("## When the server cannot answer: 503", "when-the-server-cannot-answer-503"),
-        ("## Pages and Datasette's views, served as the README says", "pages-and-datasettes-views-served-as-the-readme-says"),
+        (
+            "## Pages and Datasette's views, served as the README says",
+            "pages-and-datasettes-views-served-as-the-readme-says",
+        ),
         ("## The demo metadata.yml", "the-demo-metadatayml"),
         ("## Read-only servers (replicas)", "read-only-servers-replicas"),
     ],

@@ -200,7 +200,7 @@ def planned_examples(text: str, prelude: bool = False):
     With ``prelude``, the README quick start's serve command runs first (a docs page's examples follow it)."""
     plan = []
     if prelude:
-        quick_start = [b for b in readme_blocks(readme_text()) if b.text.startswith(QUICK_START_INSTALL)][0]
+        quick_start = next(b for b in readme_blocks(readme_text()) if b.text.startswith(QUICK_START_INSTALL))
         plan.append((Block("serve", quick_start.text[len(QUICK_START_INSTALL) :], 0, "README quick start"), None))
     for block in readme_blocks(text):
         if block.kind == "console":
