@@ -1,19 +1,20 @@
-"""Every example in README.md runs as printed.
+"""Every example in README.md and in the docs pages that carry examples runs as printed.
 
-The README's ``bash`` blocks run in document order, in one folder holding what a clone holds (``sample/``,
-``tests/``, ``metadata.yml``), with this environment's ``datasette`` first on the PATH; each must exit 0 and show no curl
-progress meter, and a block of curl calls must print nothing but JSON. A ``console`` block is a transcript: each ``$``
-command runs and must print exactly the lines that follow it.
+Each page's ``bash`` blocks run in document order, in one folder holding what a clone holds (``sample/``,
+``tests/``, ``metadata.yml``), with this environment's ``datasette`` first on the PATH; each must exit 0 and show no
+curl progress meter, and a block of curl calls must print nothing but JSON. A ``console`` block is a transcript:
+each ``$`` command runs and must print exactly the lines that follow it. A docs page's examples follow the README's
+quick start, as its reader's do: its serve command runs first, in the same folder.
 
 The examples use ``localhost:8001`` (Datasette's default port). They run in a private network and process
 namespace (``unshare``), so that port is theirs alone on a shared machine and every server they start in the
 background ends with them. Where namespaces are not allowed, the port is the one thing changed: a free port,
 passed to each ``datasette glyph.db ...`` server as ``-p``.
 
-Not run here: the quick start's install-and-test command and the full-size suites of "Reliability and
-benchmarks" (``.ci/run`` runs the quick start's two commands in a fresh clone; the suites are this test suite and
-the benchmarks). The quick start's serve command does run, without its leading ``pip install .``. Without curl
-the test is skipped, saying so, unless ``$GLYPH_REQUIRE_CURL`` is set (as ``.ci/run`` sets it).
+Not run here: the quick start's install-and-test command (``.ci/run`` runs the quick start's two commands in a
+fresh clone), and the pages in NOT_RUN_PAGES. The quick start's serve command does run, without its leading
+``pip install .``. Without curl the test is skipped, saying so, unless ``$GLYPH_REQUIRE_CURL`` is set (as
+``.ci/run`` sets it).
 """
 
 from __future__ import annotations
@@ -39,10 +40,15 @@ REQUIRE_CURL = "GLYPH_REQUIRE_CURL"
 TIMEOUT = 600
 NOT_RUN = {
     "pip install -e '.[test]' && python -m pytest": "the test command: .ci/run runs it in a fresh clone",
-    "python -m pytest tests/test_crash.py tests/test_load.py tests/test_bad_input.py tests/test_security.py": (
-        "part of this test suite"
-    ),
-    "python benchmarks/crash.py": "the full-size benchmarks",
+}
+# The pages whose examples run here, each in a fresh folder after the README's quick start.
+PAGES = ["README.md", "docs/cli.md", "docs/api.md", "docs/lineage.md", "docs/migrations.md"]
+# Pages with shell blocks that do not run here, and why.
+NOT_RUN_PAGES = {
+    "docs/deploy.md": "tests/test_replicate.py runs its folder setup; the rest needs /data, S3 and a service manager",
+    "docs/reliability.md": "the suites are this test suite and the full-size benchmarks",
+    "docs/benchmarks.md": "the full-size benchmarks",
+    "docs/contributing.md": "the test, lint and benchmark commands",
 }
 
 
@@ -68,12 +74,12 @@ LOOPBACK_UP = textwrap.dedent("""
 class Block:
     kind: str  # bash or console
     text: str
-    line: int  # where the block starts in README.md
+    line: int  # where the block starts in its page
     section: str
 
 
 def readme_blocks(text: str) -> list:
-    """The fenced bash and console blocks of the README, in order, with the ``##`` section each is in."""
+    """The fenced bash and console blocks of a page, in order, with the ``##`` section each is in."""
     blocks, section = [], ""
     lines = text.splitlines()
     i = 0
@@ -188,9 +194,14 @@ def only_json(text: str) -> bool:
     return True
 
 
-def planned_examples(text: str):
-    """The blocks to run, each as a Block whose kind is bash, serve (runs in the background) or console-step."""
+def planned_examples(text: str, prelude: bool = False):
+    """The blocks to run, each as a Block whose kind is bash, serve (runs in the background) or console-step.
+
+    With ``prelude``, the README quick start's serve command runs first (a docs page's examples follow it)."""
     plan = []
+    if prelude:
+        quick_start = next(b for b in readme_blocks(readme_text()) if b.text.startswith(QUICK_START_INSTALL))
+        plan.append((Block("serve", quick_start.text[len(QUICK_START_INSTALL) :], 0, "README quick start"), None))
     for block in readme_blocks(text):
         if block.kind == "console":
             for command, expected in transcript(block):
@@ -205,33 +216,54 @@ def planned_examples(text: str):
     return plan
 
 
-def test_readme_examples_are_found():
-    text = (REPO / "README.md").read_text(encoding="utf-8")
-    blocks = readme_blocks(text)
-    skipped = [b.text.strip().splitlines()[0].split("  #")[0].strip() for b in blocks if not_run(b)]
+def readme_text() -> str:
+    return (REPO / "README.md").read_text(encoding="utf-8")
+
+
+def page_plan(page: str) -> list:
+    return planned_examples((REPO / page).read_text(encoding="utf-8"), prelude=page != "README.md")
+
+
+def test_examples_are_found():
+    skipped = [
+        b.text.strip().splitlines()[0].split("  #")[0].strip()
+        for page in PAGES
+        for b in readme_blocks((REPO / page).read_text(encoding="utf-8"))
+        if not_run(b)
+    ]
     assert sorted(skipped) == sorted(NOT_RUN)
-    assert len(planned_examples(text)) >= 15
+    for page in PAGES:
+        own = [block for block, _ in page_plan(page) if block.line]
+        assert own, f"{page} has no example to run"
+    assert sum(len(page_plan(page)) for page in PAGES) >= 30
 
 
-def test_every_readme_example_runs_as_printed(tmp_path):
+def test_every_page_with_shell_examples_is_run_or_said_not_to_be():
+    pages = ["README.md"] + sorted(str(p.relative_to(REPO)) for p in (REPO / "docs").glob("*.md"))
+    with_examples = [p for p in pages if readme_blocks((REPO / p).read_text(encoding="utf-8"))]
+    assert sorted(set(with_examples) - set(PAGES) - set(NOT_RUN_PAGES)) == []
+    assert sorted((set(PAGES) | set(NOT_RUN_PAGES)) - set(pages)) == []  # every page named exists
+
+
+@pytest.mark.parametrize("page", PAGES)
+def test_every_example_runs_as_printed(tmp_path, page):
     if not shutil.which("curl"):
-        message = "the README's examples use curl, which is not installed (apt-get install curl)"
+        message = "the examples use curl, which is not installed (apt-get install curl)"
         if os.environ.get(REQUIRE_CURL):
             pytest.fail(f"{message}; {REQUIRE_CURL} is set")
         pytest.skip(message)
-    text = (REPO / "README.md").read_text(encoding="utf-8")
     work = tmp_path / "clone"
     work.mkdir()
     shutil.copytree(REPO / "sample", work / "sample")
     shutil.copytree(REPO / "tests", work / "tests", ignore=shutil.ignore_patterns("__pycache__"))
     shutil.copy(REPO / "metadata.yml", work / "metadata.yml")
-    plan = planned_examples(text)
+    plan = page_plan(page)
     isolated = namespaces_work()
     port = PORT if isolated else free_port()
     results = run_examples([block for block, _ in plan], work, isolated, port)
     failures = []
     for (block, expected), (status, out, err) in zip(plan, results):
-        where = f"README.md line {block.line} ({block.section}):\n{block.text}"
+        where = f"{page} line {block.line} ({block.section}):\n{block.text}"
         if block.kind == "console":
             if not isolated:
                 expected = with_port(expected, port)

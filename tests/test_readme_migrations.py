@@ -1,4 +1,4 @@
-"""The README's worked migration example, run as printed, prints what the README says it prints."""
+"""The worked migration example of docs/migrations.md, run as printed, prints what the page says it prints."""
 
 import os
 import re
@@ -13,7 +13,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def readme_example():
-    text = (ROOT / "README.md").read_text(encoding="utf-8")
+    text = (ROOT / "docs" / "migrations.md").read_text(encoding="utf-8")
     section = text[text.index("A worked example") :]
     commands = re.search(r"```bash\n(.*?)```", section, re.S).group(1)
     printed = re.search(r"ends with what is waiting to be put back:\n\n```\n(.*?)```", section, re.S).group(1)
