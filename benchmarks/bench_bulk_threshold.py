@@ -98,7 +98,10 @@ def main(argv=None) -> int:
     work = args.work_dir or tempfile.mkdtemp(prefix="glyph-bench-bulk-")
     os.makedirs(work, exist_ok=True)
     print(f"load average at start: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
-    print(f"{'table rows':>12} {'batch rows':>11} {'ratio':>6}  {'row by row (wall / CPU)':>24}  {'bulk (wall / CPU)':>19}  less CPU")
+    print(
+        f"{'table rows':>12} {'batch rows':>11} {'ratio':>6}  {'row by row (wall / CPU)':>24}"
+        f"  {'bulk (wall / CPU)':>19}  less CPU"
+    )
     try:
         for table_rows in args.table_rows:
             base = store(table_rows, work)
@@ -114,7 +117,8 @@ def main(argv=None) -> int:
                 cheaper = min(took, key=lambda mode: took[mode]["cpu_seconds"])
                 row, bulk = took["row-by-row"], took["bulk"]
                 print(
-                    f"{table_rows:>12,} {batch:>11,} {ratio:>6.2f}  {row['seconds']:>13.2f}s / {row['cpu_seconds']:>6.2f}s"
+                    f"{table_rows:>12,} {batch:>11,} {ratio:>6.2f}"
+                    f"  {row['seconds']:>13.2f}s / {row['cpu_seconds']:>6.2f}s"
                     f"  {bulk['seconds']:>8.2f}s / {bulk['cpu_seconds']:>6.2f}s  {cheaper}",
                     flush=True,
                 )

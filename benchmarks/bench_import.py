@@ -460,13 +460,18 @@ def main(argv=None) -> int:
             where = f"into {base_rows:,} rows" if base_rows else "into an empty store"
             checks.append((f"server >= {target}x reference at {rows:,} rows {where}: {speed:.2f}x", speed >= target))
             peak = server["peak_rss_mb"]
-            checks.append((f"server peak RSS < {RSS_LIMIT_MB} MB at {rows:,} rows {where}: {peak:.1f} MB", peak < RSS_LIMIT_MB))
+            checks.append(
+                (f"server peak RSS < {RSS_LIMIT_MB} MB at {rows:,} rows {where}: {peak:.1f} MB", peak < RSS_LIMIT_MB)
+            )
         for label, ms in results.get("queries", {}).get("p50_ms", {}).items():
             checks.append((f"{label} < {QUERY_TARGET_MS:g} ms p50: {ms:.2f} ms", ms < QUERY_TARGET_MS))
         if "rollback" in results:
             seconds = results["rollback"]["seconds"]
             checks.append(
-                (f"rollback of the {largest:,}-row batch < {ROLLBACK_TARGET_S} s: {seconds:.2f} s", seconds < ROLLBACK_TARGET_S)
+                (
+                    f"rollback of the {largest:,}-row batch < {ROLLBACK_TARGET_S} s: {seconds:.2f} s",
+                    seconds < ROLLBACK_TARGET_S,
+                )
             )
         peaks = [results[rows, 0, "server"]["peak_rss_mb"] for rows in sizes]
         spread = max(peaks) - min(peaks)

@@ -134,7 +134,10 @@ def main(argv=None) -> int:
                 shutil.rmtree(os.path.dirname(db), ignore_errors=True)
             cost = best["kept"]["seconds"] / best["engine"]["seconds"] - 1
             checks.append(
-                (f"keeping the original costs < {KEEP_COST_LIMIT:.0%} at {rows:,} rows: {cost:+.1%}", cost < KEEP_COST_LIMIT)
+                (
+                    f"keeping the original costs < {KEEP_COST_LIMIT:.0%} at {rows:,} rows: {cost:+.1%}",
+                    cost < KEEP_COST_LIMIT,
+                )
             )
     finally:
         if not args.work_dir:

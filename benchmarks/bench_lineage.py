@@ -273,7 +273,7 @@ def bench_deltas(conn, path: str, directory: str, rows: int, store_rows: int, ru
     history, points = p50(lambda: lineage.listing_history(conn, url, limit=100), runs)
     print(f"  history of one listing in a {total:,}-row store: p50 {history * 1000:.2f} ms ({len(points)} points)")
     query = urlencode({"source_url": url})
-    for label, ms in api_p50(path, {"history": f"/api/listings/history?{query}"}, runs).items():
+    for _, ms in api_p50(path, {"history": f"/api/listings/history?{query}"}, runs).items():
         print(f"  GET /api/listings/history?source_url=...: p50 {ms:.1f} ms")
 
 

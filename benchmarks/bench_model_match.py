@@ -128,7 +128,10 @@ def timing(conn, label: str, texts: dict, calls: int) -> None:
 
 def synthetic_models(n: int) -> list:
     families = ["A", "H", "L", "RTX_", "RTX_A", "V", "MI", "B", "T", "P"]
-    return [f"{families[i % len(families)]}{100 + i}_{16 * (1 + i % 12)}GB_{('PCIE', 'SXM5', 'NVL')[i % 3]}" for i in range(n)]
+    return [
+        f"{families[i % len(families)]}{100 + i}_{16 * (1 + i % 12)}GB_{('PCIE', 'SXM5', 'NVL')[i % 3]}"
+        for i in range(n)
+    ]
 
 
 def main() -> int:

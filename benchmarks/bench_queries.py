@@ -1,7 +1,8 @@
 """Time what people open most, on a million rows in 100 imports, served exactly as the README says.
 
 Builds (or reuses, with ``--work-dir``) the database the way ``benchmarks/bench_api.py`` does: ``--rows`` rows in
-``--imports`` imports made by the engine from ``datasette_glyph.engine.sample`` files. Starts ``datasette`` with the serve
+``--imports`` imports made by the engine from ``datasette_glyph.engine.sample``
+files. Starts ``datasette`` with the serve
 command of the README's quick start (its options and ``metadata.yml``, with this database) and asks each query
 ``--requests`` times over one keep-alive connection, cycling through the imports where a query names one.
 Prints p50 / p95 / max in milliseconds and checks the targets; the HTML table page must also report no facet

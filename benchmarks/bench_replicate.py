@@ -96,8 +96,10 @@ def main() -> int:
     config_path.write_text(yaml.safe_dump(config), encoding="utf-8")
     replica_url = f"file://{scratch / 'backup'}"
     load = os.getloadavg()
-    print(f"litestream {subprocess.run([litestream, 'version'], capture_output=True, text=True).stdout.strip()}; "
-          f"{args.rows:,} rows; load average before {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}")
+    print(
+        f"litestream {subprocess.run([litestream, 'version'], capture_output=True, text=True).stdout.strip()}; "
+        f"{args.rows:,} rows; load average before {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}"
+    )
 
     with open(scratch / "replicate.log", "wb") as log:
         replicating = subprocess.Popen([litestream, "replicate", "-config", str(config_path)], stdout=log, stderr=log)
@@ -116,7 +118,9 @@ def main() -> int:
         import_id = conn.execute("SELECT import_id FROM import_batches ORDER BY id DESC LIMIT 1").fetchone()[0]
         conn.close()
         wal = Path(f"{primary}-wal").stat().st_size if Path(f"{primary}-wal").exists() else 0
-        print(f"import: {committed - start:.1f} s (datasette glyph-import, one transaction); WAL now {wal / 1e6:.0f} MB")
+        print(
+            f"import: {committed - start:.1f} s (datasette glyph-import, one transaction); WAL now {wal / 1e6:.0f} MB"
+        )
 
         seen, restored = 0, scratch / "restored.db"
         while True:
@@ -136,8 +140,10 @@ def main() -> int:
         check = conn.execute("PRAGMA quick_check").fetchone()[0]
         conn.close()
         size = latest.stat().st_size
-        print(f"restore of the latest state: {seconds:.1f} s, {size / 1e6:.0f} MB, {rows:,} rows of the import, "
-              f"quick_check {check}")
+        print(
+            f"restore of the latest state: {seconds:.1f} s, {size / 1e6:.0f} MB, {rows:,} rows of the import, "
+            f"quick_check {check}"
+        )
         served = scratch / "served.db"
         start = time.perf_counter()
         refresh(latest, served)

@@ -97,7 +97,8 @@ def main(argv=None) -> int:
                         failures.append(f"{page}: {response.status}")
             waiter.join()
     print(
-        f"read_threads {args.read_threads}, read_time_limit_ms {args.time_limit_ms}, load average {os.getloadavg()[0]:.1f}"
+        f"read_threads {args.read_threads}, read_time_limit_ms {args.time_limit_ms},"
+        f" load average {os.getloadavg()[0]:.1f}"
     )
     print(f"table pages alone: p50 {statistics.median(alone) * 1000:.0f} ms, max {max(alone) * 1000:.0f} ms")
     for seconds, status in sorted(diffs):

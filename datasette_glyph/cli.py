@@ -110,9 +110,9 @@ def glyph_migrate(path, show_status, target, rollback, dry_run, discard_kept):
         click.echo(f"{path} is at {version}" + ("" if steps else "; nothing to do"))
         _hint_missing_deltas(path, deltas.missing(conn))
     except migrator.MigrationError as e:
-        raise click.ClickException(str(e))
+        raise click.ClickException(str(e)) from None
     except sqlite3.Error as e:
-        raise click.ClickException(f"{path}: {e}")
+        raise click.ClickException(f"{path}: {e}") from None
     finally:
         if conn is not None:
             conn.close()
@@ -533,7 +533,6 @@ def glyph_diff(path, a, b, kind, limit, offset, as_json):
     finally:
         conn.close()
     if as_json:
-
         click.echo(json.dumps(diff_body(diff, diff_next_path(diff, a, b)), indent=2))
     else:
         click.echo("\n".join(_diff_lines(diff)))
@@ -888,9 +887,18 @@ def _age(ctx, param, value):
 @click.option("--files-dir", metavar="DIR", help="Folder of kept original files.  [default: PATH-files]")
 @click.option("--verify", is_flag=True, help="Check every kept file's SHA-256; exit 1 if any is missing or damaged.")
 @click.option("--prune", is_flag=True, help="Remove kept files by --older-than and/or --keep-last.")
-@click.option("--older-than", callback=_age, metavar="AGE", help="With --prune: only files of imports older than AGE (30d, 12h).")
-@click.option("--keep-last", type=click.IntRange(min=0), metavar="N", help="With --prune: keep the files of the newest N imports of each source.")
-@click.option("--keep", "keep_ids", multiple=True, metavar="IMPORT_ID", help="Mark an import's file as never to be pruned.")
+@click.option(
+    "--older-than", callback=_age, metavar="AGE", help="With --prune: only files of imports older than AGE (30d, 12h)."
+)
+@click.option(
+    "--keep-last",
+    type=click.IntRange(min=0),
+    metavar="N",
+    help="With --prune: keep the files of the newest N imports of each source.",
+)
+@click.option(
+    "--keep", "keep_ids", multiple=True, metavar="IMPORT_ID", help="Mark an import's file as never to be pruned."
+)
 @click.option("--release", "release_ids", multiple=True, metavar="IMPORT_ID", help="Remove that mark.")
 def glyph_files(path, files_dir, verify, prune, older_than, keep_last, keep_ids, release_ids):
     """Check, prune and mark the kept original files of the database at PATH.

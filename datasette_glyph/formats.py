@@ -41,7 +41,7 @@ def utc_z(value: Any) -> Any:
 
 
 def with_utc_z(data: Any) -> Any:
-    """A copy of ``data`` (dicts and lists, nested) with every value under a ``TIMESTAMP_KEYS`` key in ``utc_z`` form."""
+    """A copy of ``data`` (dicts and lists, nested) with every value under a ``TIMESTAMP_KEYS`` key as ``utc_z``."""
     if isinstance(data, dict):
         return {k: utc_z(v) if k in TIMESTAMP_KEYS else with_utc_z(v) for k, v in data.items()}
     if isinstance(data, list):

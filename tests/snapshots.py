@@ -11,8 +11,14 @@ import uuid
 from typing import List, Optional
 
 from datasette_glyph.engine import deltas, lineage
-from datasette_glyph.engine.sample import (
+from datasette_glyph.engine.sample import (  # noqa: F401  (re-exported for the tests and benchmarks)
     COLUMNS,
+    Changes,
+    first_snapshot,
+    iter_market,
+    market_snapshots,
+    next_snapshot,
+    write_csv,
 )
 from datasette_glyph.engine.sqlite import transaction
 

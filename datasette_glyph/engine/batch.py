@@ -106,7 +106,9 @@ class ImportResult:
 
 
 INSERT_BATCH_SQL = """
-INSERT INTO import_batches (import_id, imported_at, source, description, filename, started_at, status, actor, record_count)
+INSERT INTO import_batches (
+    import_id, imported_at, source, description, filename, started_at, status, actor, record_count
+)
 VALUES (:import_id, :started_at, :source, :description, :filename, :started_at, 'pending', :actor, 0)
 """
 
@@ -178,9 +180,7 @@ class ImportWriter:
         self.model_position = names.index("canonical_model") if "canonical_model" in names else None
         self.spec_positions = [(name, names.index(name)) for name in MODEL_SPEC_COLUMNS if name in names]
         moments = moment_defaults(conn, names)
-        values = (
-            f"({''.join('?, ' for _ in names)}{''.join(v + ', ' for v in moments.values())}'{self.import_id}', ?)"
-        )
+        values = f"({''.join('?, ' for _ in names)}{''.join(v + ', ' for v in moments.values())}'{self.import_id}', ?)"
         written = names + list(moments)
         into = f"INSERT INTO scored_listings ({''.join(n + ', ' for n in written)}import_id, import_index)"
         self.insert_sql = f"{into} VALUES {values}"
@@ -368,7 +368,9 @@ class _ImportCache:
         return False
 
 
-def write_import(conn: sqlite3.Connection, header: List[str], fill: Callable[["ImportWriter"], None], **options) -> ImportResult:
+def write_import(
+    conn: sqlite3.Connection, header: List[str], fill: Callable[["ImportWriter"], None], **options
+) -> ImportResult:
     """Check and write one import as a new batch, in one transaction: ``fill(writer)`` hands the records to the
     ``ImportWriter`` (``writer.add_chunks`` for chunks read in this process, ``reading.Reader.feed`` for records
     read by another). Raises ImportFailed, having written nothing, if any record is invalid.

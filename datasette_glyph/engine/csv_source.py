@@ -181,8 +181,8 @@ class _LineTooLong(Exception):
 
 
 def csv_chunks(csv_source: CsvSource) -> Iterator[Tuple[List[List[str]], int, Optional[Unreadable]]]:
-    """The records after the header in chunks of CHUNK_ROWS (columns): (rows, the line the first one starts on, the error
-    that stopped reading or None). The last chunk is a short one, or the one that met the error."""
+    """The records after the header in chunks of ``columns.CHUNK_ROWS``: (rows, the line the first one starts on,
+    the error that stopped reading or None). The last chunk is a short one, or the one that met the error."""
     while True:
         first_line = csv_source.lines_read + 1
         rows, fatal = csv_source.chunk(columns.CHUNK_ROWS)

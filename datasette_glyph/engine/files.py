@@ -300,7 +300,9 @@ def file_row(conn: sqlite3.Connection, import_id: str) -> Optional[dict]:
 
 def kept_files(conn: sqlite3.Connection, import_ids: List[str]) -> Dict[str, dict]:
     """``{import_id: {"file_kept", "file_bytes", "file_stored_bytes", "reimport_of"}}`` for the given batches."""
-    found = {i: {"file_kept": False, "file_bytes": None, "file_stored_bytes": None, "reimport_of": None} for i in import_ids}
+    found = {
+        i: {"file_kept": False, "file_bytes": None, "file_stored_bytes": None, "reimport_of": None} for i in import_ids
+    }
     if not import_ids or not has_store(conn):
         return found
     for import_id, size, stored, removed_at, reimport_of in conn.execute(

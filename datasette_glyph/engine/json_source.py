@@ -75,9 +75,13 @@ def record_chunks(header: List[str], numbered: Iterator[Tuple[int, object]]) -> 
                     shown = (
                         value
                         if isinstance(value, str)
-                        else value.shown if isinstance(value, Nested) else json.dumps(value)
+                        else value.shown
+                        if isinstance(value, Nested)
+                        else json.dumps(value)
                     )
-                    bad.append((number, position, located_error(None, key, shown, f"Record {number}, column {key}: {e}")))
+                    bad.append(
+                        (number, position, located_error(None, key, shown, f"Record {number}, column {key}: {e}"))
+                    )
             if bad:
                 problems.extend(bad)
             else:

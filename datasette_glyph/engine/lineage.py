@@ -240,7 +240,8 @@ LISTING_HISTORY_SQL = """
 SELECT b.import_id, b.imported_at, b.source, b.filename, b.status, s.import_index, s.canonical_model, s.price, s.score,
     s.seen_at, s.rows_in_import
 FROM (
-    SELECT import_id, MAX(import_index) AS import_index, canonical_model, price, score, seen_at, COUNT(*) AS rows_in_import
+    SELECT import_id, MAX(import_index) AS import_index, canonical_model, price, score, seen_at,
+        COUNT(*) AS rows_in_import
     FROM scored_listings
     WHERE source_url = :source_url
     GROUP BY import_id

@@ -260,7 +260,8 @@ class ModelMatch:
         lead = f"no model is named or contains {self.normalized!r}"
         if self.match == "fuzzy":
             return (
-                f"{lead}; the nearest spelling with the text's numbers scores {self.score:.1f} of 100 (threshold {FUZZY_THRESHOLD},"
+                f"{lead}; the nearest spelling with the text's numbers scores {self.score:.1f} of 100 "
+                f"(threshold {FUZZY_THRESHOLD},"
                 " an O among digits read as 0)"
             )
         if not self.candidates:

@@ -334,7 +334,7 @@ def status(conn: sqlite3.Connection, migrations: Optional[Sequence[Migration]] =
     for m in migrations:
         checksum, applied_at = applied.pop(m.id, (None, None))
         rows.append(Status(m, m.id, applied_at, checksum is not None and not m.accepts(checksum)))
-    for mid, (checksum, applied_at) in sorted(applied.items()):
+    for mid, (_, applied_at) in sorted(applied.items()):
         rows.append(Status(None, mid, applied_at, False))
     return rows
 

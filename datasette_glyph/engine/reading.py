@@ -91,7 +91,14 @@ class Reader:
         self.fatal: Optional[dict] = None
         self.end: Optional[dict] = None
         self.process = subprocess.Popen(
-            [sys.executable, "-c", CHILD, os.path.dirname(os.path.dirname(os.path.abspath(__file__))), path, str(max_errors)],
+            [
+                sys.executable,
+                "-c",
+                CHILD,
+                os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
+                path,
+                str(max_errors),
+            ],
             stdin=subprocess.DEVNULL,
             stdout=subprocess.PIPE,
             bufsize=PIPE_BYTES,
@@ -182,7 +189,7 @@ def _read(path: str, max_errors: int, out) -> None:
         source = CsvSource(stream)
         checks = RecordChecks(source.header(), max_errors, None)
         records, fatal = 0, None
-        for rows, first_line, fatal in csv_chunks(source):
+        for rows, first_line, fatal in csv_chunks(source):  # noqa: B007 (the last chunk's error is sent at the end)
             records += len(rows)
             typed = checks.prepare(rows, first_line)
             if typed is not None:
@@ -202,4 +209,3 @@ def _read(path: str, max_errors: int, out) -> None:
                 },
             ),
         )
-

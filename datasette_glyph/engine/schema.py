@@ -67,7 +67,9 @@ def tables(conn: sqlite3.Connection) -> List[str]:
 def columns(conn: sqlite3.Connection, table: str) -> List[str]:
     """The table's stored columns, in order (generated columns left out: they cannot be written)."""
     return [
-        row[1] for row in conn.execute("SELECT * FROM pragma_table_xinfo(?)", [table]) if row[6] in (0, 1)  # hidden
+        row[1]
+        for row in conn.execute("SELECT * FROM pragma_table_xinfo(?)", [table])
+        if row[6] in (0, 1)  # hidden
     ]
 
 
@@ -102,7 +104,8 @@ def record_original(conn: sqlite3.Connection, migration: str, objects: Iterable[
     )
     order = {name: i for i, (name,) in enumerate(conn.execute("SELECT name FROM sqlite_master ORDER BY rowid"))}
     conn.executemany(
-        "INSERT OR IGNORE INTO glyph_original_schema (migration, seq, type, name, tbl_name, sql) VALUES (?, ?, ?, ?, ?, ?)",
+        "INSERT OR IGNORE INTO glyph_original_schema (migration, seq, type, name, tbl_name, sql) "
+        "VALUES (?, ?, ?, ?, ?, ?)",
         [(migration, order.get(o.name, 0), o.type, o.name, o.tbl_name, o.sql) for o in objects],
     )
 
@@ -198,7 +201,8 @@ def rebuild_table(
     names = ", ".join(quote(c) for c in values)
     exprs = ", ".join(values.values())
     conn.execute(
-        f"INSERT INTO {quote(table)} (rowid, {names}) SELECT o.rowid, {exprs} FROM {quote(old)} AS o {joins} ORDER BY o.rowid"
+        f"INSERT INTO {quote(table)} (rowid, {names}) "
+        f"SELECT o.rowid, {exprs} FROM {quote(old)} AS o {joins} ORDER BY o.rowid"
     )
     conn.execute(f"DROP TABLE {quote(old)}")
     for obj in dependents:
@@ -275,7 +279,7 @@ def _first_word(definition: str) -> str:
             text = text.split("*/", 1)[1].strip() if "*/" in text else ""
     if not text:
         return ""
-    if text[0] in "\"`[":
+    if text[0] in '"`[':
         close = "]" if text[0] == "[" else text[0]
         end = text.find(close, 1)
         return text[1:end]
@@ -298,7 +302,7 @@ def definition_of(definitions: Sequence[str], column: str) -> Optional[int]:
 
 def is_table_constraint(definition: str) -> bool:
     stripped = definition.strip()
-    if stripped[:1] in "\"`[":
+    if stripped[:1] in '"`[':
         return False
     return _first_word(definition).lower() in _TABLE_CONSTRAINT_WORDS
 

@@ -69,7 +69,7 @@ async def diff_page(request, datasette):
         kind, limit, offset = _diff_params(request.args)
         sort, model = arrange_params(request.args)
     except InvalidParameter as e:
-        raise BadRequest(str(e))
+        raise BadRequest(str(e)) from None
     arranged = sort != "file" or model is not None
     try:
         diff = await run_expensive_read(
@@ -81,7 +81,7 @@ async def diff_page(request, datasette):
             "diff",
         )
     except lineage.UnknownImport as e:
-        raise NotFound(str(e))
+        raise NotFound(str(e)) from None
     data = diff.to_dict()
     next_offset = diff.next_offset
     if arranged:  # the page's own order or model filter, over every change of the kind
@@ -99,8 +99,8 @@ async def diff_page(request, datasette):
     context = {
         "glyph_database": db.name,
         "diff": data,
-        "a": _batch_context(datasette, data["a"]),
-        "b": _batch_context(datasette, data["b"]),
+        "a": _import_context(datasette, data["a"]),
+        "b": _import_context(datasette, data["b"]),
         "kinds": [
             {
                 "kind": k,
@@ -140,7 +140,7 @@ async def diff_page(request, datasette):
     return Response.html(await datasette.render_template("glyph_diff.html", context, request=request))
 
 
-def _batch_context(datasette, batch: dict) -> dict:
+def _import_context(datasette, batch: dict) -> dict:
     return dict(
         batch,
         page_url=datasette.urls.path(f"/-/glyph/imports/{quote(batch['import_id'], safe='')}"),

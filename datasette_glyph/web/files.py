@@ -167,5 +167,3 @@ async def reimport_view(request, datasette):
         "page": datasette.urls.path(f"/-/glyph/imports/{quote(result.import_id, safe='')}"),
     }
     return ok_response(body)
-
-

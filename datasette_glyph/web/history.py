@@ -51,7 +51,9 @@ async def history_view(request, datasette):
     next_url = None
     if len(history) > limit:
         history = history[:limit]
-        path = url_with_query(datasette, "/api/listings/history", source_url=source_url, limit=limit, offset=offset + limit)
+        path = url_with_query(
+            datasette, "/api/listings/history", source_url=source_url, limit=limit, offset=offset + limit
+        )
         next_url = datasette.absolute_url(request, path)
     return ok_response(
         {"source_url": source_url, "history": history, "limit": limit, "offset": offset, "next": next_url}

@@ -9,7 +9,7 @@ from markupsafe import Markup, escape
 
 from ..engine import lineage
 from ..formats import import_label, short_time, signed_usd, usd, utc_time
-from .http import batch_url, diff_url
+from .http import diff_url, import_url
 from .permissions import can_view_database, offers_import
 from .settings import glyph_database
 
@@ -78,7 +78,7 @@ def render_cell(value, column, table, database, datasette):
         key = label = value
     if column == "import_id" and table in IMPORT_ID_TABLES and isinstance(key, str):
         return Markup('<a class="glyph-import-link" href="{}" title="import {}">{}</a>').format(
-            batch_url(datasette, key), key, label or key
+            import_url(datasette, key), key, label or key
         )
     if column == "canonical_model" and table in MODEL_TABLES and isinstance(key, str):
         href = datasette.urls.table(database, "models") + "?" + urlencode({"model": key})
@@ -136,7 +136,7 @@ async def table_template_vars(datasette, view_name, database, table, request) ->
         "glyph_import_banner": {
             "label": import_label(batch),
             "status": batch["status"],
-            "page_url": batch_url(datasette, import_id),
+            "page_url": import_url(datasette, import_id),
             "diff_url": diff_url(datasette, previous["import_id"], import_id) if previous else None,
             "imports_url": datasette.urls.path("/-/glyph/imports"),
             "history_url": datasette.urls.path("/-/glyph/history"),

@@ -189,7 +189,7 @@ def url_with_query(datasette, path: str, **params) -> str:
     return datasette.urls.path(path) + ("?" + urlencode(query) if query else "")
 
 
-def batch_url(datasette, import_id: str) -> str:
+def import_url(datasette, import_id: str) -> str:
     """Path of a batch's page."""
     return datasette.urls.path(f"/-/glyph/imports/{quote(import_id, safe='')}")
 

@@ -28,11 +28,11 @@ from .csrf import csrf_ok
 from .diff import COMPARE_CHOICES
 from .http import (
     actor_id,
-    batch_url,
     diff_url,
     error,
     errors_response,
     file_url,
+    import_url,
     method_not_allowed,
     ok_response,
     parameter_error,
@@ -458,7 +458,7 @@ async def imports_page(datasette, request):
     if page > pages:
         raise NotFound(f"There is no page {page} of imports; there are {pages}")
     for batch in batches:
-        batch["page_url"] = batch_url(datasette, batch["import_id"])
+        batch["page_url"] = import_url(datasette, batch["import_id"])
         batch["rows_url"] = rows_url(datasette, db.name, batch["import_id"])
         batch["file_url"] = file_url(datasette, batch["import_id"]) if batch["file_kept"] else None
     context = {
@@ -469,7 +469,7 @@ async def imports_page(datasette, request):
         "pages": pages,
         "previous_url": _imports_page_url(datasette, page - 1) if page > 1 else None,
         "next_url": _imports_page_url(datasette, page + 1) if page < pages else None,
-        "batches_table_url": datasette.urls.table(db.name, "import_batches"),
+        "imports_table_url": datasette.urls.table(db.name, "import_batches"),
         "history_url": datasette.urls.path("/-/glyph/history"),
         "import_url": (
             datasette.urls.path("/-/glyph/import") if await offers_import(datasette, request.actor) else None
@@ -508,7 +508,7 @@ async def import_detail_page(datasette, request):
     context = {
         "file_url": file_url(datasette, import_id) if kept else None,
         "file_bytes": file_bytes,
-        "reimport_of_url": batch_url(datasette, reimport_of) if reimport_of else None,
+        "reimport_of_url": import_url(datasette, reimport_of) if reimport_of else None,
         "reimport_of": reimport_of,
         "reimport_url": (
             datasette.urls.path(f"/api/imports/{quote(import_id, safe='')}/reimport")
@@ -527,7 +527,7 @@ async def import_detail_page(datasette, request):
         "rows_url": rows_url(datasette, db.name, import_id),
         "imports_url": datasette.urls.path("/-/glyph/imports"),
         "json_url": datasette.urls.path(f"/api/imports/{quote(import_id, safe='')}"),
-        "batch_row_url": datasette.urls.table(db.name, "import_batches")
+        "import_row_url": datasette.urls.table(db.name, "import_batches")
         + "?"
         + urlencode({"import_id": import_id, "_nosuggest": 1}),
         "diff_url": diff_url(datasette, previous_id, import_id) if previous_id else None,

@@ -30,5 +30,3 @@ async def models_view(request, datasette):
         return ok_response({"models": names, "threshold": FUZZY_THRESHOLD})
     match = await db.execute_fn(lambda conn: resolve_model(conn, text))
     return ok_response(match.to_dict())
-
-

@@ -23,7 +23,8 @@ DEFAULTS = {
     "allow_import": None,  # a Datasette allow block granting glyph-import
     "allow_rollback": None,  # a Datasette allow block granting glyph-rollback
     "max_json_bytes": 32 * 1024 * 1024,  # cap on a JSON import body (streamed to a temp file, read record by record)
-    "upload_dir": None,  # folder for upload temp files, private (0700); default: datasette-glyph-uploads-<uid> in the temp dir
+    # folder for upload temp files, private (0700); default: datasette-glyph-uploads-<uid> in the temp dir
+    "upload_dir": None,
     "read_only": False,  # a replica: refuse every write with 503, hide the upload page, never migrate
     "primary_url": None,  # where writes go when this server is read-only, named in the 503
     "write_wait_ms": 30_000,  # how long an import or rollback waits for another process's write lock before a 503

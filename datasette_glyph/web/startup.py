@@ -46,7 +46,10 @@ async def sweep_at_startup(datasette, db) -> None:
         print(f"datasette-glyph: kept files in {directory} were not swept: {e}", file=sys.stderr)
         return
     if removed:
-        print(f"datasette-glyph: removed {len(removed)} kept file(s) that no import names from {directory}", file=sys.stderr)
+        print(
+            f"datasette-glyph: removed {len(removed)} kept file(s) that no import names from {directory}",
+            file=sys.stderr,
+        )
 
 
 async def startup(datasette) -> None:
@@ -56,7 +59,7 @@ async def startup(datasette) -> None:
         db = glyph_database(datasette)
     except DatabaseNotServed as e:
         removed = remove_empty_files(datasette)
-        raise GlyphStartupError(str(e) + "".join(f"; removed the empty file {path}" for path in removed))
+        raise GlyphStartupError(str(e) + "".join(f"; removed the empty file {path}" for path in removed)) from None
     if not read_only(datasette) and not unwritable(db):
         await sweep_at_startup(datasette, db)
     if not plugin_config(datasette)["migrate"]:
@@ -76,7 +79,7 @@ async def startup(datasette) -> None:
     try:
         steps = await run_write(db, migrator.migrate_if_managed)
     except migrator.MigrationError as e:
-        raise GlyphStartupError(f"datasette-glyph could not migrate {db.name}: {e}")
+        raise GlyphStartupError(f"datasette-glyph could not migrate {db.name}: {e}") from None
     if steps is None:
         message = f"datasette-glyph: {db.name} is not a glyph database; adopt it with datasette glyph-migrate"
         print(message, file=sys.stderr)

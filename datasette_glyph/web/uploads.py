@@ -174,7 +174,7 @@ class _ProcessFolder:
         self.fd = os.open(new, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
         fcntl.flock(self.fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         # Only a locked folder takes the name that clean_stale_uploads looks at.
-        self.path = base / f"{PROCESS_PREFIX}{new.name[len(NEW_PREFIX):]}"
+        self.path = base / f"{PROCESS_PREFIX}{new.name[len(NEW_PREFIX) :]}"
         os.rename(new, self.path)
         self.pid = os.getpid()
 
