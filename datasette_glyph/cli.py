@@ -17,7 +17,7 @@ import click
 from .engine import deltas, files, importer, lineage, migrator, sample
 from .engine.folders import UnsafeFolder
 from .engine.sqlite import StorageError, connect, open_read_only, unwritable
-from .formats import diff_body, diff_next_path, utc_z, with_utc_z
+from .formats import diff_body, diff_next_path, score, signed, utc_z, with_utc_z
 
 
 def register(cli: click.Group) -> None:
@@ -394,16 +394,6 @@ def _money(value) -> str:
     return "" if value is None else f"{value:,.2f}"
 
 
-def _signed(value, fmt="{:,.2f}") -> str:
-    if value is None:
-        return ""
-    return ("+" if value > 0 else "-" if value < 0 else "") + fmt.format(abs(value))
-
-
-def _score(value) -> str:
-    return "" if value is None else f"{value:.4f}"
-
-
 def _side(value, name):
     return None if value is None else value[name]
 
@@ -422,13 +412,13 @@ def _diff_lines(diff) -> list:
             m["canonical_model"],
             "" if m["a"] is None else f"{m['a']['row_count']:,}",
             "" if m["b"] is None else f"{m['b']['row_count']:,}",
-            _signed(m["change"]["row_count"], "{:,}"),
+            signed(m["change"]["row_count"], "{:,}"),
             _money(_side(m["a"], "median_price")),
             _money(_side(m["b"], "median_price")),
-            _signed(m["change"]["median_price"]),
-            _score(_side(m["a"], "mean_score")),
-            _score(_side(m["b"], "mean_score")),
-            _signed(m["change"]["mean_score"], "{:.4f}"),
+            signed(m["change"]["median_price"]),
+            score(_side(m["a"], "mean_score")),
+            score(_side(m["b"], "mean_score")),
+            signed(m["change"]["mean_score"], "{:.4f}"),
         ]
         for m in data["models"]
     ]
@@ -460,8 +450,8 @@ def _diff_lines(diff) -> list:
                 c["canonical_model"],
                 _money(c["old_price"]),
                 _money(c["new_price"]),
-                _signed(c["delta"]),
-                "" if c["percent"] is None else _signed(c["percent"]) + "%",
+                signed(c["delta"]),
+                "" if c["percent"] is None else signed(c["percent"]) + "%",
             ]
             for c in data["changes"]
         ]

@@ -87,7 +87,15 @@ def short_usd(value: float) -> str:
 
 
 def score(value) -> str:
-    return "" if value is None else f"{value:.4g}"
+    """A score to four decimals, ``0.8123``; empty for None."""
+    return "" if value is None else f"{value:.4f}"
+
+
+def signed(value, fmt: str = "{:,.2f}") -> str:
+    """A change with its sign, ``+12.50``, ``-3.00`` or ``0.00``, in ``fmt``; empty for None."""
+    if value is None:
+        return ""
+    return ("+" if value > 0 else "-" if value < 0 else "") + fmt.format(abs(value))
 
 
 def diff_path(prefix: str, a: str, b: str) -> str:

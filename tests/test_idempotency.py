@@ -23,6 +23,7 @@ from .test_api_import import (
     part,
     table_counts,
     temp_files,
+    upload_folder,
 )
 
 KEY = "7c3e7a52-1c0e-4c8a-9a57-2d1c2b6f0b11"

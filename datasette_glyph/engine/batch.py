@@ -20,15 +20,13 @@ from .lineage import summarise_import
 from .sqlite import transaction
 from .validate import RecordChecks
 
-# SQLite page cache while an import runs (KiB); the connection's own setting is restored afterwards.
-# Inserting is dominated by the random-order indexes of scored_listings (score, seen_at); CPU time for a
-# million rows: 31.6 s with SQLite's default 2 MiB, 22.1 s with 16 MiB, 18.7 s with 32 MiB, 17.9 s with
-# 64 MiB. 32 MiB keeps a server under 128 MB RSS during an upload.
+# Page cache while an import runs (KiB): the random-order indexes need it; more bought little and cost memory
+# (docs/benchmarks.md, "Tuned constants")
 IMPORT_CACHE_KIB = 32 * 1024
 
 
-# Page cache while the batch's per-model summary is computed (KiB). Measured at a million rows: the summary
-# took +130 MB with the import's 32 MiB cache, +3 MB with 2 MiB, and ran faster.
+# Page cache while the per-model summary sorts (KiB): the sorter's memory follows it, and it ran faster
+# (docs/benchmarks.md, "Tuned constants")
 SUMMARY_CACHE_KIB = 2 * 1024
 
 
@@ -38,28 +36,20 @@ ROWS_PER_STATEMENT = 100
 
 
 # The bulk path (see _DeferredIndexes): a batch expected to hold at least BULK_MIN_ROWS rows and at least
-# bulk_ratio(T) times the T rows already in scored_listings is written without the table's secondary indexes,
-# which are then built in one sorted pass each, in the same transaction. Measured (docs/benchmarks.md, "The bulk
-# path"): keeping the indexes up to date row by row costs about 40 µs per new row in a table of a million rows and
-# 50-60 µs in one of five million (the indexes outgrow the page cache); the bulk path costs less per new row and
-# pays for the rebuild in proportion to the whole table. The two cost the same at about 0.11 of a million-row table
-# and 0.055 of a five-million-row one (bench_bulk_threshold.py). BULK_RATIOS holds those two points, a little
-# above each crossing; between them the ratio follows log(T), and beyond them it stays.
+# bulk_ratio(T) times the T rows already in scored_listings is written without the table's secondary indexes, which
+# are then built in one sorted pass each, in the same transaction. BULK_RATIOS holds the two measured crossings of
+# the two ways' costs, a little above each; between them the ratio follows log(T) (docs/benchmarks.md, "The bulk path")
 BULK_MIN_ROWS = 100_000
-
-
 BULK_RATIOS = ((1_000_000, 0.12), (5_000_000, 0.06))
 
 
-# Helper threads for SQLite's sorter once the rows are written (PRAGMA threads), on a machine of two cores or more.
-# Two indexes built again over 6,000,000 rows: 7.8 s with none, 7.1 s with one, 5.7 s with two (10.0 s of CPU);
-# a million-row import's summary 1.6-1.9 s against 1.3 s, its deltas 4.5-5.6 s against 4.2 s; 4 MB more memory.
+# Helper threads for SQLite's sorter once the rows are written: the reading has left the other core free
+# (docs/benchmarks.md, "Tuned constants")
 SORT_THREADS = 2 if (os.cpu_count() or 1) > 1 else 0
 
 
-# Page cache while the bulk path builds the indexes again (KiB): SQLite's sorter takes memory in proportion to it.
-# Building scored_listings' five secondary indexes over a million rows: 3.7 s of CPU and 18 MB peak RSS at 2 MiB,
-# 5.2 s and 30 MB at 8 MiB, 4.9 s and 79 MB at the import's 32 MiB.
+# Page cache while the bulk path builds indexes (KiB): the sorter's memory follows it, and it was fastest
+# (docs/benchmarks.md, "Tuned constants")
 INDEX_BUILD_CACHE_KIB = 2 * 1024
 
 
@@ -69,13 +59,10 @@ BULK_DECIDE_ROWS = 20_000
 
 
 # On the bulk path, a single-column index whose column takes at most FEW_VALUES values in a chunk of the batch is
-# kept up to date row by row instead of built again (see _DeferredIndexes), unless the table holds fewer than
-# FEW_VALUED_KEPT_FROM times the batch's rows. Keeping one costs about 0.36 µs per new row, building it 0.33 µs per
-# row of the table: 1,000,000 rows into 5,000,000 took 34.3 s keeping the model, region and condition indexes and
-# 41.3 s building all seven; into an empty table, 13.9 s against 13.1 s.
+# kept up to date instead of built again, unless the table holds fewer than FEW_VALUED_KEPT_FROM times the batch's
+# rows: its new entries land on a few cached pages, cheaper than a rebuild over the whole table
+# (docs/benchmarks.md, "Tuned constants")
 FEW_VALUES = 32
-
-
 FEW_VALUED_KEPT_FROM = 0.1
 
 
@@ -310,9 +297,9 @@ class _DeferredIndexes:
             )
             if name not in kept
         ]
-        # Dropping an index frees its pages, and a SQLite built with SECURE_DELETE (as Debian's is) writes zeros over
-        # each of them: the seven indexes of a 5,000,000-row table took 5.2 s to drop and commit that way, 0.4 s with
-        # secure_delete FAST, which leaves the freed pages as they are. What they hold stays in the table anyway.
+        # Dropping an index frees its pages, which a SQLite built with SECURE_DELETE (as Debian's is) overwrites with
+        # zeros; FAST leaves them as they are, and what they held stays in the table (docs/benchmarks.md, "Tuned
+        # constants")
         secure_delete = conn.execute("PRAGMA secure_delete").fetchone()[0]
         conn.execute("PRAGMA secure_delete = FAST")
         try:

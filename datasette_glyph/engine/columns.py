@@ -18,9 +18,8 @@ from .errors import quote, unusual_characters
 MAX_FIELD_CHARS = 4 * 1024 * 1024
 
 
-# Rows converted and inserted per executemany call. Small chunks stay in the CPU caches and keep the
-# cyclic GC's work small: parsing and converting a million rows took 3.8 s of CPU in chunks of 500, 4.2-5.1 s
-# in chunks of 2,000 and 6.6 s in chunks of 20,000.
+# Rows converted and inserted per executemany call: small chunks stay in the CPU caches and keep the GC's work small
+# (docs/benchmarks.md, "Tuned constants")
 CHUNK_ROWS = 500
 
 

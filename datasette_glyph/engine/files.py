@@ -45,10 +45,8 @@ TEMP_PREFIX = ".keeping-"
 NAME_RE = re.compile(r"^([0-9a-f]{64})\.gz$")
 CSV_TYPE = "text/csv"
 JSON_TYPE = "application/json"
-# zlib level 1. Measured on a 1,000,000-row, 187.8 MiB file (docs/benchmarks.md, "Kept original files"): level 1
-# took 1.92 s of CPU for a 37.9 MiB file, level 6 4.66 s for 27.0 MiB. The import itself takes 18-22 s of CPU, so
-# level 6 would cost about a quarter of it, over the 10% that keeping the file may cost; level 1, on a thread of
-# its own (zlib lets go of the GIL while it compresses), cost +4.7% of the import's time.
+# zlib level 1, on a thread of its own: level 6 would cost a quarter of an import's time for 30% less space
+# (docs/benchmarks.md, "Kept original files")
 COMPRESS_LEVEL = 1
 # Chunks waiting for the compressor thread (about 1 MiB each): the reader waits when it is this far ahead, so a
 # slow disk costs the server at most this much memory.

@@ -108,8 +108,8 @@ MAX_JSON_KEY_CHARS = 1000
 MAX_JSON_DEPTH = 64
 
 
-# yajl gathers a long string piece by piece, copying what it has at each piece: with 64 KiB pieces a 10 MB string
-# took 1.9 s to read, with 1 MiB pieces 0.12 s.
+# yajl copies a long string at each piece it reads: large pieces keep a long value from costing quadratic time
+# (docs/benchmarks.md, "Tuned constants")
 JSON_READ_BYTES = 1024 * 1024
 
 

@@ -61,8 +61,8 @@ ORDER BY canonical_model
 """
 
 # A batch's per-model summary computed from its rows (summarise_import): counts, extremes and mean score by
-# grouping, then the median picked from the batch's prices streamed in order. Measured at a million rows with
-# a 2 MiB cache: 2.0 s, against 3.5 s for one statement numbering prices with window functions.
+# grouping, then the median picked from the batch's prices streamed in order, faster than window functions
+# (docs/benchmarks.md, "Tuned constants")
 SUMMARY_TOTALS_SQL = """
 SELECT canonical_model, COUNT(*), MIN(price), MAX(price), AVG(score)
 FROM scored_listings

@@ -27,7 +27,7 @@ from importlib import resources
 from typing import Dict, Iterable, List, Optional, Sequence, Tuple
 
 from . import schema
-from .sqlite import enable_wal, transaction
+from .sqlite import connect, enable_wal, transaction
 
 BOOKKEEPING_SQL = """
 CREATE TABLE IF NOT EXISTS glyph_migrations (
@@ -667,7 +667,7 @@ def dry_run(
     that writes is collected as it runs.
     """
     with tempfile.TemporaryDirectory(prefix="glyph-dry-run-") as scratch:
-        copy = sqlite3.connect(os.path.join(scratch, "copy.db"), isolation_level=None)
+        copy = connect(os.path.join(scratch, "copy.db"), wal=False)
         try:
             conn.backup(copy)
             executed: List[str] = []

@@ -37,9 +37,8 @@ from .csv_source import READ_BUFFER_BYTES, CsvSource, HashingReader, Unreadable,
 from .sqlite import StorageError
 from .validate import RecordChecks
 
-# A file this large or larger (about 170,000 rows) is read by a second process. The figure is a round one: the
-# gain was measured at a million rows (written in 5.0 s instead of 6.6 s, the server's import 1.2 s shorter),
-# starting the process costs about 0.07 s, and a smaller file's whole import takes a second or two.
+# A file this large or larger (about 170,000 rows) is read by a second process: a round figure, well past the point
+# where the process's start pays for itself (docs/benchmarks.md, "Tuned constants")
 PARALLEL_MIN_BYTES = 32 * 1024 * 1024
 # The parent's reads of the file, for its hash and the kept original
 COPY_BLOCK_BYTES = 1024 * 1024
@@ -48,8 +47,8 @@ COPY_BLOCK_BYTES = 1024 * 1024
 PIPE_BYTES = 1024 * 1024
 # How long a child that has sent its last message gets to exit before it is stopped
 CLOSE_WAIT_SECONDS = 10
-# The child's program: this package's modules without its __init__, which imports Datasette and the plugin (the
-# child started in 0.07 s this way, 0.38 s importing the package whole); then main(PATH, MAX_ERRORS).
+# The child's program: the engine's modules without the package's __init__, which imports Datasette and the plugin
+# (five times slower to start (docs/benchmarks.md, "Tuned constants")); then main(PATH, MAX_ERRORS).
 CHILD = """
 import sys, types
 for name, path in (("datasette_glyph", sys.argv[1]), ("datasette_glyph.engine", sys.argv[1] + "/engine")):

@@ -166,9 +166,9 @@ def transaction(
     try:
         if conn.in_transaction and getattr(_opened_for_one_write, "conn", None) is conn:
             # The caller opened this transaction for this one change and rolls it back whole if the change fails
-            # (config.run_guarded_write): a SAVEPOINT would only add work. Inside one, SQLite copies each page that
-            # existed when it began to a sub-journal before changing it the first time; a million-row import into
-            # a 5,000,000-row table spent 10 s more writing its rows and building its indexes that way.
+            # (web/bridge.py, run_guarded_write): a SAVEPOINT would only add work. Inside one, SQLite copies each
+            # page that existed when it began to a sub-journal before changing it the first time; a million-row
+            # import into a 5,000,000-row table spent 10 s more writing its rows and building its indexes that way.
             _opened_for_one_write.conn = None
             yield conn
         elif conn.in_transaction:

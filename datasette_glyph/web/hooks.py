@@ -8,7 +8,7 @@ from urllib.parse import urlencode
 from markupsafe import Markup, escape
 
 from ..engine import lineage
-from ..formats import import_label, short_time, signed_usd, usd, utc_time
+from ..formats import import_label, score, short_time, signed_usd, usd, utc_time
 from .http import diff_url, import_url
 from .permissions import can_view_database, offers_import
 from .settings import glyph_database
@@ -101,12 +101,14 @@ def render_cell(value, column, table, database, datasette):
 
 
 def prepare_jinja2_environment(env) -> None:
-    """Filters for the glyph templates: ``glyph_usd``, ``glyph_signed_usd``, ``glyph_time``, ``glyph_short_time``."""
+    """Filters for the glyph templates: ``glyph_usd``, ``glyph_signed_usd``, ``glyph_time``, ``glyph_short_time``,
+    ``glyph_score``."""
     env.filters.update(
         glyph_usd=lambda v, cents=True: usd(v, cents) if v is not None else "\u2013",
         glyph_signed_usd=lambda v: signed_usd(v) if v is not None else "\u2013",
         glyph_time=utc_time,
         glyph_short_time=short_time,
+        glyph_score=score,
     )
 
 
