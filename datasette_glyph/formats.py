@@ -91,6 +91,11 @@ def score(value) -> str:
     return "" if value is None else f"{value:.4f}"
 
 
+def short_score(value: float) -> str:
+    """An axis label: ``0``, ``0.2``, ``0.85``."""
+    return f"{value:.4g}"
+
+
 def signed(value, fmt: str = "{:,.2f}") -> str:
     """A change with its sign, ``+12.50``, ``-3.00`` or ``0.00``, in ``fmt``; empty for None."""
     if value is None:

@@ -310,7 +310,7 @@ def start_server(
     full_env = dict(os.environ)
     full_env.setdefault("DATASETTE_SECRET", "glyph-test-secret")
     full_env.update(env or {})
-    return _spawn(db_path, port or free_port(), argv, log_dir / "server.log", full_env, timeout)
+    return spawn(db_path, port or free_port(), argv, log_dir / "server.log", full_env, timeout)
 
 
 def _popen(port: int, argv: Sequence[str], log_path: Path, env: Dict[str, str]) -> subprocess.Popen:
@@ -325,7 +325,7 @@ def _popen(port: int, argv: Sequence[str], log_path: Path, env: Dict[str, str]) 
         )
 
 
-def _spawn(db_path: Path, port: int, argv: Sequence[str], log_path: Path, env: Dict[str, str], timeout: float):
+def spawn(db_path: Path, port: int, argv: Sequence[str], log_path: Path, env: Dict[str, str], timeout: float):
     process = _popen(port, argv, log_path, env)
     server = Server(db_path=db_path, port=port, process=process, argv=list(argv), log_path=log_path, env=env)
     server.wait_ready(timeout)

@@ -27,7 +27,7 @@ from datasette_glyph.engine.importer import import_csv
 from datasette_glyph.engine.sqlite import StorageError, connect
 from datasette_glyph.web import uploads
 
-from .server import _spawn, datasette_command, free_port, make_scored_csv, running_server, write_config_file
+from .server import spawn, datasette_command, free_port, make_scored_csv, running_server, write_config_file
 
 CSV = b"canonical_model,vram_gb,mig_support,nvlink,tdp_watts,price,score\nA10,24,0,False,150,2397.01,0.6504\n"
 OTHER_USER = 12345
@@ -266,7 +266,7 @@ def test_a_full_upload_disk_is_a_json_507_and_the_next_upload_works(db_path, tmp
     argv = ["prlimit", f"--fsize={1 << 20}", datasette_command(), "serve", str(db_path), "--host", "127.0.0.1"]
     argv += ["-m", str(config)]
     env = dict(os.environ, DATASETTE_SECRET="glyph-test-secret")
-    server = _spawn(db_path, free_port(), argv, tmp_path / "server.log", env, 60)
+    server = spawn(db_path, free_port(), argv, tmp_path / "server.log", env, 60)
     try:
         big = make_scored_csv(tmp_path / "big.csv", 20_000)  # about 4 MB
         answer = server.upload_csv(big)

@@ -8,7 +8,7 @@ from datasette.utils.asgi import Forbidden, Response
 
 from ..engine import lineage
 from ..engine.listings import InvalidParameter, parse_int
-from ..formats import diff_path, score, usd
+from ..formats import diff_path, short_score, usd
 from .bridge import run_expensive_read
 from .charts import history_chart
 from .http import error, errors_response, method_not_allowed, ok_response, url_with_query
@@ -93,7 +93,7 @@ async def history_page(request, datasette):
         "source_link": source_url if source_url.lower().startswith(("http://", "https://")) else None,
         "history": history,
         "price_chart": history_chart([p["price"] for p in history], [p["imported_at"] for p in history], usd),
-        "score_chart": history_chart([p["score"] for p in history], [p["imported_at"] for p in history], score),
+        "score_chart": history_chart([p["score"] for p in history], [p["imported_at"] for p in history], short_score),
         "json_url": url_with_query(datasette, "/api/listings/history", source_url=source_url) if source_url else None,
         "form_action": datasette.urls.path("/-/glyph/history"),
     }
