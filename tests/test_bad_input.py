@@ -66,7 +66,8 @@ def server(tmp_path_factory):
     # Something to keep unchanged: one good import
     good = work / "good.csv"
     good.write_bytes(GOOD_CSV)
-    assert server.upload_csv(good).status == 200
+    answer = server.upload_csv(good)
+    assert (answer.status, answer.json()["ok"]) == (200, True), answer.text
     yield server
     server.stop()
     assert "Traceback" not in server.log()

@@ -196,7 +196,7 @@ def test_a_server_never_acknowledges_an_import_whose_commit_failed(tmp_path):
             },
         )
         accepted = server.upload_csv(csv_path)
-        assert accepted.status == 200
+        assert (accepted.status, accepted.json()["ok"], accepted.json()["record_count"]) == (200, True, 1)
         assert server_batches(server) == [(1, "complete")]
         server.restart()
         assert server_batches(server) == [(1, "complete")]

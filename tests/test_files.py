@@ -478,7 +478,11 @@ async def test_rollback_then_reimport_over_http(db_path):
     first = (await upload(ds, fields={"source": "broker-x"})).json()
     conn = connect(db_path)
     before = listing_rows(conn, first["import_id"])
-    assert (await ds.client.delete(f"/api/imports/{first['import_id']}")).status_code == 200
+    rolled_back = await ds.client.delete(f"/api/imports/{first['import_id']}")
+    answer = rolled_back.json()
+    assert (rolled_back.status_code, answer["import_id"], answer["status"], answer["removed"]) == (
+        200, first["import_id"], "rolled_back", {"scored_listings": 3, "listings": 0, "quantized_listings": 0, "models": 3}
+    )
     assert listing_rows(conn, first["import_id"]) == []
     # the rolled-back batch's file is still there to download
     assert (await ds.client.get(f"/api/imports/{first['import_id']}/file")).content == CSV
@@ -692,7 +696,15 @@ async def test_a_kept_file_that_is_not_gzip_is_refused_as_damaged(db_path):
         ],
     )
     again = await ds.client.post(f"/api/imports/{result.import_id}/reimport")
-    assert again.status_code == 403  # nobody may import here; with the permission it is the 503 below
+    # nobody may import here; with the permission it is the 503 below
+    assert (again.status_code, again.json()) == (
+        403,
+        {
+            "ok": False,
+            "errors": [{"message": "An anonymous request may not import: the glyph-import permission is required"}],
+            "more": 0,
+        },
+    )
     ds = await make_ds(db_path, allow_import=True)
     again = await ds.client.post(f"/api/imports/{result.import_id}/reimport")
     assert (again.status_code, again.json()["errors"]) == (

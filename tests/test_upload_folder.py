@@ -290,7 +290,8 @@ def test_a_full_upload_disk_is_a_json_507_and_the_next_upload_works(db_path, tmp
         assert files_in(folder) == []
         small = tmp_path / "small.csv"
         small.write_bytes(CSV)
-        assert server.upload_csv(small).status == 200
+        answer = server.upload_csv(small)
+        assert (answer.status, answer.json()["ok"], answer.json()["record_count"]) == (200, True, 1)
         assert [b["record_count"] for b in server.get("/api/imports").json()["imports"]] == [1]
         assert "Traceback" not in server.log()
     finally:
