@@ -83,3 +83,12 @@ def wait_until_waiting_for_a_lock(process: subprocess.Popen, timeout: float = 12
         assert process.poll() is None, f"the process ended (status {process.returncode}) instead of waiting"
         assert time.monotonic() < deadline, "the process was never seen waiting for the lock"
         time.sleep(0.005)
+
+
+def running(pid: int) -> bool:
+    """Whether a thread of process ``pid`` is on a CPU or ready for one (state R): it is computing."""
+    for stat in glob.glob(f"/proc/{pid}/task/*/stat"):
+        with contextlib.suppress(OSError, IndexError):
+            if Path(stat).read_text().rsplit(")", 1)[1].split()[0] == "R":
+                return True
+    return False

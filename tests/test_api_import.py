@@ -20,6 +20,7 @@ from packaging.version import parse
 from datasette_glyph import uploads
 from datasette_glyph.db import connect
 
+from .support import wait_until
 from .json_style import refusal
 
 CSV = (
@@ -1062,8 +1063,12 @@ def test_temp_file_of_a_killed_server_is_removed_when_a_server_starts(db_path, t
 
         def kill_half_way(sent, size):
             if sent >= size // 2 and not left_behind:
-                time.sleep(0.2)  # let the server write what it received so far
-                left_behind.extend(p.name for p in temp_files(upload_folder))
+                # the server has written part of what it received to its temp file
+                found = wait_until(
+                    lambda: [p for p in temp_files(upload_folder) if p.stat().st_size >= size // 4],
+                    "a temp file holding a quarter of the upload",
+                )
+                left_behind.extend(p.name for p in found)
                 server.kill()
 
         with pytest.raises(OSError):

@@ -12,7 +12,7 @@ from datasette_glyph.db import connect
 from .json_style import refusal
 from .snapshots import insert_snapshot
 from .support import error_message
-from .test_lineage import (
+from .hand_market import (
     A_ID,
     ADDED_U6,
     B_ID,

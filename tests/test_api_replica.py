@@ -13,7 +13,7 @@ from datasette_test import Datasette, actor_cookie
 from datasette_glyph import migrate
 from datasette_glyph.db import connect
 
-from .test_lineage import A_ID, insert_market
+from .hand_market import A_ID, insert_market
 
 PRIMARY = "https://glyph-primary.example.com"
 OPERATOR = {"id": "operator"}

@@ -12,7 +12,7 @@ from datasette_glyph.db import connect
 
 from .snapshots import insert_snapshot
 from .test_api_lineage import DIFF_AB
-from .test_lineage import A_ID, B_ID, C_ID, database_checksum, insert_market
+from .hand_market import A_ID, B_ID, C_ID, database_checksum, insert_market
 
 
 @pytest.fixture

@@ -9,6 +9,7 @@ import signal
 import sqlite3
 import stat
 import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -598,16 +599,6 @@ def test_0007_round_trips_with_kept_files(conn, db_path):
 # Crash safety -------------------------------------------------------------------------------------------------
 
 
-def _wait_for(predicate, timeout, interval=0.0005):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        found = predicate()
-        if found:
-            return found
-        time.sleep(interval)
-    return None
-
-
 def _kept_names(store: Path):
     try:
         return [n for n in os.listdir(store) if files.NAME_RE.match(n)]
@@ -615,37 +606,43 @@ def _kept_names(store: Path):
         return []
 
 
+# glyph-import in a process of its own that SIGKILLs itself as soon as the file named argv[1] is in place under its
+# SHA-256 name and the store folder is synced: after keeping the file, before the batch's commit.
+KILLED_AFTER_KEEPING = """
+import os, signal, sys
+from datasette_glyph import files
+real = files._fsync_dir
+
+def fsync_dir(directory):
+    real(directory)
+    if os.path.exists(os.path.join(directory, sys.argv[1])):
+        os.kill(os.getpid(), signal.SIGKILL)
+
+files._fsync_dir = fsync_dir
+from datasette.cli import cli
+cli(sys.argv[2:])
+"""
+
+
 @pytest.mark.asyncio
 async def test_sigkill_between_keeping_the_file_and_committing_leaves_no_orphan(tmp_path):
-    """A real glyph-import, stopped (SIGSTOP) the moment its kept file appears under its SHA-256 name, checked
-    from outside to be before its commit, then SIGKILLed. The next server start sweeps the file."""
+    """A real glyph-import, SIGKILLed right after its kept file is renamed into place and the folder synced,
+    before its commit. The next server start sweeps the file."""
     csv_path = make_scored_csv(tmp_path / "big.csv", 60_000)
-    caught = None
-    for attempt in range(4):  # on a busy machine the import may commit before it is stopped: aim again
-        db_path = tmp_path / f"attempt{attempt}" / "glyph.db"
-        db_path.parent.mkdir()
-        conn = connect(db_path)
-        migrate.migrate(conn)
-        earlier = keep(conn, db_path)  # a committed batch whose file must survive the sweep
-        store = store_of(db_path)
-        process = subprocess.Popen(
-            [datasette_command(), "glyph-import", str(db_path), str(csv_path), "--quiet"],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.PIPE,
-        )
-        try:
-            appeared = _wait_for(lambda: [n for n in _kept_names(store) if n != f"{CSV_SHA}.gz"], timeout=120)
-            os.kill(process.pid, signal.SIGSTOP)
-            committed = conn.execute("SELECT COUNT(*) FROM import_batches").fetchone()[0]
-            os.kill(process.pid, signal.SIGKILL)
-        finally:
-            process.wait(timeout=60)
-        assert appeared, process.stderr.read()
-        if committed == 1:  # stopped between renaming its file into place and committing
-            caught = appeared[0]
-            break
-    assert caught is not None, "the import always committed before it could be stopped"
-    assert process.returncode == -signal.SIGKILL
+    caught = hashlib.sha256(csv_path.read_bytes()).hexdigest() + ".gz"
+    db_path = tmp_path / "glyph.db"
+    conn = connect(db_path)
+    migrate.migrate(conn)
+    earlier = keep(conn, db_path)  # a committed batch whose file must survive the sweep
+    store = store_of(db_path)
+    process = subprocess.run(
+        [sys.executable, "-c", KILLED_AFTER_KEEPING, caught, "glyph-import", str(db_path), str(csv_path), "--quiet"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, timeout=300,
+    )
+    assert (process.returncode, sorted(_kept_names(store))) == (
+        -signal.SIGKILL, sorted([f"{CSV_SHA}.gz", caught])
+    ), process.stderr.decode()
+    assert conn.execute("SELECT COUNT(*) FROM import_batches").fetchone()[0] == 1  # only the earlier batch
     assert sqlite3.connect(db_path).execute("PRAGMA integrity_check").fetchone() == ("ok",)
     # the killed import left its file (and nothing in the database); a young file is left alone
     assert sorted(_kept_names(store)) == sorted([f"{CSV_SHA}.gz", caught])
