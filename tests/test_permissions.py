@@ -2,11 +2,8 @@
 on Datasette 0.65 and 1.0a alike; Bearer-token clients and CSRF for cookie-authenticated browsers."""
 
 import inspect
-import types
 
 import pytest
-from datasette import hookimpl
-from datasette.plugins import pm
 from datasette.version import __version__ as datasette_version
 from datasette_test import Datasette, actor_cookie
 from packaging.version import parse
@@ -22,8 +19,13 @@ ROOT = {"id": "root"}
 IMPORTER = {"id": "carol", "roles": ["importer"]}
 
 
-async def make_ds(db_path, **config):
-    ds = Datasette([str(db_path)], plugin_config={"datasette-glyph": config})
+async def make_ds(db_path, tokens=None, **config):
+    """A Datasette serving ``db_path`` with this plugin configured by ``config``; ``tokens`` (token: actor) are
+    Bearer tokens given to datasette-auth-tokens, the plugin the README recommends for API clients on 0.65."""
+    plugins = {"datasette-glyph": config}
+    if tokens:
+        plugins["datasette-auth-tokens"] = {"tokens": [{"token": t, "actor": a} for t, a in tokens.items()]}
+    ds = Datasette([str(db_path)], plugin_config=plugins)
     ds.root_enabled = True  # what --root does on 1.0a; 0.65 has no such switch and ignores it
     await ds.invoke_startup()
     return ds
@@ -94,24 +96,6 @@ async def test_import_endpoint_checks_permission_first(db_path, actor, status, e
 TOKENS = {"s3cret-bot": {"id": "bot"}, "s3cret-reader": {"id": "reader"}}
 
 
-@hookimpl
-def actor_from_request(datasette, request):
-    """A test plugin in the style of datasette-auth-tokens: ``Authorization: Bearer <token>`` names an actor."""
-    authorization = request.headers.get("authorization", "")
-    if authorization.startswith("Bearer "):
-        return TOKENS.get(authorization[len("Bearer ") :])
-    return None
-
-
-@pytest.fixture
-def static_tokens():
-    plugin = types.ModuleType("glyph_test_static_tokens")  # Datasette lists plugins by module name
-    plugin.actor_from_request = actor_from_request
-    pm.register(plugin, name="glyph_test_static_tokens")
-    yield plugin
-    pm.unregister(plugin)
-
-
 NO_FILE = b'--XX\r\nContent-Disposition: form-data; name="source"\r\n\r\nacme\r\n--XX--\r\n'
 NO_FILE_ERROR = "The multipart body has no 'file' field; send the CSV file as 'file'"
 
@@ -125,8 +109,8 @@ NO_FILE_ERROR = "The multipart body has no 'file' field; send the CSV file as 'f
         ("wrong", 403, "An anonymous request may not import: the glyph-import permission is required"),
     ],
 )
-async def test_bearer_token_clients(db_path, static_tokens, token, status, error):
-    ds = await make_ds(db_path, allow_import={"id": ["bot"]})
+async def test_bearer_token_clients(db_path, token, status, error):
+    ds = await make_ds(db_path, tokens=TOKENS, allow_import={"id": ["bot"]})
     response = await ds.client.post(
         "/api/import",
         content=NO_FILE,
@@ -173,14 +157,15 @@ async def test_cookie_authenticated_browser_post_needs_the_csrf_header(db_path, 
 
 @pytest.mark.asyncio
 @pytest.mark.parametrize("actor_id,status", [("ingest-bot", 200), ("reader", 403)])
-async def test_token_actor_imports_with_a_grant(db_path, tmp_path, static_tokens, monkeypatch, actor_id, status):
-    """1.0a: a token from ``datasette create-token``; 0.65, which has none, a static token from a plugin."""
-    ds = await make_ds(db_path, allow_import={"id": ["ingest-bot"]}, upload_dir=str(tmp_path))
+async def test_token_actor_imports_with_a_grant(db_path, tmp_path, actor_id, status):
+    """1.0a: a token from ``datasette create-token``; 0.65, which has none, a static token from
+    datasette-auth-tokens."""
+    tokens = {"ingest-bot-static": {"id": actor_id}}
+    ds = await make_ds(db_path, tokens=tokens, allow_import={"id": ["ingest-bot"]}, upload_dir=str(tmp_path))
     if hasattr(ds, "create_token"):
         token = ds.create_token(actor_id)
         token = await token if inspect.isawaitable(token) else token
     else:
-        monkeypatch.setitem(TOKENS, "ingest-bot-static", {"id": actor_id})
         token = "ingest-bot-static"
     response = await ds.client.post(
         "/api/import",
