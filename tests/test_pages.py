@@ -5,6 +5,7 @@ import sqlite3
 from html import unescape
 from html.parser import HTMLParser
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import pytest
 import yaml
@@ -965,3 +966,44 @@ async def test_row_page_links_to_the_listing_history(conn, db_path):
     assert links == ["/-/glyph/history?source_url=https%3A%2F%2Fmarket.example%2Flisting%2F9"]
     history = (await get(ds, links[0])).text
     assert Extract(history, id="glyph-history-table").rows[1][1:5] == [A, "market", "L4", "$10.00"]
+
+
+# Every asset a page loads is the server's own ------------------------------------------------------------------
+
+ASSET = re.compile(
+    r"""<(?:script|img|iframe|source|audio|video)\b[^>]*?\bsrc\s*=\s*["']?([^"'\s>]+)"""
+    r"""|<link\b[^>]*?\bhref\s*=\s*["']?([^"'\s>]+)"""
+    r"""|url\(\s*["']?([^"')\s]+)|@import\s+["']([^"']+)""",
+    re.I,
+)
+
+
+@pytest.mark.asyncio
+@pytest.mark.parametrize(
+    "path",
+    [
+        "/-/glyph/import",
+        "/-/glyph/imports",
+        f"/-/glyph/imports/{A}",
+        f"/-/glyph/imports/{A}/diff/{B}",
+        "/-/glyph/history",
+        "/glyph/scored_listings",
+        "/glyph/import_batches",
+        "/",
+    ],
+)
+async def test_pages_load_no_script_or_style_from_elsewhere(db_path, batches, path):
+    """README: "Everything is served by the plugin: no script or style comes from a CDN". Every script, style,
+    image or font a page names is a path on this server, and the plugin's own stylesheet is one of them."""
+    ds = await make_ds(db_path)
+    response = await get(ds, path, OPERATOR)
+    assert response.status_code == 200
+    assets = [next(g for g in m.groups() if g) for m in ASSET.finditer(response.text)]
+    # (Datasette's own <link rel="alternate"> names the page's JSON by its absolute URL on this server)
+    elsewhere = [
+        a for a in assets if urlsplit(a).netloc not in ("", "localhost") or not urlsplit(a).path.startswith("/")
+    ]
+    assert elsewhere == []
+    assert "/-/static-plugins/datasette_glyph/glyph.css" in {a.split("?")[0] for a in assets}
+    css = await ds.client.get("/-/static-plugins/datasette_glyph/glyph.css")
+    assert (css.status_code, [a for a in ASSET.findall(css.text) if any(a)]) == (200, [])

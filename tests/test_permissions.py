@@ -19,13 +19,13 @@ ROOT = {"id": "root"}
 IMPORTER = {"id": "carol", "roles": ["importer"]}
 
 
-async def make_ds(db_path, tokens=None, **config):
+async def make_ds(db_path, tokens=None, permissions=None, **config):
     """A Datasette serving ``db_path`` with this plugin configured by ``config``; ``tokens`` (token: actor) are
     Bearer tokens given to datasette-auth-tokens, the plugin the README recommends for API clients on 0.65."""
     plugins = {"datasette-glyph": config}
     if tokens:
         plugins["datasette-auth-tokens"] = {"tokens": [{"token": t, "actor": a} for t, a in tokens.items()]}
-    ds = Datasette([str(db_path)], plugin_config=plugins)
+    ds = Datasette([str(db_path)], plugin_config=plugins, permissions=permissions)
     ds.root_enabled = True  # what --root does on 1.0a; 0.65 has no such switch and ignores it
     await ds.invoke_startup()
     return ds
@@ -178,3 +178,26 @@ async def test_token_actor_imports_with_a_grant(db_path, tmp_path, actor_id, sta
         headers={"authorization": f"Bearer {token}"},
     )
     assert (response.status_code, response.json().get("actor")) == (status, actor_id if status == 200 else None)
+
+
+@pytest.mark.asyncio
+@pytest.mark.parametrize(
+    "token,status,error",
+    [
+        ("s3cret-reader", 400, NO_FILE_ERROR),  # granted by `permissions:` only, not by allow_import
+        ("s3cret-carol", 403, "Actor 'carol' may not import: the glyph-import permission is required"),
+    ],
+)
+async def test_a_grant_from_permissions_still_counts(db_path, token, status, error):
+    """README: the plugin never denies, so a grant from Datasette's own ``permissions:`` configuration (1.0a) or
+    another plugin (on 0.65, datasette-test's stand-in for ``permissions:`` is one) still counts."""
+    tokens = {**TOKENS, "s3cret-carol": {"id": "carol"}}
+    ds = await make_ds(
+        db_path, tokens=tokens, permissions={"glyph-import": {"id": "reader"}}, allow_import={"id": ["bot"]}
+    )
+    response = await ds.client.post(
+        "/api/import",
+        content=NO_FILE,
+        headers={"authorization": f"Bearer {token}", "content-type": "multipart/form-data; boundary=XX"},
+    )
+    assert (response.status_code, response.json()) == (status, {"ok": False, "errors": [{"message": error}], "more": 0})
