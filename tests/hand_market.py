@@ -2,6 +2,7 @@
 history points and checksums the lineage tests expect of them."""
 
 import hashlib
+import sqlite3
 
 from datasette_glyph import lineage
 
@@ -9,14 +10,8 @@ from .snapshots import insert_snapshot
 
 
 A_ID = "aaaaaaaa-0000-4000-8000-000000000001"
-
-
 B_ID = "bbbbbbbb-0000-4000-8000-000000000002"
-
-
 C_ID = "cccccccc-0000-4000-8000-000000000003"
-
-
 URL = "https://market.example/listing/"
 
 
@@ -122,12 +117,102 @@ def point(batch_record, index, model, price, score, delta, rows_in_import=1):
 DATA_TABLES = ("scored_listings", "listings", "quantized_listings", "models")
 
 
-def checksum(conn, table, where="1", params=()):
+def table_checksum(conn, table, where="1", params=()):
+    """SHA-256 of the rows of ``table`` that match ``where``, in id order."""
     digest = hashlib.sha256()
     for values in conn.execute(f"SELECT * FROM {table} WHERE {where} ORDER BY id", params):
         digest.update(repr(values).encode())
     return digest.hexdigest()
 
 
-def database_checksum(conn):
-    return {table: checksum(conn, table) for table in DATA_TABLES + ("import_batches",)}
+# The batch records as the API shows them: timestamps in ISO 8601 UTC with Z.
+API_A = dict(BATCH_A, imported_at="2025-05-01T10:00:00Z")
+
+
+API_B = dict(BATCH_B, imported_at="2025-05-02T10:00:00Z")
+
+
+API_C = dict(BATCH_C, imported_at="2025-05-03T10:00:00Z")
+
+
+DIFF_AB = {
+    "ok": True,
+    "a": API_A,
+    "b": API_B,
+    "same_source": True,
+    "models": [
+        {
+            "canonical_model": "H100_PCIE_80GB",
+            "a": {
+                "row_count": 2,
+                "min_price": 20000.0,
+                "median_price": 21000.0,
+                "max_price": 22000.0,
+                "mean_score": 0.375,
+            },
+            "b": {
+                "row_count": 2,
+                "min_price": 19000.0,
+                "median_price": 20500.0,
+                "max_price": 22000.0,
+                "mean_score": 0.625,
+            },
+            "change": {
+                "row_count": 0,
+                "min_price": -1000.0,
+                "median_price": -500.0,
+                "max_price": 0.0,
+                "mean_score": 0.25,
+            },
+        },
+        {
+            "canonical_model": "L40S",
+            "a": None,
+            "b": {"row_count": 3, "min_price": 7000.0, "median_price": 7500.0, "max_price": 8000.0, "mean_score": 0.5},
+            "change": {"row_count": 3, "min_price": None, "median_price": None, "max_price": None, "mean_score": None},
+        },
+        {
+            "canonical_model": "RTX_4090",
+            "a": {
+                "row_count": 4,
+                "min_price": 1600.0,
+                "median_price": 1900.0,
+                "max_price": 2100.0,
+                "mean_score": 0.5625,
+            },
+            "b": {"row_count": 1, "min_price": 2200.0, "median_price": 2200.0, "max_price": 2200.0, "mean_score": 0.5},
+            "change": {
+                "row_count": -3,
+                "min_price": 600.0,
+                "median_price": 300.0,
+                "max_price": 100.0,
+                "mean_score": -0.0625,
+            },
+        },
+    ],
+    "listings": {
+        "added": 1,
+        "removed": 1,
+        "changed": 2,
+        "unchanged": 1,
+        "without_source_url": {"a": 1, "b": 2},
+        "duplicate_source_urls": {"a": 1, "b": 0},
+    },
+    "kind": None,
+    "limit": 100,
+    "offset": 0,
+    "total": 4,
+    "next_offset": None,
+    "changes": [CHANGED_U1, CHANGED_U5, ADDED_U6, REMOVED_U3],
+    "notes": [],
+    "next": None,
+}
+
+
+def table_checksums(path, where="1", params=()):
+    """``table_checksum`` of each table a batch writes, of the database at ``path``."""
+    conn = sqlite3.connect(path)
+    try:
+        return {table: table_checksum(conn, table, where, params) for table in DATA_TABLES + ("import_batches",)}
+    finally:
+        conn.close()

@@ -21,35 +21,20 @@ from packaging.version import parse
 from datasette_glyph import uploads
 from datasette_glyph.db import connect
 
-from .support import wait_until
+from .support import wait_until, with_csrf_token
 from .json_style import refusal
-
-CSV = (
-    b"canonical_model,vram_gb,mig_support,nvlink,tdp_watts,price,score,region\r\n"
-    b"H100_PCIE_80GB,80,7,True,350,21000.0,0.81,US\r\n"
-    b'A100_40GB_PCIE,40,7,True,250,6000.0,0.7,"EU, west"\r\n'
-    b"RTX_4090,24,0,False,450,1500.0,0.5,\r\n"
-)
-BOUNDARY = "glyphboundary42"
-MULTIPART = f"multipart/form-data; boundary={BOUNDARY}"
-# 0.65 protects cookie-authenticated POSTs with asgi-csrf tokens; 1.0a with the Origin / Sec-Fetch-Site headers
-TOKEN_CSRF = parse(datasette_version) < parse("1.0a0")
-
-
-def part(name, value: bytes, filename=None, content_type=None) -> bytes:
-    disposition = f'form-data; name="{name}"' + (f'; filename="{filename}"' if filename is not None else "")
-    headers = f"Content-Disposition: {disposition}\r\n" + (f"Content-Type: {content_type}\r\n" if content_type else "")
-    return f"--{BOUNDARY}\r\n{headers}\r\n".encode() + value + b"\r\n"
-
-
-def multipart(*parts: bytes) -> bytes:
-    return b"".join(parts) + f"--{BOUNDARY}--\r\n".encode()
-
-
-UPLOAD = multipart(
-    part("source", b"acme-broker"),
-    part("file", CSV, filename="prices.csv", content_type="text/csv"),
-    part("description", "nightly run \N{EM DASH} 3 rows".encode()),
+from .support import (
+    BOUNDARY,
+    CSV,
+    make_csv,
+    MULTIPART,
+    multipart,
+    open_ds,
+    part,
+    table_counts,
+    temp_files,
+    TOKEN_CSRF,
+    UPLOAD,
 )
 
 
@@ -66,11 +51,6 @@ def receiver(body: bytes, chunk_size: int, then_disconnect=False):
         return messages.pop(0)
 
     return receive
-
-
-def temp_files(folder: Path) -> list:
-    """The upload temp files in an upload folder (they live in the server process's own folder inside it)."""
-    return sorted(p for p in folder.rglob("*") if p.is_file())
 
 
 def headers_for(body: bytes, content_type=MULTIPART) -> dict:
@@ -231,33 +211,7 @@ def batch_count(db_path) -> int:
         conn.close()
 
 
-def table_counts(db_path) -> tuple:
-    """(import_batches, scored_listings, models) row counts: what an import would change."""
-    conn = connect(db_path)
-    try:
-        return tuple(
-            conn.execute(f"SELECT COUNT(*) FROM {table}").fetchone()[0]
-            for table in ("import_batches", "scored_listings", "models")
-        )
-    finally:
-        conn.close()
-
-
 # The endpoint's bad requests -----------------------------------------------------------------------------------
-
-
-@pytest.fixture
-def upload_folder(tmp_path):
-    folder = tmp_path / "uploads"
-    folder.mkdir()
-    return folder
-
-
-async def open_ds(db_path, upload_folder, **config):
-    settings = {"allow_import": True, "upload_dir": str(upload_folder), **config}
-    ds = Datasette([str(db_path)], plugin_config={"datasette-glyph": settings})
-    await ds.invoke_startup()
-    return ds
 
 
 def refused(status, message):
@@ -425,18 +379,6 @@ def test_client_disconnect_leaves_no_temp_file_and_no_rows(db_path, upload_folde
 # Imports that succeed ------------------------------------------------------------------------------------------
 
 
-def make_csv(rows: int, seed: int = 0) -> bytes:
-    """A valid scored listings CSV with ``rows`` rows; ``seed`` varies models and prices between files."""
-    models = [("H100_PCIE_80GB", 80, 7, "True", 350), ("RTX_4090", 24, 0, "False", 450), ("L40S", 48, 0, "False", 350)]
-    lines = ["canonical_model,vram_gb,mig_support,nvlink,tdp_watts,price,score,source_url"]
-    for i in range(rows):
-        model, vram, mig, nvlink, tdp = models[(i + seed) % len(models)]
-        lines.append(
-            f"{model},{vram},{mig},{nvlink},{tdp},{1000 + seed * 10 + i % 997}.5,0.{i % 10},https://x/{seed}/{i}"
-        )
-    return ("\r\n".join(lines) + "\r\n").encode()
-
-
 def rows_of(db_path, import_id) -> list:
     conn = connect(db_path)
     try:
@@ -586,9 +528,7 @@ async def test_the_importing_actor_is_recorded(db_path, upload_folder):
     ds = await open_ds(db_path, upload_folder, allow_import={"id": ["alice"]})
     cookies = {"ds_actor": actor_cookie(ds, {"id": "alice"})}
     headers = {"content-type": MULTIPART}
-    if TOKEN_CSRF:
-        page = await ds.client.get("/", cookies=cookies)
-        cookies["ds_csrftoken"] = headers["x-csrftoken"] = page.cookies["ds_csrftoken"]
+    await with_csrf_token(ds, cookies, headers)
     response = await ds.client.post("/api/import", content=UPLOAD, headers=headers, cookies=cookies)
     import_id = response.json()["import_id"]
     assert (response.status_code, response.json()["actor"], batch_of(db_path, import_id)["actor"]) == (

@@ -1,5 +1,6 @@
 """``datasette glyph-import``: the whole output, exit status and what lands in the database."""
 
+import functools
 import hashlib
 import json
 import subprocess
@@ -7,13 +8,12 @@ from pathlib import Path
 
 import click
 import pytest
-from click.testing import CliRunner
-from datasette.cli import cli
 
 from datasette_glyph import cli as glyph_cli
 from datasette_glyph import importer, migrate
 from datasette_glyph.db import BUSY_TIMEOUT_MS, connect
 
+from .support import run_cli
 from .conftest import build_legacy_database
 from .locks import lock_held_elsewhere, wait_until_waiting_for_a_lock
 from .server import datasette_command
@@ -24,8 +24,7 @@ HEADER = "canonical_model,vram_gb,mig_support,nvlink,tdp_watts,price,score"
 MIGRATIONS = migrate.load_migrations()
 
 
-def run(*args, input=None):
-    return CliRunner().invoke(cli, ["glyph-import", *map(str, args)], input=input)
+run = functools.partial(run_cli, "glyph-import")
 
 
 def batches(db_path):
@@ -272,7 +271,7 @@ def test_a_missing_file_fails_alone(db_path, files, tmp_path):
 
 
 def test_help_shows_usage_and_examples():
-    result = CliRunner().invoke(cli, ["glyph-import", "--help"])
+    result = run("--help")
     lines = result.stdout.splitlines()
     assert (result.exit_code, lines[0]) == (0, "Usage: cli glyph-import [OPTIONS] PATH FILE...")
     start = lines.index("  Examples:")

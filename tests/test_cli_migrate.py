@@ -1,3 +1,4 @@
+import functools
 import itertools
 import os
 import sqlite3
@@ -6,12 +7,11 @@ import sys
 from importlib import resources
 
 import pytest
-from click.testing import CliRunner
-from datasette.cli import cli
 
 from datasette_glyph import migrate
 from datasette_glyph.db import connect
 
+from .support import run_cli
 from .locks import lock_held_elsewhere, wait_until_waiting_for_a_lock
 from .conftest import build_legacy_database
 
@@ -42,8 +42,7 @@ def path(tmp_path):
     return str(tmp_path / "glyph.db")
 
 
-def run(*args):
-    return CliRunner().invoke(cli, ["glyph-migrate", *args])
+run = functools.partial(run_cli, "glyph-migrate")
 
 
 def at(path, target):

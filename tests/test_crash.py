@@ -28,6 +28,7 @@ from datasette_glyph.db import connect
 
 from . import legacy_store
 from .server import datasette_command, make_scored_csv, start_server
+from .support import integrity
 
 LEGACY_BATCH = "dbaea5cd-0a4d-52ca-88af-4737290a1213"
 DATA_TABLES = ("models", "listings", "scored_listings", "quantized_listings")
@@ -155,14 +156,6 @@ def lineage_problems(conn: sqlite3.Connection) -> List[tuple]:
             "GROUP BY import_id HAVING MIN(import_index) != 1 OR MAX(import_index) != COUNT(*)"
         ).fetchall()
     return problems
-
-
-def integrity(path: Path) -> List[str]:
-    conn = sqlite3.connect(path)
-    try:
-        return [r[0] for r in conn.execute("PRAGMA integrity_check")]
-    finally:
-        conn.close()
 
 
 def wal_size(db_path: Path) -> int:

@@ -14,7 +14,7 @@ from datasette_glyph import deltas, lineage, market, migrate
 from datasette_glyph.db import connect
 from datasette_glyph.importer import import_csv
 
-from .test_api_lineage import Tables, make_ds, text_of
+from .support import Tables, make_ds, text_of
 
 # How each diff is asked for: every kind, pages that start and end inside and across kinds, past the end.
 PAGINGS = [

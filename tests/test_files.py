@@ -1,6 +1,7 @@
 """Kept originals: every import keeps the bytes it read; download, re-import, verify, prune, sweep, crash safety."""
 
 import datetime
+import functools
 import gzip
 import hashlib
 import json
@@ -14,8 +15,6 @@ import time
 from pathlib import Path
 
 import pytest
-from click.testing import CliRunner
-from datasette.cli import cli
 from datasette.version import __version__ as datasette_version
 from datasette_test import Datasette, actor_cookie
 from packaging.version import parse
@@ -23,6 +22,7 @@ from packaging.version import parse
 from datasette_glyph import files, importer, lineage, migrate
 from datasette_glyph.db import connect
 
+from . import support
 from .server import datasette_command, make_scored_csv
 
 CSV = (
@@ -36,36 +36,22 @@ JSON_BODY = (
     b'[{"canonical_model": "L40S", "vram_gb": 48, "mig_support": 0, "nvlink": false, "tdp_watts": 350,'
     b' "price": 7000.5, "score": 0.66, "notes": "caf\xc3\xa9"}]'
 )
-BOUNDARY = "glyphfiles42"
-TOKEN_CSRF = parse(datasette_version) < parse("1.0a0")
 LISTING_COLUMNS = (
     "canonical_model, price, vram_gb, tdp_watts, mig_support, nvlink, score, region, source_url, import_index"
 )
 
 
-def multipart(content: bytes, filename="prices.csv", fields=None) -> bytes:
-    parts = b""
-    for name, value in (fields or {}).items():
-        parts += f'--{BOUNDARY}\r\nContent-Disposition: form-data; name="{name}"\r\n\r\n{value}\r\n'.encode()
-    parts += (
-        f'--{BOUNDARY}\r\nContent-Disposition: form-data; name="file"; filename="{filename}"\r\n'
-        "Content-Type: text/csv\r\n\r\n"
-    ).encode()
-    return parts + content + f"\r\n--{BOUNDARY}--\r\n".encode()
-
-
-async def make_ds(path, metadata=None, **config):
-    ds = Datasette([str(path)], plugin_config={"datasette-glyph": config}, metadata=metadata)
-    ds.root_enabled = True
-    await ds.invoke_startup()
-    return ds
+make_ds = functools.partial(support.make_ds, root=True)
 
 
 async def upload(ds, content=CSV, filename="prices.csv", fields=None, cookies=None):
     return await ds.client.post(
         "/api/import",
-        content=multipart(content, filename, fields),
-        headers={"content-type": f"multipart/form-data; boundary={BOUNDARY}"},
+        content=support.multipart(
+            *(support.part(name, value.encode()) for name, value in (fields or {}).items()),
+            support.part("file", content, filename=filename, content_type="text/csv"),
+        ),
+        headers={"content-type": support.MULTIPART},
         cookies=cookies or {},
     )
 
@@ -134,7 +120,7 @@ def test_the_store_must_be_private(tmp_path, conn, db_path):
     other = tmp_path / "elsewhere"
     other.mkdir()
     store.symlink_to(other)
-    result = CliRunner().invoke(cli, ["glyph-import", str(db_path), "-"], input=CSV.decode())
+    result = support.run_cli("glyph-import", db_path, "-", input=CSV.decode())
     assert (result.exit_code, result.output) == (
         1,
         f"Error: The kept files folder {store} is a symbolic link; refusing to write uploads through it. "
@@ -145,8 +131,7 @@ def test_the_store_must_be_private(tmp_path, conn, db_path):
 # Command line -----------------------------------------------------------------------------------------------
 
 
-def run(*args, input=None):
-    return CliRunner().invoke(cli, [str(a) for a in args], input=input)
+run = support.run_cli
 
 
 def test_cli_import_keeps_the_file_unless_told_not_to(tmp_path, db_path):
@@ -537,7 +522,7 @@ async def test_permissions(db_path, actor, download, reimport):
     result = keep(conn, db_path)
     cookies = {"ds_actor": actor_cookie(ds, actor)} if actor else {}
     headers = {}
-    if actor and TOKEN_CSRF:
+    if actor and support.TOKEN_CSRF:
         page = await ds.client.get("/-/glyph/imports", cookies=cookies)
         cookies["ds_csrftoken"] = page.cookies.get("ds_csrftoken") or ""
         headers["x-csrftoken"] = cookies["ds_csrftoken"]

@@ -12,7 +12,8 @@ from datasette_test import actor_cookie
 from datasette_glyph import migrate
 from datasette_glyph.db import connect
 
-from .test_api_import import (
+from .support import (
+    with_csrf_token,
     CSV,
     MULTIPART,
     TOKEN_CSRF,
@@ -23,7 +24,6 @@ from .test_api_import import (
     part,
     table_counts,
     temp_files,
-    upload_folder,
 )
 
 KEY = "7c3e7a52-1c0e-4c8a-9a57-2d1c2b6f0b11"
@@ -201,9 +201,7 @@ async def test_a_key_belongs_to_the_actor_who_sent_it(db_path, upload_folder):
     async def post_as(name):
         cookies = {"ds_actor": actor_cookie(ds, {"id": name})}
         headers = {"content-type": MULTIPART, "idempotency-key": KEY}
-        if TOKEN_CSRF:
-            page = await ds.client.get("/", cookies=cookies)
-            cookies["ds_csrftoken"] = headers["x-csrftoken"] = page.cookies["ds_csrftoken"]
+        await with_csrf_token(ds, cookies, headers)
         return await ds.client.post("/api/import", content=UPLOAD, headers=headers, cookies=cookies)
 
     alice = await post_as("alice")

@@ -10,6 +10,7 @@ from datasette_glyph import lineage
 from datasette_glyph.importer import import_csv
 
 from .snapshots import insert_snapshot, iter_market, market_snapshots, write_csv
+from .support import database_checksum
 from .hand_market import (
     A_ID,
     A_ROWS,
@@ -25,9 +26,8 @@ from .hand_market import (
     change,
     CHANGED_U1,
     CHANGED_U5,
-    checksum,
+    table_checksum,
     DATA_TABLES,
-    database_checksum,
     insert_market,
     point,
     REMOVED_U3,
@@ -278,9 +278,9 @@ def counts_by_batch(conn, table):
 
 def test_rollback_removes_the_batch_and_keeps_its_record(market):
     add_raw_and_quantized_rows(market)
-    others = {t: checksum(market, t, "import_id <> ?", [B_ID]) for t in ("scored_listings", "listings", "models")}
-    a_quantized = checksum(market, "quantized_listings", "import_id = ?", [A_ID])
-    other_batches = checksum(market, "import_batches", "import_id <> ?", [B_ID])
+    others = {t: table_checksum(market, t, "import_id <> ?", [B_ID]) for t in ("scored_listings", "listings", "models")}
+    a_quantized = table_checksum(market, "quantized_listings", "import_id = ?", [A_ID])
+    other_batches = table_checksum(market, "import_batches", "import_id <> ?", [B_ID])
     result = lineage.rollback_import(market, B_ID, actor="ops", now="2025-05-05 12:00:00.000000")
     assert result == lineage.RollbackResult(
         import_id=B_ID,
@@ -301,9 +301,9 @@ def test_rollback_removes_the_batch_and_keeps_its_record(market):
         "models": {A_ID: 2},  # L40S, which B introduced, is gone
     }
     # Every row of the other batches is as it was, byte for byte (less C's quantized row that hung off B).
-    assert {t: checksum(market, t, "import_id <> ?", [B_ID]) for t in others} == others
-    assert checksum(market, "quantized_listings", "import_id = ?", [A_ID]) == a_quantized
-    assert checksum(market, "import_batches", "import_id <> ?", [B_ID]) == other_batches
+    assert {t: table_checksum(market, t, "import_id <> ?", [B_ID]) for t in others} == others
+    assert table_checksum(market, "quantized_listings", "import_id = ?", [A_ID]) == a_quantized
+    assert table_checksum(market, "import_batches", "import_id <> ?", [B_ID]) == other_batches
     assert market.execute("PRAGMA foreign_key_check").fetchall() == []
 
 
@@ -426,11 +426,11 @@ def test_diff_and_rollback_of_files_the_importer_wrote(conn, tmp_path):
         (tuesday, next(r["price"] for r in second if r["source_url"] == url))
     ]
     models_before = conn.execute("SELECT model, import_id FROM models ORDER BY model").fetchall()
-    monday_rows = checksum(conn, "scored_listings", "import_id = ?", [monday])
+    monday_rows = table_checksum(conn, "scored_listings", "import_id = ?", [monday])
     result = lineage.rollback_import(conn, tuesday, actor="ops")
     assert (result.scored_listings, result.models) == (len(second), 0)  # every model came in with monday's file
     assert conn.execute("SELECT model, import_id FROM models ORDER BY model").fetchall() == models_before
-    assert checksum(conn, "scored_listings", "import_id = ?", [monday]) == monday_rows
+    assert table_checksum(conn, "scored_listings", "import_id = ?", [monday]) == monday_rows
     assert counts_by_batch(conn, "scored_listings") == {monday: len(first)}
 
 
@@ -468,7 +468,7 @@ REBUILT = [
 @pytest.mark.parametrize("import_id, rebuilt", [("dddddddd-0000-4000-8000-000000000004", REBUILT), (B_ID, [])])
 def test_rollback_of_most_of_the_table_rebuilds_the_indexes_instead(market, big_batch, import_id, rebuilt):
     before_schema = schema(market)
-    others = {t: checksum(market, t, "import_id <> ?", [import_id]) for t in DATA_TABLES}
+    others = {t: table_checksum(market, t, "import_id <> ?", [import_id]) for t in DATA_TABLES}
     statements = []
     market.set_trace_callback(statements.append)
     lineage.rollback_import(market, import_id)
@@ -476,7 +476,7 @@ def test_rollback_of_most_of_the_table_rebuilds_the_indexes_instead(market, big_
     assert [s for s in statements if s.startswith(("DROP INDEX", "CREATE INDEX"))] == rebuilt
     assert schema(market) == before_schema
     assert market.execute("PRAGMA integrity_check").fetchall() == [("ok",)]
-    assert {t: checksum(market, t, "import_id <> ?", [import_id]) for t in DATA_TABLES} == others
+    assert {t: table_checksum(market, t, "import_id <> ?", [import_id]) for t in DATA_TABLES} == others
 
 
 @pytest.mark.parametrize("table, nth", [("scored_listings", 15), ("models", 1), ("import_batches", 1)])

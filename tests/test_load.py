@@ -22,7 +22,7 @@ from .locks import running
 from .support import wait_until
 from .server import make_scored_csv, readme_settings, running_server, start_server
 from .snapshots import insert_snapshot, market_snapshots
-from .test_crash import integrity
+from .support import integrity
 
 # What readers ask for, in turn: the plugin's API and Datasette's own JSON views of the same tables.
 READ_PATHS = (

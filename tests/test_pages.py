@@ -14,6 +14,7 @@ from datasette_test import Datasette, actor_cookie
 from datasette_glyph import lineage, pages
 
 from .snapshots import insert_snapshot
+from . import support
 from .support import error_message, title
 
 OPERATOR = {"id": "operator"}  # granted glyph-import by the plugin config below
@@ -82,10 +83,8 @@ def batches(conn):
     )
 
 
-async def make_ds(db_path, metadata=None):
-    ds = Datasette([str(db_path)], plugin_config=PLUGIN_CONFIG, metadata=metadata)
-    await ds.invoke_startup()
-    return ds
+def make_ds(db_path, metadata=None):
+    return support.make_ds(db_path, metadata, **PLUGIN_CONFIG["datasette-glyph"])
 
 
 async def get(ds, path, actor=None):

@@ -1,6 +1,7 @@
 """glyph-import and glyph-rollback: denied by default, granted to root and to the plugin config's allow blocks,
 on Datasette 0.65 and 1.0a alike; Bearer-token clients and CSRF for cookie-authenticated browsers."""
 
+import functools
 import inspect
 
 import pytest
@@ -10,8 +11,10 @@ from packaging.version import parse
 
 from datasette_glyph.permissions import can_import, can_rollback
 
+from . import support
+from .support import TOKEN_CSRF, with_csrf_token
+
 # 0.65 protects POSTs with asgi-csrf tokens; 1.0a with the Origin / Sec-Fetch-Site headers
-TOKEN_CSRF = parse(datasette_version) < parse("1.0a0")
 
 ALICE = {"id": "alice"}
 BOB = {"id": "bob"}
@@ -19,16 +22,7 @@ ROOT = {"id": "root"}
 IMPORTER = {"id": "carol", "roles": ["importer"]}
 
 
-async def make_ds(db_path, tokens=None, permissions=None, **config):
-    """A Datasette serving ``db_path`` with this plugin configured by ``config``; ``tokens`` (token: actor) are
-    Bearer tokens given to datasette-auth-tokens, the plugin the README recommends for API clients on 0.65."""
-    plugins = {"datasette-glyph": config}
-    if tokens:
-        plugins["datasette-auth-tokens"] = {"tokens": [{"token": t, "actor": a} for t, a in tokens.items()]}
-    ds = Datasette([str(db_path)], plugin_config=plugins, permissions=permissions)
-    ds.root_enabled = True  # what --root does on 1.0a; 0.65 has no such switch and ignores it
-    await ds.invoke_startup()
-    return ds
+make_ds = functools.partial(support.make_ds, root=True)  # root: what --root does on 1.0a
 
 
 @pytest.mark.asyncio
@@ -81,11 +75,8 @@ async def test_import_endpoint_checks_permission_first(db_path, actor, status, e
     ds = await make_ds(db_path, allow_import={"id": ["alice"]})
     headers = {"content-type": "text/plain"}
     cookies = {"ds_actor": actor_cookie(ds, actor)} if actor else {}
-    if actor and TOKEN_CSRF:
-        # a cookie-authenticated request on 0.65 needs a valid token; get one the way a browser does
-        page = await ds.client.get("/", cookies=cookies)
-        cookies["ds_csrftoken"] = page.cookies["ds_csrftoken"]
-        headers["x-csrftoken"] = page.cookies["ds_csrftoken"]
+    if actor:
+        await with_csrf_token(ds, cookies, headers)
     response = await ds.client.post("/api/import", content=b"hello", headers=headers, cookies=cookies)
     assert (response.status_code, response.json()) == (
         status,

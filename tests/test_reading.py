@@ -16,7 +16,7 @@ from datasette_glyph.db import StorageError, connect
 from datasette_glyph.importer import ImportFailed, import_csv
 
 from .server import datasette_command, make_scored_csv
-from .test_importer import HEADER, checksum, data
+from .support import HEADER, data, database_checksum, open_ds
 
 ROW = "A10,24,0,False,150,{price},0.5,https://example.com/{n}"
 
@@ -132,7 +132,7 @@ def test_progress_and_the_kept_original_see_every_byte_once(tmp_path, readers, c
 
 def test_a_reading_process_that_stops_refuses_the_import_and_writes_nothing(tmp_path, readers, conn, db_path):
     import_csv(conn, rows_file(tmp_path / "first.csv", good_lines(50)))
-    before = checksum(conn)
+    before = database_checksum(conn)
     # More than the pipe and the parent's buffer on it hold (PIPE_BYTES each): the child is still sending
     path = rows_file(tmp_path / "f.csv", good_lines(100_000))
     assert path.stat().st_size > 4 * reading.PIPE_BYTES
@@ -150,14 +150,14 @@ def test_a_reading_process_that_stops_refuses_the_import_and_writes_nothing(tmp_
     assert failure.value.kind == "reading" and failure.value.status == 503
     assert "stopped before the file's end" in str(failure.value)
     assert readers[-1].process.returncode == -signal.SIGKILL
-    assert checksum(conn) == before
+    assert database_checksum(conn) == before
     assert not conn.in_transaction
     assert [p.name for p in files.files_dir(db_path).iterdir() if not p.name.endswith(".gz")] == []
     assert import_csv(conn, path).record_count == 100_000  # the next import goes through
 
 
 def test_a_file_changed_while_it_is_read_is_refused(tmp_path, readers, conn, monkeypatch):
-    before = checksum(conn)
+    before = database_checksum(conn)
     path = rows_file(tmp_path / "f.csv", good_lines(2_000))
     real_digest = reading.Reader.digest
 
@@ -170,7 +170,7 @@ def test_a_file_changed_while_it_is_read_is_refused(tmp_path, readers, conn, mon
     with pytest.raises(StorageError) as failure:
         import_csv(conn, path)
     assert failure.value.kind == "changed"
-    assert checksum(conn) == before
+    assert database_checksum(conn) == before
 
 
 def test_without_a_second_process_the_file_is_read_here(tmp_path, readers, conn, monkeypatch):
@@ -201,8 +201,6 @@ def test_glyph_import_of_a_file_past_the_threshold(tmp_path, db_path):
 
 @pytest.mark.asyncio
 async def test_an_upload_is_read_by_the_second_process_and_answered_as_before(tmp_path, db_path, readers):
-    from .test_api_import import open_ds
-
     folder = tmp_path / "uploads"
     folder.mkdir()
     ds = await open_ds(db_path, folder)

@@ -21,12 +21,12 @@ import datasette_glyph
 from datasette_glyph import migrate
 from datasette_glyph.db import connect
 
+from .support import TOKEN_CSRF
 from .bad_input_corpus import GOOD_CSV, csv_bytes, multipart_envelope, row
 from .server import datasette_command, start_server
-from .test_bad_input import database_checksum
+from .support import database_checksum
 
 # 0.65 protects POSTs with asgi-csrf tokens; 1.0a with the Origin / Sec-Fetch-Site headers
-TOKEN_CSRF = parse(datasette_version) < parse("1.0a0")
 SECRET = "glyph-security-secret"
 REPO = Path(__file__).resolve().parents[1]
 
