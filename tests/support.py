@@ -13,6 +13,7 @@ import textwrap
 from html import unescape
 from html.parser import HTMLParser
 from pathlib import Path
+from typing import List
 
 from click.testing import CliRunner
 from datasette.cli import cli

@@ -8,15 +8,12 @@ import json
 import sqlite3
 import socket
 import subprocess
-import time
 import uuid
 from pathlib import Path
 
 import pytest
 import yaml
-from datasette.version import __version__ as datasette_version
 from datasette_test import Datasette, actor_cookie
-from packaging.version import parse
 
 from datasette_glyph import uploads
 from datasette_glyph.db import connect

@@ -1,11 +1,9 @@
 """Lineage over HTTP: the diff API and page, listing history API and page, and rollback with its permission."""
 
-import hashlib
 import re
-from html.parser import HTMLParser
 
 import pytest
-from datasette_test import Datasette, actor_cookie
+from datasette_test import actor_cookie
 
 from datasette_glyph.db import connect
 
@@ -16,9 +14,6 @@ from .hand_market import (
     A_ID,
     ADDED_U6,
     B_ID,
-    BATCH_A,
-    BATCH_B,
-    BATCH_C,
     C_ID,
     CHANGED_U1,
     CHANGED_U5,

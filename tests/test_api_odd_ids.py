@@ -6,7 +6,6 @@ from html import unescape
 from urllib.parse import quote
 
 import pytest
-from datasette_test import Datasette
 
 from datasette_glyph.db import connect
 

@@ -6,9 +6,7 @@ import re
 import sqlite3
 
 import pytest
-from datasette.version import __version__ as datasette_version
-from datasette_test import Datasette, actor_cookie
-from packaging.version import parse
+from datasette_test import actor_cookie
 
 from .support import TOKEN_CSRF, make_ds, with_csrf_token
 

@@ -4,9 +4,7 @@ are valid text (spreadsheet formulas, path tricks in file names) are accepted an
 
 from __future__ import annotations
 
-import hashlib
 import sqlite3
-from pathlib import Path
 
 import pytest
 

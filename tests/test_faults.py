@@ -7,13 +7,11 @@ Each case runs with the database in WAL mode and in the rollback-journal mode a 
 
 from __future__ import annotations
 
-import contextlib
 import json
 import io
 import sqlite3
 import subprocess
 import sys
-import textwrap
 from pathlib import Path
 
 import pytest

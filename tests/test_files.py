@@ -15,15 +15,13 @@ import time
 from pathlib import Path
 
 import pytest
-from datasette.version import __version__ as datasette_version
-from datasette_test import Datasette, actor_cookie
-from packaging.version import parse
+from datasette_test import actor_cookie
 
 from datasette_glyph import files, importer, lineage, migrate
 from datasette_glyph.db import connect
 
 from . import support
-from .server import datasette_command, make_scored_csv
+from .server import make_scored_csv
 
 CSV = (
     b"canonical_model,vram_gb,mig_support,nvlink,tdp_watts,price,score,region,source_url\r\n"

@@ -16,7 +16,6 @@ from .support import (
     with_csrf_token,
     CSV,
     MULTIPART,
-    TOKEN_CSRF,
     UPLOAD,
     make_csv,
     multipart,

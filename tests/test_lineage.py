@@ -1,5 +1,4 @@
 import datetime
-import hashlib
 import sqlite3
 import statistics
 from pathlib import Path
@@ -13,16 +12,12 @@ from .snapshots import insert_snapshot, iter_market, market_snapshots, write_csv
 from .support import database_checksum
 from .hand_market import (
     A_ID,
-    A_ROWS,
     ADDED_U6,
     B_ID,
-    B_ROWS,
-    batch,
     BATCH_A,
     BATCH_B,
     BATCH_C,
     C_ID,
-    C_ROWS,
     change,
     CHANGED_U1,
     CHANGED_U5,

@@ -1,7 +1,7 @@
 """The market generator (``datasette_glyph.market``, ``datasette glyph-sample``) and the files in ``sample/``."""
 
-import functools
 import csv
+import functools
 import hashlib
 import io
 from pathlib import Path

@@ -5,9 +5,7 @@ import functools
 import inspect
 
 import pytest
-from datasette.version import __version__ as datasette_version
-from datasette_test import Datasette, actor_cookie
-from packaging.version import parse
+from datasette_test import actor_cookie
 
 from datasette_glyph.permissions import can_import, can_rollback
 

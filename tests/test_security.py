@@ -11,11 +11,9 @@ from pathlib import Path
 
 import pytest
 import yaml
-from datasette.version import __version__ as datasette_version
 from datasette.app import Datasette
 from datasette_test import actor_cookie
 from markupsafe import escape
-from packaging.version import parse
 
 import datasette_glyph
 from datasette_glyph import migrate
