@@ -26,6 +26,14 @@ def conn(db_path):
     c.close()
 
 
+@pytest.fixture
+def upload_folder(tmp_path):
+    """An empty folder for a server's upload temp files (``upload_dir``)."""
+    folder = tmp_path / "uploads"
+    folder.mkdir()
+    return folder
+
+
 def build_legacy_database(path) -> sqlite3.Connection:
     """A database as the old store's pre-lineage release made it, with no rows and no bookkeeping table."""
     conn = connect(path)

@@ -6,48 +6,32 @@ import datetime
 import hashlib
 import json
 import sqlite3
+import socket
 import subprocess
-import time
 import uuid
 from pathlib import Path
 
 import pytest
 import yaml
-from datasette.version import __version__ as datasette_version
 from datasette_test import Datasette, actor_cookie
-from packaging.version import parse
 
 from datasette_glyph.engine.sqlite import connect
 from datasette_glyph.web import uploads
 
+from .support import wait_until, with_csrf_token
 from .json_style import refusal
-
-CSV = (
-    b"canonical_model,vram_gb,mig_support,nvlink,tdp_watts,price,score,region\r\n"
-    b"H100_PCIE_80GB,80,7,True,350,21000.0,0.81,US\r\n"
-    b'A100_40GB_PCIE,40,7,True,250,6000.0,0.7,"EU, west"\r\n'
-    b"RTX_4090,24,0,False,450,1500.0,0.5,\r\n"
-)
-BOUNDARY = "glyphboundary42"
-MULTIPART = f"multipart/form-data; boundary={BOUNDARY}"
-# 0.65 protects cookie-authenticated POSTs with asgi-csrf tokens; 1.0a with the Origin / Sec-Fetch-Site headers
-TOKEN_CSRF = parse(datasette_version) < parse("1.0a0")
-
-
-def part(name, value: bytes, filename=None, content_type=None) -> bytes:
-    disposition = f'form-data; name="{name}"' + (f'; filename="{filename}"' if filename is not None else "")
-    headers = f"Content-Disposition: {disposition}\r\n" + (f"Content-Type: {content_type}\r\n" if content_type else "")
-    return f"--{BOUNDARY}\r\n{headers}\r\n".encode() + value + b"\r\n"
-
-
-def multipart(*parts: bytes) -> bytes:
-    return b"".join(parts) + f"--{BOUNDARY}--\r\n".encode()
-
-
-UPLOAD = multipart(
-    part("source", b"acme-broker"),
-    part("file", CSV, filename="prices.csv", content_type="text/csv"),
-    part("description", "nightly run \N{EM DASH} 3 rows".encode()),
+from .support import (
+    BOUNDARY,
+    CSV,
+    make_csv,
+    MULTIPART,
+    multipart,
+    open_ds,
+    part,
+    table_counts,
+    temp_files,
+    TOKEN_CSRF,
+    UPLOAD,
 )
 
 
@@ -64,11 +48,6 @@ def receiver(body: bytes, chunk_size: int, then_disconnect=False):
         return messages.pop(0)
 
     return receive
-
-
-def temp_files(folder: Path) -> list:
-    """The upload temp files in an upload folder (they live in the server process's own folder inside it)."""
-    return sorted(p for p in folder.rglob("*") if p.is_file())
 
 
 def headers_for(body: bytes, content_type=MULTIPART) -> dict:
@@ -197,23 +176,6 @@ async def test_multipart_upload_stops_reading_once_over_the_limit(tmp_path):
     assert (info.value.status, sum(read), temp_files(tmp_path)) == (413, 11_000, [])
 
 
-@pytest.mark.asyncio
-async def test_client_disconnect_mid_upload_removes_the_temp_file(tmp_path):
-    files_when_disconnected = []
-    inner = receiver(UPLOAD[: len(UPLOAD) // 2], 50, then_disconnect=True)
-
-    async def receive():
-        message = await inner()
-        if message["type"] == "http.disconnect":
-            files_when_disconnected.extend(p.name for p in temp_files(tmp_path))
-        return message
-
-    with pytest.raises(uploads.ClientDisconnected):
-        async with uploads.multipart_upload(receive, headers_for(UPLOAD), tmp_path, 10**6):
-            pass
-    assert (len(files_when_disconnected), temp_files(tmp_path)) == (1, [])
-
-
 @pytest.mark.parametrize(
     "content_length,max_bytes,error",
     [
@@ -246,33 +208,7 @@ def batch_count(db_path) -> int:
         conn.close()
 
 
-def table_counts(db_path) -> tuple:
-    """(import_batches, scored_listings, models) row counts: what an import would change."""
-    conn = connect(db_path)
-    try:
-        return tuple(
-            conn.execute(f"SELECT COUNT(*) FROM {table}").fetchone()[0]
-            for table in ("import_batches", "scored_listings", "models")
-        )
-    finally:
-        conn.close()
-
-
 # The endpoint's bad requests -----------------------------------------------------------------------------------
-
-
-@pytest.fixture
-def upload_folder(tmp_path):
-    folder = tmp_path / "uploads"
-    folder.mkdir()
-    return folder
-
-
-async def open_ds(db_path, upload_folder, **config):
-    settings = {"allow_import": True, "upload_dir": str(upload_folder), **config}
-    ds = Datasette([str(db_path)], plugin_config={"datasette-glyph": settings})
-    await ds.invoke_startup()
-    return ds
 
 
 def refused(status, message):
@@ -414,39 +350,30 @@ async def call_asgi(ds, method, path, headers, receive):
     return sent
 
 
-@pytest.mark.asyncio
-async def test_client_disconnect_leaves_no_temp_file_and_no_rows(db_path, upload_folder):
-    ds = await open_ds(db_path, upload_folder)
-    files_when_disconnected = []
-    inner = receiver(UPLOAD[: len(UPLOAD) - 40], 30, then_disconnect=True)
+@pytest.mark.parametrize("sent", ["half", "all but the closing boundary"])
+def test_client_disconnect_leaves_no_temp_file_and_no_rows(db_path, upload_folder, sent):
+    """A real client on a real socket sends part of an upload to a real server and closes the connection once the
+    server has its temp file: the server removes the file, writes nothing, and goes on serving."""
+    from .server import running_server
 
-    async def receive():
-        message = await inner()
-        if message["type"] == "http.disconnect":
-            files_when_disconnected.extend(p.name for p in temp_files(upload_folder))
-        return message
-
-    await call_asgi(ds, "POST", "/api/import", headers_for(UPLOAD), receive)
-    assert (len(files_when_disconnected), temp_files(upload_folder), table_counts(db_path)) == (
-        1,
-        [],
-        (0, 0, 0),
-    )
+    body = UPLOAD[: len(UPLOAD) // 2] if sent == "half" else UPLOAD[: len(UPLOAD) - 40]
+    head = (
+        f"POST /api/import HTTP/1.1\r\nHost: localhost\r\nContent-Type: {MULTIPART}\r\n"
+        f"Content-Length: {len(UPLOAD)}\r\n\r\n"
+    ).encode()
+    config = {"allow_import": True, "upload_dir": str(upload_folder)}
+    with running_server(db_path, plugin_config=config) as server:
+        with socket.create_connection(("127.0.0.1", server.port)) as client:
+            client.sendall(head + body)
+            at_disconnect = wait_until(lambda: temp_files(upload_folder), "the server's temp file of the upload")
+        wait_until(lambda: temp_files(upload_folder) == [], "the temp file removed after the disconnect")
+        after = server.get("/api/imports")
+        log = server.log()
+    assert (len(at_disconnect), table_counts(db_path)) == (1, (0, 0, 0))
+    assert (after.status, after.json()["total"], "Traceback" in log) == (200, 0, False)
 
 
 # Imports that succeed ------------------------------------------------------------------------------------------
-
-
-def make_csv(rows: int, seed: int = 0) -> bytes:
-    """A valid scored listings CSV with ``rows`` rows; ``seed`` varies models and prices between files."""
-    models = [("H100_PCIE_80GB", 80, 7, "True", 350), ("RTX_4090", 24, 0, "False", 450), ("L40S", 48, 0, "False", 350)]
-    lines = ["canonical_model,vram_gb,mig_support,nvlink,tdp_watts,price,score,source_url"]
-    for i in range(rows):
-        model, vram, mig, nvlink, tdp = models[(i + seed) % len(models)]
-        lines.append(
-            f"{model},{vram},{mig},{nvlink},{tdp},{1000 + seed * 10 + i % 997}.5,0.{i % 10},https://x/{seed}/{i}"
-        )
-    return ("\r\n".join(lines) + "\r\n").encode()
 
 
 def rows_of(db_path, import_id) -> list:
@@ -600,9 +527,7 @@ async def test_the_importing_actor_is_recorded(db_path, upload_folder):
     ds = await open_ds(db_path, upload_folder, allow_import={"id": ["alice"]})
     cookies = {"ds_actor": actor_cookie(ds, {"id": "alice"})}
     headers = {"content-type": MULTIPART}
-    if TOKEN_CSRF:
-        page = await ds.client.get("/", cookies=cookies)
-        cookies["ds_csrftoken"] = headers["x-csrftoken"] = page.cookies["ds_csrftoken"]
+    await with_csrf_token(ds, cookies, headers)
     response = await ds.client.post("/api/import", content=UPLOAD, headers=headers, cookies=cookies)
     import_id = response.json()["import_id"]
     assert (response.status_code, response.json()["actor"], batch_of(db_path, import_id)["actor"]) == (
@@ -1064,8 +989,12 @@ def test_temp_file_of_a_killed_server_is_removed_when_a_server_starts(db_path, t
 
         def kill_half_way(sent, size):
             if sent >= size // 2 and not left_behind:
-                time.sleep(0.2)  # let the server write what it received so far
-                left_behind.extend(p.name for p in temp_files(upload_folder))
+                # the server has written part of what it received to its temp file
+                found = wait_until(
+                    lambda: [p for p in temp_files(upload_folder) if p.stat().st_size >= size // 4],
+                    "a temp file holding a quarter of the upload",
+                )
+                left_behind.extend(p.name for p in found)
                 server.kill()
 
         with pytest.raises(OSError):

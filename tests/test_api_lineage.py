@@ -1,23 +1,19 @@
 """Lineage over HTTP: the diff API and page, listing history API and page, and rollback with its permission."""
 
-import hashlib
 import re
-from html.parser import HTMLParser
 
 import pytest
-from datasette_test import Datasette, actor_cookie
+from datasette_test import actor_cookie
 
 from datasette_glyph.engine.sqlite import connect
 
 from .json_style import refusal
 from .snapshots import insert_snapshot
-from .test_lineage import (
+from .support import error_message
+from .hand_market import (
     A_ID,
     ADDED_U6,
     B_ID,
-    BATCH_A,
-    BATCH_B,
-    BATCH_C,
     C_ID,
     CHANGED_U1,
     CHANGED_U5,
@@ -26,11 +22,9 @@ from .test_lineage import (
     insert_market,
     point,
 )
+from .hand_market import API_A, API_B, API_C, DIFF_AB, table_checksums
+from .support import Tables, delete, make_ds, text_of
 
-# The batch records as the API shows them: timestamps in ISO 8601 UTC with Z.
-API_A = dict(BATCH_A, imported_at="2025-05-01T10:00:00Z")
-API_B = dict(BATCH_B, imported_at="2025-05-02T10:00:00Z")
-API_C = dict(BATCH_C, imported_at="2025-05-03T10:00:00Z")
 
 OPS = {"id": "ops"}
 BOB = {"id": "bob"}
@@ -42,121 +36,6 @@ def market_path(db_path):
     insert_market(conn)
     conn.close()
     return db_path
-
-
-async def make_ds(path, metadata=None, **config):
-    ds = Datasette([str(path)], plugin_config={"datasette-glyph": config} if config else None, metadata=metadata)
-    await ds.invoke_startup()
-    return ds
-
-
-class Tables(HTMLParser):
-    """The text of every cell of every table with an id, row by row: {id: [[cell, ...], ...]}."""
-
-    def __init__(self, html):
-        super().__init__()
-        self.tables, self.table, self.cell = {}, None, None
-        self.feed(html)
-
-    def handle_starttag(self, tag, attrs):
-        attrs = dict(attrs)
-        if tag == "table" and attrs.get("id"):
-            self.table = self.tables.setdefault(attrs["id"], [])
-        elif tag == "tr" and self.table is not None:
-            self.table.append([])
-        elif tag in ("td", "th") and self.table is not None:
-            self.cell = []
-
-    def handle_endtag(self, tag):
-        if tag == "table":
-            self.table = None
-        elif tag in ("td", "th") and self.cell is not None:
-            self.table[-1].append(" ".join("".join(self.cell).split()))
-            self.cell = None
-
-    def handle_data(self, data):
-        if self.cell is not None:
-            self.cell.append(data)
-
-
-def text_of(html, element_id):
-    """The whitespace-normalised text of the element with ``element_id``."""
-    match = re.search(rf'<(\w+)[^>]* id="{element_id}"[^>]*>(.*?)</\1>', html, re.DOTALL)
-    return " ".join(re.sub(r"<[^>]+>", "", match.group(2)).split()).replace("&middot;", "·")
-
-
-DIFF_AB = {
-    "ok": True,
-    "a": API_A,
-    "b": API_B,
-    "same_source": True,
-    "models": [
-        {
-            "canonical_model": "H100_PCIE_80GB",
-            "a": {
-                "row_count": 2,
-                "min_price": 20000.0,
-                "median_price": 21000.0,
-                "max_price": 22000.0,
-                "mean_score": 0.375,
-            },
-            "b": {
-                "row_count": 2,
-                "min_price": 19000.0,
-                "median_price": 20500.0,
-                "max_price": 22000.0,
-                "mean_score": 0.625,
-            },
-            "change": {
-                "row_count": 0,
-                "min_price": -1000.0,
-                "median_price": -500.0,
-                "max_price": 0.0,
-                "mean_score": 0.25,
-            },
-        },
-        {
-            "canonical_model": "L40S",
-            "a": None,
-            "b": {"row_count": 3, "min_price": 7000.0, "median_price": 7500.0, "max_price": 8000.0, "mean_score": 0.5},
-            "change": {"row_count": 3, "min_price": None, "median_price": None, "max_price": None, "mean_score": None},
-        },
-        {
-            "canonical_model": "RTX_4090",
-            "a": {
-                "row_count": 4,
-                "min_price": 1600.0,
-                "median_price": 1900.0,
-                "max_price": 2100.0,
-                "mean_score": 0.5625,
-            },
-            "b": {"row_count": 1, "min_price": 2200.0, "median_price": 2200.0, "max_price": 2200.0, "mean_score": 0.5},
-            "change": {
-                "row_count": -3,
-                "min_price": 600.0,
-                "median_price": 300.0,
-                "max_price": 100.0,
-                "mean_score": -0.0625,
-            },
-        },
-    ],
-    "listings": {
-        "added": 1,
-        "removed": 1,
-        "changed": 2,
-        "unchanged": 1,
-        "without_source_url": {"a": 1, "b": 2},
-        "duplicate_source_urls": {"a": 1, "b": 0},
-    },
-    "kind": None,
-    "limit": 100,
-    "offset": 0,
-    "total": 4,
-    "next_offset": None,
-    "changes": [CHANGED_U1, CHANGED_U5, ADDED_U6, REMOVED_U3],
-    "notes": [],
-    "next": None,
-}
 
 
 @pytest.mark.asyncio
@@ -466,7 +345,7 @@ async def test_lineage_routes_do_not_swallow_other_routes(market_path):
     assert (detail.status_code, detail.json()["import_id"]) == (200, A_ID)
     assert (listings.status_code, [r["import_index"] for r in listings.json()]) == (200, [1, 2])
     wrong = await ds.client.get(f"/api/imports/{A_ID}/diff/{B_ID}/extra")
-    assert wrong.status_code == 404
+    assert (wrong.status_code, error_message(wrong.text)) == (404, "404")  # Datasette's own, not the plugin's
 
 
 @pytest.mark.parametrize(
@@ -485,43 +364,18 @@ async def test_lineage_api_needs_the_tables_visible(market_path, path):
         {"ok": False, "errors": [{"message": "You may not view import_batches"}], "more": 0},
     )
     allowed = await ds.client.get(path, cookies={"ds_actor": actor_cookie(ds, {"id": "alice"})})
-    assert allowed.status_code == 200
+    assert (allowed.status_code, allowed.json()["ok"]) == (200, True)
 
 
 @pytest.mark.parametrize("path", [f"/-/glyph/imports/{A_ID}/diff/{B_ID}", "/-/glyph/history?source_url=x"])
 @pytest.mark.asyncio
 async def test_lineage_pages_need_the_tables_visible(market_path, path):
     ds = await make_ds(market_path, metadata={"databases": {"glyph": {"allow": {"id": "alice"}}}})
-    assert (await ds.client.get(path)).status_code == 403
+    response = await ds.client.get(path)
+    assert (response.status_code, error_message(response.text)) == (403, "You may not view glyph/import_batches")
 
 
 # Rollback ----------------------------------------------------------------------------------------------------
-
-
-def table_checksums(path, where="1", params=()):
-    conn = connect(path)
-    try:
-        sums = {}
-        for table in ("scored_listings", "listings", "quantized_listings", "models", "import_batches"):
-            digest = hashlib.sha256()
-            for values in conn.execute(f"SELECT * FROM {table} WHERE {where} ORDER BY id", params):
-                digest.update(repr(values).encode())
-            sums[table] = digest.hexdigest()
-        return sums
-    finally:
-        conn.close()
-
-
-async def delete(ds, path, actor=None):
-    """DELETE as a browser would: the actor cookie, and on 0.65 the CSRF token cookie echoed in a header."""
-    if actor is None:
-        return await ds.client.delete(path)
-    cookies = {"ds_actor": actor_cookie(ds, actor)}
-    page = await ds.client.get("/", cookies=cookies)
-    headers = {}
-    if "ds_csrftoken" in page.cookies:  # Datasette 0.65
-        cookies["ds_csrftoken"] = headers["x-csrftoken"] = page.cookies["ds_csrftoken"]
-    return await ds.client.delete(path, cookies=cookies, headers=headers)
 
 
 @pytest.mark.parametrize(
@@ -612,7 +466,19 @@ async def test_rollback_that_fails_part_way_changes_nothing(market_path):
     conn = connect(market_path)
     conn.execute("DROP TRIGGER fail_part_way")
     conn.close()
-    assert (await delete(ds, f"/api/imports/{B_ID}", OPS)).status_code == 200
+    response = await delete(ds, f"/api/imports/{B_ID}", OPS)
+    answer = response.json()
+    assert (response.status_code, answer.pop("rolled_back_at")[:2], answer) == (
+        200,
+        "20",
+        {
+            "ok": True,
+            "import_id": B_ID,
+            "status": "rolled_back",
+            "rolled_back_by": "ops",
+            "removed": {"scored_listings": 6, "listings": 0, "quantized_listings": 0, "models": 1},
+        },
+    )
 
 
 @pytest.mark.asyncio

@@ -6,12 +6,11 @@ from html import unescape
 from urllib.parse import quote
 
 import pytest
-from datasette_test import Datasette
 
 from datasette_glyph.engine.sqlite import connect
 
 from .snapshots import insert_snapshot
-from .test_api_lineage import delete
+from .support import delete, make_ds
 
 ODD_IDS = ["nightly 2024/05/01", "50% off?#x", "ünï/cödé"]
 OTHER = "aaaaaaaa-0000-4000-8000-000000000001"
@@ -29,11 +28,8 @@ def odd_path(db_path):
     return db_path
 
 
-async def serve(path):
-    config = {"allow_rollback": {"id": "ops"}}
-    ds = Datasette([str(path)], plugin_config={"datasette-glyph": config})
-    await ds.invoke_startup()
-    return ds
+def serve(path):
+    return make_ds(path, allow_rollback={"id": "ops"})
 
 
 @pytest.mark.asyncio

@@ -6,11 +6,10 @@ import re
 import sqlite3
 
 import pytest
-from datasette.version import __version__ as datasette_version
-from datasette_test import Datasette, actor_cookie
-from packaging.version import parse
+from datasette_test import actor_cookie
 
-TOKEN_CSRF = parse(datasette_version) < parse("1.0a0")
+from .support import TOKEN_CSRF, make_ds, with_csrf_token
+
 
 # The old listing DTO: the seven required fields, lineage null.
 DTO = {
@@ -28,10 +27,7 @@ JSON = {"content-type": "application/json"}
 
 
 async def serve(db_path, upload_folder=None, **config):
-    settings = {"allow_import": {"id": "alice"}, **config}
-    ds = Datasette([str(db_path)], plugin_config={"datasette-glyph": settings})
-    await ds.invoke_startup()
-    return ds
+    return await make_ds(db_path, **{"allow_import": {"id": "alice"}, **config})
 
 
 async def post(ds, records, actor="alice", headers=None):
@@ -39,9 +35,8 @@ async def post(ds, records, actor="alice", headers=None):
     cookies = {"ds_actor": actor_cookie(ds, {"id": actor})} if actor else {}
     headers = {**JSON, **(headers or {})}
     body = records if isinstance(records, bytes) else json.dumps(records).encode()
-    if actor and TOKEN_CSRF:
-        page = await ds.client.get("/", cookies=cookies)
-        cookies["ds_csrftoken"] = headers["x-csrftoken"] = page.cookies["ds_csrftoken"]
+    if actor:
+        await with_csrf_token(ds, cookies, headers)
     return await ds.client.post("/api/persist/listings", content=body, headers=headers, cookies=cookies)
 
 

@@ -13,7 +13,7 @@ from datasette_test import Datasette, actor_cookie
 from datasette_glyph.engine import migrator
 from datasette_glyph.engine.sqlite import connect
 
-from .test_lineage import A_ID, insert_market
+from .hand_market import A_ID, insert_market
 
 PRIMARY = "https://glyph-primary.example.com"
 OPERATOR = {"id": "operator"}

@@ -1,18 +1,23 @@
-"""503s instead of 500s: a database at the wrong schema version, a migration running, a busy writer."""
+"""503s instead of 500s: a database at the wrong schema version, a migration running, a busy writer.
+
+Every request goes to a real ``datasette`` process (tests/server.py); a lock is held by a real second process
+(tests/locks.py), and a waiting server is seen waiting (asleep in SQLite's busy handler), not given time.
+"""
 
 import json
 import sqlite3
 import threading
-import time
 
 import pytest
-from datasette_test import Datasette
 
 from datasette_glyph.engine import migrator
 from datasette_glyph.engine.sqlite import connect
 
 from .conftest import build_legacy_database
-from .test_lineage import A_ID, insert_market
+from .locks import lock_held_elsewhere, wait_until_waiting_for_a_lock
+from .server import running_server
+from .hand_market import A_ID, insert_market
+from .support import FULL_DISK_PLUGIN, error_message
 
 NEWEST = migrator.load_migrations()[-1].id
 PREVIOUS = migrator.load_migrations()[-2].id
@@ -20,14 +25,12 @@ RECORDS = [
     {"canonical_model": "L40S", "vram_gb": 48, "mig_support": 0, "nvlink": False, "tdp_watts": 350, "price": 7500.0,
      "score": 0.6}
 ]  # fmt: skip
-JSON = {"content-type": "application/json"}
+JSON = {"Content-Type": "application/json"}
 
 
-async def serve(path, **config):
+def serve(path, **config):
     settings = {"allow_import": True, "allow_rollback": True, **config}
-    ds = Datasette([str(path)], plugin_config={"datasette-glyph": settings})
-    await ds.invoke_startup()
-    return ds
+    return running_server(path, plugin_config=settings)
 
 
 def make(path, state):
@@ -81,26 +84,31 @@ REQUESTS = [
 ]
 
 
-@pytest.mark.asyncio
-@pytest.mark.parametrize("method,url,headers,body", REQUESTS)
-@pytest.mark.parametrize(
-    "state,found,label",
-    [
+@pytest.fixture(
+    scope="module",
+    params=[
         ("created", None, "0 (no migration applied)"),
         ("someone else's", None, "0 (no migration applied)"),
         ("old store", "0001", "0001"),
         (PREVIOUS, PREVIOUS, PREVIOUS),
     ],
+    ids=["created", "someone else's", "old store", "previous"],
 )
-async def test_api_answers_503_naming_the_versions_and_the_command(
-    tmp_path, method, url, headers, body, state, found, label
-):
-    path = tmp_path / "glyph.db"
+def unmigrated(request, tmp_path_factory):
+    """A server on a database in each state that is not the newest schema: (server, path, state, found, label)."""
+    state, found, label = request.param
+    path = tmp_path_factory.mktemp("unmigrated") / "glyph.db"
     make(path, state)
+    with serve(path) as server:
+        yield server, path, found, label
+
+
+@pytest.mark.parametrize("method,url,headers,body", REQUESTS)
+def test_api_answers_503_naming_the_versions_and_the_command(unmigrated, method, url, headers, body):
+    server, path, found, label = unmigrated
     before = tables(path)
-    ds = await serve(path)
-    response = await ds.client.request(method, url, headers=headers, content=body)
-    assert (response.status_code, response.headers.get("retry-after"), response.json()) == (
+    response = server.request(method, url, headers=headers, body=body)
+    assert (response.status, response.headers.get("retry-after"), response.json()) == (
         503,
         "5",
         not_migrated(path, found, label),
@@ -108,24 +116,22 @@ async def test_api_answers_503_naming_the_versions_and_the_command(
     assert tables(path) == before
 
 
-@pytest.mark.asyncio
-async def test_the_old_store_url_answers_the_same_503_with_detail(tmp_path):
+def test_the_old_store_url_answers_the_same_503_with_detail(tmp_path):
     path = tmp_path / "glyph.db"
     make(path, "old store")
-    ds = await serve(path)
-    response = await ds.client.post("/api/persist/listings", headers=JSON, content=json.dumps(RECORDS).encode())
+    with serve(path) as server:
+        response = server.request("POST", "/api/persist/listings", headers=JSON, body=json.dumps(RECORDS).encode())
     expected = not_migrated(path, "0001", "0001")
-    assert (response.status_code, response.json()) == (503, {**expected, "detail": expected["errors"][0]["message"]})
+    assert (response.status, response.json()) == (503, {**expected, "detail": expected["errors"][0]["message"]})
 
 
-@pytest.mark.asyncio
-async def test_a_database_newer_than_the_plugin_is_503_too(db_path):
+def test_a_database_newer_than_the_plugin_is_503_too(db_path):
     conn = connect(db_path)
     conn.execute("INSERT INTO glyph_migrations (id, name, checksum, applied_at) VALUES ('9999', 'future', 'x', 'now')")
     conn.close()
-    ds = await serve(db_path)
-    response = await ds.client.get("/api/imports")
-    assert (response.status_code, response.json()["errors"]) == (
+    with serve(db_path) as server:
+        response = server.get("/api/imports")
+    assert (response.status, response.json()["errors"]) == (
         503,
         [
             {
@@ -137,58 +143,51 @@ async def test_a_database_newer_than_the_plugin_is_503_too(db_path):
     )
 
 
-@pytest.mark.asyncio
 @pytest.mark.parametrize("page", ["/-/glyph/imports", f"/-/glyph/imports/{A_ID}", "/-/glyph/import"])
-async def test_pages_say_the_same(tmp_path, page):
+def test_pages_say_the_same(tmp_path, page):
     path = tmp_path / "glyph.db"
     make(path, "old store")
-    ds = await serve(path)
-    response = await ds.client.get(page)
+    with serve(path) as server:
+        response = server.get(page)
     message = not_migrated(path, "0001", "0001")["errors"][0]["message"]
-    assert (response.status_code, message in response.text) == (503, True)
+    assert (response.status, error_message(response.text)) == (503, message)
 
 
-def hold_write_lock(path, locked: threading.Event, seconds: float, then=None):
-    """Another process's writer: take the write lock, keep it ``seconds``, run ``then(conn)`` and commit."""
-    conn = connect(path)
-    conn.execute("BEGIN IMMEDIATE")
-    locked.set()
-    time.sleep(seconds)
-    if then:
-        then(conn)
-    conn.execute("COMMIT")
-    conn.close()
+def in_a_thread(fn, *args, **kwargs):
+    """Start ``fn`` in a thread; returns a function that joins it and gives what ``fn`` returned."""
+    result = []
+    thread = threading.Thread(target=lambda: result.append(fn(*args, **kwargs)))
+    thread.start()
+
+    def join():
+        thread.join(120)
+        return result[0]
+
+    return join
 
 
-@pytest.mark.asyncio
-async def test_an_import_never_lands_between_the_steps_of_a_migration(db_path):
-    """The import arrives while a migration holds the lock; when it gets the lock the database is one version down,
-    so it is refused, and nothing of it is written."""
-    ds = await serve(db_path)
-    locked = threading.Event()
-    down_one_step = threading.Thread(
-        target=hold_write_lock, args=(db_path, locked, 0.5, lambda conn: migrator.migrate(conn, rollback=1))
-    )
-    down_one_step.start()
-    locked.wait()
-    response = await ds.client.post("/api/import", headers=JSON, content=json.dumps(RECORDS).encode())
-    down_one_step.join()
-    assert (response.status_code, response.json()) == (503, not_migrated(db_path, PREVIOUS, PREVIOUS))
+def test_an_import_never_lands_between_the_steps_of_a_migration(db_path):
+    """The import arrives while a migration (another process) holds the lock; when it gets the lock the database
+    is one version down, so it is refused, and nothing of it is written."""
+    with serve(db_path, write_wait_ms=120_000) as server:
+        down_one_step = "from datasette_glyph.engine import migrator\nmigrator.migrate(conn, rollback=1)\n"
+        with lock_held_elsewhere(db_path, "write", then=down_one_step):
+            answer = in_a_thread(server.request, "POST", "/api/import", headers=JSON, body=json.dumps(RECORDS).encode())
+            wait_until_waiting_for_a_lock(server.process)
+        response = answer()
+    assert (response.status, response.json()) == (503, not_migrated(db_path, PREVIOUS, PREVIOUS))
     conn = connect(db_path)
     assert conn.execute("SELECT COUNT(*) FROM import_batches").fetchone()[0] == 0
     conn.close()
 
 
-@pytest.mark.asyncio
-async def test_an_import_waits_for_a_short_lock_and_then_imports(db_path):
-    ds = await serve(db_path, write_wait_ms=5000)
-    locked = threading.Event()
-    writer = threading.Thread(target=hold_write_lock, args=(db_path, locked, 0.5))
-    writer.start()
-    locked.wait()
-    response = await ds.client.post("/api/import", headers=JSON, content=json.dumps(RECORDS).encode())
-    writer.join()
-    assert (response.status_code, response.json()["record_count"]) == (200, 1)
+def test_an_import_waits_for_a_lock_and_then_imports(db_path):
+    with serve(db_path, write_wait_ms=120_000) as server:
+        with lock_held_elsewhere(db_path, "write"):
+            answer = in_a_thread(server.request, "POST", "/api/import", headers=JSON, body=json.dumps(RECORDS).encode())
+            wait_until_waiting_for_a_lock(server.process)  # the import has met the lock and waits
+        response = answer()
+    assert (response.status, response.json()["ok"], response.json()["record_count"]) == (200, True, 1)
 
 
 BUSY = {
@@ -203,7 +202,6 @@ BUSY = {
 }
 
 
-@pytest.mark.asyncio
 @pytest.mark.parametrize(
     "method,url,headers,body",
     [
@@ -211,40 +209,32 @@ BUSY = {
         ("DELETE", f"/api/imports/{A_ID}", {}, b""),
     ],
 )
-async def test_a_busy_writer_means_a_bounded_wait_then_503_with_retry_after(db_path, method, url, headers, body):
+def test_a_busy_writer_means_a_bounded_wait_then_503_with_retry_after(db_path, method, url, headers, body):
+    """The lock is held until the answer has come: an answer at all shows that the wait was bounded."""
     conn = connect(db_path)
     insert_market(conn)
     conn.close()
     before = tables(db_path)
-    ds = await serve(db_path, write_wait_ms=200)
-    locked = threading.Event()
-    writer = threading.Thread(target=hold_write_lock, args=(db_path, locked, 2.0))
-    writer.start()
-    locked.wait()
-    started = time.monotonic()
-    response = await ds.client.request(method, url, headers=headers, content=body)
-    waited = time.monotonic() - started
-    writer.join()
-    assert (response.status_code, response.headers.get("retry-after"), response.json(), waited < 1.5) == (
-        503,
-        "5",
-        BUSY,
-        True,
-    )
+    with serve(db_path, write_wait_ms=200) as server:
+        with lock_held_elsewhere(db_path, "write"):
+            response = server.request(method, url, headers=headers, body=body)
+    assert (response.status, response.headers.get("retry-after"), response.json()) == (503, "5", BUSY)
     assert tables(db_path) == before
 
 
-@pytest.mark.asyncio
-async def test_a_full_database_is_a_507_and_nothing_is_written(db_path):
-    ds = await serve(db_path)
-    db = ds.get_database("glyph")
-    pages = await db.execute_write_fn(lambda conn: conn.execute("PRAGMA page_count").fetchone()[0], block=True)
-    # the file may not grow past what it holds now: as a full disk would have it
-    await db.execute_write_fn(lambda conn: conn.execute(f"PRAGMA max_page_count = {pages}").fetchone(), block=True)
+def test_a_full_database_is_a_507_and_nothing_is_written(tmp_path, db_path):
+    """The database file may not grow past 20 more pages (a plugin sets max_page_count on the server's
+    connections, as a full disk would have it)."""
+    plugins = tmp_path / "plugins"
+    plugins.mkdir()
+    (plugins / "full_disk.py").write_text(FULL_DISK_PLUGIN)
     before = tables(db_path)
     records = [dict(RECORDS[0], notes="x" * 2000) for _ in range(200)]
-    response = await ds.client.post("/api/import", headers=JSON, content=json.dumps(records).encode())
-    assert (response.status_code, response.headers.get("retry-after"), response.json()) == (
+    settings = {"allow_import": True, "allow_rollback": True}
+    with running_server(db_path, plugin_config=settings, extra_args=["--plugins-dir", str(plugins)]) as server:
+        response = server.request("POST", "/api/import", headers=JSON, body=json.dumps(records).encode())
+        log = server.log()
+    assert (response.status, response.headers.get("retry-after"), response.json()) == (
         507,
         None,
         {
@@ -253,4 +243,4 @@ async def test_a_full_database_is_a_507_and_nothing_is_written(db_path):
             "more": 0,
         },
     )
-    assert tables(db_path) == before
+    assert (tables(db_path), "Traceback" in log) == (before, False)

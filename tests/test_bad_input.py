@@ -4,36 +4,18 @@ are valid text (spreadsheet formulas, path tricks in file names) are accepted an
 
 from __future__ import annotations
 
-import hashlib
 import sqlite3
-from pathlib import Path
 
 import pytest
 
 from datasette_glyph.engine import migrator
 from datasette_glyph.engine.sqlite import connect
 
+from .support import database_checksum
 from .bad_input_corpus import GOOD_CSV, MAX_UPLOAD_BYTES, Case, all_cases, csv_bytes, row
 from .server import start_server
 
 CASES = all_cases()
-
-
-def database_checksum(db_path: Path) -> str:
-    """SHA-256 over every row of every table (and the schema), read through a fresh connection."""
-    conn = sqlite3.connect(db_path)
-    try:
-        digest = hashlib.sha256()
-        tables = [r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table' ORDER BY name")]
-        for (sql,) in conn.execute("SELECT sql FROM sqlite_master ORDER BY type, name"):
-            digest.update(repr(sql).encode())
-        for table in tables:
-            digest.update(table.encode())
-            for r in conn.execute(f'SELECT * FROM "{table}" ORDER BY rowid'):
-                digest.update(repr(r).encode())
-        return digest.hexdigest()
-    finally:
-        conn.close()
 
 
 def chunked(body: bytes, size: int = 64 * 1024):
@@ -66,7 +48,8 @@ def server(tmp_path_factory):
     # Something to keep unchanged: one good import
     good = work / "good.csv"
     good.write_bytes(GOOD_CSV)
-    assert server.upload_csv(good).status == 200
+    answer = server.upload_csv(good)
+    assert (answer.status, answer.json()["ok"]) == (200, True), answer.text
     yield server
     server.stop()
     assert "Traceback" not in server.log()

@@ -21,6 +21,7 @@ from datasette_glyph.engine.sqlite import connect
 from .browser_support import REPO, actor_cookie, chromium, require_browser, screenshot_dir
 from .server import running_server
 from .snapshots import insert_snapshot, market_snapshots
+from .support import error_message
 
 SECRET = "glyph-browser-test-secret"
 OPERATOR = {"id": "operator"}
@@ -325,7 +326,9 @@ def test_anonymous_visitor_sees_no_import_link_and_gets_403(anonymous_page, serv
     page.goto("/glyph/scored_listings")
     assert page.locator("a", has_text="Import listings").count() == 0
     response = page.goto("/-/glyph/import")
-    assert response.status == 403
+    assert (response.status, error_message(page.content())) == (
+        403, "You do not have permission to import listings (glyph-import)"
+    )
     page.screenshot(path=shots / "09-anonymous-forbidden.png")
     assert page.goto("/-/glyph/imports").status == 200
 

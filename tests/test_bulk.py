@@ -19,7 +19,7 @@ from datasette_glyph.engine.importer import import_csv, import_json, import_reco
 from datasette_glyph.engine.json_source import scan_json
 from datasette_glyph.engine.sqlite import connect
 
-from .test_importer import checksum
+from .support import database_checksum
 
 
 @pytest.fixture
@@ -140,7 +140,7 @@ def test_a_batch_a_third_of_the_table_takes_the_bulk_path(conn, tmp_path, small_
 
 def test_a_refused_bulk_batch_leaves_the_file_as_it_was(conn, tmp_path, small_thresholds):
     import_csv(conn, sample.write_market(tmp_path / "first.csv", 600, seed=5))
-    before = checksum(conn)
+    before = database_checksum(conn)
     path = sample.write_market(tmp_path / "m.csv", 4_000, seed=6)
     text = path.read_text(encoding="utf-8").splitlines()
     text[-1] = text[-1].replace(",used,", ",used,", 1)
@@ -153,7 +153,7 @@ def test_a_refused_bulk_batch_leaves_the_file_as_it_was(conn, tmp_path, small_th
         import_csv(conn, path)
     assert index_statements(statements)[0].startswith("DROP INDEX")  # the failure came after the indexes went
     assert [err["line"] for err in e.value.errors] == [4_001]
-    assert checksum(conn) == before
+    assert database_checksum(conn) == before
 
 
 def test_readers_keep_the_indexes_while_a_bulk_batch_is_written(db_path, tmp_path, small_thresholds):
@@ -189,7 +189,7 @@ def test_json_and_record_imports_know_their_size_and_take_the_bulk_path(conn, tm
 
 def test_a_failure_while_reading_or_writing_leaves_the_file_as_it_was(conn, tmp_path):
     good = sample.write_market(tmp_path / "good.csv", 5_000, seed=9)
-    before = checksum(conn)
+    before = database_checksum(conn)
 
     class Exploding(Exception):
         pass
@@ -199,13 +199,13 @@ def test_a_failure_while_reading_or_writing_leaves_the_file_as_it_was(conn, tmp_
 
     with pytest.raises(Exploding):
         import_csv(conn, good, progress=explode)
-    assert checksum(conn) == before
+    assert database_checksum(conn) == before
     conn.execute("CREATE TRIGGER no_more AFTER INSERT ON scored_listings WHEN NEW.import_index = 600 "
                  "BEGIN SELECT RAISE(ABORT, 'refused by a trigger'); END")
-    before = checksum(conn)
+    before = database_checksum(conn)
     with pytest.raises(Exception, match="refused by a trigger"):
         import_csv(conn, good)
-    assert checksum(conn) == before
+    assert database_checksum(conn) == before
 
 
 @pytest.mark.parametrize("rows", [1, 99, 100, 101, 599, 1234])

@@ -1,19 +1,22 @@
 """``datasette glyph-import``: the whole output, exit status and what lands in the database."""
 
+import functools
 import hashlib
 import json
+import subprocess
 from pathlib import Path
 
 import click
 import pytest
-from click.testing import CliRunner
-from datasette.cli import cli
 
 from datasette_glyph import cli as glyph_cli
 from datasette_glyph.engine import importer, migrator
-from datasette_glyph.engine.sqlite import connect
+from datasette_glyph.engine.sqlite import BUSY_TIMEOUT_MS, connect
 
+from .support import run_cli
 from .conftest import build_legacy_database
+from .locks import lock_held_elsewhere, wait_until_waiting_for_a_lock
+from .server import datasette_command
 
 SAMPLE = Path(__file__).resolve().parent.parent / "sample" / "scored_sample.csv"
 HEADER = "canonical_model,vram_gb,mig_support,nvlink,tdp_watts,price,score"
@@ -21,8 +24,7 @@ HEADER = "canonical_model,vram_gb,mig_support,nvlink,tdp_watts,price,score"
 MIGRATIONS = migrator.load_migrations()
 
 
-def run(*args, input=None):
-    return CliRunner().invoke(cli, ["glyph-import", *map(str, args)], input=input)
+run = functools.partial(run_cli, "glyph-import")
 
 
 def batches(db_path):
@@ -270,7 +272,7 @@ def test_a_missing_file_fails_alone(db_path, files, tmp_path):
 
 
 def test_help_shows_usage_and_examples():
-    result = CliRunner().invoke(cli, ["glyph-import", "--help"])
+    result = run("--help")
     lines = result.stdout.splitlines()
     assert (result.exit_code, lines[0]) == (0, "Usage: cli glyph-import [OPTIONS] PATH FILE...")
     start = lines.index("  Examples:")
@@ -313,3 +315,20 @@ def test_progress_bar_only_on_a_terminal_and_not_when_quiet(db_path, tmp_path, m
     # Without a real terminal click draws the label once; the positions show the bar following the bytes read.
     assert (result.exit_code, result.stderr) == (0, f"{path}\n" if bar else "")
     assert positions == (list(range(64 * 1024, size, 64 * 1024)) + [size] if bar else [])
+
+
+def test_waits_for_a_write_lock_held_by_another_process_and_then_imports(db_path, files):
+    """A second process holds the write lock: glyph-import (a process of its own) does not fail at once but waits
+    for it (seen asleep in SQLite's busy handler, whose limit is BUSY_TIMEOUT_MS, five minutes), and imports once
+    the lock is released."""
+    assert BUSY_TIMEOUT_MS == 5 * 60 * 1000
+    with lock_held_elsewhere(db_path, "write"):
+        process = subprocess.Popen(
+            [datasette_command(), "glyph-import", str(db_path), str(files["good.csv"]), "--quiet"],
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        )
+        wait_until_waiting_for_a_lock(process)
+        assert batches(db_path) == []
+    out, err = process.communicate(timeout=120)
+    assert (process.returncode, out, err) == (0, "", "")
+    assert [(filename, count) for _, filename, _, _, _, count in batches(db_path)] == [("good.csv", 2)]

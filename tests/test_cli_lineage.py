@@ -1,18 +1,18 @@
 """datasette glyph-diff and glyph-rollback: whole outputs, JSON, errors, the actor, atomicity."""
 
+import functools
 import json
 import sqlite3
 
 import pytest
-from click.testing import CliRunner
-from datasette.cli import cli
 
 from datasette_glyph.engine import lineage
 from datasette_glyph.engine.sqlite import connect
 
+from .support import run_cli
 from .snapshots import insert_snapshot
-from .test_api_lineage import DIFF_AB
-from .test_lineage import A_ID, B_ID, C_ID, database_checksum, insert_market
+from .hand_market import A_ID, B_ID, C_ID, DIFF_AB, insert_market
+from .support import database_checksum
 
 
 @pytest.fixture
@@ -23,8 +23,7 @@ def market_path(db_path):
     return str(db_path)
 
 
-def run(*args, input=None):
-    return CliRunner().invoke(cli, list(args), catch_exceptions=False, input=input)
+run = functools.partial(run_cli, catch_exceptions=False)
 
 
 SHORT = "give the whole id or at least 8 of its first characters\n"
@@ -179,14 +178,6 @@ def batch_record(path, import_id):
         conn.close()
 
 
-def checksum_of(path):
-    conn = sqlite3.connect(path)
-    try:
-        return database_checksum(conn)
-    finally:
-        conn.close()
-
-
 @pytest.mark.parametrize(
     "options, user, actor",
     [
@@ -220,7 +211,7 @@ def test_glyph_rollback(market_path, monkeypatch, options, user, actor):
 
 def test_glyph_rollback_refuses_a_second_time_and_unknown_ids(market_path):
     run("glyph-rollback", market_path, B_ID, "--actor", "alice")
-    before = checksum_of(market_path)
+    before = database_checksum(market_path)
     at = batch_record(market_path, B_ID)["rolled_back_at"]
     again = run("glyph-rollback", market_path, B_ID, "--actor", "carol")
     unknown = run("glyph-rollback", market_path, "nope")
@@ -233,7 +224,7 @@ def test_glyph_rollback_refuses_a_second_time_and_unknown_ids(market_path):
         1,
         f"Error: No import with import_id 'nope' in {market_path}; " + SHORT,
     )
-    assert checksum_of(market_path) == before
+    assert database_checksum(market_path) == before
 
 
 def test_glyph_rollback_that_fails_part_way_changes_nothing(market_path):
@@ -247,7 +238,7 @@ def test_glyph_rollback_that_fails_part_way_changes_nothing(market_path):
         END;
         """)
     conn.close()
-    before = checksum_of(market_path)
+    before = database_checksum(market_path)
     result = run("glyph-rollback", market_path, A_ID, "--actor", "alice")
     assert (result.exit_code, result.stdout, result.stderr) == (
         1,
@@ -255,7 +246,7 @@ def test_glyph_rollback_that_fails_part_way_changes_nothing(market_path):
         "Rolling it back removes 6 scored_listings, 0 listings, 0 quantized_listings and 0 models rows\n",
         f"Error: Rollback of {A_ID} in {market_path} failed: disk on fire; nothing was changed\n",
     )
-    assert checksum_of(market_path) == before
+    assert database_checksum(market_path) == before
 
 
 def test_glyph_rollback_of_a_missing_file(tmp_path):
@@ -320,14 +311,14 @@ B_PLAN = (
 
 
 def test_glyph_rollback_dry_run_changes_nothing(market_path):
-    before = checksum_of(market_path)
+    before = database_checksum(market_path)
     result = run("glyph-rollback", market_path, B_ID[:8], "--dry-run")
     assert (result.exit_code, result.stdout, result.stderr) == (
         0,
         B_PLAN.format(verb="would remove") + "Dry run: nothing was changed\n",
         "",
     )
-    assert checksum_of(market_path) == before
+    assert database_checksum(market_path) == before
 
 
 def on_a_terminal(argv, answer):
@@ -358,13 +349,13 @@ ROLLED_BACK_B = f"Rolled back {B_ID}: removed 6 scored_listings, 0 listings, 0 q
     [("n\n", 1, "Nothing was changed"), ("\n", 1, "Nothing was changed"), ("y\n", 0, ROLLED_BACK_B)],
 )
 def test_glyph_rollback_asks_on_a_terminal(market_path, answer, status, after_question):
-    before = checksum_of(market_path)
+    before = database_checksum(market_path)
     code, output = on_a_terminal(["glyph-rollback", market_path, B_ID, "--actor", "alice"], answer)
     record = batch_record(market_path, B_ID)
     expected = B_PLAN.format(verb="removes").splitlines() + ["Roll it back? [y/N]: " + after_question]
     assert (code, output.splitlines()[:3]) == (status, expected)
     if status:
-        assert (checksum_of(market_path), record["status"]) == (before, "complete")
+        assert (database_checksum(market_path), record["status"]) == (before, "complete")
     else:
         assert (record["status"], record["rolled_back_by"]) == ("rolled_back", "alice")
 

@@ -1,3 +1,4 @@
+import functools
 import itertools
 import os
 import sqlite3
@@ -6,12 +7,12 @@ import sys
 from importlib import resources
 
 import pytest
-from click.testing import CliRunner
-from datasette.cli import cli
 
 from datasette_glyph.engine import migrator
 from datasette_glyph.engine.sqlite import connect
 
+from .support import run_cli
+from .locks import lock_held_elsewhere, wait_until_waiting_for_a_lock
 from .conftest import build_legacy_database
 
 APPLIED_AT = "2025-01-02T03:04:05+00:00"
@@ -41,8 +42,7 @@ def path(tmp_path):
     return str(tmp_path / "glyph.db")
 
 
-def run(*args):
-    return CliRunner().invoke(cli, ["glyph-migrate", *args])
+run = functools.partial(run_cli, "glyph-migrate")
 
 
 def at(path, target):
@@ -388,13 +388,20 @@ def test_help_shows_examples():
 
 
 def test_two_glyph_migrate_commands_at_once(tmp_path):
-    """Real processes, started together on one new file: both succeed, each migration is applied once."""
+    """Real processes on one new file, both waiting at its write lock (held by a third process) before either
+    applies anything: both succeed, each migration is applied once."""
     path = str(tmp_path / "glyph.db")
+    sqlite3.connect(path).execute("PRAGMA journal_mode = wal").fetchone()  # an empty file, as `sqlite3 glyph.db`
     datasette = os.path.join(os.path.dirname(sys.executable), "datasette")
-    runs = [
-        subprocess.Popen([datasette, "glyph-migrate", path], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-        for _ in range(2)
-    ]
+    with lock_held_elsewhere(path, "write"):
+        runs = [
+            subprocess.Popen(
+                [datasette, "glyph-migrate", path], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+            )
+            for _ in range(2)
+        ]
+        for r in runs:
+            wait_until_waiting_for_a_lock(r)
     outputs = [r.communicate(timeout=60) for r in runs]
     assert [(r.returncode, err) for r, (_, err) in zip(runs, outputs)] == [(0, ""), (0, "")]
     applied = sorted(line.split()[1] for out, _ in outputs for line in out.splitlines() if line.startswith("Applied"))

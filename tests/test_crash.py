@@ -28,6 +28,7 @@ from datasette_glyph.engine.sqlite import connect
 
 from . import legacy_store
 from .server import datasette_command, make_scored_csv, start_server
+from .support import integrity
 
 LEGACY_BATCH = "dbaea5cd-0a4d-52ca-88af-4737290a1213"
 DATA_TABLES = ("models", "listings", "scored_listings", "quantized_listings")
@@ -155,14 +156,6 @@ def lineage_problems(conn: sqlite3.Connection) -> List[tuple]:
             "GROUP BY import_id HAVING MIN(import_index) != 1 OR MAX(import_index) != COUNT(*)"
         ).fetchall()
     return problems
-
-
-def integrity(path: Path) -> List[str]:
-    conn = sqlite3.connect(path)
-    try:
-        return [r[0] for r in conn.execute("PRAGMA integrity_check")]
-    finally:
-        conn.close()
 
 
 def wal_size(db_path: Path) -> int:
@@ -313,9 +306,18 @@ def migration_crash_runs(work_dir: Path, rows: int, points: int, seed: int, log:
     return kills, up_seconds, down_seconds
 
 
+def run_seed(name: str) -> int:
+    """A new seed on each run, so that repeated runs kill at different moments; GLYPH_CRASH_SEED replays one.
+    Printed, and so shown with a failure's output."""
+    seed = int(os.environ.get("GLYPH_CRASH_SEED") or random.SystemRandom().randrange(1 << 30))
+    print(f"{name}: seed {seed} (replay: GLYPH_CRASH_SEED={seed} python -m pytest tests/test_crash.py)")
+    return seed
+
+
 @pytest.fixture(scope="module")
 def migration_kills(tmp_path_factory):
-    kills, _, _ = migration_crash_runs(tmp_path_factory.mktemp("migrate-crash"), rows=30_000, points=3, seed=7)
+    seed = run_seed("migration crash runs")
+    kills, _, _ = migration_crash_runs(tmp_path_factory.mktemp("migrate-crash"), rows=30_000, points=3, seed=seed)
     return kills
 
 
@@ -358,6 +360,30 @@ def batch_ids_by_table(conn: sqlite3.Connection) -> Dict[str, set]:
     return found
 
 
+def read_position(pid: int, folder: Path) -> int:
+    """How far process ``pid`` (or a child of it: the second reading process) has read a file under ``folder``:
+    the largest offset of its descriptors open on one (0 if none is open)."""
+    pids = [pid]
+    for children in Path(f"/proc/{pid}/task").glob("*/children"):
+        try:
+            pids += [int(c) for c in children.read_text().split()]
+        except OSError:
+            pass
+    folder = str(Path(folder).resolve())
+    position = 0
+    for p in pids:
+        for fd in Path(f"/proc/{p}/fd").glob("*"):
+            try:
+                if os.readlink(fd).startswith(folder + "/"):
+                    fields = dict(
+                        line.split(":", 1) for line in Path(f"/proc/{p}/fdinfo/{fd.name}").read_text().splitlines()
+                    )
+                    position = max(position, int(fields["pos"]))
+            except (OSError, KeyError, ValueError):
+                pass  # closed meanwhile
+    return position
+
+
 def leftover_uploads(upload_dir: Path) -> List[str]:
     return sorted(p.name for p in upload_dir.rglob("*.part"))
 
@@ -365,7 +391,7 @@ def leftover_uploads(upload_dir: Path) -> List[str]:
 @dataclass
 class ImportKill:
     phase: str  # upload, insert or commit: where in the import the kill was aimed
-    fraction: float  # of the upload's bytes (upload) or of the time from the last byte to the answer
+    fraction: float  # of the upload's bytes sent (upload) or of the uploaded file read by the import
     killed: bool
     outcome: str  # "absent": nothing of the batch is stored; "committed": killed after the commit, all of it is
     seconds: float  # from the start of the request to the kill
@@ -446,14 +472,16 @@ class ImportCrashHarness:
             pass  # the connection died with the server: expected
         return self._after_kill("upload", fraction, state)
 
-    def kill_after_upload(self, csv_path: Path, phase: str, delay: float, fraction: float) -> ImportKill:
-        """SIGKILL the server ``delay`` seconds after the file's last byte went out (validation, insert, commit)."""
+    def kill_after_upload(self, csv_path: Path, phase: str, fraction: float) -> ImportKill:
+        """SIGKILL the server once its import has read ``fraction`` of the uploaded file (insert, commit): the
+        point is the import's own progress, its read position in the spooled file as /proc shows it, not a time."""
         server, started = self.server, time.monotonic()
         sent = threading.Event()
         state = {}
+        size = csv_path.stat().st_size
 
-        def on_chunk(sent_bytes, size):
-            if sent_bytes == size:
+        def on_chunk(sent_bytes, total):
+            if sent_bytes == total:
                 state["sent_at"] = time.monotonic()
                 sent.set()
 
@@ -469,9 +497,8 @@ class ImportCrashHarness:
         thread = threading.Thread(target=client, daemon=True)
         thread.start()
         sent.wait(600)
-        deadline = time.monotonic() + delay
-        while time.monotonic() < deadline and "response" not in state:
-            time.sleep(0.002)
+        while "response" not in state and read_position(server.pid, self.upload_dir) < fraction * size:
+            time.sleep(0.001)
         if "response" not in state:
             state["killed"] = server.kill() == -signal.SIGKILL
             state["seconds"] = time.monotonic() - started
@@ -576,13 +603,12 @@ def import_crash_runs(
                 kill = harness.kill_during_upload(big, fraction)
             else:
                 for attempt in range(4):
-                    kill = harness.kill_after_upload(big, phase, fraction * process_seconds, fraction)
+                    kill = harness.kill_after_upload(big, phase, fraction)
                     if kill.killed:
                         break
-                    # The import answered before the kill time (the machine got faster): one more complete
-                    # batch. Aim again by this run's time, a little earlier each time.
+                    # The import read its last part and answered between two looks at its position: one more
+                    # complete batch; aim at the same point again
                     finished_first += 1
-                    process_seconds = kill.answer_seconds * (0.97**attempt)
             kills.append(kill)
             log(
                 f"  kill in {phase} at {fraction:.0%}: killed={kill.killed} after {kill.seconds:.2f}s, batch {kill.outcome}, "
@@ -604,8 +630,9 @@ def import_crash_runs(
 
 @pytest.fixture(scope="module")
 def import_kills(tmp_path_factory):
+    seed = run_seed("import crash runs")
     return import_crash_runs(
-        tmp_path_factory.mktemp("import-crash"), rows=50_000, upload_points=1, insert_points=2, seed=3
+        tmp_path_factory.mktemp("import-crash"), rows=50_000, upload_points=1, insert_points=2, seed=seed
     )
 
 

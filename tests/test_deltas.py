@@ -14,7 +14,7 @@ from datasette_glyph.engine import deltas, lineage, migrator, sample
 from datasette_glyph.engine.importer import import_csv
 from datasette_glyph.engine.sqlite import connect
 
-from .test_api_lineage import Tables, make_ds, text_of
+from .support import Tables, make_ds, text_of
 
 # How each diff is asked for: every kind, pages that start and end inside and across kinds, past the end.
 PAGINGS = [

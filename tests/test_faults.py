@@ -7,13 +7,11 @@ Each case runs with the database in WAL mode and in the rollback-journal mode a 
 
 from __future__ import annotations
 
-import contextlib
 import io
 import json
 import sqlite3
 import subprocess
 import sys
-import textwrap
 from pathlib import Path
 
 import pytest
@@ -22,38 +20,11 @@ from datasette_glyph.engine import migrator
 from datasette_glyph.engine.importer import import_csv
 from datasette_glyph.engine.sqlite import StorageError, connect
 
+from .locks import lock_held_elsewhere
 from .server import make_scored_csv, running_server
+from .support import FULL_DISK_PLUGIN
 
 CSV = b"canonical_model,vram_gb,mig_support,nvlink,tdp_watts,price,score\nA10,24,0,False,150,2397.01,0.6504\n"
-
-# A second process that takes a lock on the database, says so on stdout, and keeps it until stdin closes.
-HOLDER = textwrap.dedent("""
-    import sqlite3, sys
-    conn = sqlite3.connect(sys.argv[1], isolation_level=None)
-    if sys.argv[2] == "read":
-        conn.execute("BEGIN")
-        conn.execute("SELECT count(*) FROM import_batches").fetchone()
-    else:
-        conn.execute("BEGIN IMMEDIATE")
-    print("locked", flush=True)
-    sys.stdin.read()
-    conn.execute("ROLLBACK")
-    """)
-
-
-@contextlib.contextmanager
-def lock_held_elsewhere(path: Path, kind: str):
-    """Another process holds a read ("read": a SHARED lock) or write ("write": RESERVED) lock on ``path``."""
-    process = subprocess.Popen(
-        [sys.executable, "-c", HOLDER, str(path), kind], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
-    )
-    try:
-        assert process.stdout.readline() == "locked\n"
-        yield
-    finally:
-        process.stdin.close()
-        process.wait(10)
-
 
 @pytest.fixture(params=["wal", "delete"])
 def db(request, tmp_path) -> Path:
@@ -152,17 +123,6 @@ def test_a_read_only_database_file_is_named_as_such(db, tmp_path):
 
 # --- The same faults through a real server ----------------------------------------------------------------
 
-# Fault injection for the server's own connections: a database that may not grow past its current size.
-FULL_DISK_PLUGIN = textwrap.dedent("""
-    from datasette import hookimpl
-
-    @hookimpl
-    def prepare_connection(conn):
-        if conn.execute("PRAGMA database_list").fetchone()[2].endswith("glyph.db"):
-            pages = conn.execute("PRAGMA page_count").fetchone()[0]
-            conn.execute(f"PRAGMA max_page_count = {pages + 20}")
-    """)
-
 
 def server_batches(server) -> list:
     return [(b["record_count"], b["status"]) for b in server.get("/api/imports").json()["imports"]]
@@ -196,7 +156,7 @@ def test_a_server_never_acknowledges_an_import_whose_commit_failed(tmp_path):
             },
         )
         accepted = server.upload_csv(csv_path)
-        assert accepted.status == 200
+        assert (accepted.status, accepted.json()["ok"], accepted.json()["record_count"]) == (200, True, 1)
         assert server_batches(server) == [(1, "complete")]
         server.restart()
         assert server_batches(server) == [(1, "complete")]

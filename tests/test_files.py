@@ -1,6 +1,7 @@
 """Kept originals: every import keeps the bytes it read; download, re-import, verify, prune, sweep, crash safety."""
 
 import datetime
+import functools
 import gzip
 import hashlib
 import json
@@ -9,20 +10,18 @@ import signal
 import sqlite3
 import stat
 import subprocess
+import sys
 import time
 from pathlib import Path
 
 import pytest
-from click.testing import CliRunner
-from datasette.cli import cli
-from datasette.version import __version__ as datasette_version
-from datasette_test import Datasette, actor_cookie
-from packaging.version import parse
+from datasette_test import actor_cookie
 
 from datasette_glyph.engine import errors, files, importer, lineage, migrator
 from datasette_glyph.engine.sqlite import connect
 
-from .server import datasette_command, make_scored_csv
+from . import support
+from .server import make_scored_csv
 
 CSV = (
     b"canonical_model,vram_gb,mig_support,nvlink,tdp_watts,price,score,region,source_url\r\n"
@@ -35,36 +34,22 @@ JSON_BODY = (
     b'[{"canonical_model": "L40S", "vram_gb": 48, "mig_support": 0, "nvlink": false, "tdp_watts": 350,'
     b' "price": 7000.5, "score": 0.66, "notes": "caf\xc3\xa9"}]'
 )
-BOUNDARY = "glyphfiles42"
-TOKEN_CSRF = parse(datasette_version) < parse("1.0a0")
 LISTING_COLUMNS = (
     "canonical_model, price, vram_gb, tdp_watts, mig_support, nvlink, score, region, source_url, import_index"
 )
 
 
-def multipart(content: bytes, filename="prices.csv", fields=None) -> bytes:
-    parts = b""
-    for name, value in (fields or {}).items():
-        parts += f'--{BOUNDARY}\r\nContent-Disposition: form-data; name="{name}"\r\n\r\n{value}\r\n'.encode()
-    parts += (
-        f'--{BOUNDARY}\r\nContent-Disposition: form-data; name="file"; filename="{filename}"\r\n'
-        "Content-Type: text/csv\r\n\r\n"
-    ).encode()
-    return parts + content + f"\r\n--{BOUNDARY}--\r\n".encode()
-
-
-async def make_ds(path, metadata=None, **config):
-    ds = Datasette([str(path)], plugin_config={"datasette-glyph": config}, metadata=metadata)
-    ds.root_enabled = True
-    await ds.invoke_startup()
-    return ds
+make_ds = functools.partial(support.make_ds, root=True)
 
 
 async def upload(ds, content=CSV, filename="prices.csv", fields=None, cookies=None):
     return await ds.client.post(
         "/api/import",
-        content=multipart(content, filename, fields),
-        headers={"content-type": f"multipart/form-data; boundary={BOUNDARY}"},
+        content=support.multipart(
+            *(support.part(name, value.encode()) for name, value in (fields or {}).items()),
+            support.part("file", content, filename=filename, content_type="text/csv"),
+        ),
+        headers={"content-type": support.MULTIPART},
         cookies=cookies or {},
     )
 
@@ -133,7 +118,7 @@ def test_the_store_must_be_private(tmp_path, conn, db_path):
     other = tmp_path / "elsewhere"
     other.mkdir()
     store.symlink_to(other)
-    result = CliRunner().invoke(cli, ["glyph-import", str(db_path), "-"], input=CSV.decode())
+    result = support.run_cli("glyph-import", db_path, "-", input=CSV.decode())
     assert (result.exit_code, result.output) == (
         1,
         f"Error: The kept files folder {store} is a symbolic link; refusing to write uploads through it. "
@@ -144,8 +129,7 @@ def test_the_store_must_be_private(tmp_path, conn, db_path):
 # Command line -----------------------------------------------------------------------------------------------
 
 
-def run(*args, input=None):
-    return CliRunner().invoke(cli, [str(a) for a in args], input=input)
+run = support.run_cli
 
 
 def test_cli_import_keeps_the_file_unless_told_not_to(tmp_path, db_path):
@@ -478,7 +462,11 @@ async def test_rollback_then_reimport_over_http(db_path):
     first = (await upload(ds, fields={"source": "broker-x"})).json()
     conn = connect(db_path)
     before = listing_rows(conn, first["import_id"])
-    assert (await ds.client.delete(f"/api/imports/{first['import_id']}")).status_code == 200
+    rolled_back = await ds.client.delete(f"/api/imports/{first['import_id']}")
+    answer = rolled_back.json()
+    assert (rolled_back.status_code, answer["import_id"], answer["status"], answer["removed"]) == (
+        200, first["import_id"], "rolled_back", {"scored_listings": 3, "listings": 0, "quantized_listings": 0, "models": 3}
+    )
     assert listing_rows(conn, first["import_id"]) == []
     # the rolled-back batch's file is still there to download
     assert (await ds.client.get(f"/api/imports/{first['import_id']}/file")).content == CSV
@@ -532,7 +520,7 @@ async def test_permissions(db_path, actor, download, reimport):
     result = keep(conn, db_path)
     cookies = {"ds_actor": actor_cookie(ds, actor)} if actor else {}
     headers = {}
-    if actor and TOKEN_CSRF:
+    if actor and support.TOKEN_CSRF:
         page = await ds.client.get("/-/glyph/imports", cookies=cookies)
         cookies["ds_csrftoken"] = page.cookies.get("ds_csrftoken") or ""
         headers["x-csrftoken"] = cookies["ds_csrftoken"]
@@ -594,16 +582,6 @@ def test_0007_round_trips_with_kept_files(conn, db_path):
 # Crash safety -------------------------------------------------------------------------------------------------
 
 
-def _wait_for(predicate, timeout, interval=0.0005):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        found = predicate()
-        if found:
-            return found
-        time.sleep(interval)
-    return None
-
-
 def _kept_names(store: Path):
     try:
         return [n for n in os.listdir(store) if files.NAME_RE.match(n)]
@@ -611,37 +589,43 @@ def _kept_names(store: Path):
         return []
 
 
+# glyph-import in a process of its own that SIGKILLs itself as soon as the file named argv[1] is in place under its
+# SHA-256 name and the store folder is synced: after keeping the file, before the batch's commit.
+KILLED_AFTER_KEEPING = """
+import os, signal, sys
+from datasette_glyph.engine import files
+real = files._fsync_dir
+
+def fsync_dir(directory):
+    real(directory)
+    if os.path.exists(os.path.join(directory, sys.argv[1])):
+        os.kill(os.getpid(), signal.SIGKILL)
+
+files._fsync_dir = fsync_dir
+from datasette.cli import cli
+cli(sys.argv[2:])
+"""
+
+
 @pytest.mark.asyncio
 async def test_sigkill_between_keeping_the_file_and_committing_leaves_no_orphan(tmp_path):
-    """A real glyph-import, stopped (SIGSTOP) the moment its kept file appears under its SHA-256 name, checked
-    from outside to be before its commit, then SIGKILLed. The next server start sweeps the file."""
+    """A real glyph-import, SIGKILLed right after its kept file is renamed into place and the folder synced,
+    before its commit. The next server start sweeps the file."""
     csv_path = make_scored_csv(tmp_path / "big.csv", 60_000)
-    caught = None
-    for attempt in range(4):  # on a busy machine the import may commit before it is stopped: aim again
-        db_path = tmp_path / f"attempt{attempt}" / "glyph.db"
-        db_path.parent.mkdir()
-        conn = connect(db_path)
-        migrator.migrate(conn)
-        earlier = keep(conn, db_path)  # a committed batch whose file must survive the sweep
-        store = store_of(db_path)
-        process = subprocess.Popen(
-            [datasette_command(), "glyph-import", str(db_path), str(csv_path), "--quiet"],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.PIPE,
-        )
-        try:
-            appeared = _wait_for(lambda: [n for n in _kept_names(store) if n != f"{CSV_SHA}.gz"], timeout=120)
-            os.kill(process.pid, signal.SIGSTOP)
-            committed = conn.execute("SELECT COUNT(*) FROM import_batches").fetchone()[0]
-            os.kill(process.pid, signal.SIGKILL)
-        finally:
-            process.wait(timeout=60)
-        assert appeared, process.stderr.read()
-        if committed == 1:  # stopped between renaming its file into place and committing
-            caught = appeared[0]
-            break
-    assert caught is not None, "the import always committed before it could be stopped"
-    assert process.returncode == -signal.SIGKILL
+    caught = hashlib.sha256(csv_path.read_bytes()).hexdigest() + ".gz"
+    db_path = tmp_path / "glyph.db"
+    conn = connect(db_path)
+    migrator.migrate(conn)
+    earlier = keep(conn, db_path)  # a committed batch whose file must survive the sweep
+    store = store_of(db_path)
+    process = subprocess.run(
+        [sys.executable, "-c", KILLED_AFTER_KEEPING, caught, "glyph-import", str(db_path), str(csv_path), "--quiet"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, timeout=300,
+    )
+    assert (process.returncode, sorted(_kept_names(store))) == (
+        -signal.SIGKILL, sorted([f"{CSV_SHA}.gz", caught])
+    ), process.stderr.decode()
+    assert conn.execute("SELECT COUNT(*) FROM import_batches").fetchone()[0] == 1  # only the earlier batch
     assert sqlite3.connect(db_path).execute("PRAGMA integrity_check").fetchone() == ("ok",)
     # the killed import left its file (and nothing in the database); a young file is left alone
     assert sorted(_kept_names(store)) == sorted([f"{CSV_SHA}.gz", caught])
@@ -692,7 +676,15 @@ async def test_a_kept_file_that_is_not_gzip_is_refused_as_damaged(db_path):
         ],
     )
     again = await ds.client.post(f"/api/imports/{result.import_id}/reimport")
-    assert again.status_code == 403  # nobody may import here; with the permission it is the 503 below
+    # nobody may import here; with the permission it is the 503 below
+    assert (again.status_code, again.json()) == (
+        403,
+        {
+            "ok": False,
+            "errors": [{"message": "An anonymous request may not import: the glyph-import permission is required"}],
+            "more": 0,
+        },
+    )
     ds = await make_ds(db_path, allow_import=True)
     again = await ds.client.post(f"/api/imports/{result.import_id}/reimport")
     assert (again.status_code, again.json()["errors"]) == (

@@ -12,10 +12,10 @@ from datasette_test import actor_cookie
 from datasette_glyph.engine import migrator
 from datasette_glyph.engine.sqlite import connect
 
-from .test_api_import import (
+from .support import (
+    with_csrf_token,
     CSV,
     MULTIPART,
-    TOKEN_CSRF,
     UPLOAD,
     make_csv,
     multipart,
@@ -23,7 +23,6 @@ from .test_api_import import (
     part,
     table_counts,
     temp_files,
-    upload_folder,
 )
 
 KEY = "7c3e7a52-1c0e-4c8a-9a57-2d1c2b6f0b11"
@@ -56,9 +55,48 @@ async def test_the_same_request_again_answers_the_first_result_and_imports_nothi
     assert keys_kept(db_path) == [(KEY, first.json()["import_id"])]
     # Without a key (or with another) the same file is a new import, as always
     assert (await post(ds, key=None)).json()["previous_import_id"] == first.json()["import_id"]
-    assert (await post(ds, key="another")).status_code == 200
+    another = await post(ds, key="another")
+    assert (another.status_code, another.json()["record_count"], "idempotency-replayed" in another.headers) == (
+        200, 3, False
+    )
     assert table_counts(db_path)[0] == 3
     assert temp_files(upload_folder) == []
+
+
+def test_a_replay_after_a_rollback_answers_the_first_result_and_imports_nothing(db_path, upload_folder):
+    """The README: the same key with the same request answers the first answer again, byte for byte, "even if the
+    batch was rolled back since". A real server; the rollback is the API's DELETE."""
+    from .server import running_server
+
+    config = {"allow_import": True, "allow_rollback": True, "upload_dir": str(upload_folder)}
+    headers = {"Content-Type": MULTIPART, "Idempotency-Key": KEY}
+    with running_server(db_path, plugin_config=config) as server:
+        first = server.request("POST", "/api/import", body=UPLOAD, headers=headers)
+        assert first.status == 200, first.text
+        import_id = first.json()["import_id"]
+        rolled_back = server.request("DELETE", f"/api/imports/{import_id}")
+        assert (rolled_back.status, rolled_back.json()["status"]) == (200, "rolled_back")
+        again = server.request("POST", "/api/import", body=UPLOAD, headers=headers)
+        record = server.get(f"/api/imports/{import_id}").json()
+    assert (again.status, again.headers.get("idempotency-replayed"), again.json()) == (200, "true", first.json())
+    assert (record["status"], table_counts(db_path)[:2]) == ("rolled_back", (1, 0))
+    assert keys_kept(db_path) == [(KEY, import_id)]
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="README says a replay answers the first answer 'byte for byte'; the replay has the same JSON with its "
+    "keys in another order (sorted, 'ok' first, 'links' last). Remove this mark when the replay keeps the order.",
+)
+def test_a_replay_is_the_first_answer_byte_for_byte(db_path, upload_folder):
+    from .server import running_server
+
+    headers = {"Content-Type": MULTIPART, "Idempotency-Key": KEY}
+    with running_server(db_path, plugin_config={"allow_import": True, "upload_dir": str(upload_folder)}) as server:
+        first = server.request("POST", "/api/import", body=UPLOAD, headers=headers)
+        again = server.request("POST", "/api/import", body=UPLOAD, headers=headers)
+    assert (first.status, again.headers.get("idempotency-replayed")) == (200, "true")
+    assert again.body == first.body
 
 
 @pytest.mark.asyncio
@@ -100,17 +138,25 @@ async def test_the_same_key_with_another_request_is_409_and_changes_nothing(db_p
 
 
 @pytest.mark.asyncio
-@pytest.mark.parametrize("key", ["", "x" * 256, "cl\u00e9", "two words", "tab\there"])
-async def test_an_unusable_key_is_400_before_the_body_is_read(db_path, upload_folder, key):
+@pytest.mark.parametrize(
+    "key, shown",
+    [
+        ("", ""),
+        ("x" * 256, "x" * 40 + "..."),
+        ("cl\u00e9", r"cl\u00c3\u00a9"),  # the header's UTF-8 bytes, read as Latin-1, shown escaped
+        ("two words", "two words"),
+        ("tab\there", r"tab\there"),
+    ],
+)
+async def test_an_unusable_key_is_400_before_the_body_is_read(db_path, upload_folder, key, shown):
     ds = await open_ds(db_path, upload_folder)
     response = await ds.client.post(
         "/api/import",
         content=UPLOAD,
         headers={"content-type": MULTIPART, "idempotency-key": key.encode("utf-8")},
     )
-    assert response.status_code == 400
-    assert response.json()["errors"][0]["message"].startswith("Idempotency-Key ")
-    assert "is not usable: send 1 to 255 visible ASCII characters" in response.json()["errors"][0]["message"]
+    message = f'Idempotency-Key "{shown}" is not usable: send 1 to 255 visible ASCII characters (a UUID is a good key)'
+    assert (response.status_code, response.json()) == (400, {"ok": False, "errors": [{"message": message}], "more": 0})
     assert (table_counts(db_path), keys_kept(db_path)) == ((0, 0, 0), [])
 
 
@@ -119,7 +165,15 @@ async def test_a_refused_import_keeps_nothing_so_its_key_serves_the_corrected_re
     ds = await open_ds(db_path, upload_folder)
     bad = multipart(part("file", CSV.replace(b"21000.0", b"lots"), filename="prices.csv"))
     good = multipart(part("file", CSV, filename="prices.csv"))
-    assert (await post(ds, body=bad)).status_code == 422
+    refused = await post(ds, body=bad)
+    assert (refused.status_code, refused.json()) == (
+        422,
+        {
+            "ok": False,
+            "errors": [{"line": 2, "column": "price", "value": "lots", "message": "Line 2, column price: 'lots' is not a number"}],
+            "more": 0,
+        },
+    )
     assert (table_counts(db_path), keys_kept(db_path)) == ((0, 0, 0), [])
     retried = await post(ds, body=good)
     assert (retried.status_code, "idempotency-replayed" in retried.headers) == (200, False)
@@ -146,9 +200,7 @@ async def test_a_key_belongs_to_the_actor_who_sent_it(db_path, upload_folder):
     async def post_as(name):
         cookies = {"ds_actor": actor_cookie(ds, {"id": name})}
         headers = {"content-type": MULTIPART, "idempotency-key": KEY}
-        if TOKEN_CSRF:
-            page = await ds.client.get("/", cookies=cookies)
-            cookies["ds_csrftoken"] = headers["x-csrftoken"] = page.cookies["ds_csrftoken"]
+        await with_csrf_token(ds, cookies, headers)
         return await ds.client.post("/api/import", content=UPLOAD, headers=headers, cookies=cookies)
 
     alice = await post_as("alice")
@@ -196,8 +248,17 @@ def test_two_requests_racing_with_one_key_import_once(db_path, tmp_path, upload_
     answers = []
     with running_server(db_path, plugin_config={"allow_import": True, "upload_dir": str(upload_folder)}) as server:
 
+        # All three have sent the whole file before any sends the multipart's closing boundary: no request can be
+        # imported (nor its key kept) before the other two are in flight
+        all_sent = threading.Barrier(3, timeout=120)
+        size = csv_path.stat().st_size
+
+        def at_the_end(sent, total):
+            if sent == total == size:
+                all_sent.wait()
+
         def send():
-            answers.append(server.upload_csv(csv_path, headers={"Idempotency-Key": KEY}))
+            answers.append(server.upload_csv(csv_path, headers={"Idempotency-Key": KEY}, on_chunk=at_the_end))
 
         threads = [threading.Thread(target=send) for _ in range(3)]
         for thread in threads:

@@ -13,29 +13,21 @@ from pathlib import Path
 
 import pytest
 
-from datasette_glyph.engine import columns, csv_source, importer, json_source
+from datasette_glyph.engine.sqlite import connect
 from datasette_glyph.engine.errors import ImportFailed
 from datasette_glyph.engine.importer import import_csv, import_records
-from datasette_glyph.engine.sqlite import connect
+from .support import HEADER, data, database_checksum
+from datasette_glyph.engine import columns, csv_source, importer
+from datasette_glyph.engine import json_source
 
 SAMPLE = Path(__file__).resolve().parent.parent / "sample" / "scored_sample.csv"
-HEADER = "canonical_model,vram_gb,mig_support,nvlink,tdp_watts,price,score"
 ROW = "A10,24,0,False,150,2397.01,0.6504"
 REQUIRED = ("canonical_model", "vram_gb", "mig_support", "nvlink", "tdp_watts", "price", "score")
-
-
-def data(*lines: str, newline: str = "\n") -> bytes:
-    return (newline.join(lines) + newline).encode("utf-8")
 
 
 def rows(conn, import_id, columns=REQUIRED + ("import_index",)):
     sql = f"SELECT {', '.join(columns)} FROM scored_listings WHERE import_id = ? ORDER BY import_index"
     return conn.execute(sql, [import_id]).fetchall()
-
-
-def checksum(conn) -> str:
-    """Every table's schema and rows."""
-    return hashlib.sha256("\n".join(conn.iterdump()).encode("utf-8")).hexdigest()
 
 
 def error(line, column, value, message):
@@ -610,7 +602,7 @@ BAD_INPUTS = [
 
 @pytest.mark.parametrize("source,expected", [pytest.param(s, e, id=i) for i, s, e in BAD_INPUTS])
 def test_bad_input_is_refused_and_nothing_changes(seeded, source, expected):
-    before = checksum(seeded)
+    before = database_checksum(seeded)
     with pytest.raises(ImportFailed) as failure:
         import_csv(seeded, io.BytesIO(source))
     assert (failure.value.errors, failure.value.more) == (expected, 0)
@@ -618,23 +610,23 @@ def test_bad_input_is_refused_and_nothing_changes(seeded, source, expected):
         f" (and {len(expected) - 1} more error{'s' if len(expected) > 2 else ''})" if len(expected) > 1 else ""
     )
     assert str(failure.value) == summary
-    assert checksum(seeded) == before
+    assert database_checksum(seeded) == before
 
 
 def test_bad_input_from_a_path_is_refused_too(seeded, tmp_path):
     path = tmp_path / "bad.csv"
     path.write_bytes(data(HEADER, ROW, "A10,24,0,False,150,-5,0.5"))
-    before = checksum(seeded)
+    before = database_checksum(seeded)
     with pytest.raises(ImportFailed) as failure:
         import_csv(seeded, path)
     assert failure.value.errors == [
         error(3, "price", "-5", "Line 3, column price: '-5' is negative; price must be >= 0")
     ]
-    assert checksum(seeded) == before
+    assert database_checksum(seeded) == before
 
 
 def test_errors_are_capped_and_the_rest_counted(seeded):
-    before = checksum(seeded)
+    before = database_checksum(seeded)
     source = data(HEADER, *[f"A10,24,0,False,150,-{i},0.5" for i in range(1, 61)])
     with pytest.raises(ImportFailed) as failure:
         import_csv(seeded, io.BytesIO(source), max_errors=5)
@@ -644,7 +636,7 @@ def test_errors_are_capped_and_the_rest_counted(seeded):
     ]
     assert failure.value.more == 55
     assert str(failure.value) == "Line 2, column price: '-1' is negative; price must be >= 0 (and 59 more errors)"
-    assert checksum(seeded) == before
+    assert database_checksum(seeded) == before
 
 
 def test_long_values_are_shortened_in_errors(conn):
@@ -774,11 +766,11 @@ def test_records_take_the_same_write_path(conn):
     ],
 )
 def test_bad_records_are_refused_and_nothing_changes(seeded, records, expected):
-    before = checksum(seeded)
+    before = database_checksum(seeded)
     with pytest.raises(ImportFailed) as failure:
         import_records(seeded, records)
     assert (failure.value.errors, failure.value.more) == (expected, 0)
-    assert checksum(seeded) == before
+    assert database_checksum(seeded) == before
 
 
 # --- Concurrency -----------------------------------------------------------------------------------
@@ -985,7 +977,7 @@ def _with(column: str, value: str) -> dict:
 @pytest.mark.parametrize("column,value,message", VALUE_CASES)
 def test_values_that_do_not_mean_what_they_say_are_refused_from_csv(seeded, column, value, message):
     values = _with(column, value)
-    before = checksum(seeded)
+    before = database_checksum(seeded)
     out = io.StringIO()
     csv.writer(out, lineterminator="\n").writerows([list(values), list(values.values())])
     with pytest.raises(ImportFailed) as failure:
@@ -993,17 +985,17 @@ def test_values_that_do_not_mean_what_they_say_are_refused_from_csv(seeded, colu
     assert failure.value.errors == [
         error(2, column, value[:200] + ("…" if len(value) > 200 else ""), f"Line 2, column {column}: {message}")
     ]
-    assert checksum(seeded) == before
+    assert database_checksum(seeded) == before
 
 
 @pytest.mark.parametrize("column,value,message", VALUE_CASES)
 def test_values_that_do_not_mean_what_they_say_are_refused_from_json(seeded, column, value, message):
-    before = checksum(seeded)
+    before = database_checksum(seeded)
     with pytest.raises(ImportFailed) as failure:
         import_records(seeded, [record(), _with(column, value)])
     shown = value[:200] + ("…" if len(value) > 200 else "")
     assert failure.value.errors == [error(None, column, shown, f"Record 2, column {column}: {message}")]
-    assert checksum(seeded) == before
+    assert database_checksum(seeded) == before
 
 
 @pytest.mark.parametrize(
@@ -1034,7 +1026,7 @@ def test_values_at_the_edges_are_kept(conn, column, value, stored):
 
 
 def test_a_lone_surrogate_in_json_is_refused_by_row_and_column(seeded):
-    before = checksum(seeded)
+    before = database_checksum(seeded)
     with pytest.raises(ImportFailed) as failure:
         import_records(seeded, [record(), record(seller="a\ud800b")])
     message = (
@@ -1042,7 +1034,7 @@ def test_a_lone_surrogate_in_json_is_refused_by_row_and_column(seeded):
         "it contains \\ud800 (a lone surrogate, which is not a character)"
     )
     assert failure.value.errors == [error(None, "seller", "a\ud800b", message)]
-    assert checksum(seeded) == before
+    assert database_checksum(seeded) == before
 
 
 def test_a_lone_surrogate_in_a_json_key_is_refused(seeded):
@@ -1131,7 +1123,7 @@ def test_a_lone_surrogate_escape_in_a_json_body_is_refused_by_record_and_column(
     # yajl would read "\ud800" as "?"; the body is read by the exact parser instead.
     body = json.dumps([record(), record(seller="x\ud800"), record(notes="\U0001f600 fine")]).encode()
     scanned = json_source.scan_json(json_file(tmp_path, body))
-    before = checksum(seeded)
+    before = database_checksum(seeded)
     with pytest.raises(ImportFailed) as failure:
         importer.import_json(seeded, scanned)
     message = (
@@ -1139,7 +1131,7 @@ def test_a_lone_surrogate_escape_in_a_json_body_is_refused_by_record_and_column(
         "it contains \\ud800 (a lone surrogate, which is not a character)"
     )
     assert (scanned.exact_parser, failure.value.errors) == (True, [error(None, "seller", "x\ud800", message)])
-    assert checksum(seeded) == before
+    assert database_checksum(seeded) == before
 
 
 def test_a_json_body_changed_after_it_was_received_is_refused(conn, tmp_path):

@@ -1,5 +1,4 @@
 import datetime
-import hashlib
 import sqlite3
 import statistics
 from pathlib import Path
@@ -10,57 +9,26 @@ from datasette_glyph.engine import lineage
 from datasette_glyph.engine.importer import import_csv
 
 from .snapshots import insert_snapshot, iter_market, market_snapshots, write_csv
-
-A_ID = "aaaaaaaa-0000-4000-8000-000000000001"
-B_ID = "bbbbbbbb-0000-4000-8000-000000000002"
-C_ID = "cccccccc-0000-4000-8000-000000000003"
-URL = "https://market.example/listing/"
-
-
-def row(model, price, score, url=None):
-    return {"canonical_model": model, "price": price, "score": score, "source_url": url and URL + url}
-
-
-# Yesterday's and today's file from one source. u1 gets cheaper, u2 keeps its price (its score moves), u3 goes,
-# u5 appears twice in A (the later row, 2100, counts) and costs 2200 in B, u6 is new; rows without a source_url
-# are counted only.
-A_ROWS = [
-    row("H100_PCIE_80GB", 20000.0, 0.5, "u1"),
-    row("H100_PCIE_80GB", 22000.0, 0.25, "u2"),
-    row("RTX_4090", 1800.0, 0.75, "u3"),
-    row("RTX_4090", 1600.0, 0.5),
-    row("RTX_4090", 2000.0, 0.5, "u5"),
-    row("RTX_4090", 2100.0, 0.5, "u5"),
-]
-B_ROWS = [
-    row("H100_PCIE_80GB", 22000.0, 0.5, "u2"),
-    row("H100_PCIE_80GB", 19000.0, 0.75, "u1"),
-    row("RTX_4090", 2200.0, 0.5, "u5"),
-    row("L40S", 8000.0, 0.5, "u6"),
-    row("L40S", 7000.0, 0.5),
-    row("L40S", 7500.0, 0.5),
-]
-# Another source, later than both.
-C_ROWS = [row("RTX_4090", 1500.0, 1.0, "u1"), row("RTX_4090", 1700.0, 0.5, "u3")]
-
-
-def batch(import_id, imported_at, source, filename, record_count, status="complete", **extra):
-    record = dict.fromkeys(lineage.BATCH_COLUMNS)
-    record.update(import_id=import_id, imported_at=imported_at, source=source, filename=filename)
-    record.update(record_count=record_count, status=status, **extra)
-    return record
-
-
-BATCH_A = batch(A_ID, "2025-05-01 10:00:00", "market", "a.csv", 6)
-BATCH_B = batch(B_ID, "2025-05-02 10:00:00", "market", "b.csv", 6)
-BATCH_C = batch(C_ID, "2025-05-03 10:00:00", "broker", "c.csv", 2)
-
-
-def insert_market(conn):
-    """Store imports A and B from source "market", then C from source "broker" (the tests' hand-made market)."""
-    insert_snapshot(conn, A_ROWS, A_ID, "market", "2025-05-01 10:00:00", "a.csv")
-    insert_snapshot(conn, B_ROWS, B_ID, "market", "2025-05-02 10:00:00", "b.csv")
-    insert_snapshot(conn, C_ROWS, C_ID, "broker", "2025-05-03 10:00:00", "c.csv")
+from .support import database_checksum
+from .hand_market import (
+    A_ID,
+    ADDED_U6,
+    B_ID,
+    BATCH_A,
+    BATCH_B,
+    BATCH_C,
+    C_ID,
+    change,
+    CHANGED_U1,
+    CHANGED_U5,
+    table_checksum,
+    DATA_TABLES,
+    insert_market,
+    point,
+    REMOVED_U3,
+    row,
+    URL,
+)
 
 
 @pytest.fixture
@@ -68,28 +36,6 @@ def market(conn):
     """Imports A and B from source "market", then C from source "broker"."""
     insert_market(conn)
     return conn
-
-
-def change(kind, url, model, old, new, delta, percent, old_score, new_score, old_index, new_index):
-    return {
-        "kind": kind,
-        "source_url": URL + url,
-        "canonical_model": model,
-        "old_price": old,
-        "new_price": new,
-        "delta": delta,
-        "percent": percent,
-        "old_score": old_score,
-        "new_score": new_score,
-        "old_import_index": old_index,
-        "new_import_index": new_index,
-    }
-
-
-CHANGED_U1 = change("changed", "u1", "H100_PCIE_80GB", 20000.0, 19000.0, -1000.0, -5.0, 0.5, 0.75, 1, 2)
-CHANGED_U5 = change("changed", "u5", "RTX_4090", 2100.0, 2200.0, 100.0, 4.76, 0.5, 0.5, 6, 3)
-ADDED_U6 = change("added", "u6", "L40S", None, 8000.0, None, None, None, 0.5, None, 4)
-REMOVED_U3 = change("removed", "u3", "RTX_4090", 1800.0, None, None, None, 0.75, None, 3, None)
 
 
 def summary(rows, low, median, high, score):
@@ -266,23 +212,6 @@ def test_previous_import_of_an_unknown_import(conn):
         lineage.previous_import(conn, "nope")
 
 
-def point(batch_record, index, model, price, score, delta, rows_in_import=1):
-    return {
-        "import_id": batch_record["import_id"],
-        "imported_at": batch_record["imported_at"],
-        "source": batch_record["source"],
-        "filename": batch_record["filename"],
-        "status": batch_record["status"],
-        "import_index": index,
-        "canonical_model": model,
-        "price": price,
-        "score": score,
-        "seen_at": None,
-        "rows_in_import": rows_in_import,
-        "delta": delta,
-    }
-
-
 @pytest.mark.parametrize(
     "url, expected",
     [
@@ -317,19 +246,6 @@ def test_listing_history_leaves_out_rolled_back_imports(market):
 # ---------------------------------------------------------------------------------------------------------------------
 # Rollback
 
-DATA_TABLES = ("scored_listings", "listings", "quantized_listings", "models")
-
-
-def checksum(conn, table, where="1", params=()):
-    digest = hashlib.sha256()
-    for values in conn.execute(f"SELECT * FROM {table} WHERE {where} ORDER BY id", params):
-        digest.update(repr(values).encode())
-    return digest.hexdigest()
-
-
-def database_checksum(conn):
-    return {table: checksum(conn, table) for table in DATA_TABLES + ("import_batches",)}
-
 
 def add_raw_and_quantized_rows(conn):
     """Raw listings in A and B; quantized rows of A, of B, and one written by C for a listing of B."""
@@ -357,9 +273,9 @@ def counts_by_batch(conn, table):
 
 def test_rollback_removes_the_batch_and_keeps_its_record(market):
     add_raw_and_quantized_rows(market)
-    others = {t: checksum(market, t, "import_id <> ?", [B_ID]) for t in ("scored_listings", "listings", "models")}
-    a_quantized = checksum(market, "quantized_listings", "import_id = ?", [A_ID])
-    other_batches = checksum(market, "import_batches", "import_id <> ?", [B_ID])
+    others = {t: table_checksum(market, t, "import_id <> ?", [B_ID]) for t in ("scored_listings", "listings", "models")}
+    a_quantized = table_checksum(market, "quantized_listings", "import_id = ?", [A_ID])
+    other_batches = table_checksum(market, "import_batches", "import_id <> ?", [B_ID])
     result = lineage.rollback_import(market, B_ID, actor="ops", now="2025-05-05 12:00:00.000000")
     assert result == lineage.RollbackResult(
         import_id=B_ID,
@@ -380,9 +296,9 @@ def test_rollback_removes_the_batch_and_keeps_its_record(market):
         "models": {A_ID: 2},  # L40S, which B introduced, is gone
     }
     # Every row of the other batches is as it was, byte for byte (less C's quantized row that hung off B).
-    assert {t: checksum(market, t, "import_id <> ?", [B_ID]) for t in others} == others
-    assert checksum(market, "quantized_listings", "import_id = ?", [A_ID]) == a_quantized
-    assert checksum(market, "import_batches", "import_id <> ?", [B_ID]) == other_batches
+    assert {t: table_checksum(market, t, "import_id <> ?", [B_ID]) for t in others} == others
+    assert table_checksum(market, "quantized_listings", "import_id = ?", [A_ID]) == a_quantized
+    assert table_checksum(market, "import_batches", "import_id <> ?", [B_ID]) == other_batches
     assert market.execute("PRAGMA foreign_key_check").fetchall() == []
 
 
@@ -505,11 +421,11 @@ def test_diff_and_rollback_of_files_the_importer_wrote(conn, tmp_path):
         (tuesday, next(r["price"] for r in second if r["source_url"] == url))
     ]
     models_before = conn.execute("SELECT model, import_id FROM models ORDER BY model").fetchall()
-    monday_rows = checksum(conn, "scored_listings", "import_id = ?", [monday])
+    monday_rows = table_checksum(conn, "scored_listings", "import_id = ?", [monday])
     result = lineage.rollback_import(conn, tuesday, actor="ops")
     assert (result.scored_listings, result.models) == (len(second), 0)  # every model came in with monday's file
     assert conn.execute("SELECT model, import_id FROM models ORDER BY model").fetchall() == models_before
-    assert checksum(conn, "scored_listings", "import_id = ?", [monday]) == monday_rows
+    assert table_checksum(conn, "scored_listings", "import_id = ?", [monday]) == monday_rows
     assert counts_by_batch(conn, "scored_listings") == {monday: len(first)}
 
 
@@ -547,7 +463,7 @@ REBUILT = [
 @pytest.mark.parametrize("import_id, rebuilt", [("dddddddd-0000-4000-8000-000000000004", REBUILT), (B_ID, [])])
 def test_rollback_of_most_of_the_table_rebuilds_the_indexes_instead(market, big_batch, import_id, rebuilt):
     before_schema = schema(market)
-    others = {t: checksum(market, t, "import_id <> ?", [import_id]) for t in DATA_TABLES}
+    others = {t: table_checksum(market, t, "import_id <> ?", [import_id]) for t in DATA_TABLES}
     statements = []
     market.set_trace_callback(statements.append)
     lineage.rollback_import(market, import_id)
@@ -555,7 +471,7 @@ def test_rollback_of_most_of_the_table_rebuilds_the_indexes_instead(market, big_
     assert [s for s in statements if s.startswith(("DROP INDEX", "CREATE INDEX"))] == rebuilt
     assert schema(market) == before_schema
     assert market.execute("PRAGMA integrity_check").fetchall() == [("ok",)]
-    assert {t: checksum(market, t, "import_id <> ?", [import_id]) for t in DATA_TABLES} == others
+    assert {t: table_checksum(market, t, "import_id <> ?", [import_id]) for t in DATA_TABLES} == others
 
 
 @pytest.mark.parametrize("table, nth", [("scored_listings", 15), ("models", 1), ("import_batches", 1)])

@@ -1,17 +1,18 @@
 """The market generator (``datasette_glyph.engine.sample``, ``datasette glyph-sample``) and the files in ``sample/``."""
 
 import csv
+import functools
 import hashlib
 import io
 from pathlib import Path
 
 import pytest
-from click.testing import CliRunner
-from datasette.cli import cli
 
 from datasette_glyph.engine import lineage, sample
 from datasette_glyph.engine.importer import import_csv
 from datasette_glyph.engine.sqlite import connect
+
+from .support import run_cli
 
 REPO = Path(__file__).resolve().parent.parent
 SAMPLE = REPO / "sample" / "scored_sample.csv"
@@ -21,8 +22,7 @@ BROKEN = REPO / "sample" / "broken_sample.csv"
 SAMPLE_NEXT_OPTIONS = ["--after", "sample/scored_sample.csv", "--changed", "0.25", "--removed", "0.1", "--added", "0.1"]
 
 
-def run(*args):
-    return CliRunner().invoke(cli, ["glyph-sample", *map(str, args)], catch_exceptions=False)
+run = functools.partial(run_cli, "glyph-sample", catch_exceptions=False)
 
 
 def sha256(path):
@@ -185,7 +185,7 @@ def test_glyph_sample_streams_a_market_of_any_size(tmp_path):
 
 
 def test_the_broken_sample_is_refused_whole(db_path):
-    result = CliRunner().invoke(cli, ["glyph-import", str(db_path), str(BROKEN)])
+    result = run_cli("glyph-import", db_path, BROKEN)
     assert (result.exit_code, result.stdout, result.stderr) == (
         1,
         "",

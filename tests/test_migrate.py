@@ -2,7 +2,6 @@ import json
 import sqlite3
 import subprocess
 import sys
-import time
 from importlib import resources
 
 import pytest
@@ -10,6 +9,7 @@ import pytest
 from datasette_glyph.engine import lineage, migrator
 from datasette_glyph.engine.sqlite import connect
 
+from .locks import lock_held_elsewhere, wait_until_waiting_for_a_lock
 from . import legacy_store
 from .conftest import build_legacy_database
 
@@ -867,18 +867,15 @@ def test_migrate_if_managed(tmp_path, setup, expected_steps, expected_version):
 # Two runs at once
 
 CHILD = """
-import json, pathlib, sys, time
+import json, pathlib, sys
 from datasette_glyph.engine import lineage, migrator
 from datasette_glyph.engine.sqlite import connect
 
-path, folder, start_at = sys.argv[1], sys.argv[2], float(sys.argv[3])
+path, folder = sys.argv[1], sys.argv[2]
 migrations = migrator.load_migrations(files=sorted(pathlib.Path(folder).iterdir()))
-while time.time() < start_at:
-    time.sleep(0.002)
-started = time.time()
 conn = connect(path)
 steps = migrator.migrate(conn, migrations=migrations)
-print(json.dumps({"steps": [s.migration.id for s in steps], "started": started, "finished": time.time()}))
+print(json.dumps({"steps": [s.migration.id for s in steps]}))
 """
 
 # Long enough (about a second) that the second process starts while the first is still migrating
@@ -892,20 +889,23 @@ INSERT INTO slow_numbers SELECT n FROM c WHERE n % 1000 = 0;
 def test_two_processes_migrating_one_file_at_once_apply_each_migration_once(tmp_path):
     files = migration_files(tmp_path, {"9001_slow.up.sql": SLOW_UP, "9001_slow.down.sql": "DROP TABLE slow_numbers;"})
     path = tmp_path / "glyph.db"
-    start_at = time.time() + 1.5  # both interpreters are up by then, even on a busy machine
-    runs = [
-        subprocess.Popen(
-            [sys.executable, "-c", CHILD, str(path), str(files[0].parent), str(start_at)],
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
-        for _ in range(2)
-    ]
+    sqlite3.connect(path).execute("PRAGMA journal_mode = wal").fetchone()  # an empty file
+    # Both processes wait at the write lock, held by a third, before either migrates anything: they overlap
+    with lock_held_elsewhere(path, "write"):
+        runs = [
+            subprocess.Popen(
+                [sys.executable, "-c", CHILD, str(path), str(files[0].parent)],
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                text=True,
+            )
+            for _ in range(2)
+        ]
+        for run in runs:
+            wait_until_waiting_for_a_lock(run)
     outputs = [run.communicate(timeout=60) for run in runs]
     assert [(run.returncode, err) for run, (_, err) in zip(runs, outputs)] == [(0, ""), (0, "")]
     results = [json.loads(out) for out, _ in outputs]
-    assert max(r["started"] for r in results) < min(r["finished"] for r in results)  # they did overlap
     assert sorted(step for r in results for step in r["steps"]) == [*IDS, "9001"]
     conn = connect(path)
     assert [r[0] for r in conn.execute("SELECT id FROM glyph_migrations ORDER BY id")] == [*IDS, "9001"]

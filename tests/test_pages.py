@@ -5,6 +5,7 @@ import sqlite3
 from html import unescape
 from html.parser import HTMLParser
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import pytest
 import yaml
@@ -15,6 +16,8 @@ from datasette_glyph.engine import lineage
 from datasette_glyph.web import charts, imports
 
 from .snapshots import insert_snapshot
+from . import support
+from .support import error_message, title
 
 OPERATOR = {"id": "operator"}  # granted glyph-import by the plugin config below
 READER = {"id": "reader"}
@@ -82,10 +85,8 @@ def batches(conn):
     )
 
 
-async def make_ds(db_path, metadata=None):
-    ds = Datasette([str(db_path)], plugin_config=PLUGIN_CONFIG, metadata=metadata)
-    await ds.invoke_startup()
-    return ds
+def make_ds(db_path, metadata=None):
+    return support.make_ds(db_path, metadata, **PLUGIN_CONFIG["datasette-glyph"])
 
 
 async def get(ds, path, actor=None):
@@ -156,31 +157,36 @@ def rows_link(import_id, **filters):
 
 @pytest.mark.asyncio
 @pytest.mark.parametrize(
-    "path,actor,status",
+    "path,actor,status,text",
     [
-        ("/-/glyph/import", None, 403),
-        ("/-/glyph/import", READER, 403),
-        ("/-/glyph/import", OPERATOR, 200),
-        ("/-/glyph/imports", None, 200),
-        ("/-/glyph/imports", OPERATOR, 200),
-        ("/-/glyph/imports?page=1", None, 200),
-        ("/-/glyph/imports?page=2", None, 404),
-        ("/-/glyph/imports?page=0", None, 400),
-        ("/-/glyph/imports?page=two", None, 400),
-        ("/-/glyph/imports?page=%C2%B2", None, 400),  # ² is a digit to str.isdigit, not to int()
-        ("/-/glyph/imports?page=%D9%A3", None, 400),  # Arabic-Indic 3
-        ("/-/glyph/imports?page=99999999999999999999", None, 404),
-        ("/-/glyph/imports?page=184467440737095517", None, 404),  # its offset just past 64 bits
-        (f"/-/glyph/imports/{A}", None, 200),
-        (f"/-/glyph/imports/{C}", None, 200),
-        (f"/-/glyph/imports/{UNKNOWN}", None, 404),
-        (f"/-/glyph/imports/{UNKNOWN}", OPERATOR, 404),
+        ("/-/glyph/import", None, 403, "You do not have permission to import listings (glyph-import)"),
+        ("/-/glyph/import", READER, 403, "You do not have permission to import listings (glyph-import)"),
+        ("/-/glyph/import", OPERATOR, 200, "Import listings"),
+        ("/-/glyph/imports", None, 200, "Imports"),
+        ("/-/glyph/imports", OPERATOR, 200, "Imports"),
+        ("/-/glyph/imports?page=1", None, 200, "Imports"),
+        ("/-/glyph/imports?page=2", None, 404, "There is no page 2 of imports; there are 1"),
+        ("/-/glyph/imports?page=0", None, 400, "page must be a whole number from 1 up, not '0'"),
+        ("/-/glyph/imports?page=two", None, 400, "page must be a whole number from 1 up, not 'two'"),
+        ("/-/glyph/imports?page=%C2%B2", None, 400, "page must be a whole number from 1 up, not '²'"),  # ² is a digit to str.isdigit, not to int()
+        ("/-/glyph/imports?page=%D9%A3", None, 400, "page must be a whole number from 1 up, not '٣'"),  # Arabic-Indic 3
+        (
+            "/-/glyph/imports?page=99999999999999999999", None, 404,
+            "There is no page 99999999999999999999 of imports",
+        ),
+        ("/-/glyph/imports?page=184467440737095517", None, 404, "There is no page 184467440737095517 of imports"),  # its offset just past 64 bits
+        (f"/-/glyph/imports/{A}", None, 200, "Import: monday.csv"),
+        (f"/-/glyph/imports/{C}", None, 200, "Import: <script>alert(1)</script>.csv"),
+        (f"/-/glyph/imports/{UNKNOWN}", None, 404, f"No import with id {UNKNOWN}"),
+        (f"/-/glyph/imports/{UNKNOWN}", OPERATOR, 404, f"No import with id {UNKNOWN}"),
     ],
 )
-async def test_status_codes(db_path, batches, path, actor, status):
+async def test_status_codes(db_path, batches, path, actor, status, text):
+    """Each page's status, with its title when it is served and the error's whole message when it is not."""
     ds = await make_ds(db_path)
     response = await get(ds, path, actor)
-    assert response.status_code == status
+    shown = error_message(response.text) if status >= 400 else title(response.text)
+    assert (response.status_code, shown) == (status, text)
 
 
 @pytest.mark.asyncio
@@ -192,7 +198,12 @@ async def test_status_codes(db_path, batches, path, actor, status):
 async def test_batch_pages_need_view_permission(db_path, batches, path, actor, status):
     ds = await make_ds(db_path, metadata={"databases": {"glyph": {"allow": {"id": "operator"}}}})
     response = await get(ds, path, actor)
-    assert response.status_code == status
+    if status == 403:
+        shown = error_message(response.text)
+        expected = "You do not have permission to view the imports of glyph"
+    else:
+        shown, expected = title(response.text), ("Imports" if path.endswith("imports") else "Import: monday.csv")
+    assert (response.status_code, shown) == (status, expected)
 
 
 @pytest.mark.asyncio
@@ -584,8 +595,9 @@ async def test_foreign_key_cells_link_to_pages_that_exist(db_path, batches):
     assert cells(html, "canonical_model") == [f'<a href="/glyph/models?model={m}">{m}</a>' for m in models]
     batches_html = (await get(ds, "/glyph/import_batches")).text
     assert cells(batches_html, "import_id") == [link(i, i) for i in (C, B, A)]
-    for path in [f"/-/glyph/imports/{A}", "/glyph/models?model=L40S"]:
-        assert (await get(ds, path)).status_code == 200
+    for path, heading in [(f"/-/glyph/imports/{A}", "Import: monday.csv"), ("/glyph/models?model=L40S", "models")]:
+        response = await get(ds, path)
+        assert (response.status_code, title(response.text)) == (200, heading)
 
 
 @pytest.mark.asyncio
@@ -604,7 +616,8 @@ async def test_table_cells_show_dollars_utc_times_and_history_links(conn, db_pat
         f'<a href="{url}" rel="nofollow noreferrer">{url}</a> &middot; '
         f'<a class="glyph-history-link" href="{history}" title="price history of this listing">history</a>'
     ]
-    assert (await get(ds, history)).status_code == 200
+    response = await get(ds, history)
+    assert (response.status_code, title(response.text)) == (200, "Listing history")
     batches_html = await get(ds, "/glyph/import_batches")
     assert cells(batches_html.text, "imported_at") == [
         '<time class="glyph-time" datetime="2025-05-01 08:00:00.123456">2025-05-01 08:00:00 UTC</time>'
@@ -699,8 +712,16 @@ async def test_rows_of_one_import_link_back_to_it(db_path, batches, query, expec
     response = await get(ds, "/glyph/scored_listings" + query)
     assert response.status_code == 200
     assert banner_links(response.text) == expected
+    titles = {
+        f"/-/glyph/imports/{A}": "Import: monday.csv",
+        f"/-/glyph/imports/{B}": "Import: tuesday.csv",
+        f"/-/glyph/imports/{A}/diff/{B}": "Diff: monday.csv 2025-05-01 08:00 UTC \u2192 tuesday.csv 2025-05-02 08:00 UTC",
+        "/-/glyph/imports": "Imports",
+        "/-/glyph/history": "Listing history",
+    }
     for href, _ in expected:
-        assert (await get(ds, href)).status_code == 200
+        page = await get(ds, href)
+        assert (page.status_code, title(page.text)) == (200, titles[href])
 
 
 @pytest.mark.asyncio
@@ -728,21 +749,31 @@ async def test_compare_with_any_import(db_path, batches):
     assert re.findall(r'<input type="hidden" name="b" value="([^"]+)">', html) == [B]
     response = await get(ds, f"/-/glyph/compare?a={C}&b={B}")
     assert (response.status_code, response.headers["location"]) == (302, f"/-/glyph/imports/{C}/diff/{B}")
-    assert (await get(ds, f"/-/glyph/imports/{C}/diff/{B}")).status_code == 200
+    response = await get(ds, f"/-/glyph/imports/{C}/diff/{B}")
+    assert (response.status_code, title(response.text)) == (
+        200, "Diff: <script>alert(1)</script>.csv 2025-05-03 08:00 UTC \u2192 tuesday.csv 2025-05-02 08:00 UTC"
+    )
 
 
 @pytest.mark.asyncio
 @pytest.mark.parametrize("query", ["", f"?a={A}", f"?b={B}", "?a=&b="])
 async def test_compare_needs_two_imports(db_path, batches, query):
     ds = await make_ds(db_path)
-    assert (await get(ds, "/-/glyph/compare" + query)).status_code == 400
+    response = await get(ds, "/-/glyph/compare" + query)
+    assert (response.status_code, error_message(response.text)) == (
+        400, "Choose two imports to compare: a (before) and b (after)"
+    )
 
 
 @pytest.mark.asyncio
 async def test_compare_needs_view_permission(db_path, batches):
     ds = await make_ds(db_path, metadata={"databases": {"glyph": {"allow": {"id": "operator"}}}})
-    assert (await get(ds, f"/-/glyph/compare?a={A}&b={B}")).status_code == 403
-    assert (await get(ds, f"/-/glyph/compare?a={A}&b={B}", OPERATOR)).status_code == 302
+    response = await get(ds, f"/-/glyph/compare?a={A}&b={B}")
+    assert (response.status_code, error_message(response.text)) == (
+        403, "You do not have permission to view the imports of glyph"
+    )
+    response = await get(ds, f"/-/glyph/compare?a={A}&b={B}", OPERATOR)
+    assert (response.status_code, response.headers["location"]) == (302, f"/-/glyph/imports/{A}/diff/{B}")
 
 
 ROLLBACK_CONFIG = {"datasette-glyph": {"database": "glyph", "allow_rollback": {"id": "operator"}}}
@@ -897,7 +928,9 @@ async def test_diff_page_order_and_model_form(db_path, priced):
 async def test_diff_page_refuses_an_unknown_order(db_path, priced):
     ds = await make_ds(db_path)
     response = await get(ds, f"/-/glyph/imports/{A}/diff/{B}?sort=biggest")
-    assert response.status_code == 400
+    assert (response.status_code, error_message(response.text)) == (
+        400, "sort: must be one of file, change (got 'biggest')"
+    )
 
 
 @pytest.mark.asyncio
@@ -934,3 +967,44 @@ async def test_row_page_links_to_the_listing_history(conn, db_path):
     assert links == ["/-/glyph/history?source_url=https%3A%2F%2Fmarket.example%2Flisting%2F9"]
     history = (await get(ds, links[0])).text
     assert Extract(history, id="glyph-history-table").rows[1][1:5] == [A, "market", "L4", "$10.00"]
+
+
+# Every asset a page loads is the server's own ------------------------------------------------------------------
+
+ASSET = re.compile(
+    r"""<(?:script|img|iframe|source|audio|video)\b[^>]*?\bsrc\s*=\s*["']?([^"'\s>]+)"""
+    r"""|<link\b[^>]*?\bhref\s*=\s*["']?([^"'\s>]+)"""
+    r"""|url\(\s*["']?([^"')\s]+)|@import\s+["']([^"']+)""",
+    re.I,
+)
+
+
+@pytest.mark.asyncio
+@pytest.mark.parametrize(
+    "path",
+    [
+        "/-/glyph/import",
+        "/-/glyph/imports",
+        f"/-/glyph/imports/{A}",
+        f"/-/glyph/imports/{A}/diff/{B}",
+        "/-/glyph/history",
+        "/glyph/scored_listings",
+        "/glyph/import_batches",
+        "/",
+    ],
+)
+async def test_pages_load_no_script_or_style_from_elsewhere(db_path, batches, path):
+    """README: "Everything is served by the plugin: no script or style comes from a CDN". Every script, style,
+    image or font a page names is a path on this server, and the plugin's own stylesheet is one of them."""
+    ds = await make_ds(db_path)
+    response = await get(ds, path, OPERATOR)
+    assert response.status_code == 200
+    assets = [next(g for g in m.groups() if g) for m in ASSET.finditer(response.text)]
+    # (Datasette's own <link rel="alternate"> names the page's JSON by its absolute URL on this server)
+    elsewhere = [
+        a for a in assets if urlsplit(a).netloc not in ("", "localhost") or not urlsplit(a).path.startswith("/")
+    ]
+    assert elsewhere == []
+    assert "/-/static-plugins/datasette_glyph/glyph.css" in {a.split("?")[0] for a in assets}
+    css = await ds.client.get("/-/static-plugins/datasette_glyph/glyph.css")
+    assert (css.status_code, [a for a in ASSET.findall(css.text) if any(a)]) == (200, [])

@@ -1,20 +1,18 @@
 """glyph-import and glyph-rollback: denied by default, granted to root and to the plugin config's allow blocks,
 on Datasette 0.65 and 1.0a alike; Bearer-token clients and CSRF for cookie-authenticated browsers."""
 
+import functools
 import inspect
-import types
 
 import pytest
-from datasette import hookimpl
-from datasette.plugins import pm
-from datasette.version import __version__ as datasette_version
-from datasette_test import Datasette, actor_cookie
-from packaging.version import parse
+from datasette_test import actor_cookie
 
 from datasette_glyph.web.permissions import can_import, can_rollback
 
+from . import support
+from .support import TOKEN_CSRF, with_csrf_token
+
 # 0.65 protects POSTs with asgi-csrf tokens; 1.0a with the Origin / Sec-Fetch-Site headers
-TOKEN_CSRF = parse(datasette_version) < parse("1.0a0")
 
 ALICE = {"id": "alice"}
 BOB = {"id": "bob"}
@@ -22,11 +20,7 @@ ROOT = {"id": "root"}
 IMPORTER = {"id": "carol", "roles": ["importer"]}
 
 
-async def make_ds(db_path, **config):
-    ds = Datasette([str(db_path)], plugin_config={"datasette-glyph": config})
-    ds.root_enabled = True  # what --root does on 1.0a; 0.65 has no such switch and ignores it
-    await ds.invoke_startup()
-    return ds
+make_ds = functools.partial(support.make_ds, root=True)  # root: what --root does on 1.0a
 
 
 @pytest.mark.asyncio
@@ -79,11 +73,8 @@ async def test_import_endpoint_checks_permission_first(db_path, actor, status, e
     ds = await make_ds(db_path, allow_import={"id": ["alice"]})
     headers = {"content-type": "text/plain"}
     cookies = {"ds_actor": actor_cookie(ds, actor)} if actor else {}
-    if actor and TOKEN_CSRF:
-        # a cookie-authenticated request on 0.65 needs a valid token; get one the way a browser does
-        page = await ds.client.get("/", cookies=cookies)
-        cookies["ds_csrftoken"] = page.cookies["ds_csrftoken"]
-        headers["x-csrftoken"] = page.cookies["ds_csrftoken"]
+    if actor:
+        await with_csrf_token(ds, cookies, headers)
     response = await ds.client.post("/api/import", content=b"hello", headers=headers, cookies=cookies)
     assert (response.status_code, response.json()) == (
         status,
@@ -92,24 +83,6 @@ async def test_import_endpoint_checks_permission_first(db_path, actor, status, e
 
 
 TOKENS = {"s3cret-bot": {"id": "bot"}, "s3cret-reader": {"id": "reader"}}
-
-
-@hookimpl
-def actor_from_request(datasette, request):
-    """A test plugin in the style of datasette-auth-tokens: ``Authorization: Bearer <token>`` names an actor."""
-    authorization = request.headers.get("authorization", "")
-    if authorization.startswith("Bearer "):
-        return TOKENS.get(authorization[len("Bearer ") :])
-    return None
-
-
-@pytest.fixture
-def static_tokens():
-    plugin = types.ModuleType("glyph_test_static_tokens")  # Datasette lists plugins by module name
-    plugin.actor_from_request = actor_from_request
-    pm.register(plugin, name="glyph_test_static_tokens")
-    yield plugin
-    pm.unregister(plugin)
 
 
 NO_FILE = b'--XX\r\nContent-Disposition: form-data; name="source"\r\n\r\nacme\r\n--XX--\r\n'
@@ -125,8 +98,8 @@ NO_FILE_ERROR = "The multipart body has no 'file' field; send the CSV file as 'f
         ("wrong", 403, "An anonymous request may not import: the glyph-import permission is required"),
     ],
 )
-async def test_bearer_token_clients(db_path, static_tokens, token, status, error):
-    ds = await make_ds(db_path, allow_import={"id": ["bot"]})
+async def test_bearer_token_clients(db_path, token, status, error):
+    ds = await make_ds(db_path, tokens=TOKENS, allow_import={"id": ["bot"]})
     response = await ds.client.post(
         "/api/import",
         content=NO_FILE,
@@ -173,14 +146,15 @@ async def test_cookie_authenticated_browser_post_needs_the_csrf_header(db_path, 
 
 @pytest.mark.asyncio
 @pytest.mark.parametrize("actor_id,status", [("ingest-bot", 200), ("reader", 403)])
-async def test_token_actor_imports_with_a_grant(db_path, tmp_path, static_tokens, monkeypatch, actor_id, status):
-    """1.0a: a token from ``datasette create-token``; 0.65, which has none, a static token from a plugin."""
-    ds = await make_ds(db_path, allow_import={"id": ["ingest-bot"]}, upload_dir=str(tmp_path))
+async def test_token_actor_imports_with_a_grant(db_path, tmp_path, actor_id, status):
+    """1.0a: a token from ``datasette create-token``; 0.65, which has none, a static token from
+    datasette-auth-tokens."""
+    tokens = {"ingest-bot-static": {"id": actor_id}}
+    ds = await make_ds(db_path, tokens=tokens, allow_import={"id": ["ingest-bot"]}, upload_dir=str(tmp_path))
     if hasattr(ds, "create_token"):
         token = ds.create_token(actor_id)
         token = await token if inspect.isawaitable(token) else token
     else:
-        monkeypatch.setitem(TOKENS, "ingest-bot-static", {"id": actor_id})
         token = "ingest-bot-static"
     response = await ds.client.post(
         "/api/import",
@@ -193,3 +167,26 @@ async def test_token_actor_imports_with_a_grant(db_path, tmp_path, static_tokens
         headers={"authorization": f"Bearer {token}"},
     )
     assert (response.status_code, response.json().get("actor")) == (status, actor_id if status == 200 else None)
+
+
+@pytest.mark.asyncio
+@pytest.mark.parametrize(
+    "token,status,error",
+    [
+        ("s3cret-reader", 400, NO_FILE_ERROR),  # granted by `permissions:` only, not by allow_import
+        ("s3cret-carol", 403, "Actor 'carol' may not import: the glyph-import permission is required"),
+    ],
+)
+async def test_a_grant_from_permissions_still_counts(db_path, token, status, error):
+    """README: the plugin never denies, so a grant from Datasette's own ``permissions:`` configuration (1.0a) or
+    another plugin (on 0.65, datasette-test's stand-in for ``permissions:`` is one) still counts."""
+    tokens = {**TOKENS, "s3cret-carol": {"id": "carol"}}
+    ds = await make_ds(
+        db_path, tokens=tokens, permissions={"glyph-import": {"id": "reader"}}, allow_import={"id": ["bot"]}
+    )
+    response = await ds.client.post(
+        "/api/import",
+        content=NO_FILE,
+        headers={"authorization": f"Bearer {token}", "content-type": "multipart/form-data; boundary=XX"},
+    )
+    assert (response.status_code, response.json()) == (status, {"ok": False, "errors": [{"message": error}], "more": 0})

@@ -125,6 +125,14 @@ def restore(config: Path, db: Path, out: Path, *extra: str) -> Path:
     return out
 
 
+def restored_ids(config: Path, db: Path, out: Path) -> list:
+    """The import ids of the latest restore, or none while the backup has no generation yet."""
+    try:
+        return import_ids(restore(config, db, out))
+    except subprocess.CalledProcessError:
+        return []
+
+
 def refresh(staging: Path, served: Path) -> None:
     """Copy ``staging`` into ``served`` in one SQLite transaction (what docs/deploy.md's refresh command does)."""
     source = sqlite3.connect(f"file:{staging}?mode=ro", uri=True)
@@ -181,10 +189,17 @@ def test_replicate_restore_and_serve_replicas(tmp_path, litestream):
     try:
         litestream("replicate", "-config", str(config_path), log=tmp_path / "replicate.log")
         first = primary.upload_csv(SAMPLE)
-        time.sleep(1.5)  # more than one sync apart
+        assert first.status == 200, first.text
+        first_id = first.json()["import_id"]
+        # The second import starts only once the backup holds the first (not after a guessed sync interval): the
+        # point-in-time restore below, at the second's start, then finds the first and only the first
+        wait_for(
+            lambda: first_id in restored_ids(config_path, primary_db, tmp_path / "synced.db"),
+            "a restore holding the first import",
+        )
         second = primary.upload_csv(second_csv)
-        assert (first.status, second.status) == (200, 200)
-        first_id, second_id = first.json()["import_id"], second.json()["import_id"]
+        assert second.status == 200, second.text
+        second_id = second.json()["import_id"]
 
         # The latest state: a restore holds both imports, row for row
         latest = wait_for(

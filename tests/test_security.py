@@ -15,34 +15,28 @@ from datasette.app import Datasette
 from datasette.version import __version__ as datasette_version
 from datasette_test import actor_cookie
 from markupsafe import escape
-from packaging.version import parse
 
 import datasette_glyph
 from datasette_glyph.engine import migrator
 from datasette_glyph.engine.sqlite import connect
 
+from .support import TOKEN_CSRF
 from .bad_input_corpus import GOOD_CSV, csv_bytes, multipart_envelope, row
 from .server import datasette_command, start_server
-from .test_bad_input import database_checksum
+from .support import database_checksum
 
 # 0.65 protects POSTs with asgi-csrf tokens; 1.0a with the Origin / Sec-Fetch-Site headers
-TOKEN_CSRF = parse(datasette_version) < parse("1.0a0")
 SECRET = "glyph-security-secret"
 REPO = Path(__file__).resolve().parents[1]
 
-# A plugin in the style of datasette-auth-tokens (0.65 has no tokens of its own): a static Bearer token per actor
-TOKEN_PLUGIN = """
-from datasette import hookimpl
+# Bearer tokens from datasette-auth-tokens, as the README recommends on 0.65 (which has no tokens of its own)
+AUTH_TOKENS = {
+    "tokens": [
+        {"token": "alice-token", "actor": {"id": "alice"}},
+        {"token": "bob-token", "actor": {"id": "bob"}},
+    ]
+}
 
-TOKENS = {"alice-token": {"id": "alice"}, "bob-token": {"id": "bob"}}
-
-
-@hookimpl
-def actor_from_request(datasette, request):
-    authorization = request.headers.get("authorization", "")
-    if authorization.startswith("Bearer "):
-        return TOKENS.get(authorization[len("Bearer "):])
-"""
 
 ANONYMOUS_IMPORT = "An anonymous request may not import: the glyph-import permission is required"
 BOB_IMPORT = "Actor 'bob' may not import: the glyph-import permission is required"
@@ -112,11 +106,8 @@ def client(tmp_path_factory):
     conn = connect(db_path)
     migrator.migrate(conn)
     conn.close()
-    plugins = work / "plugins"
-    plugins.mkdir()
-    (plugins / "glyph_static_tokens.py").write_text(TOKEN_PLUGIN)
     metadata = yaml.safe_load((REPO / "metadata.yml").read_text())
-    metadata.pop("plugins", None)
+    metadata["plugins"] = {"datasette-auth-tokens": AUTH_TOKENS}
     server = start_server(
         db_path,
         metadata=metadata,
@@ -125,7 +116,6 @@ def client(tmp_path_factory):
             "allow_rollback": {"id": ["alice"]},
             "upload_dir": str(work / "uploads"),
         },
-        extra_args=["--plugins-dir", str(plugins)],
         env={"DATASETTE_SECRET": SECRET},
         log_dir=work,
     )

@@ -27,7 +27,9 @@ from datasette_glyph.engine.importer import import_csv
 from datasette_glyph.engine.sqlite import StorageError, connect
 from datasette_glyph.web import uploads
 
+from .locks import lock_held_elsewhere, wait_until_waiting_for_a_lock
 from .server import spawn, datasette_command, free_port, make_scored_csv, running_server, write_config_file
+from .support import wait_until
 
 CSV = b"canonical_model,vram_gb,mig_support,nvlink,tdp_watts,price,score\nA10,24,0,False,150,2397.01,0.6504\n"
 OTHER_USER = 12345
@@ -213,25 +215,23 @@ def test_a_server_refuses_an_upload_swapped_while_it_waited(db_path, tmp_path):
         def post(name, path):
             answers[name] = server.upload_csv(path)
 
-        first = threading.Thread(target=post, args=("big", big))
-        first.start()
-        # Once the big file is all in, its import holds the write thread; the small one then waits its turn.
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            parts = [p for p in folder.rglob("*.part") if p.stat().st_size == big.stat().st_size]
-            if parts:
-                break
-            time.sleep(0.01)
-        second = threading.Thread(target=post, args=("small", small))
-        second.start()
-        while time.monotonic() < deadline:
-            waiting = [p for p in folder.rglob("*.part") if p.stat().st_size == len(CSV)]
-            if waiting:
-                break
-            time.sleep(0.01)
-        replacement = waiting[0].with_name("replacement")
-        replacement.write_bytes(swapped)
-        os.replace(replacement, waiting[0])
+        def part_of_size(size):
+            found = [p for p in folder.rglob("*.part") if p.stat().st_size == size]
+            return found[0] if found else None
+
+        # Another process holds the write lock: the big file's import, all in, waits for it on the write thread
+        # (seen asleep in SQLite's busy handler), and the small one queues behind it until the lock goes
+        with lock_held_elsewhere(db_path, "write"):
+            first = threading.Thread(target=post, args=("big", big))
+            first.start()
+            wait_until(lambda: part_of_size(big.stat().st_size), "the big file all in")
+            wait_until_waiting_for_a_lock(server.process)
+            second = threading.Thread(target=post, args=("small", small))
+            second.start()
+            waiting = wait_until(lambda: part_of_size(len(CSV)), "the small file all in")
+            replacement = waiting.with_name("replacement")
+            replacement.write_bytes(swapped)
+            os.replace(replacement, waiting)
         first.join(120)
         second.join(120)
         assert answers["big"].status == 200
@@ -290,7 +290,8 @@ def test_a_full_upload_disk_is_a_json_507_and_the_next_upload_works(db_path, tmp
         assert files_in(folder) == []
         small = tmp_path / "small.csv"
         small.write_bytes(CSV)
-        assert server.upload_csv(small).status == 200
+        answer = server.upload_csv(small)
+        assert (answer.status, answer.json()["ok"], answer.json()["record_count"]) == (200, True, 1)
         assert [b["record_count"] for b in server.get("/api/imports").json()["imports"]] == [1]
         assert "Traceback" not in server.log()
     finally:
