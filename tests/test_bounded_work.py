@@ -13,10 +13,11 @@ from __future__ import annotations
 
 import re
 import threading
+from html import unescape
 from pathlib import Path
 from urllib.parse import quote
 
-from datasette_glyph.engine import lineage
+from datasette_glyph.engine import lineage, migrator
 from datasette_glyph.engine.importer import import_csv
 from datasette_glyph.engine.listings import FUZZY_THRESHOLD
 from datasette_glyph.engine.sqlite import connect
@@ -56,8 +57,9 @@ _to_dict = lineage.ImportDiff.to_dict
 
 
 def held_to_dict(self):
-    # Tell the test a diff is being turned into its answer, then wait until the test says to go on.
-    if HOLD and self.limit is not None and self.kind is None:
+    # Armed by the test: say a diff is being turned into its answer, then wait until the test says to go on.
+    if HOLD and os.path.exists(os.path.join(HOLD, "armed")):
+        os.unlink(os.path.join(HOLD, "armed"))
         open(os.path.join(HOLD, "entered"), "w").close()
         while not os.path.exists(os.path.join(HOLD, "release")):
             time.sleep(0.01)
@@ -85,8 +87,6 @@ def observer_plugin(tmp_path) -> Path:
 
 
 def sample_database(path: Path) -> Path:
-    from datasette_glyph.engine import migrator
-
     conn = connect(path)
     migrator.migrate(conn)
     import_csv(conn, REPO / "sample" / "scored_sample.csv", filename="scored_sample.csv")
@@ -157,4 +157,70 @@ def test_a_text_longer_than_any_model_is_answered_at_once_and_never_scored(tmp_p
         near = "x" * limit
         assert server.get("/api/models?q=" + near).json()["match"] == "none"
         assert len(server.get("/-/test/fuzzy-calls").json()["calls"]) == 8
+        assert "Traceback" not in server.log()
+
+
+def wait_for(path: Path, thread: threading.Thread) -> None:
+    """Until ``path`` exists; fails if ``thread`` (the request that should make it) ended first."""
+    while not path.exists():
+        assert thread.is_alive(), f"{path.name} never appeared"
+        thread.join(0.01)
+
+
+def by_size_of_change(change: dict) -> tuple:
+    """The diff page's documented order: largest price change in percent first, then in dollars; additions and
+    removals after; ties in the engine's order (sorted() is stable)."""
+    if change["percent"] is not None:
+        return (0, -abs(change["percent"]), -abs(change["delta"]))
+    if change["delta"] is not None:
+        return (0, float("-inf"), -abs(change["delta"]))
+    return (1, 0, 0)
+
+
+def test_a_large_diff_is_arranged_off_the_event_loop_and_the_page_is_unchanged(tmp_path):
+    db = tmp_path / "glyph.db"
+    conn = connect(db)
+    migrator.migrate(conn)
+    (first, second), _ = market_snapshots(2, 30_000, seed=5, changed=0.5, removed=0.1, added=0.1)
+    a = insert_snapshot(conn, first, imported_at="2025-05-01 08:00:00")
+    b = insert_snapshot(conn, second, imported_at="2025-05-02 08:00:00")
+    every = lineage.diff_imports(conn, a, b, limit=None).to_dict()["changes"]
+    conn.close()
+    model = max({c["canonical_model"] for c in every}, key=lambda m: sum(c["canonical_model"] == m for c in every))
+    cases = {
+        "?sort=change&offset=200": sorted(every, key=by_size_of_change)[200:300],
+        f"?model={model}&limit=50&offset=50": [c for c in every if c["canonical_model"] == model][50:100],
+        f"?model={model}&sort=change&kind=changed": sorted(
+            [c for c in every if c["canonical_model"] == model and c["kind"] == "changed"], key=by_size_of_change
+        )[:100],
+    }
+    assert len(every) > 20_000 and all(len(expected) >= 50 for expected in cases.values())
+
+    hold = tmp_path / "hold"
+    hold.mkdir()
+    plugins = observer_plugin(tmp_path)
+    env = {"GLYPH_TEST_HOLD_DIR": str(hold)}
+    with running_server(db, extra_args=["--plugins-dir", str(plugins)], env=env) as server:
+        for query, expected in cases.items():
+            for name in ("entered", "release"):
+                (hold / name).unlink(missing_ok=True)
+            (hold / "armed").touch()
+            answers = []
+            path = f"/-/glyph/imports/{a}/diff/{b}{query}"
+            page = threading.Thread(
+                target=lambda path=path, answers=answers: answers.append(server.get(path, timeout=300))
+            )
+            page.start()
+            try:
+                wait_for(hold / "entered", page)
+                # The diff is being made into its page: the event loop still answers.
+                assert server.get("/-/versions.json", timeout=30).status == 200
+            finally:
+                (hold / "release").touch()
+                page.join()
+            assert answers[0].status == 200
+            shown = re.findall(
+                r'<td data-label="source_url"><a href="[^"]*" title="[^"]*">([^<]*)</a>', answers[0].text
+            )
+            assert [unescape(url) for url in shown] == [c["source_url"] for c in expected], query
         assert "Traceback" not in server.log()
