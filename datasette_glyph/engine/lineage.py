@@ -12,7 +12,7 @@ import sqlite3
 from dataclasses import asdict, dataclass, field
 from typing import Dict, Iterable, Iterator, List, Optional, Tuple
 
-from . import deltas
+from . import deltas, schema
 from .sqlite import transaction
 
 BATCH_COLUMNS = (
@@ -634,11 +634,13 @@ def _delete_scored_listings(conn: sqlite3.Connection, params: dict) -> int:
                 ]
                 if first_column != "import_id":
                     rebuild.append((name, sql))
+    statistics = schema.index_statistics(conn, [name for name, _ in rebuild])  # DROP INDEX deletes them
     for name, _ in rebuild:
         conn.execute(f'DROP INDEX "{name}"')
     deleted = conn.execute(ROLLBACK_SCORED_SQL, params).rowcount
     for _, sql in rebuild:
         conn.execute(sql)
+    schema.put_back_statistics(conn, statistics)
     return deleted
 
 
