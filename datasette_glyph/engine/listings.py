@@ -19,12 +19,12 @@ from typing import List, Mapping, Optional, Tuple
 
 from rapidfuzz import fuzz, process
 
-from .columns import OPTIONAL_COLUMNS, REQUIRED_COLUMNS
+from .columns import LINEAGE_COLUMNS, OPTIONAL_COLUMNS, REQUIRED_COLUMNS
 
 REQUIRED_FIELDS = tuple(REQUIRED_COLUMNS)
 # The old store's API lists the title first among the optional fields.
 OPTIONAL_FIELDS = ("title",) + tuple(name for name in OPTIONAL_COLUMNS if name != "title")
-LINEAGE_FIELDS = ("import_id", "import_index")
+LINEAGE_FIELDS = LINEAGE_COLUMNS
 FIELDS = REQUIRED_FIELDS + OPTIONAL_FIELDS + LINEAGE_FIELDS
 
 DEFAULT_LIMIT = 100

@@ -4,6 +4,7 @@ rollback, and their pages (upload, list, detail)."""
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import json
 import math
 import sqlite3
@@ -14,6 +15,7 @@ from datasette.utils.asgi import BadRequest, Forbidden, NotFound, Response
 from datasette.views.base import DatasetteError
 
 from ..engine import files, idempotency, lineage
+from ..engine.columns import LINEAGE_COLUMNS
 from ..engine.errors import ImportFailed
 from ..engine.importer import import_csv, import_json, import_records
 from ..engine.json_source import InvalidJson, scan_json
@@ -221,7 +223,10 @@ async def _import_json(request, datasette, config, db, importer_id, prepare=None
         once = _Once(key, importer_id, upload.sha256, source, description, _answer(datasette, db.name))
         body = await _records_from_json(upload.path)
         if prepare:
-            records = await asyncio.get_running_loop().run_in_executor(None, _load_json, upload.path)
+            try:
+                records = await asyncio.get_running_loop().run_in_executor(None, _load_json, upload.path, upload.sha256)
+            except StorageError as e:
+                return errors_response(e.status, [str(e)])
             try:
                 records = prepare(records)
             except ImportFailed as e:
@@ -234,6 +239,7 @@ async def _import_json(request, datasette, config, db, importer_id, prepare=None
                 return once.first_answer(conn) or import_records(
                     conn,
                     records,
+                    received=(upload.sha256, upload.size),  # the body, as kept
                     source_name=source,
                     description=description,
                     actor=importer_id,
@@ -259,13 +265,16 @@ async def _import_json(request, datasette, config, db, importer_id, prepare=None
         return await _run_import(datasette, db, write, once)
 
 
-def _load_json(path) -> list:
+def _load_json(path, sha256: str) -> list:
     # Only after scan_json accepted the body: valid JSON, an array, nested at most MAX_JSON_DEPTH levels.
     with open(path, "rb") as f:
-        return json.load(f)
+        body = f.read()
+    if hashlib.sha256(body).hexdigest() != sha256:  # the records are recorded as the body received
+        raise StorageError("changed", "the import")
+    return json.loads(body)
 
 
-LINEAGE_KEYS = ("import_id", "import_index")
+LINEAGE_KEYS = LINEAGE_COLUMNS
 
 
 def _without_lineage(records: list) -> list:
