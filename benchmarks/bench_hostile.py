@@ -2,6 +2,11 @@
 
     python benchmarks/bench_hostile.py                # 30 MB bodies, as found by the adversarial pass
     python benchmarks/bench_hostile.py --mb 4         # what CI runs (tests/test_hostile.py)
+    python benchmarks/bench_hostile.py --model-text --models 2000   # /-/versions.json under hostile model texts
+
+With ``--model-text``: two clients send ``/api/models?q=`` with 7,000 x U+FDFA (63 KB in the URL) as fast as they are
+answered, while ``/-/versions.json`` is timed, idle and under that load, with the sample's models plus enough made-up
+ones to reach ``--models``. Passes when every hostile request is answered 200 with ``match: none``.
 
 Each body is refused (400 or 422) and must change nothing. Memory is read from /proc half a second after each
 answer. Passes (exit 0) only when every answer has the
@@ -13,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import subprocess
 import sys
 import tempfile
 import time
@@ -161,11 +167,101 @@ def run(size_mb: float, max_growth_mb: float, out=print) -> bool:
     return ok and growth <= max_growth_mb and imports == 0 and not traceback
 
 
+HOSTILE_MODEL_TEXT = "\ufdfa" * 7000
+
+
+# One hostile client: sends the request 20 times on one connection each, prints the last status and whether every
+# answer said match none.
+CLIENT = """
+import http.client, json, sys
+port, path = int(sys.argv[1]), sys.argv[2]
+none = True
+for _ in range(20):
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=600)
+    conn.request("GET", path)
+    answer = conn.getresponse()
+    body = answer.read()
+    none = none and answer.status == 200 and json.loads(body)["match"] == "none"
+    conn.close()
+print(answer.status, none)
+"""
+
+
+def _p(values: List[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+
+
+def _versions_ms(server: Server, count: int) -> List[float]:
+    times = []
+    for _ in range(count):
+        started = time.perf_counter()
+        server.get("/-/versions.json", timeout=600)
+        times.append((time.perf_counter() - started) * 1000)
+    return times
+
+
+def run_model_text(models: int, count: int = 200, out=print) -> bool:
+    """``/-/versions.json`` p50 and p99, idle and while two clients send a 63 KB ``q`` to ``/api/models``."""
+    import threading
+    from urllib.parse import quote
+
+    from datasette_glyph.engine.importer import import_csv
+
+    work = Path(tempfile.mkdtemp(prefix="glyph-model-text-"))
+    db_path = work / "glyph.db"
+    conn = connect(db_path)
+    migrator.migrate(conn)
+    batch = import_csv(conn, Path(__file__).resolve().parents[1] / "sample" / "scored_sample.csv").import_id
+    have = conn.execute("SELECT COUNT(*) FROM models").fetchone()[0]
+    with conn:
+        conn.executemany(
+            "INSERT INTO models (model, vram_gb, tdp_watts, import_id, import_index) VALUES (?, 24, 300, ?, ?)",
+            [(f"MADE_UP_GPU_{i:05d}_{i % 7 * 8 + 8}GB", batch, 1_000_000 + i) for i in range(max(0, models - have))],
+        )
+    total = conn.execute("SELECT COUNT(*) FROM models").fetchone()[0]
+    conn.close()
+    path = "/api/models?q=" + quote(HOSTILE_MODEL_TEXT)
+    ok = True
+    with running_server(db_path, log_dir=work) as server:
+        server.get(path, timeout=600)  # the prepared models are cached from here on
+        idle = _versions_ms(server, count)
+        stop = threading.Event()
+        answers: List[Tuple[int, bool]] = []
+
+        def client():
+            # Each client in a process of its own, so that reading the answers does not slow the timing client.
+            command = [sys.executable, "-c", CLIENT, str(server.port), path]
+            while not stop.is_set():
+                status, matched_none = subprocess.run(command, capture_output=True, text=True).stdout.split()
+                answers.append((int(status), matched_none == "True"))
+
+        clients = [threading.Thread(target=client) for _ in range(2)]
+        for c in clients:
+            c.start()
+        while not answers:
+            time.sleep(0.01)
+        loaded = _versions_ms(server, count)
+        stop.set()
+        for c in clients:
+            c.join()
+        ok = all(a == (200, True) for a in answers)
+    out(f"{total:,} models; q of {len(quote(HOSTILE_MODEL_TEXT)):,} bytes in the URL")
+    out(f"  /-/versions.json idle:              p50 {_p(idle, 0.5):7.1f} ms  p99 {_p(idle, 0.99):7.1f} ms")
+    out(f"  /-/versions.json, 2 hostile clients: p50 {_p(loaded, 0.5):7.1f} ms  p99 {_p(loaded, 0.99):7.1f} ms")
+    out(f"  hostile requests answered: {20 * len(answers)}, all 200 with match none: {'yes' if ok else 'no'}")
+    return ok
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--mb", type=float, default=30, help="size of each body in MB")
     parser.add_argument("--max-growth-mb", type=float, default=50)
+    parser.add_argument("--model-text", action="store_true", help="time /-/versions.json under hostile model texts")
+    parser.add_argument("--models", type=int, default=24, help="with --model-text: models in the database")
     args = parser.parse_args()
+    if args.model_text:
+        return 0 if run_model_text(args.models) else 1
     return 0 if run(args.mb, args.max_growth_mb) else 1
 
 

@@ -1,10 +1,12 @@
 """Adopting the old store's databases as they exist in the field, and going back to exactly what they were."""
 
 import asyncio
+import hashlib
 import shutil
 import sqlite3
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
@@ -455,3 +457,25 @@ def test_a_batch_whose_values_include_both_infinities_is_adopted_and_shown(tmp_p
     for page in ("/-/glyph/imports/b1", f"/-/glyph/imports/b1/diff/{later}", f"/api/imports/b1/diff/{later}"):
         response = asyncio.run(ds.client.get(page))
         assert response.status_code == 200, (page, response.text[-500:])
+
+
+@pytest.mark.parametrize("move", [["--to", "0"], ["--rollback", "9"]])
+def test_a_plan_that_would_go_below_an_adopted_0001_changes_nothing(tmp_path, move):
+    path = build(tmp_path, "forecasting")
+    conn = connect(path)
+    migrator.migrate(conn)
+    newest = migrator.current_version(conn)
+    conn.close()
+    before = hashlib.sha256(path.read_bytes()).hexdigest()
+    result = subprocess.run(
+        [sys.executable, "-m", "datasette", "glyph-migrate", str(path), *move], capture_output=True, text=True
+    )
+    assert (result.returncode, result.stdout, result.stderr) == (
+        1,
+        "",
+        "Error: Migration 0001_inherited_schema (down) is refused: this database was made by the old store and "
+        "adopted, so 0001 holds the operator's own tables; glyph-migrate does not remove them. Nothing was "
+        f"changed: the database is still at {newest}; the lowest it can go is 0001 (--to 0001).\n",
+    )
+    assert hashlib.sha256(path.read_bytes()).hexdigest() == before
+    assert not Path(f"{path}-wal").exists() or Path(f"{path}-wal").stat().st_size == 0

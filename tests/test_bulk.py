@@ -273,3 +273,40 @@ def test_the_sorts_after_the_rows_may_use_helper_threads_and_the_setting_comes_b
     assert not [s for s in statements[:sorting] if s.startswith("CREATE INDEX")]
     assert [s for s in statements[sorting:] if s.startswith("CREATE INDEX")]  # the bulk path's builds come after
     assert statements[-1] == "PRAGMA threads = 0" and conn.execute("PRAGMA threads").fetchone() == (0,)
+
+
+def index_statistics(path):
+    conn = sqlite3.connect(path)
+    try:
+        return sorted(conn.execute("SELECT tbl, idx, stat FROM sqlite_stat1 WHERE tbl = 'scored_listings'").fetchall())
+    finally:
+        conn.close()
+
+
+@pytest.mark.parametrize("then_roll_back", [False, True])
+def test_statistics_of_indexes_built_again_are_kept(db_path, tmp_path, small_thresholds, monkeypatch, then_roll_back):
+    from click.testing import CliRunner
+    from datasette.cli import cli as datasette_cli
+
+    from datasette_glyph.engine import lineage
+
+    monkeypatch.setattr(lineage, "REBUILD_INDEXES_MIN_ROWS", 1_000)
+
+    def run(*args):
+        result = CliRunner().invoke(datasette_cli, list(args), catch_exceptions=False)
+        assert result.exit_code == 0, result.output
+        return result.output
+
+    run("glyph-import", str(db_path), str(sample.write_market(tmp_path / "small.csv", 200, seed=1)), "--no-keep-file")
+    conn = sqlite3.connect(db_path)
+    conn.execute("ANALYZE")
+    conn.close()
+    analyzed = index_statistics(db_path)
+    rebuilt = {name for name, sql in secondary_indexes(sqlite3.connect(db_path)) if not sql.startswith("CREATE UNIQUE")}
+    assert rebuilt <= {idx for _, idx, _ in analyzed} and len(rebuilt) >= 4
+    big = sample.write_market(tmp_path / "big.csv", 3_000, seed=2)
+    output = run("glyph-import", str(db_path), str(big), "--no-keep-file", "--json")
+    if then_roll_back:
+        run("glyph-rollback", str(db_path), json.loads(output)["import_id"], "--yes")
+    # Every index is back with the statistics ANALYZE gave it (the planner's, until the next ANALYZE)
+    assert index_statistics(db_path) == analyzed

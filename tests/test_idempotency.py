@@ -83,11 +83,6 @@ def test_a_replay_after_a_rollback_answers_the_first_result_and_imports_nothing(
     assert keys_kept(db_path) == [(KEY, import_id)]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="README says a replay answers the first answer 'byte for byte'; the replay has the same JSON with its "
-    "keys in another order (sorted, 'ok' first, 'links' last). Remove this mark when the replay keeps the order.",
-)
 def test_a_replay_is_the_first_answer_byte_for_byte(db_path, upload_folder):
     from .server import running_server
 
@@ -292,3 +287,37 @@ async def test_keys_survive_a_migration_round_trip(db_path, upload_folder):
     ds = await open_ds(db_path, upload_folder)
     again = await post(ds)
     assert (again.headers["idempotency-replayed"], again.json()) == ("true", first)
+
+
+LISTING = (
+    b'{"canonical_model": "L40S", "vram_gb": 48, "mig_support": 0, "nvlink": false, "tdp_watts": 350, "price": 7500, '
+    b'"score": 0.6'
+)
+
+
+@pytest.mark.parametrize(
+    "path,body,content_type",
+    [
+        ("/api/import?source=replayed", None, None),
+        ("/api/import?source=replayed", b"[" + LISTING + b', "zeta": 1, "alpha": 2}]', "application/json"),
+        ("/api/persist/listings", b"[" + LISTING + b', "import_id": null, "import_index": null}]', "application/json"),
+    ],
+)
+def test_a_replayed_answer_is_the_first_answer_byte_for_byte(db_path, tmp_path, path, body, content_type):
+    from .server import running_server
+
+    upload_folder = tmp_path / "uploads"
+    csv_path = tmp_path / "listings.csv"
+    csv_path.write_bytes(CSV if isinstance(CSV, bytes) else CSV.encode())
+    headers = {"Idempotency-Key": KEY}
+    with running_server(db_path, plugin_config={"allow_import": True, "upload_dir": str(upload_folder)}) as server:
+
+        def send():
+            if body is None:
+                return server.upload_csv(csv_path, path=path, headers=headers)
+            return server.request("POST", path, body=body, headers={**headers, "Content-Type": content_type})
+
+        first, again = send(), send()
+    assert (first.status, again.status, again.headers.get("idempotency-replayed")) == (200, 200, "true")
+    assert again.body == first.body
+    assert again.headers["content-type"] == first.headers["content-type"] == "application/json; charset=utf-8"

@@ -13,6 +13,7 @@ import uuid
 from dataclasses import asdict, dataclass, field
 from typing import Callable, Dict, Iterator, List, Optional, Sequence, Tuple, Union
 
+from . import schema
 from .columns import MODEL_SPEC_COLUMNS
 from .deltas import record_deltas
 from .errors import ImportFailed, located_error
@@ -297,6 +298,8 @@ class _DeferredIndexes:
             )
             if name not in kept
         ]
+        # DROP INDEX deletes the index's ANALYZE statistics: kept here, put back once it is built again.
+        self.statistics = schema.index_statistics(conn, [name for name, _ in self.indexes])
         # Dropping an index frees its pages, which a SQLite built with SECURE_DELETE (as Debian's is) overwrites with
         # zeros; FAST leaves them as they are, and what they held stays in the table (docs/benchmarks.md, "Tuned
         # constants")
@@ -327,6 +330,7 @@ class _DeferredIndexes:
         try:
             for _, sql in self.indexes:
                 self.conn.execute(sql)
+            schema.put_back_statistics(self.conn, self.statistics)
         finally:
             self.conn.execute(f"PRAGMA cache_size = {int(cache_size)}")
 

@@ -308,6 +308,11 @@ OPTIONAL_COLUMNS = [c.name for c in COLUMNS.values() if not c.required]
 CSV_HEADER_EXAMPLE = ",".join(REQUIRED_COLUMNS)
 
 
+# Lineage: every row's batch and position in it, assigned by the store, never read from a file. The old store's
+# JSON clients send them as null.
+LINEAGE_COLUMNS = ("import_id", "import_index")
+
+
 # The specs a models row takes from the first listing of a model.
 MODEL_SPEC_COLUMNS = [
     "vram_gb",

@@ -19,7 +19,7 @@ from __future__ import annotations
 import contextlib
 import sqlite3
 from dataclasses import dataclass
-from typing import Callable, Dict, List, Optional
+from typing import Callable, Dict, Iterator, List, Optional
 
 from .sqlite import transaction
 
@@ -148,6 +148,14 @@ FROM import_deltas
 WHERE import_id = :b AND change = :kind
 ORDER BY new_import_index, old_import_index
 LIMIT :limit OFFSET :offset
+"""
+
+# Every kept change of one import, or of one kind or one model, in no order (the caller orders them).
+KEPT_CHANGE_ROWS_SQL = """
+SELECT change, source_url, canonical_model, old_price, new_price, old_score, new_score,
+    old_import_index, new_import_index
+FROM import_deltas
+WHERE import_id = :b AND (:kind IS NULL OR change = :kind) AND (:model IS NULL OR canonical_model = :model)
 """
 
 CHANGE_KINDS = ("changed", "added", "removed")  # the kinds of change a diff lists
@@ -341,3 +349,9 @@ def kept_changes(
         )
         offset = 0
     return rows
+
+
+def kept_change_rows(conn: sqlite3.Connection, b: str, kind: Optional[str], model: Optional[str]) -> Iterator[tuple]:
+    """Every kept change of ``b`` of ``kind`` and ``model`` (None: any), read one at a time, as ``kept_changes``
+    gives them but in no particular order."""
+    yield from conn.execute(KEPT_CHANGE_ROWS_SQL, {"b": b, "kind": kind, "model": model})

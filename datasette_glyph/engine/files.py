@@ -233,7 +233,8 @@ class Original:
         """Make the file durable under its SHA-256 name and record it for ``import_id``, in the open transaction.
 
         ``sha256`` and ``size`` are the importer's, of the bytes it read and handed to ``write``; an original
-        given as a file (``source_path``: a JSON body imported from a list) is hashed here as it is compressed.
+        given as a file (``source_path``: a JSON body imported from a list) is hashed here as it is compressed,
+        and must be those bytes (StorageError ``changed`` otherwise).
         """
         if self.existing is not None:
             row = dict(self.existing, import_id=import_id, media_type=self.media_type)
@@ -241,9 +242,11 @@ class Original:
             return
         if self.source_path is not None:
             try:
-                sha256, size = self._compress_path()
+                kept = self._compress_path()
             except OSError as e:
                 raise KeptFileError(self.directory, e) from None
+            if kept != (sha256, size):  # the batch records the body it read; the file kept must be that body
+                raise StorageError("changed", "the import")
         self._finish_writing()
         target = stored_path(self.directory, sha256)
         try:

@@ -3,9 +3,10 @@
 A client that sends ``Idempotency-Key: <key>`` with an import can safely send the same request again (after a
 timeout or a dropped connection): the key is kept with the batch, in the batch's own transaction, together with a
 fingerprint of the request (the SHA-256 of the file or JSON body, the source and the description) and the answer
-it got. A later request with the same key and the same fingerprint gets that answer again (with the header
-``Idempotency-Replayed: true``) and imports nothing; the same key with another request, or from another actor, is
-refused with 409. A request that failed (400, 422, ...) kept nothing, so its key is free for the retry.
+it got, as the text that was sent. A later request with the same key and the same fingerprint gets that text again
+(with the header ``Idempotency-Replayed: true``) and imports nothing; the same key with another request, or from
+another actor, is refused with 409. A request that failed (400, 422, ...) kept nothing, so its key is free for the
+retry.
 
 Imports run one at a time on the database's write thread and the key is looked up there, so two requests racing
 with one key cannot both import.
@@ -54,9 +55,9 @@ def fingerprint(sha256: str, source: Optional[str], description: Optional[str]) 
     return hashlib.sha256(json.dumps([sha256, source, description]).encode("utf-8")).hexdigest()
 
 
-def first_answer(conn: sqlite3.Connection, key: str, actor: Optional[str], request_sha256: str) -> Optional[dict]:
-    """The answer the first request with ``key`` got, if this is the same request again; None if the key is new.
-    KeyRefused (409) if the key was used for another request or by another actor."""
+def first_answer(conn: sqlite3.Connection, key: str, actor: Optional[str], request_sha256: str) -> Optional[str]:
+    """The answer the first request with ``key`` got (the text kept by ``remember``), if this is the same request
+    again; None if the key is new. KeyRefused (409) if the key was used for another request or by another actor."""
     row = conn.execute(
         "SELECT actor, request_sha256, import_id, response FROM import_idempotency_keys WHERE idempotency_key = ?",
         [key],
@@ -72,11 +73,14 @@ def first_answer(conn: sqlite3.Connection, key: str, actor: Optional[str], reque
             f"Idempotency-Key {json.dumps(key)} was first sent with another request (import {import_id}); "
             "the same key must come with the same file, source and description. Send a new key for a new import",
         )
-    return json.loads(response)
+    return response
 
 
-def remember(conn: sqlite3.Connection, key: str, actor: Optional[str], request_sha256: str, result: dict) -> None:
-    """Keep ``key`` with the batch it made; call inside the import's transaction."""
+def remember(
+    conn: sqlite3.Connection, key: str, actor: Optional[str], request_sha256: str, import_id: str, response: str
+) -> None:
+    """Keep ``key`` with the batch it made and ``response``, the body of the answer exactly as it is sent (a
+    replay sends the same bytes); call inside the import's transaction."""
     conn.execute(
         "INSERT INTO import_idempotency_keys (idempotency_key, actor, request_sha256, import_id, response, created_at)"
         " VALUES (?, ?, ?, ?, ?, ?)",
@@ -84,8 +88,8 @@ def remember(conn: sqlite3.Connection, key: str, actor: Optional[str], request_s
             key,
             actor,
             request_sha256,
-            result["import_id"],
-            json.dumps(result, sort_keys=True),
+            import_id,
+            response,
             datetime.datetime.now(datetime.timezone.utc).replace(tzinfo=None).isoformat(sep=" "),
         ],
     )

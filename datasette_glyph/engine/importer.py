@@ -162,11 +162,13 @@ def import_records(
     max_errors: int = 50,
     original=None,
     before_commit: Optional[Callable[[sqlite3.Connection, ImportResult], None]] = None,
+    received: Optional[Tuple[str, int]] = None,
 ) -> ImportResult:
     """Import a list of listing objects (the older JSON payload; keys as the CSV columns) as a new batch.
 
     Same validation and write path as :func:`import_csv`; errors name the record (1-based) instead of a
-    line. ``sha256`` and ``bytes`` describe the records as canonical JSON (sorted keys, no spaces).
+    line. ``sha256`` and ``bytes`` are ``received``, those of the body the records were read from (the original
+    kept with them), or without it those of the records as canonical JSON (sorted keys, no spaces).
     """
     started = utcnow()
     if not isinstance(records, list):
@@ -177,6 +179,8 @@ def import_records(
     check_keys(header, max_errors)
 
     def digest() -> Tuple[str, int]:
+        if received is not None:
+            return received
         payload = json.dumps(records, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
         return hashlib.sha256(payload).hexdigest(), len(payload)
 

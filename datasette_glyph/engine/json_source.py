@@ -243,17 +243,21 @@ class JsonBody:
 def scan_json(path: Union[str, os.PathLike]) -> JsonBody:
     """Read a JSON import body once, record by record, to learn its keys; raises InvalidJson.
 
-    Checks that it is valid JSON and an array, and that its keys are few and short enough to be columns.
+    Checks that it is valid JSON and an array, and that its keys are few and short enough to be columns. The
+    header leaves out ``import_id`` and ``import_index`` when every record that has them gives null.
     """
     if os.path.getsize(path) == 0:
         raise InvalidJson("The request body is empty; send a JSON array of listing objects")
     keys: Dict[str, None] = {}
+    valued = set()  # lineage keys some record gives a value other than null
     count = 0
     exact = _has_lone_surrogate_escape(path)
     with open(path, "rb") as f:
         for count, record in JsonBody(os.fspath(path), [], 0, exact).records_in(f):
             if isinstance(record, dict):
                 for key in record:
+                    if key in columns.LINEAGE_COLUMNS and record[key] is not None:
+                        valued.add(key)
                     if key not in keys:
                         if len(key) > MAX_JSON_KEY_CHARS:
                             raise InvalidJson(
@@ -263,7 +267,9 @@ def scan_json(path: Union[str, os.PathLike]) -> JsonBody:
                         if len(keys) >= MAX_JSON_KEYS:
                             raise InvalidJson(f"The records use more than {MAX_JSON_KEYS:,} different keys")
                         keys[key] = None
-    return JsonBody(os.fspath(path), list(keys), count, exact)
+    # Lineage keys sent as null (the old store's DTO) are no columns, not even ignored ones: the store assigns both.
+    header = [key for key in keys if key not in columns.LINEAGE_COLUMNS or key in valued]
+    return JsonBody(os.fspath(path), header, count, exact)
 
 
 def json_type(value) -> str:

@@ -10,9 +10,9 @@ import heapq
 import math
 import sqlite3
 from dataclasses import asdict, dataclass, field
-from typing import Dict, Iterable, Iterator, List, Optional
+from typing import Dict, Iterable, Iterator, List, Optional, Tuple
 
-from . import deltas
+from . import deltas, schema
 from .sqlite import transaction
 
 BATCH_COLUMNS = (
@@ -446,25 +446,82 @@ def _listing_change(
     )
 
 
+# How a diff can list its changes: by kind, then file order (B's for changed and added listings, A's for removed
+# ones); or largest price change first (in percent of the old price, either way; an old price of 0 first of all,
+# by dollars), then additions and removals, ties in file order.
+CHANGE_ORDERS = ("file", "change")
+
+
+def _file_order(change: tuple) -> tuple:
+    return CHANGE_KINDS.index(change[0]), change[8] if change[8] is not None else change[7]
+
+
+def _price_change_order(change: tuple) -> tuple:
+    old, new = change[3], change[4]
+    delta = _change(old, new, 2)
+    if delta is None:  # added or removed
+        size = (1, 0.0, 0.0)
+    elif old:
+        size = (0, -abs(round((new - old) / old * 100, 2)), -abs(delta))
+    else:
+        size = (0, float("-inf"), -abs(delta))
+    return size, _file_order(change)
+
+
+def _page(changes: Iterable[tuple], key, limit: Optional[int], offset: int) -> Tuple[List[tuple], int]:
+    """(the page of ``changes`` in ``key`` order, how many changes there were). Only the changes up to the end of
+    the page are kept while the rest are counted, so memory follows the page, not the diff."""
+    seen = 0
+
+    def counted():
+        nonlocal seen
+        for change in changes:
+            seen += 1
+            yield change
+
+    if limit is None:
+        page = sorted(counted(), key=key)[offset:]
+    else:
+        page = heapq.nsmallest(offset + limit, counted(), key=key)[offset:]
+    return page, seen
+
+
 def diff_imports(
-    conn: sqlite3.Connection, a: str, b: str, kind: Optional[str] = None, limit: Optional[int] = 100, offset: int = 0
+    conn: sqlite3.Connection,
+    a: str,
+    b: str,
+    kind: Optional[str] = None,
+    limit: Optional[int] = 100,
+    offset: int = 0,
+    model: Optional[str] = None,
+    order: str = "file",
 ) -> ImportDiff:
     """Compare import ``a`` (before) with import ``b`` (after): per-model summaries, and listings by source_url.
 
     Listings are matched by ``source_url``; within one import the last row with a given source_url wins.
-    Rows without a source_url are counted, not matched. ``kind`` (changed, added or removed) filters the
-    listed changes, ``limit``/``offset`` page them (``limit=None`` lists them all); the counts are always whole.
+    Rows without a source_url are counted, not matched. ``kind`` (changed, added or removed) and ``model`` (a
+    canonical_model) filter the listed changes, ``order`` (CHANGE_ORDERS) orders them, ``limit``/``offset`` page
+    them (``limit=None`` lists them all); the counts are always whole, ``total`` counts what the filters keep.
     """
     if kind is not None and kind not in CHANGE_KINDS:
         raise ValueError(f"kind must be one of {', '.join(CHANGE_KINDS)}, not {kind!r}")
+    if order not in CHANGE_ORDERS:
+        raise ValueError(f"order must be one of {', '.join(CHANGE_ORDERS)}, not {order!r}")
+    key = _price_change_order if order == "change" else _file_order
     batch_a, batch_b = _batch(conn, a), _batch(conn, b)
     kept = deltas.kept_counts(conn, a, b)
-    if kept is not None:  # b was compared with a when it was imported: read a page of what was kept
+    if kept is not None:  # b was compared with a when it was imported: read what was kept
         counts = kept.counts
-        page = deltas.kept_changes(conn, b, counts, kind, limit, offset)
+        total = counts[kind] if kind else sum(counts[k] for k in CHANGE_KINDS)
+        if model is None and order == "file":  # a page in the index's order
+            page = deltas.kept_changes(conn, b, counts, kind, limit, offset)
+        else:
+            page, total = _page(deltas.kept_change_rows(conn, b, kind, model), key, limit, offset)
         without_source_url, duplicate_source_urls = kept.without_source_url, kept.duplicate_source_urls
     else:
-        counts, page, without_source_url, duplicate_source_urls = computed_changes(conn, a, b, kind, limit, offset)
+        counts, page, total, without_source_url, duplicate_source_urls = computed_changes(
+            conn, a, b, kind, limit, offset, model=model, key=key
+        )
     return ImportDiff(
         a=batch_a,
         b=batch_b,
@@ -478,41 +535,44 @@ def diff_imports(
         kind=kind,
         limit=limit,
         offset=offset,
-        total=counts[kind] if kind else sum(counts[k] for k in CHANGE_KINDS),
+        total=total,
         changes=[_listing_change(*row) for row in page],
     )
 
 
 def computed_changes(
-    conn: sqlite3.Connection, a: str, b: str, kind: Optional[str], limit: Optional[int], offset: int
+    conn: sqlite3.Connection,
+    a: str,
+    b: str,
+    kind: Optional[str],
+    limit: Optional[int],
+    offset: int,
+    model: Optional[str] = None,
+    key=_file_order,
 ) -> tuple:
-    """(counts by kind, the page of classified changes, rows without source_url, overridden rows) of a diff,
-    from both imports' rows."""
+    """(counts by kind, the page of classified changes, how many changes the filters keep, rows without
+    source_url, overridden rows) of a diff, from both imports' rows."""
     counts = dict.fromkeys(CHANGE_KINDS + ("unchanged",), 0)
 
     def wanted():
         for change in _match_listings(conn.execute(MATCH_ROWS_SQL, {"a": a, "b": b}), same=a == b):
             counts[change[0]] += 1
-            if change[0] != "unchanged" and (kind is None or change[0] == kind):
+            if (
+                change[0] != "unchanged"
+                and (kind is None or change[0] == kind)
+                and (model is None or change[2] == model)
+            ):
                 yield change
 
-    # Changes are listed by kind, then in file order: B's for changed and added listings, A's for removed ones.
-    # Only the changes up to the end of the requested page are kept while the rest are counted.
-    def order(change):
-        return CHANGE_KINDS.index(change[0]), change[8] if change[8] is not None else change[7]
-
-    if limit is None:
-        page = sorted(wanted(), key=order)[offset:]
-    else:
-        page = heapq.nsmallest(offset + limit, wanted(), key=order)[offset:]
+    page, total = _page(wanted(), key, limit, offset)
     rows = {"a": conn.execute(ROW_COUNTS_SQL, [a]).fetchone(), "b": conn.execute(ROW_COUNTS_SQL, [b]).fetchone()}
     urls = {
         "a": counts["changed"] + counts["removed"] + counts["unchanged"],
         "b": counts["changed"] + counts["added"] + counts["unchanged"],
     }
-    without_source_url = {side: total - with_url for side, (total, with_url) in rows.items()}
+    without_source_url = {side: total_rows - with_url for side, (total_rows, with_url) in rows.items()}
     duplicate_source_urls = {side: rows[side][1] - urls[side] for side in rows}
-    return counts, page, without_source_url, duplicate_source_urls
+    return counts, page, total, without_source_url, duplicate_source_urls
 
 
 def previous_import(conn: sqlite3.Connection, import_id: str) -> Optional[dict]:
@@ -574,11 +634,13 @@ def _delete_scored_listings(conn: sqlite3.Connection, params: dict) -> int:
                 ]
                 if first_column != "import_id":
                     rebuild.append((name, sql))
+    statistics = schema.index_statistics(conn, [name for name, _ in rebuild])  # DROP INDEX deletes them
     for name, _ in rebuild:
         conn.execute(f'DROP INDEX "{name}"')
     deleted = conn.execute(ROLLBACK_SCORED_SQL, params).rowcount
     for _, sql in rebuild:
         conn.execute(sql)
+    schema.put_back_statistics(conn, statistics)
     return deleted
 
 

@@ -19,12 +19,12 @@ from typing import List, Mapping, Optional, Tuple
 
 from rapidfuzz import fuzz, process
 
-from .columns import OPTIONAL_COLUMNS, REQUIRED_COLUMNS
+from .columns import LINEAGE_COLUMNS, OPTIONAL_COLUMNS, REQUIRED_COLUMNS
 
 REQUIRED_FIELDS = tuple(REQUIRED_COLUMNS)
 # The old store's API lists the title first among the optional fields.
 OPTIONAL_FIELDS = ("title",) + tuple(name for name in OPTIONAL_COLUMNS if name != "title")
-LINEAGE_FIELDS = ("import_id", "import_index")
+LINEAGE_FIELDS = LINEAGE_COLUMNS
 FIELDS = REQUIRED_FIELDS + OPTIONAL_FIELDS + LINEAGE_FIELDS
 
 DEFAULT_LIMIT = 100
@@ -148,7 +148,16 @@ def model_text(params: Mapping[str, str], name: str = "model") -> Optional[str]:
 FUZZY_THRESHOLD = 80
 FUZZY_CANDIDATES = 5  # nearest spellings a ModelMatch reports, to show why a text matched or did not
 
+# MATCHABLE_TEXT: a text longer than every model can match none, whatever the step, so it is answered at once, never
+# scored. Steps 1 and 2 need the text to be (part of) a model. Step 3's two RapidFuzz measures are both Indel
+# similarities, at most 2 * m / (t + m) for texts of t and m characters, and the text's words hold at least its t
+# letters and digits: a score of FUZZY_THRESHOLD (80) needs t <= 1.5 * m, with m the model's words (``rtx 4090``).
+# So a text with more letters and digits than 1.5 times the longest model's words (``longest_match``) is
+# answered "none" without a fuzzy match; a 126,000-character text used to hold a read thread for seconds.
+
 _LETTERS = r"[^\W\d_]"
+# Python's \w is str.isalnum() and the underscore, so this is every character that is not a letter or digit.
+_NOT_LETTERS_OR_DIGITS = re.compile(r"[\W_]+")
 _WORDS = re.compile(rf"{_LETTERS}+|\d+")
 # a number, with the one or two letters that start a word right before it (H100, A6000, MI300; not SXM5's M)
 _NUMBERS = re.compile(rf"((?<!{_LETTERS}){_LETTERS}{{1,2}})?(\d+)")
@@ -157,7 +166,25 @@ _DIGITS_AND_OS = re.compile(r"[\do]*\d[\do]*")
 
 def normalize_model(text: str) -> str:
     """The letters and digits of ``text``, case-folded: what step 2 compares (``RTX-4090`` -> ``rtx4090``)."""
-    return "".join(c for c in unicodedata.normalize("NFKC", text).casefold() if c.isalnum())
+    return _NOT_LETTERS_OR_DIGITS.sub("", unicodedata.normalize("NFKC", text).casefold())
+
+
+def longest_match(known_words: int) -> int:
+    """The most letters and digits a text can have and still match a model whose words take ``known_words``
+    characters (see ``KnownModels.longest_text``)."""
+    return known_words * (200 - FUZZY_THRESHOLD) // FUZZY_THRESHOLD
+
+
+def longer_than(text: str, limit: int) -> bool:
+    """Whether ``normalize_model(text)`` has more than ``limit`` characters, normalising no more of ``text`` than
+    it takes to know: NFKC makes up to 18 characters of one (U+FDFA), so a long text is settled by its start.
+
+    Normalising a start can count at most one character more than it gives in the whole text (the last one may
+    compose with the next), hence the ``+ 1``.
+    """
+    if len(normalize_model(text[: limit + 2])) > limit + 1:
+        return True
+    return len(normalize_model(text)) > limit
 
 
 def _fold(text: str) -> str:
@@ -203,6 +230,8 @@ class KnownModels:
     spellings: Tuple[_Spelling, ...]
     run_together: Tuple[str, ...]  # each spelling's, as RapidFuzz's batch scorers want them
     words: Tuple[str, ...]
+    # The most letters and digits a text may have and still match one of these models (MATCHABLE_TEXT).
+    longest_text: int = 0
 
 
 # The models table's names in one value, a JSON array: the cache key.
@@ -218,6 +247,7 @@ def prepare_models(names_json: str) -> KnownModels:
         spellings,
         tuple(s.run_together for s in spellings),
         tuple(s.words for s in spellings),
+        longest_match(max((len(s.words) for s in spellings), default=0)),
     )
 
 
@@ -243,11 +273,12 @@ class ModelMatch:
     """What ``text`` resolves to, and by which step: ``exact``, ``contains``, ``fuzzy`` or ``none``."""
 
     text: str
-    normalized: str
+    normalized: Optional[str]  # None when the text is too long to match (not normalised past what showed it)
     match: str
     models: Tuple[str, ...]
     candidates: Tuple[FuzzyCandidate, ...] = ()  # the nearest spellings, best first, when step 3 ran
     score: Optional[float] = None  # the fuzzy match's score
+    longest_text: Optional[int] = None  # set when the text was too long to match: no step ran (MATCHABLE_TEXT)
 
     def reason(self) -> str:
         """One sentence saying why ``text`` resolves to ``models``."""
@@ -255,6 +286,13 @@ class ModelMatch:
             return f"{self.text!r} is a canonical_model"
         if self.match == "contains":
             return f"ignoring case and separators, {self.normalized!r} is part of each of these models"
+        if self.longest_text == 0:
+            return "there are no models, so no match was attempted"
+        if self.longest_text is not None:
+            return (
+                f"the text has more letters and digits than any model can match ({self.longest_text} at most: "
+                "1.5 times the longest model name), so no match was attempted"
+            )
         if not self.normalized:
             return "the text has no letters or digits"
         lead = f"no model is named or contains {self.normalized!r}"
@@ -325,11 +363,13 @@ _EXACT_SQL = (
 
 def resolve_model(conn: sqlite3.Connection, text: str) -> ModelMatch:
     """The canonical_model values a typed ``text`` stands for, with the step that found them (see above)."""
-    spelling = _Spelling.of(text)
     # Two index lookups; a listing names a model the models table lacks only where foreign keys were not enforced.
     if conn.execute(_EXACT_SQL, [text, text]).fetchone()[0]:
-        return ModelMatch(text, spelling.normalized, "exact", (text,))
+        return ModelMatch(text, normalize_model(text), "exact", (text,))
     known = known_models(conn)
+    if longer_than(text, known.longest_text):  # MATCHABLE_TEXT: no step can find anything, so none is tried
+        return ModelMatch(text, None, "none", (), longest_text=known.longest_text)
+    spelling = _Spelling.of(text)
     if not spelling.normalized:
         return ModelMatch(text, spelling.normalized, "none", ())
     contained = tuple(
@@ -416,12 +456,13 @@ def _listing(row: tuple) -> dict:
     return listing
 
 
-def find_listings(conn: sqlite3.Connection, query: ListingQuery) -> List[dict]:
+def find_listings(conn: sqlite3.Connection, query: ListingQuery, models: Optional[List[str]] = None) -> List[dict]:
     """Listings matching ``query``, each with the required fields, import_id, import_index and the optional
-    fields that are not null (nvlink as true/false)."""
-    models = None
+    fields that are not null (nvlink as true/false). ``models`` is what ``query.model`` resolves to, when the
+    caller resolved it already."""
     if query.model is not None:
-        models = matching_models(conn, query.model)
+        if models is None:
+            models = matching_models(conn, query.model)
         if not models:
             return []
     sql, params = listing_sql(query, models, price_range_plan(conn, query, models))

@@ -397,7 +397,20 @@ def plan(
     for i, m in reversed(list(enumerate(migrations))):
         if i >= target_index and m.id in applied_ids:
             steps.append(Step(m, "down"))
+    # A move that would end by refusing a step is refused whole, before its first step: nothing of it is done.
+    if any(s.direction == "down" and s.migration.id == "0001" for s in steps) and is_adopted(conn):
+        raise MigrationError(
+            f"{_below_adopted(steps[-1].migration.label)} Nothing was changed: the database is still at "
+            f"{describe_version(applied_ids[-1] if applied_ids else None)}; the lowest it can go is 0001 (--to 0001)."
+        )
     return steps
+
+
+def _below_adopted(label: str) -> str:
+    return (
+        f"Migration {label} (down) is refused: this database was made by the old store and adopted, so 0001 holds "
+        "the operator's own tables; glyph-migrate does not remove them."
+    )
 
 
 def _foreign_key_problems(conn: sqlite3.Connection, tables: Optional[Iterable[str]] = None) -> set:
@@ -514,10 +527,7 @@ def apply_step(conn: sqlite3.Connection, step: Step, previous: Optional[str] = N
     label, direction = step.migration.label, step.direction
     kept = f"Nothing of it was kept: the database is still at {describe_version(previous)}."
     if direction == "down" and step.migration.id == "0001" and is_adopted(conn):
-        raise MigrationError(
-            f"Migration {label} (down) is refused: this database was made by the old store and adopted, so "
-            f"0001 holds the operator's own tables; glyph-migrate does not remove them.\n{kept}"
-        )
+        raise MigrationError(f"{_below_adopted(label)}\n{kept}")
     with transaction(conn, "glyph_migrate"):
         conn.execute("PRAGMA legacy_alter_table = ON")  # keep other tables' REFERENCES text as written
         try:

@@ -363,3 +363,31 @@ def add_column_definition(definitions: List[str], new: str) -> List[str]:
 
 def bookkeeping_tables(conn: sqlite3.Connection) -> List[str]:
     return [t for t in tables(conn) if t.startswith(BOOKKEEPING_PREFIX)]
+
+
+# The tables where ANALYZE keeps what the query planner knows of each index.
+STAT_TABLES = ("sqlite_stat1", "sqlite_stat4")
+
+
+def index_statistics(conn: sqlite3.Connection, indexes: Iterable[str]) -> Dict[str, List[tuple]]:
+    """The rows ANALYZE wrote for ``indexes``, by statistics table: ``DROP INDEX`` deletes them, and an index
+    created again has none until the next ANALYZE, so whoever drops an index to build it again puts them back
+    (``put_back_statistics``)."""
+    names = list(indexes)
+    present = {
+        row[0] for row in conn.execute("SELECT name FROM sqlite_master WHERE name IN ('sqlite_stat1', 'sqlite_stat4')")
+    }
+    saved: Dict[str, List[tuple]] = {}
+    for table in STAT_TABLES:
+        if table in present and names:
+            marks = ", ".join("?" for _ in names)
+            saved[table] = conn.execute(f"SELECT * FROM {table} WHERE idx IN ({marks})", names).fetchall()
+    return saved
+
+
+def put_back_statistics(conn: sqlite3.Connection, saved: Dict[str, List[tuple]]) -> None:
+    """Write back what ``index_statistics`` read, once the indexes exist again."""
+    for table, rows in saved.items():
+        if rows:
+            marks = ", ".join("?" for _ in rows[0])
+            conn.executemany(f"INSERT INTO {table} VALUES ({marks})", rows)

@@ -42,6 +42,16 @@ async def table_actions(datasette, actor, database, table):
 IMPORT_ID_TABLES = ("scored_listings", "listings", "models", "quantized_listings", "import_batches")
 
 
+# Every column that names an import, by table: each links to the import's page.
+IMPORT_COLUMNS = {
+    **{table: ("import_id",) for table in IMPORT_ID_TABLES},
+    "import_model_stats": ("import_id",),
+    "import_deltas": ("import_id", "previous_import_id"),
+    "import_delta_models": ("import_id", "previous_import_id"),
+    "import_files": ("import_id", "reimport_of"),
+}
+
+
 MODEL_TABLES = ("scored_listings", "listings")
 
 
@@ -63,9 +73,9 @@ TIME_TABLES = IMPORT_ID_TABLES
 def render_cell(value, column, table, database, datasette):
     """Cells of the glyph tables as a person reads them.
 
-    - ``import_id`` links to the batch's page, named by its label (the UUID is the link's title), on one line.
-      Datasette would link it to ``/<db>/import_batches/<value>``, a row page addressed by primary key, which
-      ``import_id`` is not (404).
+    - ``import_id`` (and every column naming an import, IMPORT_COLUMNS) links to the batch's page, named by its
+      label (the UUID is the link's title), on one line. Datasette would link it to
+      ``/<db>/import_batches/<value>``, a row page addressed by primary key, which ``import_id`` is not (404).
     - ``canonical_model`` links to the ``models`` table filtered to it (``model`` is not a primary key either).
     - ``source_url`` links to the listing and to its price history across imports.
     - prices in USD (``$25,512.00``), times in UTC without fractions of a second.
@@ -76,7 +86,7 @@ def render_cell(value, column, table, database, datasette):
         key, label = value.get("value"), value.get("label")
     else:
         key = label = value
-    if column == "import_id" and table in IMPORT_ID_TABLES and isinstance(key, str):
+    if column in IMPORT_COLUMNS.get(table, ()) and isinstance(key, str):
         return Markup('<a class="glyph-import-link" href="{}" title="import {}">{}</a>').format(
             import_url(datasette, key), key, label or key
         )

@@ -49,7 +49,17 @@ def errors_response(
 
 def ok_response(body: dict, status: int = 200, headers: Optional[dict] = None) -> Response:
     """A success: ``{"ok": true, **body}`` with the project's timestamps in ISO 8601 UTC ``Z`` form."""
-    return Response.json({"ok": True, **with_utc_z(body)}, status=status, headers=headers)
+    return json_text_response(ok_text(body), status=status, headers=headers)
+
+
+def ok_text(body: dict) -> str:
+    """The text of ``ok_response(body)``'s body: what an Idempotency-Key keeps, to send again as it was."""
+    return json.dumps({"ok": True, **with_utc_z(body)})
+
+
+def json_text_response(text: str, status: int = 200, headers: Optional[dict] = None) -> Response:
+    """A JSON answer whose body is ``text`` exactly, with the headers ``Response.json`` gives."""
+    return Response(text, status=status, headers=headers, content_type="application/json; charset=utf-8")
 
 
 def method_not_allowed(request, allowed: str) -> Response:

@@ -4,6 +4,7 @@ rollback, and their pages (upload, list, detail)."""
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import json
 import math
 import sqlite3
@@ -14,6 +15,7 @@ from datasette.utils.asgi import BadRequest, Forbidden, NotFound, Response
 from datasette.views.base import DatasetteError
 
 from ..engine import files, idempotency, lineage
+from ..engine.columns import LINEAGE_COLUMNS
 from ..engine.errors import ImportFailed
 from ..engine.importer import import_csv, import_json, import_records
 from ..engine.json_source import InvalidJson, scan_json
@@ -33,8 +35,10 @@ from .http import (
     errors_response,
     file_url,
     import_url,
+    json_text_response,
     method_not_allowed,
     ok_response,
+    ok_text,
     parameter_error,
     read_only_message,
     refuse_if_read_only,
@@ -96,7 +100,7 @@ async def import_view(request, datasette):
                 original = file_views.new_original(datasette, files.CSV_TYPE)
 
                 source, description = fields.get("source") or None, fields.get("description") or None
-                once = _Once(key, importer_id, upload.sha256, source, description)
+                once = _Once(key, importer_id, upload.sha256, source, description, _answer(datasette, db.name))
 
                 def write(conn):
                     first = once.first_answer(conn)
@@ -117,7 +121,7 @@ async def import_view(request, datasette):
                             before_commit=once.remember,
                         )
 
-                return await _run_import(datasette, db, write)
+                return await _run_import(datasette, db, write, once)
         elif media == "application/json":
             return await _import_json(request, datasette, config, db, importer_id, key=key)
         else:
@@ -149,31 +153,58 @@ async def _import_refused(request, datasette) -> Optional[Response]:
 
 
 class _Once:
-    """A request's Idempotency-Key (or None), and what identifies the request it came with (see idempotency)."""
+    """A request's Idempotency-Key (or None), and what identifies the request it came with (see idempotency).
 
-    def __init__(self, key: Optional[str], actor: Optional[str], sha256: str, source, description):
-        self.key, self.actor = key, actor
+    ``answer(result)`` is the text of the answer to an import; the key keeps exactly that text, and the view sends
+    the same (``text``), so that a replay is the first answer byte for byte.
+    """
+
+    def __init__(self, key: Optional[str], actor: Optional[str], sha256: str, source, description, answer):
+        self.key, self.actor, self.answer = key, actor, answer
         self.request_sha256 = idempotency.fingerprint(sha256, source, description)
+        self.text: Optional[str] = None
 
     def first_answer(self, conn) -> Optional["_Replayed"]:
         if self.key is None:
             return None
         first = idempotency.first_answer(conn, self.key, self.actor, self.request_sha256)
-        return _Replayed(first) if first is not None else None
+        return _Replayed(first, self.answer) if first is not None else None
 
     def remember(self, conn, result) -> None:
         if self.key is not None:
-            idempotency.remember(conn, self.key, self.actor, self.request_sha256, result.to_dict())
+            self.text = self.answer(result)
+            idempotency.remember(conn, self.key, self.actor, self.request_sha256, result.import_id, self.text)
 
 
 class _Replayed:
-    """The first answer to a request sent again with its Idempotency-Key."""
+    """The first answer to a request sent again with its Idempotency-Key: its text, as it was sent."""
+
+    def __init__(self, stored: str, answer):
+        kept = json.loads(stored)
+        # Keys kept before answers were kept whole hold the import result alone: answered as it was answered then.
+        self.text = stored if "ok" in kept else answer(_Result(kept))
+
+
+class _Result:
+    """An import result read back from a key kept before answers were kept whole."""
 
     def __init__(self, body: dict):
         self.body = body
+        self.import_id = body["import_id"]
 
     def to_dict(self) -> dict:
         return dict(self.body)
+
+
+def _answer(datasette, db_name: str):
+    """``answer(result)``: the text of the answer to an import that made ``result``."""
+
+    def answer(result) -> str:
+        body = result.to_dict()
+        body["links"] = _import_links(datasette, db_name, body["import_id"])
+        return ok_text(body)
+
+    return answer
 
 
 async def _import_json(request, datasette, config, db, importer_id, prepare=None, key=None) -> Response:
@@ -189,10 +220,13 @@ async def _import_json(request, datasette, config, db, importer_id, prepare=None
     empty = "The request body is empty; send a JSON array of listing objects"
     directory = uploads.upload_dir(config["upload_dir"])
     async with uploads.body_upload(request.receive, directory, max_bytes, empty) as upload:
-        once = _Once(key, importer_id, upload.sha256, source, description)
+        once = _Once(key, importer_id, upload.sha256, source, description, _answer(datasette, db.name))
         body = await _records_from_json(upload.path)
         if prepare:
-            records = await asyncio.get_running_loop().run_in_executor(None, _load_json, upload.path)
+            try:
+                records = await asyncio.get_running_loop().run_in_executor(None, _load_json, upload.path, upload.sha256)
+            except StorageError as e:
+                return errors_response(e.status, [str(e)])
             try:
                 records = prepare(records)
             except ImportFailed as e:
@@ -205,6 +239,7 @@ async def _import_json(request, datasette, config, db, importer_id, prepare=None
                 return once.first_answer(conn) or import_records(
                     conn,
                     records,
+                    received=(upload.sha256, upload.size),  # the body, as kept
                     source_name=source,
                     description=description,
                     actor=importer_id,
@@ -227,16 +262,19 @@ async def _import_json(request, datasette, config, db, importer_id, prepare=None
                     before_commit=once.remember,
                 )
 
-        return await _run_import(datasette, db, write)
+        return await _run_import(datasette, db, write, once)
 
 
-def _load_json(path) -> list:
+def _load_json(path, sha256: str) -> list:
     # Only after scan_json accepted the body: valid JSON, an array, nested at most MAX_JSON_DEPTH levels.
     with open(path, "rb") as f:
-        return json.load(f)
+        body = f.read()
+    if hashlib.sha256(body).hexdigest() != sha256:  # the records are recorded as the body received
+        raise StorageError("changed", "the import")
+    return json.loads(body)
 
 
-LINEAGE_KEYS = ("import_id", "import_index")
+LINEAGE_KEYS = LINEAGE_COLUMNS
 
 
 def _without_lineage(records: list) -> list:
@@ -288,7 +326,7 @@ async def persist_view(request, datasette):
 persist_view.legacy_detail = True
 
 
-async def _run_import(datasette, db, write) -> Response:
+async def _run_import(datasette, db, write, once: _Once) -> Response:
     try:
         result = await run_guarded_write(datasette, db, write)
     except ImportFailed as e:
@@ -297,10 +335,10 @@ async def _run_import(datasette, db, write) -> Response:
         return errors_response(e.status, [str(e)])
     except idempotency.KeyRefused as e:
         return errors_response(e.status, [e.message])
-    body = result.to_dict()
-    body["links"] = _import_links(datasette, db.name, body["import_id"])
-    replayed = {idempotency.REPLAYED_HEADER: "true"} if isinstance(result, _Replayed) else None
-    return ok_response(body, headers=replayed)
+    if isinstance(result, _Replayed):
+        return json_text_response(result.text, headers={idempotency.REPLAYED_HEADER: "true"})
+    # The text the key kept, if there is one: the same bytes as any replay of it.
+    return json_text_response(once.text if once.text is not None else once.answer(result))
 
 
 async def imports_view(request, datasette):

@@ -7,6 +7,7 @@ listings it finds, or none.
 from __future__ import annotations
 
 from ..engine.listings import FUZZY_THRESHOLD, InvalidParameter, known_models, model_text, resolve_model
+from .bridge import run_expensive_read
 from .http import error, errors_response, method_not_allowed, ok_response
 from .permissions import can_view_table
 from .settings import glyph_database
@@ -28,5 +29,7 @@ async def models_view(request, datasette):
     if text is None:
         names = await db.execute_fn(lambda conn: list(known_models(conn).names))
         return ok_response({"models": names, "threshold": FUZZY_THRESHOLD})
-    match = await db.execute_fn(lambda conn: resolve_model(conn, text))
-    return ok_response(match.to_dict())
+    # CPU work (RapidFuzz), so on the plugin's read pool under the read time limit; a text too long to match any
+    # model is answered there at once, unscored.
+    body = await run_expensive_read(datasette, db, lambda conn: resolve_model(conn, text).to_dict(), "model match")
+    return ok_response(body)
