@@ -28,7 +28,7 @@ from datasette_glyph.engine.sqlite import connect
 
 from . import legacy_store
 from .server import datasette_command, make_scored_csv, start_server
-from .support import integrity
+from .support import integrity, wait_until
 
 LEGACY_BATCH = "dbaea5cd-0a4d-52ca-88af-4737290a1213"
 DATA_TABLES = ("models", "listings", "scored_listings", "quantized_listings")
@@ -461,6 +461,12 @@ class ImportCrashHarness:
 
         def on_chunk(sent, total):
             if sent >= fraction * total and "killed" not in state:
+                # what was sent may still be in the socket's buffers: kill once the server spools the upload (at
+                # a small fraction on a loaded machine it had not yet made its temp file)
+                wait_until(
+                    lambda: [p for p in self.upload_dir.rglob("*.part") if p.stat().st_size > 0],
+                    "the server's temp file of the upload",
+                )
                 state["killed"] = server.kill() == -signal.SIGKILL
                 state["seconds"] = time.monotonic() - started
                 state["temp_files"] = len(leftover_uploads(self.upload_dir))
