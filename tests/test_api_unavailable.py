@@ -254,3 +254,26 @@ async def test_a_full_database_is_a_507_and_nothing_is_written(db_path):
         },
     )
     assert tables(db_path) == before
+
+
+def test_the_503_example_in_api_md_is_what_a_server_answers(tmp_path):
+    """docs/api.md's example of a database that needs migrating, word for word, from a real server."""
+    import re
+    from pathlib import Path
+
+    from .server import running_server
+
+    text = (Path(__file__).resolve().parents[1] / "docs" / "api.md").read_text(encoding="utf-8")
+    example = re.search(
+        r'```json\n *(\{"ok": false, "errors": \[\{"message": "The database glyph is at .*?) *```', text, re.S
+    )
+    documented = json.loads(example.group(1))
+    srv = tmp_path / "srv"
+    srv.mkdir()
+    path = srv / "glyph.db"
+    conn = connect(path)
+    migrator.migrate(conn, target="0001")
+    conn.close()
+    with running_server(path, log_dir=tmp_path) as server:
+        answer = server.get("/api/imports")
+    assert (answer.status, answer.json()) == (503, json.loads(json.dumps(documented).replace("/srv/", f"{srv}/")))
