@@ -87,7 +87,6 @@ REQUESTS = [
     "state,found,label",
     [
         ("created", None, "0 (no migration applied)"),
-        ("someone else's", None, "0 (no migration applied)"),
         ("old store", "0001", "0001"),
         (PREVIOUS, PREVIOUS, PREVIOUS),
     ],
@@ -104,6 +103,34 @@ async def test_api_answers_503_naming_the_versions_and_the_command(
         503,
         "5",
         not_migrated(path, found, label),
+    )
+    assert tables(path) == before
+
+
+@pytest.mark.asyncio
+@pytest.mark.parametrize("method,url,headers,body", REQUESTS)
+async def test_a_database_with_other_tables_gets_a_503_that_says_what_it_is(tmp_path, method, url, headers, body):
+    """glyph-migrate refuses such a file, so the answer does not advise it (nor a retry): it says what to do."""
+    path = tmp_path / "glyph.db"
+    make(path, "someone else's")
+    before = tables(path)
+    ds = await serve(path)
+    response = await ds.client.request(method, url, headers=headers, content=body)
+    message = (
+        "The database glyph is not a glyph database: it holds the tables notes, not glyph's nor the old store's. "
+        + migrator.NOT_GLYPH_ADVICE
+    )
+    assert (response.status_code, response.headers.get("retry-after"), response.json()) == (
+        503,
+        None,
+        {
+            "ok": False,
+            "errors": [{"message": message}],
+            "more": 0,
+            "schema_version": None,
+            "needed_version": NEWEST,
+            "command": None,
+        },
     )
     assert tables(path) == before
 
