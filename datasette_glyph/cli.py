@@ -17,7 +17,7 @@ import click
 from .engine import deltas, files, importer, lineage, migrator, sample
 from .engine.folders import UnsafeFolder
 from .engine.sqlite import StorageError, connect, open_read_only, unwritable
-from .formats import diff_body, diff_next_path, score, signed, utc_z, with_utc_z
+from .formats import diff_body, diff_next_path, plural, score, signed, utc_z, with_utc_z
 
 
 def register(cli: click.Group) -> None:
@@ -34,13 +34,29 @@ def _version_label(version, rows=None) -> str:
     return migrator.describe_version(version)
 
 
+def _missing_folder(path):
+    """The folder that should hold the database file at ``path``, when it is missing (or not a folder); else None."""
+    folder = os.path.dirname(path)
+    if not folder or os.path.isdir(folder):
+        return None
+    return f"its folder {folder} {'is not a folder' if os.path.exists(folder) else 'does not exist'}"
+
+
+def _does_not_exist(path, then="") -> click.ClickException:
+    """The error for a database file that is not there, naming its folder when that is missing too."""
+    folder = _missing_folder(path)
+    if folder:
+        return click.ClickException(f"{path} does not exist: {folder}")
+    return click.ClickException(f"{path} does not exist{then}")
+
+
 def _open_for_reading(path):
     """A connection that only reads the file as it is: no WAL switch, no bookkeeping table, nothing created.
 
     Not opened read-only: a read-only connection to a WAL database leaves -wal and -shm files behind.
     """
     if not os.path.exists(path):
-        raise click.ClickException(f"{path} does not exist")
+        raise _does_not_exist(path)
     return connect(path, wal=False)
 
 
@@ -84,7 +100,7 @@ def glyph_migrate(path, show_status, target, rollback, dry_run, discard_kept):
             if not dropped:
                 click.echo(f"{path}: nothing was kept aside")
             for name, count in dropped:
-                click.echo(f"Dropped {name} ({count:,} rows)")
+                click.echo(f"Dropped {name} ({plural(count, 'row')})")
             if target is None and rollback is None:
                 return
             conn.close()
@@ -96,6 +112,9 @@ def glyph_migrate(path, show_status, target, rollback, dry_run, discard_kept):
             else:
                 _print_plan(conn, path, target, rollback)
             return
+        folder = _missing_folder(path)
+        if folder:
+            raise click.ClickException(f"Cannot create {path}: {folder}; nothing was changed")
         conn = connect(path)
         if migrator.is_legacy(conn):
             click.echo(f"{path} was made by the old store: taking it as 0001_inherited_schema")
@@ -119,7 +138,7 @@ def glyph_migrate(path, show_status, target, rollback, dry_run, discard_kept):
 
 
 def _waiting(missing) -> str:
-    return f"{len(missing):,} import{'s have' if len(missing) != 1 else ' has'} no kept deltas"
+    return f"{plural(len(missing), 'import')} {'has' if len(missing) == 1 else 'have'} no kept deltas"
 
 
 def _hint_missing_deltas(path, missing) -> None:
@@ -148,7 +167,7 @@ def _print_status(conn, path) -> None:
             state = "unknown"
         else:
             state = "changed" if row.drifted else ("applied" if row.applied else "pending")
-        click.echo(f"  {name:<{width}}  {state:<7}  {row.applied_at or ''}".rstrip())
+        click.echo(f"  {name:<{width}}  {state:<7}  {utc_z(row.applied_at) or ''}".rstrip())
         if row.migration is None:
             click.echo("      applied to this database, but not one of this version's migrations")
         else:
@@ -161,7 +180,8 @@ def _print_status(conn, path) -> None:
     if broken:
         click.echo("")
         click.echo(
-            f"{broken:,} foreign key(s) were already broken in the old store's file when it was adopted; "
+            f"{plural(broken, 'foreign key')} {'was' if broken == 1 else 'were'} already broken in the old store's "
+            "file when it was adopted; "
             "they are kept as they were and never block a migration."
         )
     missing = deltas.missing(conn)
@@ -172,7 +192,7 @@ def _print_status(conn, path) -> None:
     if kept:
         click.echo("")
         click.echo("Kept aside by going down, put back by the next up (drop with --discard-kept):")
-        for line in _wrapped([f"{name} ({count:,} row{'s' if count != 1 else ''})" for name, count in kept]):
+        for line in _wrapped([f"{name} ({plural(count, 'row')})" for name, count in kept]):
             click.echo("  " + line)
 
 
@@ -201,8 +221,7 @@ def _print_plan(conn, path, target, rollback) -> None:
         else:
             applied.remove(step.migration.id)
     after = _version_label(applied[-1] if applied else None, rows)
-    count = f"{len(steps)} step{'s' if len(steps) != 1 else ''}"
-    click.echo(f"-- Dry run for {path}: {count} from {version} to {after}. Nothing was changed.")
+    click.echo(f"-- Dry run for {path}: {plural(len(steps), 'step')} from {version} to {after}. Nothing was changed.")
     click.echo("-- glyph-migrate runs each step in its own transaction, with PRAGMA foreign_keys = OFF and")
     click.echo("-- PRAGMA legacy_alter_table = ON, and records it in glyph_migrations. The statements below are")
     click.echo("-- those each step ran on a scratch copy of this file.")
@@ -291,7 +310,7 @@ def glyph_import(path, file_paths, source_name, description, as_json, quiet, kee
 def _open_migrated(path):
     """A connection to an existing database at the newest schema, or a ClickException saying what to run."""
     if not os.path.exists(path):
-        raise click.ClickException(f"{path} does not exist; create it with: datasette glyph-migrate {path}")
+        raise _does_not_exist(path, f"; create it with: datasette glyph-migrate {path}")
     try:
         conn = connect(path)
         pending = migrator.plan(conn)
@@ -308,7 +327,8 @@ def _open_migrated(path):
         conn.close()
         state = "has no glyph schema" if version is None else f"is at migration {version}"
         raise click.ClickException(
-            f"{path} {state}, and {len(pending)} migration(s) are pending; run datasette glyph-migrate {path} first"
+            f"{path} {state}, and {plural(len(pending), 'migration')} {'is' if len(pending) == 1 else 'are'} "
+            f"pending; run datasette glyph-migrate {path} first"
         )
     return conn
 
@@ -332,8 +352,7 @@ def _plain_error(message):
 
 
 def _import_line(result, shown) -> str:
-    rows = f"{result.record_count} row{'s' if result.record_count != 1 else ''}"
-    line = f"Imported {rows} from {shown} as {result.import_id}"
+    line = f"Imported {plural(result.record_count, 'row')} from {shown} as {result.import_id}"
     if result.ignored_columns:
         line += "; ignored columns: " + ", ".join(result.ignored_columns)
     if result.same_content_as:
@@ -346,8 +365,7 @@ def _report_failure(shown, failure, as_json) -> None:
         click.echo(json.dumps({"ok": False, "filename": shown, "errors": failure.errors, "more": failure.more}))
         return
     total = len(failure.errors) + failure.more
-    count = f"{total} error{'s' if total != 1 else ''}"
-    click.echo(f"Error: {shown} was not imported ({count}); nothing was written:", err=True)
+    click.echo(f"Error: {shown} was not imported ({plural(total, 'error')}); nothing was written:", err=True)
     for error in failure.errors:
         click.echo(f"  {shown}: {error['message']}", err=True)
     if failure.more:
@@ -368,7 +386,7 @@ def _open_existing(path, write=True):
     """A connection to an existing database file; never creates one. Reading a file on a read-only filesystem
     opens it immutable (nothing can change it there), since SQLite cannot make its lock files beside it."""
     if not os.path.exists(path):
-        raise click.ClickException(f"{path} does not exist")
+        raise _does_not_exist(path)
     if unwritable(path):
         if write:
             raise click.ClickException(f"{path} is {READ_ONLY}; nothing was changed")
@@ -484,8 +502,8 @@ def _resolve(conn, path, text):
 def _batch_line(batch) -> str:
     name = batch["filename"] or batch["description"] or "-"
     return (
-        f"{batch['import_id']}  {name}  source {batch['source'] or '-'}  imported {batch['imported_at']}"
-        f"  {batch['record_count']:,} rows  {batch['status']}"
+        f"{batch['import_id']}  {name}  source {batch['source'] or '-'}  imported {utc_z(batch['imported_at'])}"
+        f"  {plural(batch['record_count'] or 0, 'row')}  {batch['status']}"
     )
 
 
@@ -495,7 +513,11 @@ def _batch_line(batch) -> str:
 @click.argument("b")
 @click.option("--kind", type=click.Choice(lineage.CHANGE_KINDS), help="List only changed, added or removed listings.")
 @click.option(
-    "--limit", type=click.IntRange(min=0), default=50, show_default=True, help="Listing changes to show; 0 for all."
+    "--limit",
+    type=click.IntRange(min=0),
+    default=lineage.DIFF_PAGE_SIZE,
+    show_default=True,
+    help="Listing changes to show; 0 for all.",
 )
 @click.option("--offset", type=click.IntRange(min=0), default=0, help="Skip this many listing changes.")
 @click.option("--json", "as_json", is_flag=True, help="Print the diff as JSON, as GET /api/imports/A/diff/B does.")
@@ -578,10 +600,10 @@ def glyph_deltas(path, dry_run):
             deltas.keep_missing(conn, on_import=report)
         except sqlite3.Error as e:
             raise click.ClickException(
-                f"{path}: {e}; the deltas of {len(done):,} import(s) were kept before it, the others were not "
+                f"{path}: {e}; the deltas of {plural(len(done), 'import')} were kept before it, the others were not "
                 "changed (run the command again to go on)"
             ) from None
-        click.echo(f"Kept the deltas of {len(done):,} import{'s' if len(done) != 1 else ''}")
+        click.echo(f"Kept the deltas of {plural(len(done), 'import')}")
     except migrator.NotManaged as e:
         raise click.ClickException(str(e)) from None
     except sqlite3.Error as e:
@@ -594,7 +616,13 @@ def glyph_deltas(path, dry_run):
 @click.argument("path", type=click.Path(dir_okay=False))
 @click.argument("import_id")
 @click.option("--actor", help="Who is rolling back, for the record.  [default: your user name]")
-@click.option("--yes", "-y", "assume_yes", is_flag=True, help="Do not ask for confirmation on a terminal.")
+@click.option(
+    "--yes",
+    "-y",
+    "assume_yes",
+    is_flag=True,
+    help="Roll back without asking; needed when standard input is not a terminal.",
+)
 @click.option("--dry-run", is_flag=True, help="Show what would be removed, and change nothing.")
 def glyph_rollback(path, import_id, actor, assume_yes, dry_run):
     """Roll back import IMPORT_ID in the database at PATH: delete every row it wrote, in one transaction.
@@ -603,7 +631,8 @@ def glyph_rollback(path, import_id, actor, assume_yes, dry_run):
     quantized_listings rows go (with quantized rows of its scored listings), and the models rows it
     introduced that no remaining listing names. Its import_batches record stays, marked rolled_back
     with the time and actor. Other imports are not touched. The command first shows what will be
-    removed and, on a terminal, asks before doing it.
+    removed and, on a terminal, asks before doing it; from a script (standard input not a terminal)
+    it needs --yes, and without it changes nothing and exits with status 1.
 
     \b
     Examples:
@@ -614,25 +643,33 @@ def glyph_rollback(path, import_id, actor, assume_yes, dry_run):
     conn = _open_existing(path)
     try:
         import_id = _resolve(conn, path, import_id)
-        try:
-            plan = lineage.plan_rollback(conn, import_id)
-        except lineage.AlreadyRolledBack as e:
-            raise click.ClickException(f"{e} in {path}; nothing was changed") from None
+        plan = lineage.plan_rollback(conn, import_id)
         verb = "would remove" if dry_run else "removes"
         click.echo(f"Import {_batch_line(plan.batch)}")
         click.echo(
             f"Rolling it back {verb} {plan.scored_listings:,} scored_listings, {plan.listings:,} listings, "
-            f"{plan.quantized_listings:,} quantized_listings and {plan.models:,} models rows"
+            f"{plan.quantized_listings:,} quantized_listings and {plural(plan.models, 'models row')}"
         )
         if dry_run:
             click.echo("Dry run: nothing was changed")
             return
-        if not assume_yes and _stdin_is_terminal():
+        if not assume_yes:
+            if not _stdin_is_terminal():
+                raise click.ClickException(
+                    "glyph-rollback asks before removing rows, and standard input is not a terminal: "
+                    "add --yes to roll back without asking; nothing was changed"
+                )
             if not click.confirm("Roll it back?", default=False):
                 click.echo("Nothing was changed")
                 sys.exit(1)
         result = lineage.rollback_import(conn, import_id, actor=actor)
-    except (lineage.UnknownImport, lineage.AlreadyRolledBack) as e:
+    except lineage.AlreadyRolledBack as e:
+        by = f" by {e.rolled_back_by}" if e.rolled_back_by else ""
+        raise click.ClickException(
+            f"Import {e.import_id} was already rolled back at {utc_z(e.rolled_back_at)}{by} in {path}; "
+            "nothing was changed"
+        ) from None
+    except lineage.UnknownImport as e:
         raise click.ClickException(f"{e} in {path}; nothing was changed") from None
     except sqlite3.Error as e:
         raise click.ClickException(f"Rollback of {import_id} in {path} failed: {e}; nothing was changed") from None
@@ -640,10 +677,10 @@ def glyph_rollback(path, import_id, actor, assume_yes, dry_run):
         conn.close()
     click.echo(
         f"Rolled back {import_id}: removed {result.scored_listings:,} scored_listings, {result.listings:,} listings, "
-        f"{result.quantized_listings:,} quantized_listings and {result.models:,} models rows"
+        f"{result.quantized_listings:,} quantized_listings and {plural(result.models, 'models row')}"
     )
     by = f" by {result.rolled_back_by}" if result.rolled_back_by else ""
-    click.echo(f"Its import_batches record stays, marked rolled_back at {result.rolled_back_at}{by}")
+    click.echo(f"Its import_batches record stays, marked rolled_back at {utc_z(result.rolled_back_at)}{by}")
 
 
 @click.command(name="glyph-imports")
@@ -668,6 +705,8 @@ def glyph_imports(path, source_name, limit, as_json, quiet):
     try:
         total = lineage.count_imports(conn, source=source_name)
         imports = lineage.list_imports(conn, limit=limit or max(total, 1), offset=0, source=source_name)
+        if as_json:
+            imports = files.with_kept_files(conn, imports)
     except sqlite3.DatabaseError as e:
         raise click.ClickException(f"{path} cannot be read as a glyph database: {e}") from None
     finally:
@@ -752,6 +791,15 @@ def glyph_sample(out, rows, seed, snapshots, after, changed, removed, added):
         raise click.UsageError("Several snapshots need a file name to number; - writes only one.")
     if after and os.path.exists(out) and os.path.samefile(after, out):
         raise click.UsageError(f"{out} is the file --after reads; write the next snapshot to another file.")
+    if changed + removed > 1:
+        raise click.UsageError(
+            f"--changed {changed:g} and --removed {removed:g} add up to {changed + removed:g}: a listing either "
+            "changes price or is removed, so the two shares can add up to 1 at most."
+        )
+    if after:
+        problem = sample.why_not_continued(after)
+        if problem:
+            raise click.UsageError(f"--after {after} is not a market to continue: {problem}")
     rates = {"changed": changed, "removed": removed, "added": added}
     stem, extension = os.path.splitext(out)
     names = [out] if snapshots == 1 else [f"{stem}-{n}{extension or '.csv'}" for n in range(1, snapshots + 1)]
@@ -839,7 +887,7 @@ def glyph_reimport(path, import_id, files_dir, as_json):
     store = _store(conn, path, files_dir)
     try:
         import_id = _resolve(conn, path, import_id)
-        result = files.reimport(conn, store, import_id, actor=_os_user())
+        result = files.reimport(conn, store, import_id, actor=None)  # a web user's name; none on the command line
     except files.NotReimportable as e:
         raise click.ClickException(f"{e} ({path}); nothing was imported") from None
     except importer.ImportFailed as e:

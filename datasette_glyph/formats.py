@@ -40,6 +40,12 @@ def utc_z(value: Any) -> Any:
     return moment.isoformat(timespec="microseconds" if moment.microsecond else "seconds") + "Z"
 
 
+def plural(count: int, word: str, many: Optional[str] = None) -> str:
+    """``1 row``, ``2 rows``, ``1,000 rows``: a count with its noun in the right number (``many`` when the plural is
+    not ``word`` plus s)."""
+    return f"{count:,} {word if count == 1 else many or word + 's'}"
+
+
 def with_utc_z(data: Any) -> Any:
     """A copy of ``data`` (dicts and lists, nested) with every value under a ``TIMESTAMP_KEYS`` key as ``utc_z``."""
     if isinstance(data, dict):

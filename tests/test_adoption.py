@@ -283,7 +283,7 @@ def test_ids_of_a_rolled_back_batch_are_never_given_out_again(tmp_path):
             "This is not a database of the old store, nor one datasette-glyph manages: expected the tables "
             "import_batches, listings, models, quantized_listings, schema_version, scored_listings; missing "
             "import_batches, listings, models, quantized_listings, schema_version, scored_listings; found notes. "
-            "Nothing was changed.",
+            f"Nothing was changed. {migrator.NOT_GLYPH_ADVICE}.",
         ),
         (
             legacy_store.PRE_LINEAGE.replace("    import_id TEXT, -- nullable: rows from before batches\n", "").replace(

@@ -88,7 +88,6 @@ REQUESTS = [
     scope="module",
     params=[
         ("created", None, "0 (no migration applied)"),
-        ("someone else's", None, "0 (no migration applied)"),
         ("old store", "0001", "0001"),
         (PREVIOUS, PREVIOUS, PREVIOUS),
     ],
@@ -112,6 +111,33 @@ def test_api_answers_503_naming_the_versions_and_the_command(unmigrated, method,
         503,
         "5",
         not_migrated(path, found, label),
+    )
+    assert tables(path) == before
+
+
+@pytest.mark.parametrize("method,url,headers,body", REQUESTS)
+def test_a_database_with_other_tables_gets_a_503_that_says_what_it_is(tmp_path, method, url, headers, body):
+    """glyph-migrate refuses such a file, so the answer does not advise it (nor a retry): it says what to do."""
+    path = tmp_path / "glyph.db"
+    make(path, "someone else's")
+    before = tables(path)
+    with serve(path) as server:
+        response = server.request(method, url, headers=headers, body=body)
+    message = (
+        "The database glyph is not a glyph database: it holds the tables notes, not glyph's nor the old store's. "
+        + migrator.NOT_GLYPH_ADVICE
+    )
+    assert (response.status, response.headers.get("retry-after"), response.json()) == (
+        503,
+        None,
+        {
+            "ok": False,
+            "errors": [{"message": message}],
+            "more": 0,
+            "schema_version": None,
+            "needed_version": NEWEST,
+            "command": None,
+        },
     )
     assert tables(path) == before
 
@@ -244,3 +270,26 @@ def test_a_full_database_is_a_507_and_nothing_is_written(tmp_path, db_path):
         },
     )
     assert (tables(db_path), "Traceback" in log) == (before, False)
+
+
+def test_the_503_example_in_api_md_is_what_a_server_answers(tmp_path):
+    """docs/api.md's example of a database that needs migrating, word for word, from a real server."""
+    import re
+    from pathlib import Path
+
+    from .server import running_server
+
+    text = (Path(__file__).resolve().parents[1] / "docs" / "api.md").read_text(encoding="utf-8")
+    example = re.search(
+        r'```json\n *(\{"ok": false, "errors": \[\{"message": "The database glyph is at .*?) *```', text, re.S
+    )
+    documented = json.loads(example.group(1))
+    srv = tmp_path / "srv"
+    srv.mkdir()
+    path = srv / "glyph.db"
+    conn = connect(path)
+    migrator.migrate(conn, target="0001")
+    conn.close()
+    with running_server(path, log_dir=tmp_path) as server:
+        answer = server.get("/api/imports")
+    assert (answer.status, answer.json()) == (503, json.loads(json.dumps(documented).replace("/srv/", f"{srv}/")))

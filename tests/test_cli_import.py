@@ -8,6 +8,8 @@ from pathlib import Path
 
 import click
 import pytest
+from click.testing import CliRunner
+from datasette.cli import cli
 
 from datasette_glyph import cli as glyph_cli
 from datasette_glyph.engine import importer, migrator
@@ -236,7 +238,7 @@ def test_an_unmigrated_database_is_refused(tmp_path, files, make, state, pending
     assert (result.exit_code, result.stdout, result.stderr) == (
         1,
         "",
-        f"Error: {path} {state}, and {pending} migration(s) are pending; run datasette glyph-migrate {path} first\n",
+        f"Error: {path} {state}, and {pending} migrations are pending; run datasette glyph-migrate {path} first\n",
     )
     assert dump(path) == before
 
@@ -332,3 +334,120 @@ def test_waits_for_a_write_lock_held_by_another_process_and_then_imports(db_path
     out, err = process.communicate(timeout=120)
     assert (process.returncode, out, err) == (0, "", "")
     assert [(filename, count) for _, filename, _, _, _, count in batches(db_path)] == [("good.csv", 2)]
+
+
+# A header saved by a spreadsheet: another delimiter, or names spelled another way ----------------------------------
+
+EXCEL_HEADER = "canonical_model;vram_gb;mig_support;nvlink;tdp_watts;price;score"
+
+
+@pytest.mark.parametrize(
+    "name, text, errors",
+    [
+        (
+            "semicolons.csv",  # as Excel saves "CSV" where the comma is the decimal separator
+            f"{EXCEL_HEADER}\nA10;24;0;False;150;1,5;0,5\nL4;24;0;True;72;2,5;0,7\n",
+            ["Line 1: the header uses ';' between names; save the file with commas"],
+        ),
+        (
+            "tabs.csv",
+            EXCEL_HEADER.replace(";", "\t") + "\nA10\t24\t0\tFalse\t150\t1.5\t0.5\n",
+            ["Line 1: the header uses tabs between names; save the file with commas"],
+        ),
+        (
+            "spelled.csv",
+            "Canonical Model,vram_gb,mig_support,nvlink,tdp_watts,Price,SCORE\nA10,24,0,False,150,1.5,0.5\n",
+            [
+                "Line 1: required column canonical_model is missing from the header; did you mean canonical_model "
+                "(the header has Canonical Model)?",
+                "Line 1: required column price is missing from the header; did you mean price (the header has Price)?",
+                "Line 1: required column score is missing from the header; did you mean score (the header has SCORE)?",
+            ],
+        ),
+        (
+            "near-and-far.csv",
+            "canonical-model,vram,mig_support,nvlink,tdp_watts,price,score\nA10,24,0,False,150,1.5,0.5\n",
+            [
+                "Line 1: required column canonical_model is missing from the header; did you mean canonical_model "
+                "(the header has canonical-model)?",
+                "Line 1: required column vram_gb is missing from the header",
+            ],
+        ),
+    ],
+)
+def test_a_header_from_a_spreadsheet_gets_errors_that_say_what_to_change(db_path, tmp_path, name, text, errors):
+    path = tmp_path / name
+    path.write_text(text, encoding="utf-8")
+    before = dump(db_path)
+    result = run(db_path, path)
+    count = f"{len(errors)} error{'s' if len(errors) != 1 else ''}"
+    assert (result.exit_code, result.stdout, result.stderr) == (
+        1,
+        "",
+        f"Error: {path} was not imported ({count}); nothing was written:\n"
+        + "".join(f"  {path}: {message}\n" for message in errors),
+    )
+    assert dump(db_path) == before
+
+
+# A database whose folder does not exist -----------------------------------------------------------------------------
+
+
+def test_a_database_in_a_missing_folder_is_named_by_import_and_migrate(tmp_path, files, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    imported = run("nosuch/glyph.db", files["good.csv"])
+    migrated = CliRunner().invoke(cli, ["glyph-migrate", "nosuch/glyph.db"])
+    assert (imported.exit_code, imported.stderr) == (
+        1,
+        "Error: nosuch/glyph.db does not exist: its folder nosuch does not exist\n",
+    )
+    assert (migrated.exit_code, migrated.stdout, migrated.stderr) == (
+        1,
+        "",
+        "Error: Cannot create nosuch/glyph.db: its folder nosuch does not exist; nothing was changed\n",
+    )
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(["bad.csv", "good.csv", "good_extra.csv"])
+
+
+# glyph-sample refuses what it cannot do -----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "options, message",
+    [
+        (
+            ["--changed", "0.6", "--removed", "0.5"],
+            "--changed 0.6 and --removed 0.5 add up to 1.1: a listing either changes price or is removed, so the two "
+            "shares can add up to 1 at most.",
+        ),
+        (
+            ["--after", "{bad}"],
+            "--after {bad} is not a market to continue: Line 2, column price: '-1' is negative; price must be >= 0",
+        ),
+        (
+            ["--after", "{good}"],
+            "--after {good} is not a market to continue: it has no source_url column, which matches a listing from "
+            "one snapshot to the next",
+        ),
+    ],
+)
+def test_glyph_sample_refuses_rates_over_one_and_a_file_it_cannot_continue(tmp_path, files, options, message):
+    out = tmp_path / "next.csv"
+    paths = {"bad": files["bad.csv"], "good": files["good.csv"]}
+    options = [option.format(**paths) for option in options]
+    result = CliRunner().invoke(cli, ["glyph-sample", str(out), *options])
+    assert (result.exit_code, result.stdout, result.stderr.splitlines()[-1]) == (
+        2,
+        "",
+        "Error: " + message.format(**paths),
+    )
+    assert not out.exists()
+
+
+def test_glyph_sample_sums_of_exactly_one_are_fine(tmp_path):
+    out = tmp_path / "next.csv"
+    result = CliRunner().invoke(
+        cli, ["glyph-sample", str(out), "--after", str(SAMPLE), "--changed", "0.5", "--removed", "0.5"]
+    )
+    assert (result.exit_code, result.stdout) == (0, "")
+    assert result.stderr.startswith(f"Wrote {len(open(out).readlines()) - 1} listings to {out}; since {SAMPLE}: ")

@@ -3,11 +3,13 @@
 import functools
 import json
 import sqlite3
+from pathlib import Path
 
 import pytest
 
 from datasette_glyph.engine import lineage
 from datasette_glyph.engine.sqlite import connect
+from datasette_glyph.formats import utc_z
 
 from .support import run_cli
 from .snapshots import insert_snapshot
@@ -26,13 +28,14 @@ def market_path(db_path):
 run = functools.partial(run_cli, catch_exceptions=False)
 
 
+REPO = Path(__file__).resolve().parents[1]
 SHORT = "give the whole id or at least 8 of its first characters\n"
 A2_ID = "aaaaaaaa-0000-4000-8000-000000000009"  # shares its first 13 characters with A_ID
 
 
 DIFF_AB_TEXT = f"""\
-A: {A_ID}  a.csv  source market  imported 2025-05-01 10:00:00  6 rows  complete
-B: {B_ID}  b.csv  source market  imported 2025-05-02 10:00:00  6 rows  complete
+A: {A_ID}  a.csv  source market  imported 2025-05-01T10:00:00Z  6 rows  complete
+B: {B_ID}  b.csv  source market  imported 2025-05-02T10:00:00Z  6 rows  complete
 
 By model
 model           rows A  rows B  rows +/-   median A   median B  median +/-  score A  score B  score +/-
@@ -56,8 +59,8 @@ Showing 1-4 of 4 changes.
 """
 
 DIFF_AC_CHANGED_TEXT = f"""\
-A: {A_ID}  a.csv  source market  imported 2025-05-01 10:00:00  6 rows  complete
-B: {C_ID}  c.csv  source broker  imported 2025-05-03 10:00:00  2 rows  complete
+A: {A_ID}  a.csv  source market  imported 2025-05-01T10:00:00Z  6 rows  complete
+B: {C_ID}  c.csv  source broker  imported 2025-05-03T10:00:00Z  2 rows  complete
 A and B come from different sources.
 
 By model
@@ -78,8 +81,8 @@ Showing 1-1 of 2 changed listings; for more use --offset 1 or --limit 0.
 """
 
 DIFF_CC_TEXT = f"""\
-A: {C_ID}  c.csv  source broker  imported 2025-05-03 10:00:00  2 rows  complete
-B: {C_ID}  c.csv  source broker  imported 2025-05-03 10:00:00  2 rows  complete
+A: {C_ID}  c.csv  source broker  imported 2025-05-03T10:00:00Z  2 rows  complete
+B: {C_ID}  c.csv  source broker  imported 2025-05-03T10:00:00Z  2 rows  complete
 Note: A and B are the same import.
 
 By model
@@ -193,16 +196,16 @@ def test_glyph_rollback(market_path, monkeypatch, options, user, actor):
         return user
 
     monkeypatch.setattr("getpass.getuser", getuser)
-    result = run("glyph-rollback", market_path, B_ID, *options)
+    result = run("glyph-rollback", market_path, B_ID, *options, "--yes")
     record = batch_record(market_path, B_ID)
     by = f" by {actor}" if actor else ""
     assert (result.exit_code, result.stdout, result.stderr) == (
         0,
         (
-            f"Import {B_ID}  b.csv  source market  imported 2025-05-02 10:00:00  6 rows  complete\n"
-            "Rolling it back removes 6 scored_listings, 0 listings, 0 quantized_listings and 1 models rows\n"
-            f"Rolled back {B_ID}: removed 6 scored_listings, 0 listings, 0 quantized_listings and 1 models rows\n"
-            f"Its import_batches record stays, marked rolled_back at {record['rolled_back_at']}{by}\n"
+            f"Import {B_ID}  b.csv  source market  imported 2025-05-02T10:00:00Z  6 rows  complete\n"
+            "Rolling it back removes 6 scored_listings, 0 listings, 0 quantized_listings and 1 models row\n"
+            f"Rolled back {B_ID}: removed 6 scored_listings, 0 listings, 0 quantized_listings and 1 models row\n"
+            f"Its import_batches record stays, marked rolled_back at {utc_z(record['rolled_back_at'])}{by}\n"
         ),
         "",
     )
@@ -210,15 +213,15 @@ def test_glyph_rollback(market_path, monkeypatch, options, user, actor):
 
 
 def test_glyph_rollback_refuses_a_second_time_and_unknown_ids(market_path):
-    run("glyph-rollback", market_path, B_ID, "--actor", "alice")
+    run("glyph-rollback", market_path, B_ID, "--actor", "alice", "--yes")
     before = database_checksum(market_path)
     at = batch_record(market_path, B_ID)["rolled_back_at"]
-    again = run("glyph-rollback", market_path, B_ID, "--actor", "carol")
+    again = run("glyph-rollback", market_path, B_ID, "--actor", "carol", "--yes")
     unknown = run("glyph-rollback", market_path, "nope")
     assert (again.exit_code, again.stdout, again.stderr) == (
         1,
         "",
-        f"Error: Import {B_ID} was already rolled back at {at} by alice in {market_path}; nothing was changed\n",
+        f"Error: Import {B_ID} was already rolled back at {utc_z(at)} by alice in {market_path}; nothing was changed\n",
     )
     assert (unknown.exit_code, unknown.stderr) == (
         1,
@@ -239,10 +242,10 @@ def test_glyph_rollback_that_fails_part_way_changes_nothing(market_path):
         """)
     conn.close()
     before = database_checksum(market_path)
-    result = run("glyph-rollback", market_path, A_ID, "--actor", "alice")
+    result = run("glyph-rollback", market_path, A_ID, "--actor", "alice", "--yes")
     assert (result.exit_code, result.stdout, result.stderr) == (
         1,
-        f"Import {A_ID}  a.csv  source market  imported 2025-05-01 10:00:00  6 rows  complete\n"
+        f"Import {A_ID}  a.csv  source market  imported 2025-05-01T10:00:00Z  6 rows  complete\n"
         "Rolling it back removes 6 scored_listings, 0 listings, 0 quantized_listings and 0 models rows\n",
         f"Error: Rollback of {A_ID} in {market_path} failed: disk on fire; nothing was changed\n",
     )
@@ -293,6 +296,7 @@ def test_glyph_imports_json(market_path):
     [expected] = lineage.list_imports(conn, source="broker")
     conn.close()
     expected["imported_at"] = "2025-05-03T10:00:00Z"  # ISO 8601 UTC with Z, as every JSON answer gives it
+    expected.update(file_kept=False, file_bytes=None, file_stored_bytes=None, reimport_of=None)  # as the API has it
     assert (result.exit_code, json.loads(result.stdout)) == (0, {"ok": True, "imports": [expected], "total": 1})
 
 
@@ -305,8 +309,8 @@ def test_glyph_imports_of_a_missing_file(tmp_path):
 # glyph-rollback: --dry-run, --yes and the question on a terminal -----------------------------------------------------
 
 B_PLAN = (
-    f"Import {B_ID}  b.csv  source market  imported 2025-05-02 10:00:00  6 rows  complete\n"
-    "Rolling it back {verb} 6 scored_listings, 0 listings, 0 quantized_listings and 1 models rows\n"
+    f"Import {B_ID}  b.csv  source market  imported 2025-05-02T10:00:00Z  6 rows  complete\n"
+    "Rolling it back {verb} 6 scored_listings, 0 listings, 0 quantized_listings and 1 models row\n"
 )
 
 
@@ -341,7 +345,7 @@ def on_a_terminal(argv, answer):
     return process.returncode, output
 
 
-ROLLED_BACK_B = f"Rolled back {B_ID}: removed 6 scored_listings, 0 listings, 0 quantized_listings and 1 models rows"
+ROLLED_BACK_B = f"Rolled back {B_ID}: removed 6 scored_listings, 0 listings, 0 quantized_listings and 1 models row"
 
 
 @pytest.mark.parametrize(
@@ -364,5 +368,122 @@ def test_glyph_rollback_yes_does_not_ask_on_a_terminal(market_path):
     code, output = on_a_terminal(["glyph-rollback", market_path, B_ID, "--yes"], "")
     assert (code, output.splitlines()[2]) == (
         0,
-        f"Rolled back {B_ID}: removed 6 scored_listings, 0 listings, 0 quantized_listings and 1 models rows",
+        f"Rolled back {B_ID}: removed 6 scored_listings, 0 listings, 0 quantized_listings and 1 models row",
+    )
+
+
+# The command line and the API give the same answers -------------------------------------------------------------
+
+
+@pytest.fixture
+def quick_start(tmp_path):
+    """The quick start's database: the two sample snapshots imported from the command line (kept files and all),
+    the newest re-imported; and a pair of sample days with more listing changes than one page of a diff holds."""
+    path = tmp_path / "glyph.db"
+    assert run("glyph-migrate", str(path)).exit_code == 0
+    days = tmp_path / "day.csv"
+    assert run("glyph-sample", str(days), "--rows", "1000", "--snapshots", "2").exit_code == 0
+    for files in (["sample/scored_sample.csv", "sample/scored_sample_next.csv"], ["day-1.csv", "day-2.csv"]):
+        folder = REPO if files[0].startswith("sample/") else tmp_path
+        imported = run("glyph-import", str(path), *[str(folder / f) for f in files], "--source", "market")
+        assert imported.exit_code == 0, imported.output
+    newest = run("glyph-imports", str(path), "-q", "--limit", "1").stdout.strip()
+    assert run("glyph-rollback", str(path), newest, "--yes").exit_code == 0
+    reimported = run("glyph-reimport", str(path), newest)
+    assert reimported.exit_code == 0, reimported.output
+    return path
+
+
+def test_glyph_imports_json_has_every_field_of_get_api_imports(quick_start, tmp_path):
+    from .server import running_server
+
+    listed = json.loads(run("glyph-imports", str(quick_start), "--json").stdout)
+    with running_server(quick_start, log_dir=tmp_path) as server:
+        answered = server.get("/api/imports").json()
+    answered.pop("next")
+    assert listed == answered
+    assert [(b["file_kept"], b["reimport_of"] is not None) for b in listed["imports"]][:2] == [
+        (True, True),
+        (True, False),
+    ]
+
+
+def test_glyph_reimport_records_no_actor(quick_start):
+    conn = sqlite3.connect(quick_start)
+    actors = conn.execute("SELECT status, actor FROM import_batches ORDER BY id").fetchall()
+    conn.close()
+    assert actors == [("complete", None)] * 3 + [("rolled_back", None), ("complete", None)]
+
+
+def test_glyph_diff_json_is_the_apis_first_page_with_no_options(quick_start, tmp_path):
+    from .server import running_server
+
+    a, b = run("glyph-imports", str(quick_start), "-q", "--limit", "3").stdout.split()[1:][::-1]
+    printed = json.loads(run("glyph-diff", str(quick_start), a, b, "--json").stdout)
+    with running_server(quick_start, log_dir=tmp_path) as server:
+        answered = server.get(f"/api/imports/{a}/diff/{b}").json()
+    assert answered["next"] == f"{server.url}{printed['next']}"
+    assert (printed["limit"], len(printed["changes"]), printed["total"] > printed["limit"]) == (
+        lineage.DIFF_PAGE_SIZE,
+        100,
+        True,
+    )
+    assert dict(printed, next=None) == dict(answered, next=None)
+
+
+def test_glyph_rollback_from_a_script_needs_yes(market_path):
+    """Standard input not a terminal (a script, a pipe): without --yes nothing is rolled back, and the exit status
+    says so."""
+    import subprocess
+    import sys
+
+    before = database_checksum(market_path)
+    result = subprocess.run(
+        [sys.executable, "-m", "datasette", "glyph-rollback", market_path, B_ID],
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        text=True,
+    )
+    assert (result.returncode, result.stdout, result.stderr) == (
+        1,
+        B_PLAN.format(verb="removes"),
+        "Error: glyph-rollback asks before removing rows, and standard input is not a terminal: add --yes to roll "
+        "back without asking; nothing was changed\n",
+    )
+    assert (database_checksum(market_path), batch_record(market_path, B_ID)["status"]) == (before, "complete")
+
+
+ISO_Z = r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(?:\.\d{1,6})?Z"
+
+
+def test_every_time_the_commands_print_is_iso_8601_utc_with_z_and_counts_agree_with_their_nouns(tmp_path):
+    """One form of time in every command's output (the form litestream restore -timestamp and the JSON take),
+    and "1 row" / "2 rows"."""
+    import re
+
+    path, one = str(tmp_path / "glyph.db"), tmp_path / "one.csv"
+    one.write_text(
+        "canonical_model,vram_gb,mig_support,nvlink,tdp_watts,price,score,source_url\n"
+        "RTX_4090,24,0,False,450,1650,0.7,https://market.example/1\n",
+        encoding="utf-8",
+    )
+    outputs = [run("glyph-migrate", path).output, run("glyph-import", path, str(one), str(one)).output]
+    second, first = run("glyph-imports", path, "-q").stdout.split()
+    outputs += [
+        run("glyph-imports", path).output,
+        run("glyph-diff", path, first, second).output,
+        run("glyph-rollback", path, second, "--yes").output,
+        run("glyph-rollback", path, second, "--yes").output,
+        run("glyph-migrate", path, "--status").output,
+    ]
+    text = "\n".join(outputs)
+    times = re.findall(r"\d{4}-\d\d-\d\d[T ]\d\d:\d\d[^\s,;]*", text)
+    assert (len(times), [t for t in times if not re.fullmatch(ISO_Z, t)]) == (16, [])
+    assert re.findall(r"\b1 (?:rows|errors|imports|steps|files|migrations)\b|\(s\)", text) == []
+    rolled_back = outputs[4].splitlines()
+    assert (
+        re.sub(ISO_Z, "TIME", rolled_back[0]) == f"Import {second}  one.csv  source -  imported TIME  1 row  complete"
+    )
+    assert rolled_back[1] == (
+        "Rolling it back removes 1 scored_listings, 0 listings, 0 quantized_listings and 0 models rows"
     )

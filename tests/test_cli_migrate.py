@@ -10,6 +10,7 @@ import pytest
 
 from datasette_glyph.engine import migrator
 from datasette_glyph.engine.sqlite import connect
+from datasette_glyph.formats import utc_z
 
 from .support import run_cli
 from .locks import lock_held_elsewhere, wait_until_waiting_for_a_lock
@@ -55,7 +56,7 @@ def status_lines(rows):
     """The listing part of --status: (label, state, applied_at) per migration, each with its description."""
     lines = []
     for label, state, applied_at in rows:
-        lines.append(f"  {label:<{WIDTH}}  {state:<7}  {applied_at}".rstrip())
+        lines.append(f"  {label:<{WIDTH}}  {state:<7}  {utc_z(applied_at)}".rstrip())  # the CLI's one time form
         lines.append(f"      {DESCRIPTIONS[label[:4]]}")
     return "\n".join(lines) + "\n"
 
@@ -177,11 +178,11 @@ def test_status_shows_drift_and_unknown_migrations(path):
         0,
         f"{path}: at 9999, up to date\n\n"
         + status_lines([("0001_inherited_schema", "applied", APPLIED_AT)])
-        + f"  {'0002_import_lineage':<{WIDTH}}  changed  {APPLIED_AT}\n"
+        + f"  {'0002_import_lineage':<{WIDTH}}  changed  {utc_z(APPLIED_AT)}\n"
         f"      {DESCRIPTIONS['0002']}\n"
         "      ! the up script has changed since it was applied (checksum drift)\n"
         + status_lines([(label, "applied", APPLIED_AT) for label in LABELS[2:]])
-        + f"  {'9999':<{WIDTH}}  unknown  2030-01-01T00:00:00+00:00\n"
+        + f"  {'9999':<{WIDTH}}  unknown  2030-01-01T00:00:00Z\n"
         "      applied to this database, but not one of this version's migrations\n",
     )
 

@@ -329,7 +329,7 @@ def test_an_interrupted_glyph_deltas_keeps_what_it_finished_and_goes_on(before_d
     assert status == 1
     assert out.splitlines() == [f"Kept the deltas of {b} (after {a})" for a, b in pairs[:3]]
     assert err == (
-        f"Error: {path}: disk said no; the deltas of 3 import(s) were kept before it, the others were not changed "
+        f"Error: {path}: disk said no; the deltas of 3 imports were kept before it, the others were not changed "
         "(run the command again to go on)\n"
     )
     assert sorted(kept_pairs(conn)) == sorted(pairs[:3])

@@ -124,3 +124,21 @@ def test_every_relative_link_leads_somewhere(page):
 )
 def test_anchors_are_githubs(heading, anchor):
     assert anchors(heading) == {anchor}
+
+
+def test_every_install_instruction_installs_from_the_clone():
+    """datasette-glyph is not on a package index: an install names the clone (``.``), never the package by name."""
+    by_name = [
+        f"{page.relative_to(REPO)}: {command}"
+        for page in PAGES + [REPO / "tests" / "test_replicate.py", REPO / "benchmarks" / "bench_replicate.py"]
+        if page.name != "CHANGELOG.md"
+        for command in re.findall(r"pip install [^\n`]*", page.read_text(encoding="utf-8"))
+        if "datasette-glyph" in command
+    ]
+    installs = [
+        command
+        for page in PAGES
+        for command in re.findall(r"pip install [^\n`]*", page.read_text(encoding="utf-8"))
+        if "replicate" in command
+    ]
+    assert (by_name, sorted(set(installs))) == ([], ["pip install '.[replicate]'"])

@@ -341,7 +341,13 @@ BAD_INPUTS = [
         "missing-columns",
         data("Canonical_Model,vram_gb,mig_support,nvlink,tdp_watts,price", "A10,24,0,False,150,1"),
         [
-            error(1, "canonical_model", None, "Line 1: required column canonical_model is missing from the header"),
+            error(
+                1,
+                "canonical_model",
+                None,
+                "Line 1: required column canonical_model is missing from the header; did you mean canonical_model "
+                "(the header has Canonical_Model)?",
+            ),
             error(1, "score", None, "Line 1: required column score is missing from the header"),
         ],
     ),
@@ -1147,6 +1153,7 @@ def test_a_json_body_changed_after_it_was_received_is_refused(conn, tmp_path):
 def test_the_column_checks_hold_at_their_edges(conn):
     """Whole columns are checked at once (lengths for integers, a sum for reals); values at the edges still get the
     answer each would get alone."""
+
     def row(vram, price, score):
         return f"A10,{vram},0,False,150,{price},{score}"
 
@@ -1164,7 +1171,11 @@ def test_the_column_checks_hold_at_their_edges(conn):
     with pytest.raises(ImportFailed) as failure:
         import_csv(conn, io.BytesIO(data(HEADER, *good, row("9223372036854775808", "1", "nan"))))
     assert failure.value.errors == [
-        error(5, "vram_gb", "9223372036854775808",
-              "Line 5, column vram_gb: '9223372036854775808' is too large for an integer column"),
+        error(
+            5,
+            "vram_gb",
+            "9223372036854775808",
+            "Line 5, column vram_gb: '9223372036854775808' is too large for an integer column",
+        ),
         error(5, "score", "nan", "Line 5, column score: 'nan' is not a finite number"),
     ]

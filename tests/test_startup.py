@@ -12,10 +12,16 @@ from datasette_glyph.engine import migrator
 from datasette_glyph.engine.sqlite import connect
 
 from .conftest import build_legacy_database
+from .server import running_server
 
 NEWEST = migrator.load_migrations()[-1].id
 APPLIED = [f"datasette-glyph: applied {m.label} (up) to glyph" for m in migrator.load_migrations()]
-NOT_OURS = "datasette-glyph: glyph is not a glyph database; adopt it with datasette glyph-migrate"
+NOT_OURS = {
+    "legacy": "datasette-glyph: glyph ({path}) was made by the old store; startup does not adopt it: adopt it with "
+    "datasette glyph-migrate {path}",
+    "someone else's": "datasette-glyph: glyph ({path}) is not a glyph database: it holds the tables notes, not "
+    "glyph's nor the old store's, so neither startup nor glyph-migrate migrates it. " + migrator.NOT_GLYPH_ADVICE,
+}
 
 
 def make(path, setup):
@@ -59,8 +65,8 @@ def version_of(path):
         ("created", {"migrate": True}, NEWEST, APPLIED, False),
         ("at 0001", {"migrate": True}, NEWEST, APPLIED[1:], False),
         ("newest", {"migrate": True}, NEWEST, [], True),
-        ("legacy", {"migrate": True}, "0001", [NOT_OURS], True),
-        ("someone else's", {"migrate": True}, None, [NOT_OURS], True),
+        ("legacy", {"migrate": True}, "0001", [NOT_OURS["legacy"]], True),
+        ("someone else's", {"migrate": True}, None, [NOT_OURS["someone else's"]], True),
         ("created", {"migrate": False}, None, [], True),
         ("created", {}, None, [], True),
         ("at 0001", {}, "0001", [], True),
@@ -74,6 +80,7 @@ async def test_startup_migrates_only_a_database_it_owns(
     before = contents(path)
     ds = Datasette([path], plugin_config={"datasette-glyph": config})
     await ds.invoke_startup()
+    expected_stderr = [line.format(path=path) for line in expected_stderr]
     assert (version_of(path), capsys.readouterr().err.splitlines()) == (expected_version, expected_stderr)
     assert (contents(path) == before) is untouched
 
@@ -177,3 +184,42 @@ async def test_an_unwritable_database_refuses_imports_as_a_read_only_server(unwr
         503,
         True,
     )
+
+
+def test_a_database_that_is_not_glyphs_gets_one_story_from_startup_the_api_and_glyph_migrate(tmp_path):
+    """Startup, the API's 503 and glyph-migrate say the same of a file with other tables: what it is, that
+    glyph-migrate will not adopt it, and what to do instead; none of them changes it."""
+    path = tmp_path / "notes.db"
+    make(path, "someone else's")
+    before = contents(path)
+    held = "it holds the tables notes, not glyph's nor the old store's"
+    with running_server(path, plugin_config={"migrate": True}, log_dir=tmp_path) as server:
+        answer = server.get("/api/imports")
+        log = server.log()
+    migrated = subprocess.run(
+        [sys.executable, "-m", "datasette", "glyph-migrate", str(path)], capture_output=True, text=True
+    )
+    assert (
+        f"datasette-glyph: notes ({path}) is not a glyph database: {held}, so neither startup nor glyph-migrate "
+        f"migrates it. {migrator.NOT_GLYPH_ADVICE}\n"
+    ) in log
+    assert (answer.status, answer.json()) == (
+        503,
+        {
+            "ok": False,
+            "errors": [{"message": f"The database notes is not a glyph database: {held}. {migrator.NOT_GLYPH_ADVICE}"}],
+            "more": 0,
+            "schema_version": None,
+            "needed_version": NEWEST,
+            "command": None,
+        },
+    )
+    assert (migrated.returncode, migrated.stdout, migrated.stderr) == (
+        1,
+        "",
+        "Error: This is not a database of the old store, nor one datasette-glyph manages: expected the tables "
+        "import_batches, listings, models, quantized_listings, schema_version, scored_listings; missing "
+        "import_batches, listings, models, quantized_listings, schema_version, scored_listings; found notes. "
+        f"Nothing was changed. {migrator.NOT_GLYPH_ADVICE}.\n",
+    )
+    assert "glyph-migrate glyph.db" in migrator.NOT_GLYPH_ADVICE and contents(path) == before

@@ -321,6 +321,13 @@ def kept_files(conn: sqlite3.Connection, import_ids: List[str]) -> Dict[str, dic
     return found
 
 
+def with_kept_files(conn: sqlite3.Connection, batches: List[dict]) -> List[dict]:
+    """The batch records with ``kept_files``' fields added: what ``GET /api/imports`` and ``glyph-imports --json``
+    give for each import."""
+    kept = kept_files(conn, [b["import_id"] for b in batches])
+    return [{**b, **kept[b["import_id"]]} for b in batches]
+
+
 def download_name(row: dict) -> str:
     """The file name a download is offered under: the batch's file name, else ``<import_id>.csv`` / ``.json``."""
     name = (row.get("filename") or "").replace("\\", "/").rsplit("/", 1)[-1]

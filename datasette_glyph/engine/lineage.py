@@ -217,6 +217,8 @@ class AlreadyRolledBack(LineageError):
 
 # Listing changes in the order a diff lists them.
 CHANGE_KINDS = deltas.CHANGE_KINDS
+# Listing changes on one page of a diff when no limit is given: the API, the diff page and glyph-diff alike.
+DIFF_PAGE_SIZE = 100
 
 # The rows of A and B that have a source_url, grouped by source_url; within a group A's rows come before B's,
 # each in file order. One sort, then one pass in Python matches them; when a file repeats a source_url, the

@@ -234,6 +234,23 @@ REQUIRED_COLUMNS = {
 }
 
 
+# What to do with a database that glyph-migrate will not adopt: the server, startup and glyph-migrate all say it.
+NOT_GLYPH_ADVICE = (
+    "Datasette serves it as it is; the plugin's pages and API need a glyph database: make one in a new file "
+    "(datasette glyph-migrate glyph.db), serve it beside this one and name it in the plugin's database setting"
+)
+
+
+def not_glyph(conn: sqlite3.Connection) -> Optional[str]:
+    """For a database that has tables but is neither managed by glyph nor the old store's, what it holds (which
+    glyph-migrate refuses to adopt); None for any other database (empty, managed, the old store's)."""
+    tables = sorted(t for t in _table_names(conn) if not t.startswith("sqlite_"))
+    if not tables or "glyph_migrations" in tables or INHERITED_TABLES <= set(tables):
+        return None
+    shown = ", ".join(tables[:5]) + (f" and {len(tables) - 5} more" if len(tables) > 5 else "")
+    return f"it holds the tables {shown}, not glyph's nor the old store's"
+
+
 def check_adoptable(conn: sqlite3.Connection) -> str:
     """Check that an unmanaged database is the old store's and is whole; say what was found.
 
@@ -245,7 +262,7 @@ def check_adoptable(conn: sqlite3.Connection) -> str:
         raise MigrationError(
             "This is not a database of the old store, nor one datasette-glyph manages: expected the tables "
             f"{', '.join(sorted(INHERITED_TABLES))}; missing {', '.join(missing)}; "
-            f"found {', '.join(tables) or 'no tables'}. Nothing was changed."
+            f"found {', '.join(tables) or 'no tables'}. Nothing was changed. {NOT_GLYPH_ADVICE}."
         )
     for table, needed in REQUIRED_COLUMNS.items():
         present = schema.columns(conn, table)

@@ -23,12 +23,14 @@ import csv
 import io
 import random
 import re
+import tempfile
 from dataclasses import dataclass, field
 from datetime import date, timedelta
 from pathlib import Path
 from typing import IO, Dict, Iterable, Iterator, List, Optional, Tuple, Union
 
-from . import columns
+from . import columns, importer, migrator
+from .sqlite import connect
 
 COLUMNS = list(columns.COLUMNS)  # every column, in the order of the specification
 
@@ -264,6 +266,29 @@ def iter_csv(path: Union[str, Path]) -> Iterator[dict]:
     with open(path, newline="", encoding="utf-8-sig") as f:
         for row in csv.DictReader(f):
             yield {k: (v if v != "" else None) for k, v in row.items()}
+
+
+def why_not_continued(path: Union[str, Path]) -> Optional[str]:
+    """Why the CSV file at ``path`` cannot be the market a next snapshot follows: the first error an import of it
+    gives, or a missing ``source_url`` column; None when it can. The file is imported into a scratch database in a
+    private temporary folder, which is then removed."""
+    with tempfile.TemporaryDirectory(prefix="glyph-sample-") as folder:
+        conn = connect(Path(folder) / "check.db", wal=False)
+        try:
+            migrator.migrate(conn)
+            importer.import_csv(conn, path, max_errors=1)
+        except importer.ImportFailed as e:
+            return e.errors[0]["message"]
+        finally:
+            conn.close()
+    if not _has_column(path, "source_url"):
+        return "it has no source_url column, which matches a listing from one snapshot to the next"
+    return None
+
+
+def _has_column(path: Union[str, Path], name: str) -> bool:
+    with open(path, newline="", encoding="utf-8-sig") as f:
+        return name in next(csv.reader(f), [])
 
 
 def read_csv(path: Union[str, Path]) -> List[dict]:

@@ -4,6 +4,7 @@ reading process (``reading.py``) run the same checks."""
 
 from __future__ import annotations
 
+import re
 from typing import Dict, List, Optional, Sequence, Tuple
 
 from .columns import COLUMNS, CSV_HEADER_EXAMPLE, REQUIRED_COLUMNS
@@ -16,6 +17,27 @@ def start_lines(rows: List[List[str]], first_line: int) -> List[int]:
         starts.append(line)
         line += 1 + sum(field.count("\n") for field in row)
     return starts
+
+
+# Delimiters other than the comma that spreadsheets save "CSV" files with (Excel uses ';' where a comma is the
+# decimal separator).
+OTHER_DELIMITERS = (";", "\t")
+
+
+def other_delimiter(header: List[str], missing: List[str]) -> Optional[str]:
+    """The delimiter (``;`` or a tab) that separates the header's names, when splitting the header on it finds
+    required columns that are missing; else None."""
+    for delimiter in OTHER_DELIMITERS:
+        if any(delimiter in field for field in header):
+            names = {part.strip() for field in header for part in field.split(delimiter)}
+            if names.intersection(missing):
+                return delimiter
+    return None
+
+
+def spelling(name: str) -> str:
+    """A column name without case, spaces, hyphens and underscores: ``Canonical Model`` -> ``canonicalmodel``."""
+    return re.sub(r"[\s_-]+", "", name).lower()
 
 
 class RecordChecks:
@@ -68,10 +90,24 @@ class RecordChecks:
                 self.used.append((position, COLUMNS[name]))
             else:
                 self.ignored.append(name)
-        for name in REQUIRED_COLUMNS:
-            if name not in seen:
-                where = "from the header" if self.record_label is None else "from every record"
-                errors.append(located_error(line, name, None, f"{loc}: required column {name} is missing {where}"))
+        missing = [name for name in REQUIRED_COLUMNS if name not in seen]
+        delimiter = other_delimiter(header, missing) if self.record_label is None else None
+        if delimiter:
+            # One field holding every name: a file saved with another delimiter. One error says it all.
+            shown = "tabs" if delimiter == "\t" else f"'{delimiter}'"
+            return [
+                located_error(
+                    line, None, None, f"{loc}: the header uses {shown} between names; save the file with commas"
+                )
+            ]
+        near = {spelling(name): name for name in seen if name not in COLUMNS}
+        for name in missing:
+            where = "from the header" if self.record_label is None else "from every record"
+            message = f"{loc}: required column {name} is missing {where}"
+            if spelling(name) in near:
+                has = "the header has" if self.record_label is None else "the records have"
+                message += f"; did you mean {name} ({has} {near[spelling(name)]})?"
+            errors.append(located_error(line, name, None, message))
         return errors
 
     def take(self, errors: List[dict], more: int) -> None:

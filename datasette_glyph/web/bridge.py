@@ -85,6 +85,11 @@ def require_schema(conn: sqlite3.Connection, db) -> None:
             f"The database {db.name} is at schema version {found}, newer than the {needed} this datasette-glyph "
             f"needs: upgrade datasette-glyph, or take the database back with {command} --to {needed}"
         )
+    elif found is None and migrator.not_glyph(conn):
+        # No migration would help: glyph-migrate refuses a database that holds other tables.
+        held = migrator.not_glyph(conn)
+        message = f"The database {db.name} is not a glyph database: {held}. {migrator.NOT_GLYPH_ADVICE}"
+        raise Unavailable(message, schema_version=None, needed_version=needed, command=None)
     else:
         message = (
             f"The database {db.name} is at schema version {migrator.describe_version(found)}; this datasette-glyph "

@@ -14,7 +14,7 @@ from .http import diff_url, error, errors_response, method_not_allowed, url_id, 
 from .permissions import cannot_view, ensure_can_view
 from .settings import glyph_database
 
-DIFF_PAGE_SIZE = 100
+DIFF_PAGE_SIZE = lineage.DIFF_PAGE_SIZE
 
 
 MAX_DIFF_PAGE_SIZE = 1000

@@ -356,7 +356,7 @@ async def imports_view(request, datasette):
 
     def read(conn):
         imports = lineage.list_imports(conn, limit=limit, offset=offset)
-        return _with_file(conn, imports), lineage.count_imports(conn)
+        return files.with_kept_files(conn, imports), lineage.count_imports(conn)
 
     imports, total = await db.execute_fn(read)
     next_url = None
@@ -380,18 +380,12 @@ async def import_detail_view(request, datasette):
 
     def read(conn):
         batch = lineage.get_import(conn, import_id)
-        return _with_file(conn, [batch])[0] if batch is not None else None
+        return files.with_kept_files(conn, [batch])[0] if batch is not None else None
 
     batch = await db.execute_fn(read)
     if batch is None:
         return errors_response(404, [f"No import with import_id {import_id!r}"])
     return ok_response(batch)
-
-
-def _with_file(conn, batches: list) -> list:
-    """The batches with whether their original file is kept (``file_kept``), its size and ``reimport_of``."""
-    kept = files.kept_files(conn, [b["import_id"] for b in batches])
-    return [{**b, **kept[b["import_id"]]} for b in batches]
 
 
 async def rollback_view(request, datasette):
@@ -488,8 +482,7 @@ async def imports_page(datasette, request):
 
     def read(conn):
         batches = lineage.list_imports(conn, limit=IMPORTS_PER_PAGE, offset=offset)
-        kept = files.kept_files(conn, [b["import_id"] for b in batches])
-        return lineage.count_imports(conn), [{**b, **kept[b["import_id"]]} for b in batches]
+        return lineage.count_imports(conn), files.with_kept_files(conn, batches)
 
     total, batches = await db.execute_fn(read)
     pages = max(1, math.ceil(total / IMPORTS_PER_PAGE))

@@ -78,10 +78,21 @@ async def startup(datasette) -> None:
         return
     try:
         steps = await run_write(db, migrator.migrate_if_managed)
+        held = await db.execute_fn(migrator.not_glyph) if steps is None else None
     except migrator.MigrationError as e:
         raise GlyphStartupError(f"datasette-glyph could not migrate {db.name}: {e}") from None
     if steps is None:
-        message = f"datasette-glyph: {db.name} is not a glyph database; adopt it with datasette glyph-migrate"
+        where = db.path or db.name
+        if held:
+            message = (
+                f"datasette-glyph: {db.name} ({where}) is not a glyph database: {held}, so neither startup nor "
+                f"glyph-migrate migrates it. {migrator.NOT_GLYPH_ADVICE}"
+            )
+        else:
+            message = (
+                f"datasette-glyph: {db.name} ({where}) was made by the old store; startup does not adopt it: "
+                f"adopt it with datasette glyph-migrate {where}"
+            )
         print(message, file=sys.stderr)
     for step in steps or []:
         print(f"datasette-glyph: applied {step.migration.label} ({step.direction}) to {db.name}", file=sys.stderr)
