@@ -1,7 +1,7 @@
 """Kept originals: every import keeps the bytes it read; download, re-import, verify, prune, sweep, crash safety."""
 
+import contextlib
 import datetime
-import gzip
 import hashlib
 import json
 import os
@@ -10,6 +10,7 @@ import sqlite3
 import stat
 import subprocess
 import time
+import zlib
 from pathlib import Path
 
 import pytest
@@ -70,7 +71,52 @@ async def upload(ds, content=CSV, filename="prices.csv", fields=None, cookies=No
 
 
 def store_of(db_path) -> Path:
-    return Path(str(db_path) + "-files")
+    return Path(str(db_path) + "-files.db")
+
+
+def kept_shas(db_path) -> list:
+    """The SHA-256 of every file kept in the store's files database (None for one still being written)."""
+    if not store_of(db_path).exists():
+        return []
+    with contextlib.closing(sqlite3.connect(store_of(db_path))) as files_conn:
+        return [r[0] for r in files_conn.execute("SELECT sha256 FROM kept_files ORDER BY sha256")]
+
+
+def kept_bytes(db_path, sha) -> bytes:
+    with contextlib.closing(sqlite3.connect(store_of(db_path))) as files_conn:
+        return b"".join(
+            zlib.decompress(r[0])
+            for r in files_conn.execute(
+                "SELECT data FROM kept_chunks WHERE file_id = (SELECT id FROM kept_files WHERE sha256 = ?) "
+                "ORDER BY seq",
+                [sha],
+            )
+        )
+
+
+def replace_kept(db_path, sha, content: bytes) -> None:
+    """Put other bytes in place of a kept file's, compressed as the store compresses them (only the SHA-256
+    can tell)."""
+    with contextlib.closing(sqlite3.connect(store_of(db_path))) as files_conn, files_conn:
+        file_id = files_conn.execute("SELECT id FROM kept_files WHERE sha256 = ?", [sha]).fetchone()[0]
+        files_conn.execute("DELETE FROM kept_chunks WHERE file_id = ?", [file_id])
+        files_conn.execute("INSERT INTO kept_chunks VALUES (?, 0, ?)", [file_id, zlib.compress(content)])
+
+
+def drop_kept(db_path, sha) -> None:
+    with contextlib.closing(sqlite3.connect(store_of(db_path))) as files_conn, files_conn:
+        file_id = files_conn.execute("SELECT id FROM kept_files WHERE sha256 = ?", [sha]).fetchone()[0]
+        files_conn.execute("DELETE FROM kept_chunks WHERE file_id = ?", [file_id])
+        files_conn.execute("DELETE FROM kept_files WHERE id = ?", [file_id])
+
+
+def stored_size(db_path, sha) -> int:
+    with contextlib.closing(sqlite3.connect(store_of(db_path))) as files_conn:
+        return files_conn.execute("SELECT stored_bytes FROM kept_files WHERE sha256 = ?", [sha]).fetchone()[0]
+
+
+def the_store(conn, db_path):
+    return files.open_store(conn, db_path)
 
 
 def listing_rows(conn, import_id):
@@ -89,7 +135,7 @@ def keep(conn, db_path, content=CSV, **options):
     """Import ``content`` keeping its original, as the command line and the server do."""
     import io
 
-    original = files.Original(files.files_dir(db_path), files.CSV_TYPE)
+    original = files.Original(files.open_store(conn, db_path), files.CSV_TYPE)
     return importer.import_csv(conn, io.BytesIO(content), original=original, **options)
 
 
