@@ -144,19 +144,16 @@ def keep(conn, db_path, content=CSV, **options):
 
 def test_an_import_keeps_its_bytes_compressed_under_their_sha256(conn, db_path):
     result = keep(conn, db_path, filename="prices.csv")
-    store = store_of(db_path)
-    kept = store / f"{CSV_SHA}.gz"
-    assert sorted(os.listdir(store)) == [kept.name]
-    assert gzip.decompress(kept.read_bytes()) == CSV
-    assert (stat.S_IMODE(os.stat(store).st_mode), stat.S_IMODE(os.stat(kept).st_mode)) == (0o700, 0o600)
+    assert (kept_shas(db_path), kept_bytes(db_path, CSV_SHA)) == ([CSV_SHA], CSV)
+    assert stat.S_IMODE(os.stat(store_of(db_path)).st_mode) == 0o600
     assert file_records(conn) == [(result.import_id, CSV_SHA, len(CSV), "text/csv", 0, None, None)]
-    assert conn.execute("SELECT stored_bytes FROM import_files").fetchone()[0] == kept.stat().st_size
+    assert conn.execute("SELECT stored_bytes FROM import_files").fetchone()[0] == stored_size(db_path, CSV_SHA)
 
 
 def test_the_same_bytes_imported_twice_are_one_file(conn, db_path):
     first = keep(conn, db_path)
     second = keep(conn, db_path)
-    assert os.listdir(store_of(db_path)) == [f"{CSV_SHA}.gz"]
+    assert kept_shas(db_path) == [CSV_SHA]
     assert [r[:2] for r in file_records(conn)] == [(first.import_id, CSV_SHA), (second.import_id, CSV_SHA)]
 
 
@@ -171,19 +168,16 @@ def test_the_same_bytes_imported_twice_are_one_file(conn, db_path):
 def test_a_refused_import_keeps_nothing(conn, db_path, content):
     with pytest.raises(errors.ImportFailed):
         keep(conn, db_path, content=content)
-    assert (os.listdir(store_of(db_path)), file_records(conn)) == ([], [])
+    assert (kept_shas(db_path), file_records(conn)) == ([], [])
 
 
 def test_the_store_must_be_private(tmp_path, conn, db_path):
     store = store_of(db_path)
-    other = tmp_path / "elsewhere"
-    other.mkdir()
-    store.symlink_to(other)
+    store.symlink_to(tmp_path / "elsewhere.db")
     result = CliRunner().invoke(cli, ["glyph-import", str(db_path), "-"], input=CSV.decode())
     assert (result.exit_code, result.output) == (
         1,
-        f"Error: The kept files folder {store} is a symbolic link; refusing to write uploads through it. "
-        "Set files_dir to a real folder that only the server's user can write to.\n",
+        f"Error: The files database {store} is a symbolic link; refusing to keep originals through it\n",
     )
 
 
@@ -199,12 +193,18 @@ def test_cli_import_keeps_the_file_unless_told_not_to(tmp_path, db_path):
     path.write_bytes(CSV)
     assert run("glyph-import", db_path, path, "--quiet").exit_code == 0
     assert run("glyph-import", db_path, path, "--quiet", "--no-keep-file").exit_code == 0
-    elsewhere = tmp_path / "kept"
-    assert run("glyph-import", db_path, path, "--quiet", "--files-dir", elsewhere).exit_code == 0
+    elsewhere = tmp_path / "kept.db"
+    moved = run("glyph-import", db_path, path, "--quiet", "--files-db", elsewhere)
+    assert (moved.exit_code, moved.output) == (
+        1,
+        f"Error: {db_path} keeps its original files in {store_of(db_path)}, not {elsewhere}; leave the files "
+        "database setting out (the store finds its own)\n",
+    )
+    assert run("glyph-import", db_path, path, "--quiet").exit_code == 0
     conn = connect(db_path)
     ids = [r[0] for r in conn.execute("SELECT import_id FROM import_batches ORDER BY id")]
     assert [r[0] for r in file_records(conn)] == [ids[0], ids[2]]
-    assert (os.listdir(store_of(db_path)), os.listdir(elsewhere)) == ([f"{CSV_SHA}.gz"], [f"{CSV_SHA}.gz"])
+    assert (kept_shas(db_path), elsewhere.exists()) == ([CSV_SHA], False)
 
 
 def test_cli_reimport_gives_identical_rows_with_a_new_id(tmp_path, db_path):
@@ -253,8 +253,8 @@ def test_cli_reimport_refuses_what_it_cannot_read(tmp_path, db_path, kept):
     run("glyph-import", db_path, path, *([] if kept else ["--no-keep-file"]))
     first = connect(db_path).execute("SELECT import_id FROM import_batches").fetchone()[0]
     if kept:
-        (store_of(db_path) / f"{CSV_SHA}.gz").unlink()
-        why = f"The original file of import {first} is missing from {store_of(db_path)}; datasette glyph-files --verify reports every missing or damaged file"
+        drop_kept(db_path, CSV_SHA)
+        why = f"The original file of import {first} is missing from the files database {store_of(db_path)}; datasette glyph-files --verify reports every missing or damaged file"
     else:
         why = f"The original file of import {first} was not kept, so it cannot be re-imported"
     result = run("glyph-reimport", db_path, first)
@@ -272,20 +272,18 @@ def test_verify_reports_a_flipped_byte_and_a_missing_file(tmp_path, conn, db_pat
         0,
         f"Verified 2 kept file(s) in {store}: 0 missing or damaged\n",
     )
-    # A flipped byte in the stored original: written as gzip would, so that only the SHA-256 can tell
+    # A flipped byte in the stored original: compressed as the store does, so that only the SHA-256 can tell
     damaged = bytearray(CSV)
     damaged[60] ^= 0x01
-    (store / f"{CSV_SHA}.gz").write_bytes(gzip.compress(bytes(damaged)))
+    replace_kept(db_path, CSV_SHA, bytes(damaged))
     other_sha = hashlib.sha256(other).hexdigest()
-    (store / f"{other_sha}.gz").unlink()
+    drop_kept(db_path, other_sha)
     result = run("glyph-files", db_path, "--verify")
     damaged_sha = hashlib.sha256(bytes(damaged)).hexdigest()
     assert (result.exit_code, result.output) == (
         1,
-        f"damaged: {CSV_SHA}.gz of import {first.import_id}: {store / CSV_SHA}.gz holds {len(CSV):,} bytes with "
-        f"SHA-256 {damaged_sha}\n"
-        f"missing: {other_sha}.gz of imports {second.import_id}, {third.import_id}: {store / other_sha}.gz does not "
-        "exist\n"
+        f"damaged: {CSV_SHA} of import {first.import_id}: holds {len(CSV):,} bytes with SHA-256 {damaged_sha}\n"
+        f"missing: {other_sha} of imports {second.import_id}, {third.import_id}: not in {store}\n"
         f"Verified 2 kept file(s) in {store}: 2 missing or damaged\n",
     )
     # a re-import reads the damaged file, sees its SHA-256 differ, and writes nothing
@@ -298,15 +296,21 @@ def test_verify_reports_a_flipped_byte_and_a_missing_file(tmp_path, conn, db_pat
     assert conn.execute("SELECT COUNT(*) FROM import_batches").fetchone()[0] == 3
 
 
+def corrupt_chunk(db_path, sha, data=b"not zlib at all") -> None:
+    with contextlib.closing(sqlite3.connect(store_of(db_path))) as files_conn, files_conn:
+        files_conn.execute(
+            "UPDATE kept_chunks SET data = ? WHERE file_id = (SELECT id FROM kept_files WHERE sha256 = ?)", [data, sha]
+        )
+
+
 def test_verify_reports_a_file_that_is_not_gzip(conn, db_path):
     result = keep(conn, db_path)
-    path = store_of(db_path) / f"{CSV_SHA}.gz"
-    path.write_bytes(b"not gzip at all")
+    corrupt_chunk(db_path, CSV_SHA)
     output = run("glyph-files", db_path, "--verify")
     assert (output.exit_code, output.output) == (
         1,
-        f"damaged: {CSV_SHA}.gz of import {result.import_id}: {path} cannot be decompressed: Not a gzipped file "
-        "(b'no')\n"
+        f"damaged: {CSV_SHA} of import {result.import_id}: cannot be read: Error -3 while decompressing data: "
+        "incorrect header check\n"
         f"Verified 1 kept file(s) in {store_of(db_path)}: 1 missing or damaged\n",
     )
 
@@ -354,12 +358,12 @@ def prune_setup(conn, db_path, marked=()):
 def test_prune_rules(conn, db_path, options, marked, gone):
     ids = prune_setup(conn, db_path, marked)
     labels = {v: k for k, v in ids.items()}
-    files.prune(conn, store_of(db_path), now=NOW, **options)
+    files.prune(conn, the_store(conn, db_path), now=NOW, **options)
     removed = [labels[i] for i, *_, removed_at in file_records(conn) if removed_at is not None]
     assert removed == gone
     live = {sha for _, sha, *_rest, removed_at in file_records(conn) if removed_at is None}
-    assert sorted(os.listdir(store_of(db_path))) == sorted(f"{sha}.gz" for sha in live)
-    assert files.verify(conn, store_of(db_path)) == (len(live), [])
+    assert kept_shas(db_path) == sorted(live)
+    assert files.verify(conn, the_store(conn, db_path)) == (len(live), [])
 
 
 def test_prune_command_and_the_keep_mark(conn, db_path):
@@ -367,11 +371,11 @@ def test_prune_command_and_the_keep_mark(conn, db_path):
     result = run("glyph-files", db_path, "--keep", ids["b-old"][:8])
     assert (result.exit_code, result.output) == (0, f"Marked the file of {ids['b-old']} as kept\n")
     marked_sha = file_records(conn)[3][1]
-    sizes = {sha: (store_of(db_path) / f"{sha}.gz").stat().st_size for sha in {r[1] for r in file_records(conn)}}
+    sizes = {sha: stored_size(db_path, sha) for sha in {r[1] for r in file_records(conn)}}
     freed = sum(size for sha, size in sizes.items() if sha != marked_sha)
     result = run("glyph-files", db_path, "--prune", "--older-than", "0d")
     assert (result.exit_code, result.output) == (0, f"Pruned 4 file(s) of 5 imports, freeing {freed:,} bytes\n")
-    assert os.listdir(store_of(db_path)) == [f"{marked_sha}.gz"]
+    assert kept_shas(db_path) == [marked_sha]
     response = run("glyph-reimport", db_path, ids["a-old"])
     assert response.exit_code == 1
     assert response.output.startswith(f"Error: The original file of import {ids['a-old']} was removed (pruned) at ")
@@ -382,7 +386,7 @@ def test_prune_command_and_the_keep_mark(conn, db_path):
     [
         (["--prune"], "--prune needs --older-than, --keep-last or both"),
         (["--older-than", "3d"], "--older-than and --keep-last go with --prune"),
-        ([], "Say what to do: --verify, --prune, --keep or --release"),
+        ([], "Say what to do: --verify, --prune, --keep, --release, --delete or --move-from"),
     ],
 )
 def test_glyph_files_usage(db_path, args, message):
@@ -402,25 +406,13 @@ def test_an_age_must_have_a_unit(db_path):
 
 def test_sweep_removes_only_old_files_no_batch_names(conn, db_path):
     named = keep(conn, db_path)
-    store = store_of(db_path)
     old = time.time() - files.SWEEP_GRACE_SECONDS - 5
-    orphans = {
-        "orphan-old": ("a" * 64 + ".gz", old),
-        "orphan-new": ("b" * 64 + ".gz", None),
-        "temp-old": (files.TEMP_PREFIX + "x", old),
-        "temp-new": (files.TEMP_PREFIX + "y", None),
-    }
-    for name, when in orphans.values():
-        (store / name).write_bytes(b"x")
-        if when:
-            os.utime(store / name, (when, when))
-    os.utime(store / f"{CSV_SHA}.gz", (old, old))
-    (store / "notes.txt").write_text("the operator's own")
-    os.utime(store / "notes.txt", (old, old))
-    assert files.sweep(conn, store) == sorted([files.TEMP_PREFIX + "x", "a" * 64 + ".gz"])
-    assert sorted(os.listdir(store)) == sorted(
-        [files.TEMP_PREFIX + "y", "b" * 64 + ".gz", f"{CSV_SHA}.gz", "notes.txt"]
-    )
+    with contextlib.closing(sqlite3.connect(store_of(db_path))) as files_conn, files_conn:
+        files_conn.execute("UPDATE kept_files SET written_at = ?", [old])
+        for sha, when in [("a" * 64, old), ("b" * 64, time.time()), (None, old), (None, time.time())]:
+            files_conn.execute("INSERT INTO kept_files (sha256, written_at) VALUES (?, ?)", [sha, when])
+    assert files.sweep(conn, the_store(conn, db_path)) == sorted([files.TEMP_PREFIX + "4", "a" * 64])
+    assert kept_shas(db_path) == [None, CSV_SHA, "b" * 64]
     assert file_records(conn)[0][0] == named.import_id
 
 
@@ -441,7 +433,7 @@ async def test_upload_download_round_trip(db_path):
         "content-disposition": "attachment; filename=\"05.csv\"; filename*=UTF-8''05.csv",
     }
     listed = (await ds.client.get("/api/imports")).json()["imports"][0]
-    stored = (store_of(db_path) / f"{CSV_SHA}.gz").stat().st_size
+    stored = stored_size(db_path, CSV_SHA)
     assert {k: listed[k] for k in ("file_kept", "file_bytes", "file_stored_bytes", "reimport_of")} == {
         "file_kept": True,
         "file_bytes": len(CSV),
@@ -498,10 +490,12 @@ async def test_keep_files_off(db_path):
 
 @pytest.mark.asyncio
 async def test_files_dir_setting(tmp_path, db_path):
-    elsewhere = tmp_path / "kept-originals"
-    ds = await make_ds(db_path, allow_import=True, files_dir=str(elsewhere))
+    elsewhere = tmp_path / "kept-originals.db"
+    ds = await make_ds(db_path, allow_import=True, files_db=str(elsewhere))
     import_id = (await upload(ds)).json()["import_id"]
-    assert (os.listdir(elsewhere), store_of(db_path).exists()) == ([f"{CSV_SHA}.gz"], False)
+    with contextlib.closing(sqlite3.connect(elsewhere)) as files_conn:
+        assert files_conn.execute("SELECT sha256 FROM kept_files").fetchall() == [(CSV_SHA,)]
+    assert store_of(db_path).exists() is False
     assert (await ds.client.get(f"/api/imports/{import_id}/file")).content == CSV
 
 
@@ -600,13 +594,14 @@ async def test_a_missing_kept_file_is_a_404_not_a_500(db_path):
     ds = await make_ds(db_path)
     conn = connect(db_path)
     result = keep(conn, db_path)
-    (store_of(db_path) / f"{CSV_SHA}.gz").unlink()
+    drop_kept(db_path, CSV_SHA)
     response = await ds.client.get(f"/api/imports/{result.import_id}/file")
     assert (response.status_code, response.json()["errors"]) == (
         404,
         [
             {
-                "message": f"The original file of import {result.import_id} is missing from {store_of(db_path)}; "
+                "message": f"The original file of import {result.import_id} is missing from the files database "
+                f"{store_of(db_path)}; "
                 "datasette glyph-files --verify reports every missing or damaged file"
             }
         ],
@@ -618,10 +613,10 @@ async def test_a_missing_kept_file_is_a_404_not_a_500(db_path):
 
 def test_0007_round_trips_with_kept_files(conn, db_path):
     first = keep(conn, db_path)
-    files.reimport(conn, store_of(db_path), first.import_id, actor="ops")
+    files.reimport(conn, the_store(conn, db_path), first.import_id, actor="ops")
     keep(conn, db_path, content=CSV.replace(b"1500.0", b"1400.0"))
     files.set_keep(conn, first.import_id, True)
-    files.prune(conn, store_of(db_path), keep_last=1)
+    files.prune(conn, the_store(conn, db_path), keep_last=1)
     records = file_records(conn)
     top = conn.execute("SELECT rowid, * FROM import_files ORDER BY rowid").fetchall()
     schema = conn.execute("SELECT type, name, sql FROM sqlite_master ORDER BY name").fetchall()
@@ -651,9 +646,13 @@ def _wait_for(predicate, timeout, interval=0.0005):
 
 
 def _kept_names(store: Path):
+    """The SHA-256 of every complete file in a files database."""
+    if not store.exists():
+        return []
     try:
-        return [n for n in os.listdir(store) if files.NAME_RE.match(n)]
-    except FileNotFoundError:
+        with contextlib.closing(sqlite3.connect(f"file:{store}?mode=ro", uri=True)) as files_conn:
+            return [r[0] for r in files_conn.execute("SELECT sha256 FROM kept_files WHERE sha256 IS NOT NULL")]
+    except sqlite3.OperationalError:  # not yet created
         return []
 
 
@@ -676,7 +675,7 @@ async def test_sigkill_between_keeping_the_file_and_committing_leaves_no_orphan(
             stderr=subprocess.PIPE,
         )
         try:
-            appeared = _wait_for(lambda: [n for n in _kept_names(store) if n != f"{CSV_SHA}.gz"], timeout=120)
+            appeared = _wait_for(lambda: [n for n in _kept_names(store) if n != CSV_SHA], timeout=120)
             os.kill(process.pid, signal.SIGSTOP)
             committed = conn.execute("SELECT COUNT(*) FROM import_batches").fetchone()[0]
             os.kill(process.pid, signal.SIGKILL)
@@ -690,32 +689,32 @@ async def test_sigkill_between_keeping_the_file_and_committing_leaves_no_orphan(
     assert process.returncode == -signal.SIGKILL
     assert sqlite3.connect(db_path).execute("PRAGMA integrity_check").fetchone() == ("ok",)
     # the killed import left its file (and nothing in the database); a young file is left alone
-    assert sorted(_kept_names(store)) == sorted([f"{CSV_SHA}.gz", caught])
+    assert sorted(_kept_names(store)) == sorted([CSV_SHA, caught])
     await make_ds(db_path)
-    assert sorted(_kept_names(store)) == sorted([f"{CSV_SHA}.gz", caught])
+    assert sorted(_kept_names(store)) == sorted([CSV_SHA, caught])
     # an hour later the next server start removes it; every committed batch still has its file
     old = time.time() - files.SWEEP_GRACE_SECONDS - 1
-    for name in os.listdir(store):
-        os.utime(store / name, (old, old))
+    with contextlib.closing(sqlite3.connect(store)) as files_conn, files_conn:
+        files_conn.execute("UPDATE kept_files SET written_at = ?", [old])
     await make_ds(db_path)
-    assert os.listdir(store) == [f"{CSV_SHA}.gz"]
+    assert kept_shas(db_path) == [CSV_SHA]
     assert file_records(conn) == [(earlier.import_id, CSV_SHA, len(CSV), "text/csv", 0, None, None)]
-    assert files.verify(conn, store) == (1, [])
+    assert files.verify(conn, the_store(conn, db_path)) == (1, [])
     # and the next import of the same file works
     assert run("glyph-import", db_path, csv_path, "--quiet").exit_code == 0
-    assert files.verify(conn, store) == (2, [])
+    assert files.verify(conn, the_store(conn, db_path)) == (2, [])
 
 
 def test_an_original_that_cannot_be_kept_refuses_the_import(tmp_path, conn, db_path):
     gone = tmp_path / "gone"
     gone.mkdir()
-    original = files.Original(gone, files.CSV_TYPE)
+    original = files.Original(files.FileStore(gone / "files.db", "x", str(db_path)), files.CSV_TYPE)
     gone.rmdir()  # the folder vanished under the server: the file cannot be written
     with pytest.raises(files.KeptFileError) as e:
         importer.import_csv(conn, __import__("io").BytesIO(CSV), original=original)
     assert (str(e.value), e.value.status) == (
-        f"The original file could not be kept in {gone} (No such file or directory); the import was not saved "
-        "(nothing was written). Make room there, or set keep_files: false (--no-keep-file).",
+        f"The original file could not be kept in {gone / 'files.db'} (unable to open database file); the import "
+        "was not saved (nothing was written). Make room there, or set keep_files: false (--no-keep-file).",
         503,
     )
     assert conn.execute("SELECT COUNT(*) FROM import_batches").fetchone()[0] == 0
@@ -726,16 +725,11 @@ async def test_a_kept_file_that_is_not_gzip_is_refused_as_damaged(db_path):
     ds = await make_ds(db_path)
     conn = connect(db_path)
     result = keep(conn, db_path)
-    (store_of(db_path) / f"{CSV_SHA}.gz").write_bytes(b"plain text, not gzip")
+    corrupt_chunk(db_path, CSV_SHA, b"plain text, not compressed")
     response = await ds.client.get(f"/api/imports/{result.import_id}/file")
     assert (response.status_code, response.json()["errors"]) == (
         503,
-        [
-            {
-                "message": f"The kept file of import {result.import_id} is damaged and cannot be sent; "
-                "datasette glyph-files --verify reports every damaged file"
-            }
-        ],
+        [{"message": files.damaged_message(result.import_id)}],
     )
     again = await ds.client.post(f"/api/imports/{result.import_id}/reimport")
     assert again.status_code == 403  # nobody may import here; with the permission it is the 503 below
