@@ -550,7 +550,10 @@ async def test_pages_link_the_file_and_offer_a_reimport(db_path):
     anonymous = (await ds.client.get(f"/-/glyph/imports/{result.import_id}")).text
     assert (url in anonymous, 'id="glyph-reimport"' in anonymous) == (True, False)
     listing = (await ds.client.get("/-/glyph/imports")).text
-    assert f'<a href="{url}" class="glyph-file-link" title="Download the file as it was imported">{len(CSV)} bytes</a>' in listing
+    assert (
+        f'<a href="{url}" class="glyph-file-link" title="Download the file as it was imported">{len(CSV)} bytes</a>'
+        in listing
+    )
 
 
 @pytest.mark.asyncio
