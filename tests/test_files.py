@@ -254,7 +254,10 @@ def test_cli_reimport_refuses_what_it_cannot_read(tmp_path, db_path, kept):
     first = connect(db_path).execute("SELECT import_id FROM import_batches").fetchone()[0]
     if kept:
         drop_kept(db_path, CSV_SHA)
-        why = f"The original file of import {first} is missing from the files database {store_of(db_path)}; datasette glyph-files --verify reports every missing or damaged file"
+        why = (
+            f"The original file of import {first} is missing from the files database {store_of(db_path)}; "
+            "datasette glyph-files --verify reports every missing or damaged file"
+        )
     else:
         why = f"The original file of import {first} was not kept, so it cannot be re-imported"
     result = run("glyph-reimport", db_path, first)
@@ -678,7 +681,7 @@ async def test_sigkill_between_keeping_the_file_and_committing_leaves_no_orphan(
             stderr=subprocess.PIPE,
         )
         try:
-            appeared = _wait_for(lambda: [n for n in _kept_names(store) if n != CSV_SHA], timeout=120)
+            appeared = _wait_for(lambda store=store: [n for n in _kept_names(store) if n != CSV_SHA], timeout=120)
             os.kill(process.pid, signal.SIGSTOP)
             committed = conn.execute("SELECT COUNT(*) FROM import_batches").fetchone()[0]
             os.kill(process.pid, signal.SIGKILL)

@@ -110,8 +110,8 @@ async def file_view(request, datasette):
         return errors_response(
             403,
             [
-                f"Import {import_id} was rolled back: its original file is kept for re-import, and only those who "
-                f"may roll back imports ({who(request.actor)} may not) can download it"
+                f"Import {import_id} was rolled back: its original file is kept for re-import, and downloading it "
+                f"needs the glyph-rollback permission ({who(request.actor)} has not got it)"
             ],
         )
 
