@@ -65,7 +65,7 @@ def glyph_import(conn, text, name="drop.csv"):
     import io
 
     db_path = conn.execute("PRAGMA database_list").fetchone()[2]
-    original = files.Original(files.files_dir(db_path), files.CSV_TYPE)
+    original = files.Original(files.open_store(conn, db_path), files.CSV_TYPE)
     return import_csv(conn, io.BytesIO(text.encode()), filename=name, source_name="market", original=original)
 
 

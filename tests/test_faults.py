@@ -254,7 +254,7 @@ CHECK = (
 
 
 KEPT_FULL = (
-    "The original file could not be kept in disk/glyph.db-files (No space left on device); the import was not saved "
+    "The original file could not be kept in disk/glyph.db-files.db (database or disk is full); the import was not saved "
     "(nothing was written). Make room there, or set keep_files: false (--no-keep-file)."
 )
 

@@ -184,10 +184,19 @@ class FileStore:
 
 
 def store_record(conn: sqlite3.Connection) -> Optional[tuple]:
-    """``(store_id, files_db)`` of the store (``files_db`` None: beside the database), or None before 0010."""
+    """``(store_id, files_db)`` of the store (``files_db`` None: beside the database; ``store_id`` None: no file
+    kept yet), or None before migration 0010."""
     if not _has_table(conn, STORE_TABLE):
         return None
-    return conn.execute(f"SELECT store_id, files_db FROM {STORE_TABLE}").fetchone()
+    return conn.execute(f"SELECT store_id, files_db FROM {STORE_TABLE}").fetchone() or (None, None)
+
+
+def _write_store(conn: sqlite3.Connection, sql: str, params: list) -> None:
+    if conn.in_transaction:  # an import's own transaction (not a savepoint: the import's must be the first)
+        conn.execute(sql, params)
+    else:
+        with transaction(conn, "glyph_files_db", "recording the files database"):
+            conn.execute(sql, params)
 
 
 def files_db_path(conn: sqlite3.Connection, db_path, configured: Optional[str] = None) -> Path:
@@ -237,8 +246,11 @@ def open_store(conn: sqlite3.Connection, db_path, configured: Optional[str] = No
         return None
     store_id = record[0]
     path = files_db_path(conn, db_path, configured)
-    if not create and not path.exists():
+    if not create and (store_id is None or not path.exists()):
         return None
+    if store_id is None:  # the first file this store keeps: it gets its identity
+        store_id = str(uuid.uuid4())
+        _write_store(conn, f"INSERT INTO {STORE_TABLE} (store_id) VALUES (?)", [store_id])
     if create:
         if not path.parent.is_dir():
             raise AnotherStore(f"The folder of the files database {path} does not exist")
@@ -256,11 +268,7 @@ def open_store(conn: sqlite3.Connection, db_path, configured: Optional[str] = No
     finally:
         files_conn.close()
     if create and configured and record[1] is None and not _same_file(path, default_files_db(db_path)):
-        if conn.in_transaction:  # an import's own transaction (not a savepoint: the import's must be the first)
-            conn.execute(f"UPDATE {STORE_TABLE} SET files_db = ?", [str(path)])
-        else:
-            with transaction(conn, "glyph_files_db", "recording the files database"):
-                conn.execute(f"UPDATE {STORE_TABLE} SET files_db = ?", [str(path)])
+        _write_store(conn, f"UPDATE {STORE_TABLE} SET files_db = ?", [str(path)])
     return FileStore(path, store_id, os.path.abspath(db_path))
 
 
@@ -675,6 +683,15 @@ def open_verified(store: Optional[FileStore], row: Optional[dict], import_id: st
         reader.close()
         raise FileStoreError(damaged_message(import_id), status=503) from None
     return reader
+
+
+def original_bytes(conn: sqlite3.Connection, store: Optional[FileStore], import_id: str) -> bytes:
+    """A batch's kept original, whole and checked (FileStoreError otherwise): for small files and checks."""
+    reader = open_verified(store, file_row(conn, import_id), import_id)
+    try:
+        return b"".join(reader.pieces())
+    finally:
+        reader.close()
 
 
 def damaged_message(import_id: str) -> str:
