@@ -241,6 +241,7 @@ def test_what_going_down_kept_aside_is_shown_restored_and_can_be_discarded(tmp_p
         "glyph_kept_0003_scored_listings_title",
         "glyph_kept_0004_import_model_stats",
         "glyph_kept_0007_import_files",
+        "glyph_kept_0010_import_files_store",
     ]
     migrator.migrate(conn)
     assert legacy_store.dump(conn) == at_top
