@@ -283,6 +283,10 @@ def glyph_import(path, file_paths, source_name, description, as_json, quiet, kee
                 failed += 1
                 _report_failure(shown, importer.ImportFailed([_plain_error(_storage_message(e, path))]), as_json)
                 continue
+            except files.FileStoreError as e:  # the files database is another store's
+                failed += 1
+                _report_failure(shown, importer.ImportFailed([_plain_error(e.message)]), as_json)
+                continue
             if as_json:
                 click.echo(json.dumps(result.to_dict()))
             elif not quiet:

@@ -719,7 +719,7 @@ def test_an_original_that_cannot_be_kept_refuses_the_import(tmp_path, conn, db_p
     with pytest.raises(files.KeptFileError) as e:
         importer.import_csv(conn, __import__("io").BytesIO(CSV), original=original)
     assert (str(e.value), e.value.status) == (
-        f"The original file could not be kept in {gone / 'files.db'} (unable to open database file); the import "
+        f"The original file could not be kept in {gone / 'files.db'} (No such file or directory); the import "
         "was not saved (nothing was written). Make room there, or set keep_files: false (--no-keep-file).",
         503,
     )

@@ -106,6 +106,9 @@ class KeptFileError(StorageError):
         room = getattr(error, "errno", None) in (errno.ENOSPC, errno.EFBIG, getattr(errno, "EDQUOT", errno.ENOSPC))
         room = room or (code is not None and code & 0xFF == 13)
         why = getattr(error, "strerror", None) or str(error)
+        if not room and code is not None and code & 0xFF == 10 and _no_room(Path(where).parent):
+            # SQLite says "disk I/O error" when its journal cannot grow on a full disk: say what it was
+            room, why = True, os.strerror(errno.ENOSPC)
         sqlite3.OperationalError.__init__(
             self,
             f"The original file could not be kept in {where} ({why}); the import was not saved (nothing was "
@@ -114,6 +117,14 @@ class KeptFileError(StorageError):
         self.kind = "full" if room else "io"
         self.status = 507 if room else 503
         self.detail = str(error)
+
+
+def _no_room(folder: Path) -> bool:
+    try:
+        info = os.statvfs(folder)
+    except OSError:
+        return False
+    return info.f_bavail * info.f_frsize < 64 * 1024
 
 
 class FileStoreError(Exception):
@@ -172,6 +183,43 @@ class FileStore:
     path: Path
     store_id: str
     db_path: str
+    pending_id: bool = False  # the store has no identity yet: record() gives it this one
+    pending_path: Optional[str] = None  # the files database to record in the store (not the default)
+
+    def check(self, claim: bool) -> None:
+        """Check (and with ``claim``, create the tables of and claim) the files database; AnotherStore if it is
+        another store's."""
+        files_conn = connect(self.path) if claim else open_read_only(self.path, busy_timeout_ms=5000)
+        try:
+            if claim:
+                files_conn.execute("PRAGMA auto_vacuum = INCREMENTAL")  # takes effect on a new file only
+                files_conn.executescript(FILES_SCHEMA)
+            elif not _has_table(files_conn, "kept_store"):
+                return
+            _check_owner(files_conn, self.path, self, claim=claim)
+        except sqlite3.DatabaseError as e:
+            raise AnotherStore(f"The files database {self.path} cannot be read: {e}") from None
+        finally:
+            files_conn.close()
+
+    def ensure(self) -> None:
+        """Create the files database (private, 0600) and claim it for the store, unless it exists."""
+        if self.path.exists() and not self.pending_id:
+            return
+        if not self.path.parent.is_dir():  # the folder vanished: the import is refused as unable to keep its file
+            raise FileNotFoundError(errno.ENOENT, os.strerror(errno.ENOENT), str(self.path.parent))
+        _create_private(self.path)
+        self.check(claim=True)
+
+    def record(self, conn: sqlite3.Connection) -> None:
+        """Write the store's identity and its files database into the store, in the caller's transaction (the
+        batch's), if not there yet."""
+        if self.pending_id:
+            _write_store(conn, f"INSERT INTO {STORE_TABLE} (store_id) VALUES (?)", [self.store_id])
+            self.pending_id = False
+        if self.pending_path:
+            _write_store(conn, f"UPDATE {STORE_TABLE} SET files_db = ?", [self.pending_path])
+            self.pending_path = None
 
     def connect(self) -> sqlite3.Connection:
         return connect(self.path)
@@ -234,12 +282,14 @@ def _create_private(path: Path) -> None:
 
 
 def open_store(conn: sqlite3.Connection, db_path, configured: Optional[str] = None, *, create: bool = True):
-    """The store's files database, checked to belong to it (created and claimed on first use when ``create``).
+    """The store's files database, checked to belong to it when it exists.
 
-    Records a ``configured`` files database other than the default in the store (``conn`` must be free to
-    write then), so that later commands and servers find it without being told. Returns None when the store
-    has no ``import_files_store`` (before migration 0010) or, with ``create`` False, no files database yet.
-    Raises AnotherStore when the files database belongs to another store.
+    With ``create``, a files database that does not exist yet is made (and claimed) by the first import that
+    writes to it (``FileStore.ensure``), and the store's identity, and a ``configured`` files database other than
+    the default, are written into the store with that import's batch (``FileStore.record``): a refused import
+    changes nothing in the store. Later commands and servers then find the files database without being told.
+    Returns None when the store has no ``import_files_store`` (before migration 0010) or, with ``create`` False,
+    no kept file yet. Raises AnotherStore when the files database belongs to another store.
     """
     record = store_record(conn)
     if record is None:
@@ -248,42 +298,35 @@ def open_store(conn: sqlite3.Connection, db_path, configured: Optional[str] = No
     path = files_db_path(conn, db_path, configured)
     if not create and (store_id is None or not path.exists()):
         return None
-    if store_id is None:  # the first file this store keeps: it gets its identity
-        store_id = str(uuid.uuid4())
-        _write_store(conn, f"INSERT INTO {STORE_TABLE} (store_id) VALUES (?)", [store_id])
-    if create:
-        if not path.parent.is_dir():
-            raise AnotherStore(f"The folder of the files database {path} does not exist")
-        _create_private(path)
-    files_conn = connect(path) if create else open_read_only(path, busy_timeout_ms=5000)
-    try:
-        if create:
-            files_conn.execute("PRAGMA auto_vacuum = INCREMENTAL")  # takes effect on a new file only
-            files_conn.executescript(FILES_SCHEMA)
-        elif not _has_table(files_conn, "kept_store"):
-            return None
-        _check_owner(files_conn, path, store_id, db_path, claim=create)
-    except sqlite3.DatabaseError as e:
-        raise AnotherStore(f"The files database {path} cannot be read: {e}") from None
-    finally:
-        files_conn.close()
+    store = FileStore(path, store_id, os.path.abspath(db_path))
+    if store_id is None:  # no file kept yet: the identity is given with the first batch that keeps one
+        store.store_id = str(uuid.uuid4())
+        store.pending_id = True
     if create and configured and record[1] is None and not _same_file(path, default_files_db(db_path)):
-        _write_store(conn, f"UPDATE {STORE_TABLE} SET files_db = ?", [str(path)])
-    return FileStore(path, store_id, os.path.abspath(db_path))
+        store.pending_path = str(path)
+    if path.is_symlink():
+        raise AnotherStore(f"The files database {path} is a symbolic link; refusing to keep originals through it")
+    if path.exists():
+        store.check(claim=create)
+    return store
 
 
-def _check_owner(files_conn, path: Path, store_id: str, db_path, *, claim: bool) -> None:
-    me = os.path.abspath(db_path)
+def _check_owner(files_conn, path: Path, store: "FileStore", *, claim: bool) -> None:
+    me, db_path = store.db_path, store.db_path
     with transaction(files_conn, "glyph_claim", "claiming the files database") if claim else contextlib.nullcontext():
         owner = files_conn.execute("SELECT store_id, store_path FROM kept_store").fetchone()
         if owner is None:
             if claim:
                 files_conn.execute(
                     "INSERT INTO kept_store (store_id, store_path, claimed_at) VALUES (?, ?, ?)",
-                    [store_id, me, _now_text()],
+                    [store.store_id, me, _now_text()],
                 )
             return
-        if owner[0] != store_id:
+        if owner[0] != store.store_id and store.pending_id and _same_file(owner[1], me):
+            # This store has kept no file yet, and the files database was claimed for it at its path (by an import
+            # that was refused, or runs beside this one): it is this store's
+            store.store_id = owner[0]
+        if owner[0] != store.store_id:
             raise AnotherStore(
                 f"The files database {path} holds the original files of another store ({owner[1]}); it never "
                 f"serves or removes them for {db_path}. Give {db_path} a files database of its own"
@@ -346,6 +389,7 @@ class Original:
     # Writing ---------------------------------------------------------------------------------------------
 
     def _start(self) -> None:
+        self.store.ensure()
         self._conn = self.store.connect()
         self._conn.execute("PRAGMA synchronous = NORMAL")  # the last piece's commit is made durable by keep()
         cursor = self._conn.execute("INSERT INTO kept_files (sha256, written_at) VALUES (NULL, ?)", [time.time()])
@@ -399,7 +443,7 @@ class Original:
         if self._queue is None:
             try:
                 self._start()
-            except (OSError, sqlite3.Error) as e:
+            except (OSError, sqlite3.Error, AnotherStore) as e:
                 self._error = e
                 return
         self._queue.put(bytes(data))
@@ -414,6 +458,8 @@ class Original:
                 self._thread = None
             if self._error is not None:
                 raise self._error
+        except AnotherStore:
+            raise
         except (OSError, sqlite3.Error) as e:
             raise KeptFileError(self.store.path, e) from None
 
@@ -464,6 +510,7 @@ class Original:
             raise KeptFileError(self.store.path, e) from None
         finally:
             self._close()
+        self.store.record(conn)
         conn.execute(
             INSERT_FILE_SQL,
             {
@@ -1015,6 +1062,8 @@ def move_folder_in(conn: sqlite3.Connection, store: FileStore, folder: Path) -> 
     if not folder.is_dir():
         return result
     live = {row[0] for row in conn.execute(LIVE_SHAS_SQL)} if has_store(conn) else set()
+    store.ensure()
+    store.record(conn)
     files_conn = store.connect()
     try:
         for entry in sorted(os.listdir(folder)):
