@@ -48,8 +48,9 @@ class _FileDownload:
     checked before the first was sent; they are read again from the same snapshot, checked again, and the last
     piece goes only once the whole file has its SHA-256 again."""
 
-    def __init__(self, reader: files.KeptReader, headers: dict):
+    def __init__(self, reader: files.KeptReader, import_id: str, headers: dict):
         self.reader = reader
+        self.import_id = import_id
         self.headers = headers
 
     async def asgi_send(self, send):
@@ -74,7 +75,7 @@ class _FileDownload:
         except files.Damaged:
             # Changed between the check and the sending (never seen): the answer stops short of its length, so
             # no client takes it for the file.
-            print(f"datasette-glyph: {files.damaged_message(self.reader.sha256)}", file=sys.stderr)
+            print(f"datasette-glyph: {files.damaged_message(self.import_id)}", file=sys.stderr)
         finally:
             await loop.run_in_executor(None, self.reader.close)
 
@@ -115,13 +116,11 @@ async def file_view(request, datasette):
             ],
         )
 
-    def open_checked(conn):
-        # On Datasette's read connection: which files database, and that it is this store's; then the file, every
-        # piece read and checked before anything is sent.
-        return files.open_verified(files_store(datasette, conn, create=False), row, import_id)
-
     try:
-        reader = await db.execute_fn(open_checked)
+        # Which files database, and that it is this store's (on Datasette's read connection); then the file, every
+        # piece read and checked before anything is sent (on a worker thread).
+        store = await db.execute_fn(lambda conn: files_store(datasette, conn, create=False))
+        reader = await asyncio.get_running_loop().run_in_executor(None, files.open_verified, store, row, import_id)
     except files.FileStoreError as e:
         return errors_response(e.status, [e.message])
     media_type = row["media_type"]
@@ -131,7 +130,7 @@ async def file_view(request, datasette):
         "content-disposition": _disposition(files.download_name(row)),
         "x-content-sha256": row["sha256"],
     }
-    return _FileDownload(reader, headers)
+    return _FileDownload(reader, import_id, headers)
 
 
 async def reimport_view(request, datasette):
