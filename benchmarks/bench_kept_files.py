@@ -4,7 +4,8 @@ For each size (default 1,000,000 rows, written by ``datasette_glyph.engine.sampl
 them), into a freshly migrated database each time, each import in its own process:
 
   engine     ``importer.import_csv`` keeping nothing (``datasette glyph-import --no-keep-file``)
-  kept       the same, keeping the original gzip-compressed in the store, as ``datasette glyph-import`` does
+  kept       the same, keeping the original compressed in the store's files database, as ``datasette glyph-import``
+             does
 
 The two run ``--repeat`` times, alternately, so that a change in the machine's load falls on both; the best of
 each is compared. Prints seconds, CPU seconds and peak RSS of every run, the kept file's size, and checks that
@@ -49,7 +50,7 @@ def child(mode: str, path: str, db: str, level) -> None:
     if level is not None:
         files.COMPRESS_LEVEL = level
     conn = connect(db)
-    original = files.Original(files.files_dir(db), files.CSV_TYPE) if mode == "kept" else None
+    original = files.Original(files.open_store(conn, db), files.CSV_TYPE) if mode == "kept" else None
     cpu, started = time.process_time(), time.perf_counter()
     rows = importer.import_csv(conn, path, original=original).record_count
     seconds, cpu = time.perf_counter() - started, time.process_time() - cpu

@@ -11,11 +11,11 @@ import json
 import os
 import sqlite3
 import sys
+from pathlib import Path
 
 import click
 
 from .engine import deltas, files, importer, lineage, migrator, sample
-from .engine.folders import UnsafeFolder
 from .engine.sqlite import StorageError, connect, open_read_only, unwritable
 from .formats import diff_body, diff_next_path, plural, score, signed, utc_z, with_utc_z
 
@@ -244,9 +244,13 @@ def _print_plan(conn, path, target, rollback) -> None:
 @click.option(
     "--keep-path", is_flag=True, help="Record each file's path as given, not only its name (which may reveal folders)."
 )
-@click.option("--files-dir", metavar="DIR", help="Folder of kept original files.  [default: PATH-files]")
+@click.option(
+    "--files-db",
+    metavar="FILE",
+    help="The files database of kept originals, recorded by PATH for later commands.  [default: PATH-files.db]",
+)
 @click.option("--no-keep-file", is_flag=True, help="Do not keep a compressed copy of each file with its batch.")
-def glyph_import(path, file_paths, source_name, description, as_json, quiet, keep_path, files_dir, no_keep_file):
+def glyph_import(path, file_paths, source_name, description, as_json, quiet, keep_path, files_db, no_keep_file):
     """Import scored listing CSV FILES into the glyph database at PATH, each file as its own batch.
 
     Every file gets a new import_id; its rows are numbered import_index 1..n in file order. A file with
@@ -254,8 +258,9 @@ def glyph_import(path, file_paths, source_name, description, as_json, quiet, kee
     value. The other files are still imported (a file that cannot be read fails alone too); the exit
     status is 1 if any file failed. Use - to read a file from standard input. The batch records each
     file's name without its folder, unless --keep-path is given. Each file's bytes are kept, compressed,
-    in PATH-files (or --files-dir) for download and re-import, unless --no-keep-file is given. The
-    database must have been migrated with datasette glyph-migrate.
+    in the files database PATH-files.db (or --files-db, which PATH then remembers) for download and
+    re-import, unless --no-keep-file is given. The database must have been migrated with datasette
+    glyph-migrate.
 
     \b
     Examples:
@@ -264,7 +269,7 @@ def glyph_import(path, file_paths, source_name, description, as_json, quiet, kee
         datasette glyph-import glyph.db listings.csv --json | jq .import_id
     """
     conn = _open_migrated(path)
-    store = None if no_keep_file else _store(conn, path, files_dir)
+    store = None if no_keep_file else _store(conn, path, files_db)
     failed = 0
     try:
         for file in file_paths:
@@ -296,6 +301,10 @@ def glyph_import(path, file_paths, source_name, description, as_json, quiet, kee
             except sqlite3.Error as e:  # a full disk, a lock held too long (StorageError): this file only
                 failed += 1
                 _report_failure(shown, importer.ImportFailed([_plain_error(_storage_message(e, path))]), as_json)
+                continue
+            except files.FileStoreError as e:  # the files database is another store's
+                failed += 1
+                _report_failure(shown, importer.ImportFailed([_plain_error(e.message)]), as_json)
                 continue
             if as_json:
                 click.echo(json.dumps(result.to_dict()))
@@ -858,21 +867,21 @@ class _Counted:
 # Kept original files: re-import, verify, prune ------------------------------------------------------------------
 
 
-def _store(conn, path, files_dir):
-    """The kept files folder of the database at ``path`` (created private), or a ClickException."""
+def _store(conn, path, files_db=None, create=True):
+    """The files database of the store at ``path`` (the one it recorded, else ``files_db``, else beside it),
+    checked to be its own, or a ClickException."""
     try:
-        return files.files_dir(path, files_dir)
-    except UnsafeFolder as e:
+        return files.open_store(conn, path, files_db, create=create)
+    except (files.AnotherStore, sqlite3.Error) as e:
         conn.close()
-        raise click.ClickException(e.message) from None
+        raise click.ClickException(getattr(e, "message", None) or str(e)) from None
 
 
 @click.command(name="glyph-reimport")
 @click.argument("path", type=click.Path(dir_okay=False))
 @click.argument("import_id")
-@click.option("--files-dir", metavar="DIR", help="Folder of kept original files.  [default: PATH-files]")
 @click.option("--json", "as_json", is_flag=True, help="Print the import result as JSON.")
-def glyph_reimport(path, import_id, files_dir, as_json):
+def glyph_reimport(path, import_id, as_json):
     """Import the kept original file of import IMPORT_ID again, as a new batch of the database at PATH.
 
     IMPORT_ID is the id or a unique prefix of at least 8 characters. The new batch gets a new import_id,
@@ -884,7 +893,7 @@ def glyph_reimport(path, import_id, files_dir, as_json):
         datasette glyph-reimport glyph.db 5b0c7a8e
     """
     conn = _open_migrated(path)
-    store = _store(conn, path, files_dir)
+    store = _store(conn, path, create=False)
     try:
         import_id = _resolve(conn, path, import_id)
         result = files.reimport(conn, store, import_id, actor=None)  # a web user's name; none on the command line
@@ -922,7 +931,6 @@ def _age(ctx, param, value):
 
 @click.command(name="glyph-files")
 @click.argument("path", type=click.Path(dir_okay=False))
-@click.option("--files-dir", metavar="DIR", help="Folder of kept original files.  [default: PATH-files]")
 @click.option("--verify", is_flag=True, help="Check every kept file's SHA-256; exit 1 if any is missing or damaged.")
 @click.option("--prune", is_flag=True, help="Remove kept files by --older-than and/or --keep-last.")
 @click.option(
@@ -938,7 +946,16 @@ def _age(ctx, param, value):
     "--keep", "keep_ids", multiple=True, metavar="IMPORT_ID", help="Mark an import's file as never to be pruned."
 )
 @click.option("--release", "release_ids", multiple=True, metavar="IMPORT_ID", help="Remove that mark.")
-def glyph_files(path, files_dir, verify, prune, older_than, keep_last, keep_ids, release_ids):
+@click.option(
+    "--delete", "delete_ids", multiple=True, metavar="IMPORT_ID", help="Remove an import's kept file (recorded)."
+)
+@click.option(
+    "--move-from",
+    metavar="DIR",
+    type=click.Path(file_okay=False),
+    help="Move the .gz files of an older folder of kept files that PATH's imports name into its files database.",
+)
+def glyph_files(path, verify, prune, older_than, keep_last, keep_ids, release_ids, delete_ids, move_from):
     """Check, prune and mark the kept original files of the database at PATH.
 
     --verify decompresses every kept file and compares its SHA-256 and size with its batches, and lists
@@ -946,24 +963,50 @@ def glyph_files(path, files_dir, verify, prune, older_than, keep_last, keep_ids,
     older than --older-than and beyond the newest --keep-last of their source (both rules apply when
     both are given), never a file that an import marked with --keep names; the batches stay and record
     when their file was removed. --prune also removes files that no import names (left by an import
-    that was killed) once they are an hour old, as the server does when it starts.
+    that was killed) once they are an hour old, as the server does when it starts. --delete removes
+    one import's file and records who did it and when. The files are in PATH's own files database
+    (PATH-files.db, or the one PATH recorded); only files of PATH are ever removed.
 
     \b
     Examples:
         datasette glyph-files glyph.db --verify
         datasette glyph-files glyph.db --prune --older-than 90d --keep-last 5
         datasette glyph-files glyph.db --keep 5b0c7a8e
+        datasette glyph-files glyph.db --delete 5b0c7a8e
     """
     if prune and older_than is None and keep_last is None:
         raise click.UsageError("--prune needs --older-than, --keep-last or both")
     if not prune and (older_than is not None or keep_last is not None):
         raise click.UsageError("--older-than and --keep-last go with --prune")
-    if not (verify or prune or keep_ids or release_ids):
-        raise click.UsageError("Say what to do: --verify, --prune, --keep or --release")
+    if not (verify or prune or keep_ids or release_ids or delete_ids or move_from):
+        raise click.UsageError("Say what to do: --verify, --prune, --keep, --release, --delete or --move-from")
     conn = _open_migrated(path)
-    store = _store(conn, path, files_dir)
+    store = _store(conn, path, create=bool(move_from))
     problems = []
     try:
+        if move_from:
+            moved = files.move_folder_in(conn, store, Path(move_from))
+            click.echo(
+                f"Moved {len(moved.moved)} kept file(s) from {move_from} into {store.path}"
+                + (f"; left {len(moved.left)} file(s) that no import of {path} names" if moved.left else "")
+            )
+        for text in delete_ids:
+            import_id = _resolve(conn, path, text)
+            try:
+                deleted = files.delete(conn, store, import_id, actor=_os_user())
+            except files.NotDeletable as e:
+                raise click.ClickException(f"{e} ({path}); nothing was deleted") from None
+            if deleted.still_named_by:
+                others = ", ".join(deleted.still_named_by)
+                click.echo(
+                    f"Deleted the kept file of {import_id} (recorded as deleted by {_os_user() or 'nobody'} at "
+                    f"{deleted.removed_at}); the same bytes stay kept for import(s) {others}"
+                )
+            else:
+                click.echo(
+                    f"Deleted the kept file of {import_id}, freeing {deleted.stored_bytes:,} bytes (recorded as "
+                    f"deleted by {_os_user() or 'nobody'} at {deleted.removed_at})"
+                )
         for ids, mark in ((keep_ids, True), (release_ids, False)):
             for text in ids:
                 import_id = _resolve(conn, path, text)
@@ -982,10 +1025,11 @@ def glyph_files(path, files_dir, verify, prune, older_than, keep_last, keep_ids,
             checked, problems = files.verify(conn, store)
             for problem in problems:
                 click.echo(
-                    f"{problem.kind}: {problem.sha256}.gz of import{'s' if len(problem.import_ids) > 1 else ''} "
+                    f"{problem.kind}: {problem.sha256} of import{'s' if len(problem.import_ids) > 1 else ''} "
                     f"{', '.join(problem.import_ids)}: {problem.detail}"
                 )
-            click.echo(f"Verified {checked} kept file(s) in {store}: {len(problems)} missing or damaged")
+            where = store.path if store is not None else files.files_db_path(conn, path)
+            click.echo(f"Verified {checked} kept file(s) in {where}: {len(problems)} missing or damaged")
     except sqlite3.Error as e:
         raise click.ClickException(_storage_message(e, path)) from None
     finally:

@@ -67,7 +67,7 @@ def glyph_import(conn, text, name="drop.csv"):
     import io
 
     db_path = conn.execute("PRAGMA database_list").fetchone()[2]
-    original = files.Original(files.files_dir(db_path), files.CSV_TYPE)
+    original = files.Original(files.open_store(conn, db_path), files.CSV_TYPE)
     return import_csv(conn, io.BytesIO(text.encode()), filename=name, source_name="market", original=original)
 
 
@@ -243,6 +243,7 @@ def test_what_going_down_kept_aside_is_shown_restored_and_can_be_discarded(tmp_p
         "glyph_kept_0003_scored_listings_title",
         "glyph_kept_0004_import_model_stats",
         "glyph_kept_0007_import_files",
+        "glyph_kept_0010_import_files_store",
     ]
     migrator.migrate(conn)
     assert legacy_store.dump(conn) == at_top

@@ -782,10 +782,10 @@ def stored_batch(db_path, import_id) -> dict:
         if record[key] is not None:
             record[key] = record[key].replace(" ", "T") + "Z"
     # JSON bodies are kept as received (keep_files is on by default): the body's size, and its gzip beside the db
-    body = Path(str(db_path) + "-files") / f"{record['sha256']}.gz"
-    record.update(
-        file_kept=True, file_bytes=record["bytes"], file_stored_bytes=body.stat().st_size, reimport_of=None
-    )
+    files_db = connect(f"{db_path}-files.db")
+    stored = files_db.execute("SELECT stored_bytes FROM kept_files WHERE sha256 = ?", [record["sha256"]]).fetchone()
+    files_db.close()
+    record.update(file_kept=True, file_bytes=record["bytes"], file_stored_bytes=stored[0], reimport_of=None)
     return record
 
 

@@ -214,8 +214,8 @@ CHECK = (
 
 
 KEPT_FULL = (
-    "The original file could not be kept in disk/glyph.db-files (No space left on device); the import was not saved "
-    "(nothing was written). Make room there, or set keep_files: false (--no-keep-file)."
+    "The original file could not be kept in disk/glyph.db-files.db (No space left on device); the import was not "
+    "saved (nothing was written). Make room there, or set keep_files: false (--no-keep-file)."
 )
 
 
@@ -259,7 +259,11 @@ def test_glyph_import_on_a_full_disk_reports_each_file_on_one_line_and_goes_on(t
     run = in_own_mounts(script, tmp_path)
     out = run.stdout.splitlines()
     imported = [line for line in out if line.startswith("Imported 1 row from small.csv as ")]
-    assert (run.stderr.splitlines(), len(imported), out[len(imported) :]) == (errors, int("complete" in stored[1]), stored)
+    assert (run.stderr.splitlines(), len(imported), out[len(imported) :]) == (
+        errors,
+        int("complete" in stored[1]),
+        stored,
+    )
 
 
 def test_glyph_import_and_diff_on_a_read_only_filesystem(tmp_path):

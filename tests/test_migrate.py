@@ -187,6 +187,11 @@ def test_migrations_are_numbered_pairs_described_by_their_first_comment():
             "0009_scored_listings_price_index",
             "Index scored_listings.price, so that a price range alone is answered from the index, not by scanning",
         ),
+        (
+            "0010_files_database",
+            "Keep the original files in a files database beside the store, owned by it, instead of a folder of .gz "
+            "files",
+        ),
     ]
 
 

@@ -2,7 +2,6 @@
 same errors, the original kept byte for byte, and a refused import, with nothing written, when the reading
 process stops or the file changes under it."""
 
-import gzip
 import io
 import os
 import signal
@@ -122,13 +121,12 @@ def test_a_file_object_opened_on_a_path_is_read_by_the_second_process_from_its_s
 def test_progress_and_the_kept_original_see_every_byte_once(tmp_path, readers, conn, db_path):
     path = make_scored_csv(tmp_path / "f.csv", 3_000, seed=5)
     seen = []
-    original = files.Original(files.files_dir(db_path), files.CSV_TYPE)
+    original = files.Original(files.open_store(conn, db_path), files.CSV_TYPE)
     result = import_csv(conn, path, progress=seen.append, original=original)
     content = path.read_bytes()
     assert len(readers) == 1
     assert seen == sorted(seen) and seen[-1] == len(content)
-    kept = files.stored_path(files.files_dir(db_path), result.sha256)
-    assert gzip.decompress(kept.read_bytes()) == content
+    assert files.original_bytes(conn, files.open_store(conn, db_path), result.import_id) == content
 
 
 def test_a_reading_process_that_stops_refuses_the_import_and_writes_nothing(tmp_path, readers, conn, db_path):
@@ -143,7 +141,7 @@ def test_a_reading_process_that_stops_refuses_the_import_and_writes_nothing(tmp_
         real_write(batch, typed)
         os.kill(readers[-1].process.pid, signal.SIGKILL)  # after the first chunk
 
-    original = files.Original(files.files_dir(db_path), files.CSV_TYPE)
+    original = files.Original(files.open_store(conn, db_path), files.CSV_TYPE)
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(batch.ImportWriter, "write", write)
         with pytest.raises(StorageError) as failure:
@@ -153,7 +151,7 @@ def test_a_reading_process_that_stops_refuses_the_import_and_writes_nothing(tmp_
     assert readers[-1].process.returncode == -signal.SIGKILL
     assert database_checksum(conn) == before
     assert not conn.in_transaction
-    assert [p.name for p in files.files_dir(db_path).iterdir() if not p.name.endswith(".gz")] == []
+    assert connect(f"{db_path}-files.db").execute("SELECT COUNT(*) FROM kept_files").fetchone() == (0,)
     assert import_csv(conn, path).record_count == 100_000  # the next import goes through
 
 
@@ -195,8 +193,7 @@ def test_glyph_import_of_a_file_past_the_threshold(tmp_path, db_path):
     (import_id, count, sha256) = conn.execute("SELECT import_id, record_count, sha256 FROM import_batches").fetchone()
     assert count == 190_000
     assert conn.execute("SELECT COUNT(*), MAX(import_index) FROM scored_listings").fetchone() == (190_000, 190_000)
-    kept = files.stored_path(files.files_dir(db), sha256)
-    assert gzip.decompress(kept.read_bytes()) == big.read_bytes()
+    assert files.original_bytes(conn, files.open_store(conn, db), import_id) == big.read_bytes()
     assert conn.execute("PRAGMA integrity_check").fetchone() == ("ok",)
 
 
@@ -222,10 +219,10 @@ def test_a_reimport_reads_its_compressed_original_here(tmp_path, readers, conn, 
     """A kept original is a gzip file on disk: the stream has the file's name and descriptor, but its bytes are
     not the CSV's, so the second process (which opens the path) must not read it."""
     path = make_scored_csv(tmp_path / "f.csv", 3_000, seed=7)
-    original = files.Original(files.files_dir(db_path), files.CSV_TYPE)
+    original = files.Original(files.open_store(conn, db_path), files.CSV_TYPE)
     first = import_csv(conn, path, original=original)
     assert len(readers) == 1
-    again = files.reimport(conn, files.files_dir(db_path), first.import_id)
+    again = files.reimport(conn, files.open_store(conn, db_path), first.import_id)
     assert (len(readers), again.record_count, again.sha256) == (1, 3_000, first.sha256)
 
 

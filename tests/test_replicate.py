@@ -166,12 +166,16 @@ def wait_for(condition, what: str, timeout: float = 30):
 def test_the_s3_configuration_is_one_litestream_accepts(tmp_path):
     config = deploy_yaml("# litestream.yml for S3-compatible storage")
     config["dbs"][0]["path"] = str(tmp_path / "glyph.db")
+    config["dbs"][1]["path"] = str(tmp_path / "glyph.db-files.db")
     path = tmp_path / "litestream.yml"
     path.write_text(yaml.safe_dump(config), encoding="utf-8")
     if LITESTREAM is None:
         pytest.fail("GLYPH_REQUIRE_LITESTREAM is set but no litestream binary was found")
     listed = subprocess.run([LITESTREAM, "databases", "-config", str(path)], capture_output=True, text=True)
-    assert (listed.returncode, listed.stdout.split()[-2:]) == (0, [str(tmp_path / "glyph.db"), "s3"])
+    assert (listed.returncode, listed.stdout.split()[-4:]) == (
+        0,
+        [str(tmp_path / "glyph.db"), "s3", str(tmp_path / "glyph.db-files.db"), "s3"],
+    )
 
 
 def test_replicate_restore_and_serve_replicas(tmp_path, litestream):
@@ -183,6 +187,8 @@ def test_replicate_restore_and_serve_replicas(tmp_path, litestream):
     config = deploy_yaml("# litestream.yml for a folder replica")
     config["dbs"][0]["path"] = str(primary_db)
     config["dbs"][0]["replica"]["path"] = str(tmp_path / "backup")
+    config["dbs"][1]["path"] = str(primary_db) + "-files.db"
+    config["dbs"][1]["replica"]["path"] = str(tmp_path / "backup-files")
     config_path = tmp_path / "litestream.yml"
     config_path.write_text(yaml.safe_dump(config), encoding="utf-8")
     second_csv = tmp_path / "second.csv"
@@ -308,6 +314,8 @@ def test_the_following_replica_script_runs_as_printed_on_a_fresh_folder(tmp_path
     config = deploy_yaml("# litestream.yml for a folder replica")
     config["dbs"][0]["path"] = str(primary_db)
     config["dbs"][0]["replica"]["path"] = str(backup)
+    config["dbs"][1]["path"] = str(primary_db) + "-files.db"
+    config["dbs"][1]["replica"]["path"] = str(tmp_path / "backup-files")
     config_path = tmp_path / "litestream.yml"
     config_path.write_text(yaml.safe_dump(config), encoding="utf-8")
     second_csv = tmp_path / "second.csv"
@@ -381,3 +389,55 @@ def test_the_following_replica_script_runs_as_printed_on_a_fresh_folder(tmp_path
             os.killpg(replica.pid, signal.SIGTERM)
             replica.wait(30)
         primary.stop()
+
+
+def verify_files(db: Path) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "datasette", "glyph-files", str(db), "--verify"], capture_output=True, text=True
+    )
+
+
+def test_a_restore_holds_every_kept_original(tmp_path, litestream):
+    """The folder configuration as docs/deploy.md prints it backs up the kept originals with the rows: a restore
+    of both files verifies every original, and the restored copy serves them byte for byte."""
+    primary_db = tmp_path / "primary" / "glyph.db"
+    primary_db.parent.mkdir()
+    conn = connect(primary_db)
+    migrator.migrate(conn)
+    conn.close()
+    config = deploy_yaml("# litestream.yml for a folder replica")
+    config["dbs"][0]["path"] = str(primary_db)
+    config["dbs"][0]["replica"]["path"] = str(tmp_path / "backup")
+    config["dbs"][1]["path"] = str(primary_db) + "-files.db"
+    config["dbs"][1]["replica"]["path"] = str(tmp_path / "backup-files")
+    config_path = tmp_path / "litestream.yml"
+    config_path.write_text(yaml.safe_dump(config), encoding="utf-8")
+    second_csv = tmp_path / "second.csv"
+    second_csv.write_text(SECOND, encoding="utf-8")
+    # the files database exists before Litestream starts watching it, as on a primary that has imported
+    imported = subprocess.run(
+        [sys.executable, "-m", "datasette", "glyph-import", str(primary_db), str(SAMPLE), "--quiet"], check=True
+    )
+    assert imported.returncode == 0
+    litestream("replicate", "-config", str(config_path), log=tmp_path / "replicate.log")
+    subprocess.run(
+        [sys.executable, "-m", "datasette", "glyph-import", str(primary_db), str(second_csv), "--quiet"], check=True
+    )
+    ids = import_ids(primary_db)
+    restored = tmp_path / "restored.db"
+
+    def restored_and_verified():
+        restore(config_path, primary_db, restored)
+        restore(config_path, Path(f"{primary_db}-files.db"), Path(f"{restored}-files.db"))
+        return import_ids(restored) == ids and verify_files(restored).returncode == 0
+
+    wait_for(restored_and_verified, "a restore holding both imports and their files")
+    assert verify_files(restored).stdout == f"Verified 2 kept file(s) in {restored}-files.db: 0 missing or damaged\n"
+    server = start_server(restored, plugin_config={"read_only": True}, log_dir=logs(tmp_path / "replica"))
+    try:
+        for import_id, path in zip(ids, [SAMPLE, second_csv]):
+            response = server.get(f"/api/imports/{import_id}/file")
+            assert (response.status, response.body) == (200, path.read_bytes())
+            assert response.headers["x-content-sha256"] == hashlib.sha256(path.read_bytes()).hexdigest()
+    finally:
+        server.stop()

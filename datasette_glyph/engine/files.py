@@ -1,18 +1,25 @@
-"""Kept originals: the exact bytes each import read, compressed, named by their SHA-256, beside the database.
+"""Kept originals: the exact bytes each import read, compressed, in a second SQLite database beside the store's.
 
-Every import writes what it reads (the CSV file as uploaded or given on the command line, a JSON body as received)
-through a gzip compressor into a temp file in the store (``files_dir``; by default ``<database>-files``) as it
-reads it, so the bytes are read once. Before the batch commits, the temp file is fsynced, renamed to
-``<sha256>.gz`` and the folder fsynced, and an ``import_files`` row naming it is written in the batch's
-transaction: a committed batch always has its file. The same bytes imported twice are one file named by two rows.
+``glyph.db`` keeps its originals in ``glyph.db-files.db`` (or the files database the store was pointed at once:
+the store records it). That database holds ``kept_files`` (one row per distinct original, named by its SHA-256)
+and ``kept_chunks`` (the original in pieces of ``CHUNK_BYTES``, each compressed on its own with zlib), so that a
+backup of the two files (the same ``litestream.yml``) holds everything, and a file is read back piece by piece.
 
-A crash leaves, at worst, a temp file or a ``<sha256>.gz`` that no committed row names. ``sweep`` (run when the
-server starts and by ``glyph-files``) removes those, holding the database's write lock so that no import is between
-renaming its file and committing, and only when they are older than ``SWEEP_GRACE_SECONDS``, so that an import
-still reading its file in another process keeps it.
+Every import writes what it reads (the CSV file as uploaded or given on the command line, a JSON body as
+received) through a compressor thread into the files database as it reads it, so the bytes are read once; each
+piece commits on its own (no lock held on the files database for the import's length). Before the batch commits,
+the file's row is completed with its SHA-256 and made durable (``synchronous = FULL``), and the ``import_files``
+row naming it is written in the batch's transaction: a committed batch always has its file. The same bytes
+imported twice are one file named by two rows.
 
-The store folder is made private (0700) as the upload folder is, its files 0600. Synchronous functions over a
-``sqlite3.Connection``; nothing here imports Datasette.
+A files database belongs to one store: it records the store's ``store_id`` (``import_files_store``, migration
+0010) and where that store's database is, and refuses any other store, so that no store can ever remove the
+files of another. A crash leaves, at worst, a file row that no committed batch names; ``sweep`` (run when the
+server starts and by ``glyph-files --prune``) removes those, holding the store's write lock so that no import is
+between completing its file and committing, and only when they are older than ``SWEEP_GRACE_SECONDS``, so that
+an import still reading its file in another process keeps it.
+
+Synchronous functions over ``sqlite3.Connection``; nothing here imports Datasette.
 """
 
 from __future__ import annotations
@@ -22,11 +29,13 @@ import datetime
 import errno
 import gzip
 import hashlib
+import io
 import json
 import os
 import queue
 import re
 import sqlite3
+import stat
 import threading
 import time
 import uuid
@@ -36,47 +45,88 @@ from pathlib import Path
 from typing import BinaryIO, Dict, Iterator, List, Optional, Union
 
 from . import importer
-from .folders import made_private
 from .json_source import scan_json
-from .sqlite import StorageError, transaction
+from .sqlite import StorageError, connect, open_read_only, transaction
 
-SUFFIX = ".gz"
-TEMP_PREFIX = ".keeping-"
-NAME_RE = re.compile(r"^([0-9a-f]{64})\.gz$")
 CSV_TYPE = "text/csv"
 JSON_TYPE = "application/json"
+FILES_DB_SUFFIX = "-files.db"
+# The folder of .gz files that stores kept their originals in before migration 0010.
+OLD_FOLDER_SUFFIX = "-files"
+OLD_NAME_RE = re.compile(r"^([0-9a-f]{64})\.gz$")
+TEMP_PREFIX = ".keeping-"
 # zlib level 1, on a thread of its own: level 6 would cost a quarter of an import's time for 30% less space
 # (docs/benchmarks.md, "Kept original files")
 COMPRESS_LEVEL = 1
-# Chunks waiting for the compressor thread (about 1 MiB each): the reader waits when it is this far ahead, so a
+# Each piece of an original is this many bytes (the last one fewer), compressed on its own: a download or a
+# re-import holds one piece at a time.
+CHUNK_BYTES = 1024 * 1024
+# Pieces waiting for the compressor thread (about 1 MiB each): the reader waits when it is this far ahead, so a
 # slow disk costs the server at most this much memory.
 QUEUE_CHUNKS = 4
 READ_CHUNK_BYTES = 1024 * 1024
 # Files no committed batch names are removed only when older than this: an import in another process may still
-# be writing its temp file (it takes the write lock only after reading the header).
+# be writing its file (it takes the write lock only after reading the header).
 SWEEP_GRACE_SECONDS = 3600
 
 IMPORT_FILES_TABLE = "import_files"
+STORE_TABLE = "import_files_store"
+
+FILES_SCHEMA = """
+CREATE TABLE IF NOT EXISTS kept_store (
+    store_id TEXT NOT NULL, -- import_files_store.store_id of the one store whose originals these are
+    store_path TEXT NOT NULL, -- where that store's database file is
+    claimed_at TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS kept_files (
+    id INTEGER PRIMARY KEY,
+    sha256 TEXT UNIQUE, -- SHA-256 of the original bytes; NULL while an import is still writing them
+    bytes INTEGER NOT NULL DEFAULT 0, -- size of the original
+    stored_bytes INTEGER NOT NULL DEFAULT 0, -- size of its compressed pieces
+    chunks INTEGER NOT NULL DEFAULT 0,
+    written_at REAL NOT NULL -- Unix time of the last piece written: the sweep's hour of grace counts from here
+);
+CREATE TABLE IF NOT EXISTS kept_chunks (
+    file_id INTEGER NOT NULL REFERENCES kept_files(id),
+    seq INTEGER NOT NULL, -- 0, 1, 2...: the piece's place in the original
+    data BLOB NOT NULL, -- CHUNK_BYTES of the original (the last piece fewer), zlib-compressed on its own
+    PRIMARY KEY (file_id, seq)
+);
+"""
 
 
 class KeptFileError(StorageError):
-    """The original could not be written to the kept files folder (a full disk, no permission): the import is
+    """The original could not be written to the files database (a full disk, no permission): the import is
     refused, since a committed batch must have its file. A StorageError, so every door answers it as one."""
 
-    def __init__(self, directory: Path, error: OSError):
-        room = error.errno in (errno.ENOSPC, errno.EFBIG, getattr(errno, "EDQUOT", errno.ENOSPC))
+    def __init__(self, where: Path, error: BaseException):
+        code = getattr(error, "sqlite_errorcode", None)
+        room = getattr(error, "errno", None) in (errno.ENOSPC, errno.EFBIG, getattr(errno, "EDQUOT", errno.ENOSPC))
+        room = room or (code is not None and code & 0xFF == 13)
+        why = getattr(error, "strerror", None) or str(error)
+        if not room and code is not None and code & 0xFF == 10 and _no_room(Path(where).parent):
+            # SQLite says "disk I/O error" when its journal cannot grow on a full disk: say what it was
+            room, why = True, os.strerror(errno.ENOSPC)
         sqlite3.OperationalError.__init__(
             self,
-            f"The original file could not be kept in {directory} ({error.strerror or error}); the import was not "
-            "saved (nothing was written). Make room there, or set keep_files: false (--no-keep-file).",
+            f"The original file could not be kept in {where} ({why}); the import was not saved (nothing was "
+            "written). Make room there, or set keep_files: false (--no-keep-file).",
         )
         self.kind = "full" if room else "io"
         self.status = 507 if room else 503
         self.detail = str(error)
 
 
+def _no_room(folder: Path) -> bool:
+    try:
+        info = os.statvfs(folder)
+    except OSError:
+        return False
+    return info.f_bavail * info.f_frsize < 64 * 1024
+
+
 class FileStoreError(Exception):
-    """A kept file cannot be found or read; ``status`` is the HTTP status to answer with."""
+    """A kept file cannot be found, read or trusted; ``status`` is the HTTP status to answer with."""
 
     def __init__(self, message: str, status: int = 404):
         super().__init__(message)
@@ -84,21 +134,22 @@ class FileStoreError(Exception):
         self.status = status
 
 
-def default_files_dir(db_path: Union[str, os.PathLike]) -> Path:
-    """The store beside a database file: ``glyph.db`` keeps its originals in ``glyph.db-files``."""
-    return Path(os.fspath(db_path) + "-files")
+class AnotherStore(FileStoreError):
+    """The files database belongs to another store, or the store keeps its files elsewhere: nothing is read from
+    it or written to it. A 503: the server's configuration needs changing."""
+
+    def __init__(self, message: str):
+        super().__init__(message, status=503)
 
 
-def files_dir(db_path: Union[str, os.PathLike], configured: Optional[str] = None) -> Path:
-    """The store folder (the configured one, else beside the database), created private (0700)."""
-    path = Path(configured) if configured else default_files_dir(db_path)
-    made_private(path, what="kept files folder", setting="files_dir")
-    return path
+def default_files_db(db_path: Union[str, os.PathLike]) -> Path:
+    """The files database beside a store: ``glyph.db`` keeps its originals in ``glyph.db-files.db``."""
+    return Path(os.fspath(db_path) + FILES_DB_SUFFIX)
 
 
-def stored_path(directory: Path, sha256: str) -> Path:
-    """Where the original with this SHA-256 is kept."""
-    return Path(directory) / f"{sha256}{SUFFIX}"
+def old_folder(db_path: Union[str, os.PathLike]) -> Path:
+    """The folder of ``<sha256>.gz`` files a store kept its originals in before migration 0010."""
+    return Path(os.fspath(db_path) + OLD_FOLDER_SUFFIX)
 
 
 def has_store(conn: sqlite3.Connection) -> bool:
@@ -109,12 +160,192 @@ def has_store(conn: sqlite3.Connection) -> bool:
     )
 
 
-def _fsync_dir(directory: Path) -> None:
-    fd = os.open(directory, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
+def _has_table(conn: sqlite3.Connection, name: str) -> bool:
+    return conn.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?", [name]).fetchone() is not None
+
+
+def _same_file(a: Union[str, os.PathLike], b: Union[str, os.PathLike]) -> bool:
     try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
+        return os.path.samefile(a, b)
+    except OSError:
+        return os.path.abspath(a) == os.path.abspath(b)
+
+
+# Which files database a store uses ------------------------------------------------------------------------------
+
+
+@dataclass
+class FileStore:
+    """A store's files database: where it is and the store it belongs to (checked when it was opened)."""
+
+    path: Path
+    store_id: str
+    db_path: str
+    pending_id: bool = False  # the store has no identity yet: record() gives it this one
+    pending_path: Optional[str] = None  # the files database to record in the store (not the default)
+
+    def check(self, claim: bool) -> None:
+        """Check (and with ``claim``, create the tables of and claim) the files database; AnotherStore if it is
+        another store's."""
+        files_conn = connect(self.path) if claim else open_read_only(self.path, busy_timeout_ms=5000)
+        try:
+            if claim:
+                files_conn.execute("PRAGMA auto_vacuum = INCREMENTAL")  # takes effect on a new file only
+                files_conn.executescript(FILES_SCHEMA)
+            elif not _has_table(files_conn, "kept_store"):
+                return
+            _check_owner(files_conn, self.path, self, claim=claim)
+        except sqlite3.DatabaseError as e:
+            raise AnotherStore(f"The files database {self.path} cannot be read: {e}") from None
+        finally:
+            files_conn.close()
+
+    def ensure(self) -> None:
+        """Create the files database (private, 0600) and claim it for the store, unless it exists."""
+        if self.path.exists() and not self.pending_id:
+            return
+        if not self.path.parent.is_dir():  # the folder vanished: the import is refused as unable to keep its file
+            raise FileNotFoundError(errno.ENOENT, os.strerror(errno.ENOENT), str(self.path.parent))
+        _create_private(self.path)
+        self.check(claim=True)
+
+    def record(self, conn: sqlite3.Connection) -> None:
+        """Write the store's identity and its files database into the store, in the caller's transaction (the
+        batch's), if not there yet."""
+        if self.pending_id:
+            _write_store(conn, f"INSERT INTO {STORE_TABLE} (store_id) VALUES (?)", [self.store_id])
+            self.pending_id = False
+        if self.pending_path:
+            _write_store(conn, f"UPDATE {STORE_TABLE} SET files_db = ?", [self.pending_path])
+            self.pending_path = None
+
+    def connect(self) -> sqlite3.Connection:
+        return connect(self.path)
+
+    def read(self) -> sqlite3.Connection:
+        return open_read_only(self.path, busy_timeout_ms=5000)
+
+    def __str__(self) -> str:
+        return str(self.path)
+
+
+def store_record(conn: sqlite3.Connection) -> Optional[tuple]:
+    """``(store_id, files_db)`` of the store (``files_db`` None: beside the database; ``store_id`` None: no file
+    kept yet), or None before migration 0010."""
+    if not _has_table(conn, STORE_TABLE):
+        return None
+    return conn.execute(f"SELECT store_id, files_db FROM {STORE_TABLE}").fetchone() or (None, None)
+
+
+def _write_store(conn: sqlite3.Connection, sql: str, params: list) -> None:
+    if conn.in_transaction:  # an import's own transaction (not a savepoint: the import's must be the first)
+        conn.execute(sql, params)
+    else:
+        with transaction(conn, "glyph_files_db", "recording the files database"):
+            conn.execute(sql, params)
+
+
+def files_db_path(conn: sqlite3.Connection, db_path, configured: Optional[str] = None) -> Path:
+    """Where the store keeps its originals: the files database it recorded, else ``configured``, else beside it.
+
+    Raises AnotherStore when ``configured`` names another file than the one the store recorded."""
+    record = store_record(conn)
+    recorded = record[1] if record else None
+    if configured and recorded and not _same_file(configured, recorded):
+        raise AnotherStore(
+            f"{db_path} keeps its original files in {recorded}, not {configured}; leave the files database "
+            "setting out (the store remembers it), or give that one"
+        )
+    if recorded:
+        return Path(recorded)
+    beside = default_files_db(db_path)
+    if configured and beside.exists() and not _same_file(configured, beside):
+        raise AnotherStore(
+            f"{db_path} keeps its original files in {beside}, not {configured}; leave the files database setting "
+            "out (the store finds its own)"
+        )
+    return Path(os.path.abspath(configured)) if configured else beside
+
+
+def _create_private(path: Path) -> None:
+    """Create an empty files database file readable by this user alone (0600); refuse a symbolic link."""
+    try:
+        info = os.lstat(path)
+    except FileNotFoundError:
+        with contextlib.suppress(FileExistsError):
+            os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+        return
+    if stat.S_ISLNK(info.st_mode):
+        raise AnotherStore(f"The files database {path} is a symbolic link; refusing to keep originals through it")
+
+
+def open_store(conn: sqlite3.Connection, db_path, configured: Optional[str] = None, *, create: bool = True):
+    """The store's files database, checked to belong to it when it exists.
+
+    With ``create``, a files database that does not exist yet is made (and claimed) by the first import that
+    writes to it (``FileStore.ensure``), and the store's identity, and a ``configured`` files database other than
+    the default, are written into the store with that import's batch (``FileStore.record``): a refused import
+    changes nothing in the store. Later commands and servers then find the files database without being told.
+    Returns None when the store has no ``import_files_store`` (before migration 0010) or, with ``create`` False,
+    no kept file yet. Raises AnotherStore when the files database belongs to another store.
+    """
+    record = store_record(conn)
+    if record is None:
+        return None
+    store_id = record[0]
+    path = files_db_path(conn, db_path, configured)
+    if not create and (store_id is None or not path.exists()):
+        return None
+    store = FileStore(path, store_id, os.path.abspath(db_path))
+    if store_id is None:  # no file kept yet: the identity is given with the first batch that keeps one
+        store.store_id = str(uuid.uuid4())
+        store.pending_id = True
+    if create and configured and record[1] is None and not _same_file(path, default_files_db(db_path)):
+        store.pending_path = str(path)
+    if path.is_symlink():
+        raise AnotherStore(f"The files database {path} is a symbolic link; refusing to keep originals through it")
+    if path.exists():
+        store.check(claim=create)
+    return store
+
+
+def _check_owner(files_conn, path: Path, store: "FileStore", *, claim: bool) -> None:
+    me, db_path = store.db_path, store.db_path
+    with transaction(files_conn, "glyph_claim", "claiming the files database") if claim else contextlib.nullcontext():
+        owner = files_conn.execute("SELECT store_id, store_path FROM kept_store").fetchone()
+        if owner is None:
+            if claim:
+                files_conn.execute(
+                    "INSERT INTO kept_store (store_id, store_path, claimed_at) VALUES (?, ?, ?)",
+                    [store.store_id, me, _now_text()],
+                )
+            return
+        if owner[0] != store.store_id and store.pending_id and _same_file(owner[1], me):
+            # This store has kept no file yet, and the files database was claimed for it at its path (by an import
+            # that was refused, or runs beside this one): it is this store's
+            store.store_id = owner[0]
+        if owner[0] != store.store_id:
+            raise AnotherStore(
+                f"The files database {path} holds the original files of another store ({owner[1]}); it never "
+                f"serves or removes them for {db_path}. Give {db_path} a files database of its own"
+            )
+        if _same_file(owner[1], me):
+            return
+        beside = _same_file(path, default_files_db(db_path))
+        if not beside and os.path.exists(owner[1]):
+            # A copy of the store (a restored backup) pointed at the original's files database: the copy does not
+            # name the original's newer imports, and would sweep their files.
+            raise AnotherStore(
+                f"The files database {path} belongs to the store at {owner[1]}, of which {db_path} is a copy; a "
+                f"copy must keep its files in a files database of its own (restore {path} beside it as "
+                f"{default_files_db(db_path)})"
+            )
+        if claim:  # the store was moved (or restored under a new name with its own files database): follow it
+            files_conn.execute("UPDATE kept_store SET store_path = ?", [me])
+
+
+def _now_text() -> str:
+    return datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M:%S.%f")
 
 
 INSERT_FILE_SQL = """
@@ -124,43 +355,61 @@ VALUES (:import_id, :sha256, :bytes, :stored_bytes, :media_type, :reimport_of)
 
 
 class Original:
-    """The original bytes of one import on their way into the store.
+    """The original bytes of one import on their way into the files database.
 
-    The importer hands every chunk it reads to ``write`` (a compressor thread gzips them into a temp file) and,
-    inside the batch's transaction just before it commits, calls ``keep``: the file is made durable under its
-    SHA-256 name and the ``import_files`` row written. ``discard`` removes a temp file that was never kept.
+    The importer hands every chunk it reads to ``write`` (a compressor thread compresses them into the files
+    database, piece by piece, under a row with no SHA-256 yet) and, inside the batch's transaction just before it
+    commits, calls ``keep``: the row gets its SHA-256 (or, when those bytes are already kept, is dropped for the
+    row that has them), durably, and the ``import_files`` row is written. ``discard`` removes a file never kept.
     """
 
-    def __init__(self, directory: Path, media_type: str, *, source_path=None, existing: Optional[dict] = None):
-        self.directory = Path(directory)
+    def __init__(self, store: FileStore, media_type: str, *, source_path=None, existing: Optional[dict] = None):
+        self.store = store
         self.media_type = media_type
         self.source_path = source_path  # compress this file at keep() time (no chunks are written)
         self.existing = existing  # {sha256, bytes, stored_bytes, reimport_of}: the file is already in the store
-        self.temp: Optional[Path] = None
         self._queue: Optional[queue.Queue] = None
         self._thread: Optional[threading.Thread] = None
         self._error: Optional[BaseException] = None
+        self._conn: Optional[sqlite3.Connection] = None
+        self._file_id: Optional[int] = None
+        self._pending = bytearray()
         self._stored = 0
+        self._chunks = 0
 
     @classmethod
-    def already_kept(cls, directory: Path, row: dict, reimport_of: str) -> "Original":
+    def already_kept(cls, store: FileStore, row: dict, reimport_of: str) -> "Original":
         """The original of a re-import: the kept file it is read from is its file too."""
         existing = {"sha256": row["sha256"], "bytes": row["bytes"], "stored_bytes": row["stored_bytes"]}
         existing["reimport_of"] = reimport_of
-        return cls(directory, row["media_type"], existing=existing)
+        return cls(store, row["media_type"], existing=existing)
 
     # Writing ---------------------------------------------------------------------------------------------
 
     def _start(self) -> None:
-        self.temp = self.directory / f"{TEMP_PREFIX}{uuid.uuid4().hex}"
-        fd = os.open(self.temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        self._file = os.fdopen(fd, "wb")
+        self.store.ensure()
+        self._conn = self.store.connect()
+        self._conn.execute("PRAGMA synchronous = NORMAL")  # the last piece's commit is made durable by keep()
+        cursor = self._conn.execute("INSERT INTO kept_files (sha256, written_at) VALUES (NULL, ?)", [time.time()])
+        self._file_id = cursor.lastrowid
         self._queue = queue.Queue(QUEUE_CHUNKS)
         self._thread = threading.Thread(target=self._compress, name="glyph-keep-file", daemon=True)
         self._thread.start()
 
+    def _store_piece(self, piece: bytes) -> None:
+        data = zlib.compress(piece, COMPRESS_LEVEL)
+        self._conn.execute(
+            "INSERT INTO kept_chunks (file_id, seq, data) VALUES (?, ?, ?)", [self._file_id, self._chunks, data]
+        )
+        self._chunks += 1
+        self._stored += len(data)
+        self._conn.execute(
+            "UPDATE kept_files SET stored_bytes = ?, chunks = ?, written_at = ? WHERE id = ?",
+            [self._stored, self._chunks, time.time(), self._file_id],
+        )
+
     def _compress(self) -> None:
-        compressor = zlib.compressobj(COMPRESS_LEVEL, zlib.DEFLATED, 31)  # 31: gzip framing, readable by zcat
+        pending = bytearray()
         ended = False
         try:
             while True:
@@ -169,24 +418,16 @@ class Original:
                     ended = True
                     break
                 if self._error is None:
-                    out = compressor.compress(chunk)
-                    self._file.write(out)
-                    self._stored += len(out)
-            if self._error is None:
-                out = compressor.flush()
-                self._file.write(out)
-                self._stored += len(out)
-                self._file.flush()
-                os.fsync(self._file.fileno())
+                    pending += chunk
+                    while len(pending) >= CHUNK_BYTES:
+                        self._store_piece(bytes(pending[:CHUNK_BYTES]))
+                        del pending[:CHUNK_BYTES]
+            if self._error is None and pending:
+                self._store_piece(bytes(pending))
         except BaseException as e:  # a full disk: reported by keep(), which the import then fails with
             self._error = e
             while not ended and self._queue.get() is not None:  # the reader must never block on a full queue
                 pass
-        finally:
-            try:
-                self._file.close()
-            except OSError as e:
-                self._error = self._error or e
 
     def write(self, data) -> None:
         """One more chunk of the original, in order (a bytes-like object; it is copied)."""
@@ -200,7 +441,7 @@ class Original:
         if self._queue is None:
             try:
                 self._start()
-            except OSError as e:
+            except (OSError, sqlite3.Error, AnotherStore) as e:
                 self._error = e
                 return
         self._queue.put(bytes(data))
@@ -212,10 +453,13 @@ class Original:
             if self._thread is not None:
                 self._queue.put(None)
                 self._thread.join()
+                self._thread = None
             if self._error is not None:
                 raise self._error
-        except OSError as e:
-            raise KeptFileError(self.directory, e) from None
+        except AnotherStore:
+            raise
+        except (OSError, sqlite3.Error) as e:
+            raise KeptFileError(self.store.path, e) from None
 
     def _compress_path(self) -> tuple:
         sha256 = hashlib.sha256()
@@ -230,7 +474,7 @@ class Original:
     # Keeping ---------------------------------------------------------------------------------------------
 
     def keep(self, conn: sqlite3.Connection, import_id: str, sha256: str, size: int) -> None:
-        """Make the file durable under its SHA-256 name and record it for ``import_id``, in the open transaction.
+        """Make the file durable under its SHA-256 and record it for ``import_id``, in the open transaction.
 
         ``sha256`` and ``size`` are the importer's, of the bytes it read and handed to ``write``; an original
         given as a file (``source_path``: a JSON body imported from a list) is hashed here as it is compressed,
@@ -244,39 +488,66 @@ class Original:
             try:
                 kept = self._compress_path()
             except OSError as e:
-                raise KeptFileError(self.directory, e) from None
+                raise KeptFileError(self.store.path, e) from None
             if kept != (sha256, size):  # the batch records the body it read; the file kept must be that body
                 raise StorageError("changed", "the import")
         self._finish_writing()
-        target = stored_path(self.directory, sha256)
         try:
-            os.replace(self.temp, target)  # the same bytes kept before: one file, replaced by an identical one
-            self.temp = None
-            _fsync_dir(self.directory)
-        except OSError as e:
-            raise KeptFileError(self.directory, e) from None
+            self._conn.execute("PRAGMA synchronous = FULL")  # this commit syncs every piece written before it
+            with transaction(self._conn, "glyph_keep", "keeping the original"):
+                kept = self._conn.execute("SELECT id, stored_bytes FROM kept_files WHERE sha256 = ?", [sha256])
+                kept = kept.fetchone()
+                if kept is not None:  # the same bytes kept before: one file
+                    _delete_file_rows(self._conn, [self._file_id])
+                    stored = kept[1]
+                else:
+                    self._conn.execute(
+                        "UPDATE kept_files SET sha256 = ?, bytes = ?, written_at = ? WHERE id = ?",
+                        [sha256, size, time.time(), self._file_id],
+                    )
+                    stored = self._stored
+            self._file_id = None
+        except sqlite3.Error as e:
+            raise KeptFileError(self.store.path, e) from None
+        finally:
+            self._close()
+        self.store.record(conn)
         conn.execute(
             INSERT_FILE_SQL,
             {
                 "import_id": import_id,
                 "sha256": sha256,
                 "bytes": size,
-                "stored_bytes": self._stored,
+                "stored_bytes": stored,
                 "media_type": self.media_type,
                 "reimport_of": None,
             },
         )
 
+    def _close(self) -> None:
+        if self._conn is not None:
+            with contextlib.suppress(sqlite3.Error):
+                self._conn.close()
+            self._conn = None
+
     def discard(self) -> None:
-        """Stop writing and remove the temp file, unless ``keep`` renamed it into place."""
+        """Stop writing and remove the file's pieces, unless ``keep`` kept them."""
         if self._queue is not None and self._thread is not None and self._thread.is_alive():
             self._error = self._error or RuntimeError("discarded")
             self._queue.put(None)
             self._thread.join()
-        if self.temp is not None:
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(self.temp)
-            self.temp = None
+            self._thread = None
+        if self._conn is not None and self._file_id is not None:
+            with contextlib.suppress(sqlite3.Error):
+                with transaction(self._conn, "glyph_discard", "discarding the original"):
+                    _delete_file_rows(self._conn, [self._file_id])
+            self._file_id = None
+        self._close()
+
+
+def _delete_file_rows(files_conn: sqlite3.Connection, ids: List[int]) -> None:
+    files_conn.executemany("DELETE FROM kept_chunks WHERE file_id = ?", [(i,) for i in ids])
+    files_conn.executemany("DELETE FROM kept_files WHERE id = ?", [(i,) for i in ids])
 
 
 # Reading ---------------------------------------------------------------------------------------------------
@@ -284,17 +555,22 @@ class Original:
 
 FILE_ROW_SQL = """
 SELECT f.import_id, f.sha256, f.bytes, f.stored_bytes, f.media_type, f.keep, f.reimport_of, f.removed_at,
-       b.filename, b.source, b.description, b.status
+       {removal}, b.filename, b.source, b.description, b.status
 FROM import_files AS f JOIN import_batches AS b ON b.import_id = f.import_id
 WHERE f.import_id = ?
 """
+
+
+def _has_removal_columns(conn: sqlite3.Connection) -> bool:
+    return any(row[1] == "removed_by" for row in conn.execute("PRAGMA table_info(import_files)"))
 
 
 def file_row(conn: sqlite3.Connection, import_id: str) -> Optional[dict]:
     """The ``import_files`` record of a batch with the batch's name, source and status, or None."""
     if not has_store(conn):
         return None
-    cursor = conn.execute(FILE_ROW_SQL, [import_id])
+    removal = "f.removed_by, f.removed_how" if _has_removal_columns(conn) else "NULL AS removed_by, NULL AS removed_how"
+    cursor = conn.execute(FILE_ROW_SQL.format(removal=removal), [import_id])
     row = cursor.fetchone()
     return dict(zip([d[0] for d in cursor.description], row)) if row else None
 
@@ -337,21 +613,147 @@ def download_name(row: dict) -> str:
     return name
 
 
-def open_kept(directory: Path, row: Optional[dict], import_id: str) -> BinaryIO:
-    """The kept original of a batch, decompressing as it is read; FileStoreError when there is none."""
+def not_kept_reason(row: Optional[dict], import_id: str) -> Optional[str]:
+    """Why a batch has no kept original to read (never kept, pruned, deleted), or None when it has one."""
     if row is None:
-        raise FileStoreError(f"The original file of import {import_id} was not kept")
+        return f"The original file of import {import_id} was not kept"
     if row["removed_at"] is not None:
-        raise FileStoreError(f"The original file of import {import_id} was removed (pruned) at {row['removed_at']}")
-    path = stored_path(directory, row["sha256"])
+        if row.get("removed_how") == "deleted":
+            by = f" by {row['removed_by']}" if row.get("removed_by") else ""
+            return f"The original file of import {import_id} was deleted{by} at {row['removed_at']}"
+        return f"The original file of import {import_id} was removed (pruned) at {row['removed_at']}"
+    return None
+
+
+def _missing(import_id: str, store: Optional[FileStore]) -> FileStoreError:
+    where = f"the files database {store.path}" if store is not None else "the files database"
+    return FileStoreError(
+        f"The original file of import {import_id} is missing from {where}; datasette glyph-files --verify "
+        "reports every missing or damaged file",
+        status=404,
+    )
+
+
+class Damaged(Exception):
+    """A kept file's pieces do not decompress, or do not give back its size and SHA-256."""
+
+
+class KeptReader:
+    """One kept original, read piece by piece from the files database in one read transaction (one snapshot),
+    so that what ``verify`` checked is what ``pieces`` gives. ``close`` ends the transaction."""
+
+    def __init__(self, files_conn: sqlite3.Connection, file_id: int, sha256: str, size: int):
+        self.conn = files_conn
+        self.file_id = file_id
+        self.sha256 = sha256
+        self.size = size
+
+    def pieces(self) -> Iterator[bytes]:
+        """The original's pieces, decompressed, in order; raises Damaged at the end if they are not the file."""
+        digest, size = hashlib.sha256(), 0
+        try:
+            cursor = self.conn.execute("SELECT data FROM kept_chunks WHERE file_id = ? ORDER BY seq", [self.file_id])
+            for (data,) in cursor:
+                piece = zlib.decompress(data)
+                digest.update(piece)
+                size += len(piece)
+                if size > self.size:
+                    break
+                yield piece
+        except (zlib.error, sqlite3.DatabaseError) as e:
+            raise Damaged(f"cannot be read: {e}") from None
+        if size != self.size or digest.hexdigest() != self.sha256:
+            raise Damaged(f"holds {size:,} bytes with SHA-256 {digest.hexdigest()}")
+
+    def verify(self) -> None:
+        """Read every piece once; raises Damaged unless they give back the file's size and SHA-256."""
+        for _ in self.pieces():
+            pass
+
+    def stream(self) -> BinaryIO:
+        """The original as a binary file object (for a re-import); a damaged file raises Damaged as it is read."""
+        return io.BufferedReader(_PieceStream(self.pieces()), READ_CHUNK_BYTES)
+
+    def close(self) -> None:
+        with contextlib.suppress(sqlite3.Error):
+            if self.conn.in_transaction:
+                self.conn.execute("ROLLBACK")
+            self.conn.close()
+
+
+class _PieceStream(io.RawIOBase):
+    def __init__(self, pieces: Iterator[bytes]):
+        self._pieces = pieces
+        self._buffer = b""
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, target) -> int:
+        while not self._buffer:
+            try:
+                self._buffer = next(self._pieces)
+            except StopIteration:
+                return 0
+        n = min(len(target), len(self._buffer))
+        target[:n] = self._buffer[:n]
+        self._buffer = self._buffer[n:]
+        return n
+
+
+def open_kept(store: Optional[FileStore], row: Optional[dict], import_id: str) -> KeptReader:
+    """A reader of a batch's kept original (not yet verified); FileStoreError when there is none."""
+    reason = not_kept_reason(row, import_id)
+    if reason:
+        raise FileStoreError(reason)
+    if store is None:
+        raise _missing(import_id, None)
     try:
-        return gzip.open(path, "rb")
-    except FileNotFoundError:
+        files_conn = store.read()
+    except sqlite3.Error:
+        raise _missing(import_id, store) from None
+    try:
+        files_conn.execute("BEGIN")
+        found = files_conn.execute("SELECT id FROM kept_files WHERE sha256 = ?", [row["sha256"]]).fetchone()
+    except sqlite3.DatabaseError as e:
+        files_conn.close()
         raise FileStoreError(
-            f"The original file of import {import_id} is missing from {directory}; "
-            "datasette glyph-files --verify reports every missing or damaged file",
-            status=404,
+            f"The kept file of import {import_id} cannot be read ({e}); datasette glyph-files --verify reports "
+            "every damaged file",
+            status=503,
         ) from None
+    if found is None:
+        files_conn.close()
+        raise _missing(import_id, store)
+    return KeptReader(files_conn, found[0], row["sha256"], row["bytes"])
+
+
+def open_verified(store: Optional[FileStore], row: Optional[dict], import_id: str) -> KeptReader:
+    """``open_kept``, then every piece read and checked against the batch's size and SHA-256 before any is
+    given out: a damaged file is a FileStoreError (503)."""
+    reader = open_kept(store, row, import_id)
+    try:
+        reader.verify()
+    except Damaged:
+        reader.close()
+        raise FileStoreError(damaged_message(import_id), status=503) from None
+    return reader
+
+
+def original_bytes(conn: sqlite3.Connection, store: Optional[FileStore], import_id: str) -> bytes:
+    """A batch's kept original, whole and checked (FileStoreError otherwise): for small files and checks."""
+    reader = open_verified(store, file_row(conn, import_id), import_id)
+    try:
+        return b"".join(reader.pieces())
+    finally:
+        reader.close()
+
+
+def damaged_message(import_id: str) -> str:
+    return (
+        f"The kept file of import {import_id} is damaged (its bytes are not the ones imported) and cannot be sent; "
+        "datasette glyph-files --verify reports every damaged file"
+    )
 
 
 # Re-import -------------------------------------------------------------------------------------------------
@@ -363,7 +765,7 @@ class NotReimportable(Exception):
     status = 404
 
 
-def reimport(conn: sqlite3.Connection, directory: Path, import_id: str, *, actor: Optional[str] = None, **options):
+def reimport(conn: sqlite3.Connection, store: Optional[FileStore], import_id: str, *, actor=None, **options):
     """Import a batch's kept original again, as a new batch whose ``reimport_of`` names the original batch.
 
     The new batch keeps the original's file name, source and description; its ``same_content_as`` is the
@@ -378,8 +780,10 @@ def reimport(conn: sqlite3.Connection, directory: Path, import_id: str, *, actor
             raise NotReimportable(f"No import with import_id {import_id!r}")
         raise NotReimportable(f"The original file of import {import_id} was not kept, so it cannot be re-imported")
     try:
-        stream = open_kept(directory, row, import_id)
+        reader = open_kept(store, row, import_id)
     except FileStoreError as e:
+        if e.status == 503:
+            raise StorageError("changed", "the re-import") from None
         raise NotReimportable(e.message) from None
     options.update(
         filename=row["filename"],
@@ -387,23 +791,26 @@ def reimport(conn: sqlite3.Connection, directory: Path, import_id: str, *, actor
         description=row["description"],
         actor=actor,
         expected_sha256=row["sha256"],
-        original=Original.already_kept(directory, row, reimport_of=import_id),
+        original=Original.already_kept(store, row, reimport_of=import_id),
     )
     try:
-        with stream:
+        with contextlib.closing(reader):
+            stream = reader.stream()
             if row["media_type"] != JSON_TYPE:
                 return importer.import_csv(conn, stream, **options)
-            return _reimport_json(importer, conn, stream, directory, options)
-    except (importer.ImportFailed, importer.InvalidJson, OSError, EOFError, zlib.error):
-        # A damaged file may fail to parse or decompress before its SHA-256 is known: say which it was.
-        if not _intact(stored_path(directory, row["sha256"]), row["sha256"]):
+            return _reimport_json(importer, conn, stream, store, options)
+    except Damaged:
+        raise StorageError("changed", "the re-import") from None
+    except (importer.ImportFailed, importer.InvalidJson):
+        # A damaged file may fail to parse before its SHA-256 is known: say which it was.
+        if not _intact(store, row):
             raise StorageError("changed", "the re-import") from None
         raise
 
 
-def _reimport_json(importer, conn, stream, directory: Path, options: dict):
+def _reimport_json(importer, conn, stream, store: FileStore, options: dict):
     # A JSON body is read twice (scanned for its keys, then imported): decompressed to a private temp file.
-    temp = Path(directory) / f"{TEMP_PREFIX}{uuid.uuid4().hex}"
+    temp = Path(store.path).parent / f"{TEMP_PREFIX}{uuid.uuid4().hex}"
     try:
         with open(os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600), "wb") as out:
             for chunk in iter(lambda: stream.read(READ_CHUNK_BYTES), b""):
@@ -414,49 +821,60 @@ def _reimport_json(importer, conn, stream, directory: Path, options: dict):
             os.unlink(temp)
 
 
-def _intact(path: Path, sha256: str) -> bool:
-    digest = hashlib.sha256()
+def _intact(store: FileStore, row: dict) -> bool:
     try:
-        with gzip.open(path, "rb") as f:
-            for chunk in iter(lambda: f.read(READ_CHUNK_BYTES), b""):
-                digest.update(chunk)
-    except (OSError, EOFError, zlib.error):
+        reader = open_kept(store, row, row["import_id"])
+    except FileStoreError:
         return False
-    return digest.hexdigest() == sha256
+    try:
+        reader.verify()
+        return True
+    except Damaged:
+        return False
+    finally:
+        reader.close()
 
 
-# Sweep, verify, prune --------------------------------------------------------------------------------------
+# Sweep, verify, prune, delete ------------------------------------------------------------------------------
 
 
 LIVE_SHAS_SQL = "SELECT DISTINCT sha256 FROM import_files WHERE removed_at IS NULL"
 
 
-def _old(path: Path, grace_seconds: float, now: float) -> bool:
-    try:
-        return now - os.lstat(path).st_mtime >= grace_seconds
-    except FileNotFoundError:
-        return False
+def _remove_unnamed(files_conn: sqlite3.Connection, live: set, older_than: Optional[float]) -> List[str]:
+    """Remove the files no live batch names (written before ``older_than``, if given); return their names."""
+    gone, ids = [], []
+    for file_id, sha256, written_at in files_conn.execute("SELECT id, sha256, written_at FROM kept_files"):
+        if sha256 in live or (older_than is not None and written_at > older_than):
+            continue
+        ids.append(file_id)
+        gone.append(sha256 or f"{TEMP_PREFIX}{file_id}")
+    if ids:
+        _delete_file_rows(files_conn, ids)
+    return gone
 
 
-def sweep(conn: sqlite3.Connection, directory: Path, grace_seconds: float = SWEEP_GRACE_SECONDS) -> List[str]:
-    """Remove files that no committed batch names (temp files of imports that never finished included), when
-    older than ``grace_seconds``; return their names. Runs holding the database's write lock."""
-    directory = Path(directory)
-    if not has_store(conn) or not directory.is_dir():
+def _give_back_space(files_conn: sqlite3.Connection) -> None:
+    with contextlib.suppress(sqlite3.Error):
+        files_conn.execute("PRAGMA incremental_vacuum")
+
+
+def sweep(conn: sqlite3.Connection, store: Optional[FileStore], grace_seconds: float = SWEEP_GRACE_SECONDS) -> list:
+    """Remove this store's files that no committed batch names (those of imports that never finished included),
+    when older than ``grace_seconds``; return their names. Runs holding the store's write lock."""
+    if store is None or not has_store(conn):
         return []
-    removed = []
-    with transaction(conn, "glyph_sweep", "the sweep of kept files"):
-        live = {row[0] for row in conn.execute(LIVE_SHAS_SQL)}
-        now = time.time()
-        for entry in sorted(os.listdir(directory)):
-            path = directory / entry
-            match = NAME_RE.match(entry)
-            orphan = entry.startswith(TEMP_PREFIX) or (match is not None and match.group(1) not in live)
-            if orphan and _old(path, grace_seconds, now):
-                with contextlib.suppress(FileNotFoundError):
-                    os.unlink(path)
-                removed.append(entry)
-    return removed
+    files_conn = store.connect()
+    try:
+        with transaction(conn, "glyph_sweep", "the sweep of kept files"):
+            live = {row[0] for row in conn.execute(LIVE_SHAS_SQL)}
+            with transaction(files_conn, "glyph_sweep", "the sweep of kept files"):
+                removed = _remove_unnamed(files_conn, live, time.time() - grace_seconds)
+        if removed:
+            _give_back_space(files_conn)
+    finally:
+        files_conn.close()
+    return sorted(removed)
 
 
 @dataclass
@@ -469,38 +887,34 @@ class Problem:
     detail: str = ""
 
 
-def verify(conn: sqlite3.Connection, directory: Path) -> tuple:
+def verify(conn: sqlite3.Connection, store: Optional[FileStore]) -> tuple:
     """Recompute every kept file's SHA-256 (decompressing it) against the batches naming it.
 
     Returns (files checked, list of Problem).
     """
-    directory = Path(directory)
     batches: Dict[str, List[str]] = {}
-    sizes: Dict[str, int] = {}
+    rows: Dict[str, dict] = {}
     for import_id, sha256, size in conn.execute(
         "SELECT import_id, sha256, bytes FROM import_files WHERE removed_at IS NULL ORDER BY rowid"
     ):
         batches.setdefault(sha256, []).append(import_id)
-        sizes[sha256] = size
+        rows[sha256] = {"sha256": sha256, "bytes": size, "removed_at": None}
     problems = []
+    where = store.path if store is not None else "the files database"
     for sha256, import_ids in batches.items():
-        path = stored_path(directory, sha256)
-        if not path.exists():
-            problems.append(Problem(sha256, "missing", import_ids, f"{path} does not exist"))
-            continue
-        digest, size = hashlib.sha256(), 0
         try:
-            with gzip.open(path, "rb") as f:
-                for chunk in iter(lambda: f.read(READ_CHUNK_BYTES), b""):
-                    digest.update(chunk)
-                    size += len(chunk)
-        except (OSError, EOFError, zlib.error) as e:
-            problems.append(Problem(sha256, "damaged", import_ids, f"{path} cannot be decompressed: {e}"))
+            reader = open_kept(store, rows[sha256], import_ids[0])
+        except FileStoreError as e:
+            kind = "missing" if e.status == 404 else "damaged"
+            detail = f"not in {where}" if kind == "missing" else e.message
+            problems.append(Problem(sha256, kind, import_ids, detail))
             continue
-        if digest.hexdigest() != sha256 or size != sizes[sha256]:
-            problems.append(
-                Problem(sha256, "damaged", import_ids, f"{path} holds {size:,} bytes with SHA-256 {digest.hexdigest()}")
-            )
+        try:
+            reader.verify()
+        except Damaged as e:
+            problems.append(Problem(sha256, "damaged", import_ids, str(e)))
+        finally:
+            reader.close()
     return len(batches), problems
 
 
@@ -519,9 +933,41 @@ WHERE f.removed_at IS NULL
 """
 
 
+def _mark_removed(conn, ids: List[str], when: str, how: str, by: Optional[str]) -> None:
+    if _has_removal_columns(conn):
+        conn.executemany(
+            "UPDATE import_files SET removed_at = ?, removed_how = ?, removed_by = ? WHERE import_id = ?",
+            [(when, how, by, i) for i in ids],
+        )
+    else:
+        conn.executemany("UPDATE import_files SET removed_at = ? WHERE import_id = ?", [(when, i) for i in ids])
+
+
+def _remove_files(conn: sqlite3.Connection, store: Optional[FileStore], shas: List[str], action: str) -> None:
+    """Remove the files of ``shas`` that no batch names any more, under the store's write lock."""
+    if store is None or not shas:
+        return
+    files_conn = store.connect()
+    try:
+        with transaction(conn, "glyph_prune", action):
+            live = {row[0] for row in conn.execute(LIVE_SHAS_SQL)}
+            gone = [sha for sha in shas if sha not in live]
+            with transaction(files_conn, "glyph_prune", action):
+                ids = [
+                    row[0]
+                    for row in files_conn.execute(
+                        "SELECT id FROM kept_files WHERE sha256 IN (SELECT value FROM json_each(?))", [json.dumps(gone)]
+                    )
+                ]
+                _delete_file_rows(files_conn, ids)
+        _give_back_space(files_conn)
+    finally:
+        files_conn.close()
+
+
 def prune(
     conn: sqlite3.Connection,
-    directory: Path,
+    store: Optional[FileStore],
     *,
     older_than: Optional[datetime.timedelta] = None,
     keep_last: Optional[int] = None,
@@ -538,7 +984,6 @@ def prune(
         raise ValueError("give older_than, keep_last or both")
     now = now or datetime.datetime.now(datetime.timezone.utc)
     cutoff = (now - older_than).strftime("%Y-%m-%d %H:%M:%S.%f") if older_than is not None else None
-    directory = Path(directory)
     result = PruneResult()
     with transaction(conn, "glyph_prune", "the prune of kept files"):
         by_sha: Dict[str, list] = {}
@@ -553,20 +998,50 @@ def prune(
         for sha256, rows in by_sha.items():
             if all(may_go for _, may_go, _ in rows):
                 ids = [import_id for import_id, _, _ in rows]
-                conn.executemany(
-                    "UPDATE import_files SET removed_at = ? WHERE import_id = ?", [(removed_at, i) for i in ids]
-                )
+                _mark_removed(conn, ids, removed_at, "pruned", None)
                 result.removed_files.append(sha256)
                 result.batches.extend(ids)
                 result.bytes_freed += rows[0][2]
-    if result.removed_files:
-        with transaction(conn, "glyph_prune", "the prune of kept files"):
-            live = {row[0] for row in conn.execute(LIVE_SHAS_SQL)}
-            for sha256 in result.removed_files:
-                if sha256 not in live:
-                    with contextlib.suppress(FileNotFoundError):
-                        os.unlink(stored_path(directory, sha256))
+    _remove_files(conn, store, result.removed_files, "the prune of kept files")
     return result
+
+
+@dataclass
+class Deleted:
+    """What ``delete`` did: the batch's file, and the batches that still name the same bytes (then kept)."""
+
+    import_id: str
+    sha256: str
+    stored_bytes: int
+    removed_at: str
+    still_named_by: List[str]
+
+
+class NotDeletable(Exception):
+    """The batch has no kept file to delete (never kept, or already removed)."""
+
+
+def delete(
+    conn: sqlite3.Connection, store: Optional[FileStore], import_id: str, *, actor: Optional[str] = None
+) -> Deleted:
+    """Remove one batch's kept original, recording who did it and when (``removed_at``, ``removed_by``,
+    ``removed_how`` = ``deleted`` in ``import_files``). The bytes stay while another batch names them."""
+    removed_at = _now_text()
+    with transaction(conn, "glyph_delete_file", "the deletion of a kept file"):
+        row = file_row(conn, import_id)
+        reason = not_kept_reason(row, import_id)
+        if reason:
+            raise NotDeletable(reason)
+        _mark_removed(conn, [import_id], removed_at, "deleted", actor)
+        others = [
+            r[0]
+            for r in conn.execute(
+                "SELECT import_id FROM import_files WHERE sha256 = ? AND removed_at IS NULL ORDER BY rowid",
+                [row["sha256"]],
+            )
+        ]
+    _remove_files(conn, store, [row["sha256"]], "the deletion of a kept file")
+    return Deleted(import_id, row["sha256"], row["stored_bytes"], removed_at, others)
 
 
 def set_keep(conn: sqlite3.Connection, import_id: str, keep: bool) -> bool:
@@ -576,6 +1051,113 @@ def set_keep(conn: sqlite3.Connection, import_id: str, keep: bool) -> bool:
     return cursor.rowcount == 1
 
 
-def chunks(stream: BinaryIO, size: int = 64 * 1024) -> Iterator[bytes]:
-    """A kept file's original bytes in pieces (for streaming a download)."""
-    return iter(lambda: stream.read(size), b"")
+# Moving files kept as .gz in a folder (before migration 0010) in and out ------------------------------------------
+
+
+@dataclass
+class Moved:
+    moved: List[str] = field(default_factory=list)  # SHA-256 of each file now in the files database
+    left: List[str] = field(default_factory=list)  # names of files left in the folder (not gzip, no batch names)
+
+
+def move_folder_in(conn: sqlite3.Connection, store: FileStore, folder: Path) -> Moved:
+    """Copy the ``<sha256>.gz`` files of ``folder`` that this store's batches name into its files database (as
+    they are: a damaged one stays damaged, for ``verify`` to report), then remove them and, once empty, the folder.
+
+    Files that no batch of this store names are left where they are: they may be another store's."""
+    result = Moved()
+    folder = Path(folder)
+    if not folder.is_dir():
+        return result
+    live = {row[0] for row in conn.execute(LIVE_SHAS_SQL)} if has_store(conn) else set()
+    store.ensure()
+    store.record(conn)
+    files_conn = store.connect()
+    try:
+        for entry in sorted(os.listdir(folder)):
+            match = OLD_NAME_RE.match(entry)
+            if match is None or match.group(1) not in live:
+                result.left.append(entry)
+                continue
+            sha256 = match.group(1)
+            if files_conn.execute("SELECT 1 FROM kept_files WHERE sha256 = ?", [sha256]).fetchone() is None:
+                try:
+                    _copy_gz_in(files_conn, folder / entry, sha256)
+                except (OSError, EOFError, zlib.error):
+                    result.left.append(entry)
+                    continue
+            result.moved.append(sha256)
+        for sha256 in result.moved:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(folder / f"{sha256}.gz")
+    finally:
+        files_conn.close()
+    for entry in list(result.left):
+        if entry.startswith(TEMP_PREFIX):  # an import killed mid-write left it: nothing names it
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(folder / entry)
+            result.left.remove(entry)
+    with contextlib.suppress(OSError):
+        folder.rmdir()
+    return result
+
+
+def _copy_gz_in(files_conn: sqlite3.Connection, path: Path, sha256: str) -> None:
+    with gzip.open(path, "rb") as source, transaction(files_conn, "glyph_move", "moving kept files in"):
+        cursor = files_conn.execute("INSERT INTO kept_files (sha256, written_at) VALUES (NULL, ?)", [time.time()])
+        file_id, seq, size, stored = cursor.lastrowid, 0, 0, 0
+        for piece in iter(lambda: source.read(CHUNK_BYTES), b""):
+            data = zlib.compress(piece, COMPRESS_LEVEL)
+            files_conn.execute("INSERT INTO kept_chunks (file_id, seq, data) VALUES (?, ?, ?)", [file_id, seq, data])
+            seq, size, stored = seq + 1, size + len(piece), stored + len(data)
+        files_conn.execute(
+            "UPDATE kept_files SET sha256 = ?, bytes = ?, stored_bytes = ?, chunks = ? WHERE id = ?",
+            [sha256, size, stored, seq, file_id],
+        )
+
+
+def write_folder_out(files_db: Path, folder: Path) -> List[str]:
+    """Write every file of a files database back as ``<sha256>.gz`` into ``folder`` (created 0700); return the
+    SHA-256 of each. What going down from migration 0010 does."""
+    written = []
+    if not Path(files_db).exists():
+        return written
+    folder = Path(folder)
+    with contextlib.suppress(FileExistsError):
+        os.mkdir(folder, 0o700)
+    files_conn = connect(files_db)
+    try:
+        for file_id, sha256 in files_conn.execute(
+            "SELECT id, sha256 FROM kept_files WHERE sha256 IS NOT NULL ORDER BY id"
+        ).fetchall():
+            temp = folder / f"{TEMP_PREFIX}{uuid.uuid4().hex}"
+            fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            with gzip.GzipFile(fileobj=os.fdopen(fd, "wb"), mode="wb", compresslevel=COMPRESS_LEVEL) as out:
+                for (data,) in files_conn.execute(
+                    "SELECT data FROM kept_chunks WHERE file_id = ? ORDER BY seq", [file_id]
+                ):
+                    out.write(zlib.decompress(data))
+            os.replace(temp, folder / f"{sha256}.gz")
+            written.append(sha256)
+    finally:
+        files_conn.close()
+    return written
+
+
+def files_db_owner(files_db: Path) -> Optional[tuple]:
+    """``(store_id, store_path)`` recorded in a files database, or None."""
+    if not Path(files_db).exists():
+        return None
+    files_conn = open_read_only(files_db)
+    try:
+        if not _has_table(files_conn, "kept_store"):
+            return None
+        return files_conn.execute("SELECT store_id, store_path FROM kept_store").fetchone()
+    finally:
+        files_conn.close()
+
+
+def remove_files_db(files_db: Path) -> None:
+    for suffix in ("", "-wal", "-shm"):
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(f"{files_db}{suffix}")

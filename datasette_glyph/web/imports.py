@@ -97,8 +97,6 @@ async def import_view(request, datasette):
             directory = uploads.upload_dir(config["upload_dir"])
             async with uploads.multipart_upload(request.receive, request.headers, directory, max_bytes) as upload:
                 fields = upload.fields
-                original = file_views.new_original(datasette, files.CSV_TYPE)
-
                 source, description = fields.get("source") or None, fields.get("description") or None
                 once = _Once(key, importer_id, upload.sha256, source, description, _answer(datasette, db.name))
 
@@ -106,6 +104,7 @@ async def import_view(request, datasette):
                     first = once.first_answer(conn)
                     if first is not None:
                         return first
+                    original = file_views.new_original(datasette, conn, files.CSV_TYPE)
                     # A file object, not the path: with no file name from the client, the engine would
                     # record the temp file's path as the name.
                     with open(upload.path, "rb") as f:
@@ -232,10 +231,8 @@ async def _import_json(request, datasette, config, db, importer_id, prepare=None
             except ImportFailed as e:
                 return errors_response(422, e.errors, more=e.more)
 
-            # The body as received is the original: it is compressed from its temp file when the batch is kept.
-            original = file_views.new_original(datasette, files.JSON_TYPE, source_path=upload.path)
-
             def write(conn):
+                # The body as received is the original: it is compressed from its temp file when the batch is kept.
                 return once.first_answer(conn) or import_records(
                     conn,
                     records,
@@ -243,12 +240,11 @@ async def _import_json(request, datasette, config, db, importer_id, prepare=None
                     source_name=source,
                     description=description,
                     actor=importer_id,
-                    original=original,
+                    original=file_views.new_original(datasette, conn, files.JSON_TYPE, source_path=upload.path),
                     before_commit=once.remember,
                 )
 
         else:
-            original = file_views.new_original(datasette, files.JSON_TYPE)
 
             def write(conn):
                 return once.first_answer(conn) or import_json(
@@ -258,7 +254,7 @@ async def _import_json(request, datasette, config, db, importer_id, prepare=None
                     source_name=source,
                     description=description,
                     actor=importer_id,
-                    original=original,
+                    original=file_views.new_original(datasette, conn, files.JSON_TYPE),
                     before_commit=once.remember,
                 )
 
@@ -333,7 +329,7 @@ async def _run_import(datasette, db, write, once: _Once) -> Response:
         return errors_response(422, e.errors, more=e.more)
     except StorageError as e:
         return errors_response(e.status, [str(e)])
-    except idempotency.KeyRefused as e:
+    except (idempotency.KeyRefused, files.FileStoreError) as e:
         return errors_response(e.status, [e.message])
     if isinstance(result, _Replayed):
         return json_text_response(result.text, headers={idempotency.REPLAYED_HEADER: "true"})

@@ -31,7 +31,8 @@ DEFAULTS = {
     "read_time_limit_ms": 30_000,  # how long a diff or listing history may take before it is stopped with a 503
     "read_threads": 1,  # threads (and connections) for diffs and history, apart from Datasette's own readers
     "keep_files": True,  # keep each import's original file (compressed) for download and re-import
-    "files_dir": None,  # folder of kept originals, private (0700); default: beside the database, <database>-files
+    # the SQLite database of kept originals (recorded by the store on first use); default: <database>-files.db
+    "files_db": None,
 }
 
 

@@ -9,7 +9,7 @@ import sys
 from ..engine import files, migrator
 from . import uploads
 from .bridge import run_write
-from .files import store_dir
+from .files import files_store
 from .settings import (
     DatabaseNotServed,
     GlyphStartupError,
@@ -36,18 +36,24 @@ def check_upload_dir(datasette) -> None:
 
 
 async def sweep_at_startup(datasette, db) -> None:
-    """Remove kept files that no committed batch names (a server or command killed mid-import left them)."""
-    directory = store_dir(datasette, create=False)
-    if directory is None or not directory.is_dir():
-        return
+    """Remove this store's kept files that no committed batch names (a server or command killed mid-import left
+    them). Only ever the store's own files database: one that belongs to another store is left alone."""
+
+    def sweep(conn):
+        store = files_store(datasette, conn, create=False)
+        return store, files.sweep(conn, store)
+
     try:
-        removed = await run_write(db, lambda conn: files.sweep(conn, directory))
+        store, removed = await run_write(db, sweep)
+    except files.AnotherStore as e:
+        print(f"datasette-glyph: kept files were not swept: {e.message}", file=sys.stderr)
+        return
     except (sqlite3.Error, OSError) as e:  # another process holds the database: the next start sweeps
-        print(f"datasette-glyph: kept files in {directory} were not swept: {e}", file=sys.stderr)
+        print(f"datasette-glyph: kept files were not swept: {e}", file=sys.stderr)
         return
     if removed:
         print(
-            f"datasette-glyph: removed {len(removed)} kept file(s) that no import names from {directory}",
+            f"datasette-glyph: removed {len(removed)} kept file(s) that no import names from {store.path}",
             file=sys.stderr,
         )
 
