@@ -8,7 +8,6 @@ from datasette_glyph.engine import lineage
 
 from .snapshots import insert_snapshot
 
-
 A_ID = "aaaaaaaa-0000-4000-8000-000000000001"
 B_ID = "bbbbbbbb-0000-4000-8000-000000000002"
 C_ID = "cccccccc-0000-4000-8000-000000000003"

@@ -330,7 +330,18 @@ def fill(conn: sqlite3.Connection, numbered: bool) -> None:
         ("H100_PCIE_80GB", 25512.0, 80, 350, 0.91, "new", "US", "https://m.example/1", "b-2024-05-01", *num(1)),
         ("H100_PCIE_80GB", 24000.5, 80, 350, 0.88, None, None, "https://m.example/2", "b-2024-05-01", *num(2)),
         ("RTX_4090", 1799.99, 24, 450, 0.5, "used", "EU", None, "b-2024-05-01", *num(3)),
-        ("Ünïcødé_GPU", 0.0, 4, 60, -1e-300, "refurbished", "APAC", "https://m.example/ü?a=1&b=2", "nightly 2024/05/02", *num(1)),
+        (
+            "Ünïcødé_GPU",
+            0.0,
+            4,
+            60,
+            -1e-300,
+            "refurbished",
+            "APAC",
+            "https://m.example/ü?a=1&b=2",
+            "nightly 2024/05/02",
+            *num(1),
+        ),
         ("H100_PCIE_80GB", 1.7976931348623157e308, 80, 350, 100.0, None, None, None, "nightly 2024/05/02", *num(2)),
         ("A100_40GB_PCIE", 9000.0, 40, 250, 0.4, "new", "US", "https://m.example/3", None, *num(None)),
         ("A100_40GB_PCIE", 9100.0, 40, 250, 0.41, None, None, None, None, *num(None)),
@@ -346,7 +357,15 @@ def fill(conn: sqlite3.Connection, numbered: bool) -> None:
         f"INSERT INTO listings (title, price, canonical_model, match_type, match_score, import_id{idx}) "
         f"VALUES (?, ?, ?, ?, ?, ?{mark})",
         [
-            ("NVIDIA H100 PCIe 80GB — \"like new\", boxed", 25512.0, "H100_PCIE_80GB", "exact", 1.0, "b-2024-05-01", *num(1)),
+            (
+                'NVIDIA H100 PCIe 80GB — "like new", boxed',
+                25512.0,
+                "H100_PCIE_80GB",
+                "exact",
+                1.0,
+                "b-2024-05-01",
+                *num(1),
+            ),
             ("A100 40G", 9000.0, "A100_40GB_PCIE", "fuzzy", 0.83, None, *num(None)),
         ],
     )
@@ -391,9 +410,7 @@ def upgrade_script(path: Path) -> None:
     fill(conn, numbered=False)
     _execute_script(conn, UPGRADE_SCRIPT)
     # Rows written after the upgrade carry a number; invalid ones too (a duplicate, a zero, a text).
-    conn.execute(
-        "INSERT INTO import_batches (import_id, source, record_count) VALUES ('after-upgrade', 'api', 4)"
-    )
+    conn.execute("INSERT INTO import_batches (import_id, source, record_count) VALUES ('after-upgrade', 'api', 4)")
     conn.executemany(
         "INSERT INTO scored_listings (canonical_model, price, vram_gb, tdp_watts, score, import_id, import_index) "
         "VALUES ('RTX_4090', ?, 24, 450, 0.5, 'after-upgrade', ?)",

@@ -47,7 +47,10 @@ def lock_held_elsewhere(path, kind: str = "write", then: str = "") -> Iterator[s
     or, with no ``then``, rolls back. The block ends only once the lock is gone."""
     process = subprocess.Popen(
         [sys.executable, "-c", HOLDER, str(path), kind, *sys.path],
-        stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
     )
     try:
         assert process.stdout.readline() == "locked\n", process.stderr.read()

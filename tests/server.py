@@ -42,7 +42,8 @@ def datasette_command() -> str:
 
 
 def make_scored_csv(path: PathLike, rows: int, seed: int = 1) -> Path:
-    """Write a realistic scored listings CSV of ``rows`` rows (``datasette_glyph.engine.sample``; same seed, same bytes)."""
+    """Write a realistic scored listings CSV of ``rows`` rows (``datasette_glyph.engine.sample``; same seed, same
+    bytes)."""
     from datasette_glyph.engine.sample import write_market
 
     return write_market(path, rows, seed)

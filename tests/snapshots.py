@@ -41,8 +41,8 @@ def insert_snapshot(
     """Store a snapshot as one batch with plain SQL, as the store keeps it; return its import_id.
 
     Like the importer, keeps what changed since the previous complete import from the same source (a complete
-    batch's deltas). Rows may give only some columns (at least canonical_model, price and score). Models not yet in ``models``
-    are added as rows of this batch, in order of first appearance, with the specs of their first row.
+    batch's deltas). Rows may give only some columns (at least canonical_model, price and score). Models not yet in
+    ``models`` are added as rows of this batch, in order of first appearance, with the specs of their first row.
     """
     import_id = import_id or str(uuid.uuid4())
     rows = [{**REQUIRED_DEFAULTS, **row} for row in rows]
@@ -66,7 +66,8 @@ def insert_snapshot(
             ],
         )
         conn.executemany(
-            f"INSERT INTO scored_listings ({', '.join(SCORED_COLUMNS)}) VALUES ({', '.join('?' * len(SCORED_COLUMNS))})",
+            f"INSERT INTO scored_listings ({', '.join(SCORED_COLUMNS)}) "
+            f"VALUES ({', '.join('?' * len(SCORED_COLUMNS))})",
             [[row.get(c) for c in COLUMNS] + [import_id, i] for i, row in enumerate(rows, 1)],
         )
         lineage.summarise_import(conn, import_id)

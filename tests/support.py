@@ -23,7 +23,6 @@ from packaging.version import parse
 
 from datasette_glyph.engine.sqlite import connect
 
-
 # In-process Datasette, the command line, checksums ---------------------------------------------------------------
 
 

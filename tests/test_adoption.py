@@ -34,7 +34,13 @@ def rows_by_name(path):
     """Every table's rows as dicts keyed by column name (rowid included), in rowid order."""
     conn = sqlite3.connect(path)
     conn.row_factory = sqlite3.Row
-    tables = [r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%' AND name NOT LIKE 'glyph_%'")]
+    tables = [
+        r[0]
+        for r in conn.execute(
+            "SELECT name FROM sqlite_master "
+            "WHERE type = 'table' AND name NOT LIKE 'sqlite_%' AND name NOT LIKE 'glyph_%'"
+        )
+    ]
     rows = {t: [dict(r) for r in conn.execute(f'SELECT rowid AS rowid, * FROM "{t}" ORDER BY rowid')] for t in tables}
     conn.close()
     return rows
@@ -125,7 +131,9 @@ def test_a_table_with_a_generated_column_is_rebuilt_and_comes_back_exactly(tmp_p
     original = legacy_store.dump(conn)
     migrator.migrate(conn)
     adopted = legacy_store.dump(conn)
-    assert conn.execute("SELECT rowid, import_id, import_index, price, price_eur FROM scored_listings LIMIT 3").fetchall() == [
+    assert conn.execute(
+        "SELECT rowid, import_id, import_index, price, price_eur FROM scored_listings LIMIT 3"
+    ).fetchall() == [
         (1, "b-2024-05-01", 1, 25512.0, 25512.0 * 0.9),
         (3, "b-2024-05-01", 2, 1799.99, 1799.99 * 0.9),
         (4, "nightly 2024/05/02", 1, 0.0, 0.0),
@@ -159,11 +167,13 @@ def test_the_old_store_writes_to_a_file_taken_back_down(tmp_path, variant):
     glyph_import(conn, CSV)
     migrator.migrate(conn, target="0001")
     legacy_store.old_store_writes(conn, NUMBERED[variant])
-    assert conn.execute("SELECT price FROM scored_listings WHERE import_id = 'old-store-again'").fetchall() == [(2000.0,)]
+    assert conn.execute("SELECT price FROM scored_listings WHERE import_id = 'old-store-again'").fetchall() == [
+        (2000.0,)
+    ]
     migrator.migrate(conn)
-    assert conn.execute(
-        "SELECT import_index FROM scored_listings WHERE import_id = 'old-store-again'"
-    ).fetchall() == [(1,)]
+    assert conn.execute("SELECT import_index FROM scored_listings WHERE import_id = 'old-store-again'").fetchall() == [
+        (1,)
+    ]
     conn.close()
 
 
@@ -218,7 +228,9 @@ def test_broken_keys_stay_reported_and_never_block_going_down(tmp_path):
     ]
     migrator.migrate(conn)
     assert migrator.broken_keys_at_adoption(conn) == 4
-    assert conn.execute("SELECT status FROM import_batches WHERE import_id = 'b-deleted'").fetchall() == [("recovered",)]
+    assert conn.execute("SELECT status FROM import_batches WHERE import_id = 'b-deleted'").fetchall() == [
+        ("recovered",)
+    ]
     migrator.migrate(conn, target="0001")
     assert sorted(conn.execute("PRAGMA foreign_key_check").fetchall()) == broken
     conn.close()
@@ -287,11 +299,14 @@ def test_ids_of_a_rolled_back_batch_are_never_given_out_again(tmp_path):
             f"Nothing was changed. {migrator.NOT_GLYPH_ADVICE}.",
         ),
         (
-            legacy_store.PRE_LINEAGE.replace("    import_id TEXT, -- nullable: rows from before batches\n", "").replace(
+            legacy_store.PRE_LINEAGE.replace("    import_id TEXT, -- nullable: rows from before batches\n", "")
+            .replace(
                 "    FOREIGN KEY (import_id) REFERENCES import_batches(import_id) ON DELETE SET NULL\n);\n"
                 "CREATE INDEX idx_scored_listings_canonical_model",
-                "    FOREIGN KEY (canonical_model) REFERENCES models(model)\n);\nCREATE INDEX idx_scored_listings_canonical_model",
-            ).replace("CREATE INDEX idx_scored_listings_import_id ON scored_listings(import_id);", ""),
+                "    FOREIGN KEY (canonical_model) REFERENCES models(model)\n);\n"
+                "CREATE INDEX idx_scored_listings_canonical_model",
+            )
+            .replace("CREATE INDEX idx_scored_listings_import_id ON scored_listings(import_id);", ""),
             None,
         ),
     ],
@@ -307,7 +322,9 @@ def test_a_file_that_is_not_the_old_stores_is_refused_and_left_alone(tmp_path, s
         migrator.migrate(conn)
     conn.close()
     if message is None:
-        assert str(e.value).startswith("This is not a database of the old store: table scored_listings has no column import_id")
+        assert str(e.value).startswith(
+            "This is not a database of the old store: table scored_listings has no column import_id"
+        )
     else:
         assert str(e.value) == message
     check = sqlite3.connect(path)
@@ -339,7 +356,9 @@ def test_going_below_an_adopted_0001_is_refused(tmp_path):
     migrator.migrate(conn, target="0001")
     with pytest.raises(migrator.MigrationError) as e:
         migrator.migrate(conn, target="0")
-    assert str(e.value).startswith("Migration 0001_inherited_schema (down) is refused: this database was made by the old store")
+    assert str(e.value).startswith(
+        "Migration 0001_inherited_schema (down) is refused: this database was made by the old store"
+    )
     assert "listing_snapshots" in {r[0] for r in conn.execute("SELECT name FROM sqlite_master")}
     conn.close()
 
@@ -365,7 +384,8 @@ def test_glyph_migrate_adopts_a_real_file_in_a_real_process(tmp_path):
     assert status.stdout.splitlines()[-5:] == [
         "",
         "Kept aside by going down, put back by the next up (drop with --discard-kept):",
-        "  glyph_kept_0002_import_batches (4 rows), glyph_kept_0002_listings (2 rows), glyph_kept_0002_models (5 rows),",
+        "  glyph_kept_0002_import_batches (4 rows), glyph_kept_0002_listings (2 rows), "
+        "glyph_kept_0002_models (5 rows),",
         "  glyph_kept_0002_quantized_listings (3 rows), glyph_kept_0002_scored_listings (8 rows),",
         "  glyph_kept_0003_scored_listings_title (0 rows), glyph_kept_0004_import_model_stats (6 rows)",
     ]
@@ -441,7 +461,8 @@ def test_a_batch_whose_values_include_both_infinities_is_adopted_and_shown(tmp_p
     conn = connect(path)
     migrator.migrate(conn)
     assert conn.execute(
-        "SELECT row_count, min_price, median_price, max_price, mean_score FROM import_model_stats WHERE import_id = 'b1'"
+        "SELECT row_count, min_price, median_price, max_price, mean_score "
+        "FROM import_model_stats WHERE import_id = 'b1'"
     ).fetchall() == [(2, float("-inf"), None, float("inf"), None)]
     top = legacy_store.dump(conn)
     migrator.migrate(conn, target="0001")

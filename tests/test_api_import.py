@@ -5,8 +5,8 @@ import asyncio
 import datetime
 import hashlib
 import json
-import sqlite3
 import socket
+import sqlite3
 import subprocess
 import uuid
 from pathlib import Path
@@ -18,20 +18,21 @@ from datasette_test import Datasette, actor_cookie
 from datasette_glyph.engine.sqlite import connect
 from datasette_glyph.web import uploads
 
-from .support import wait_until, with_csrf_token
 from .json_style import refusal
 from .support import (
     BOUNDARY,
     CSV,
-    make_csv,
     MULTIPART,
+    TOKEN_CSRF,
+    UPLOAD,
+    make_csv,
     multipart,
     open_ds,
     part,
     table_counts,
     temp_files,
-    TOKEN_CSRF,
-    UPLOAD,
+    wait_until,
+    with_csrf_token,
 )
 
 
@@ -469,8 +470,9 @@ async def test_multipart_import(db_path, upload_folder):
 
 @pytest.mark.asyncio
 async def test_the_answer_does_not_wait_for_the_checkpoint_which_follows_it(db_path, upload_folder):
-    """The import runs in the server's own transaction and commits with SQLite's automatic checkpoint off (the COMMIT has synced the WAL: the rows are
-    durable), and a checkpoint is queued on the write thread behind it; the connection's setting comes back."""
+    """The import runs in the server's own transaction and commits with SQLite's automatic checkpoint off (the
+    COMMIT has synced the WAL: the rows are durable), and a checkpoint is queued on the write thread behind it; the
+    connection's setting comes back."""
     ds = await open_ds(db_path, upload_folder)
     db = ds.get_database("glyph")
     statements = []

@@ -7,24 +7,26 @@ from datasette_test import actor_cookie
 
 from datasette_glyph.engine.sqlite import connect
 
-from .json_style import refusal
-from .snapshots import insert_snapshot
-from .support import error_message
 from .hand_market import (
     A_ID,
     ADDED_U6,
+    API_A,
+    API_B,
+    API_C,
     B_ID,
     C_ID,
     CHANGED_U1,
     CHANGED_U5,
+    DIFF_AB,
     REMOVED_U3,
     URL,
     insert_market,
     point,
+    table_checksums,
 )
-from .hand_market import API_A, API_B, API_C, DIFF_AB, table_checksums
-from .support import Tables, delete, make_ds, text_of
-
+from .json_style import refusal
+from .snapshots import insert_snapshot
+from .support import Tables, delete, error_message, make_ds, text_of
 
 OPS = {"id": "ops"}
 BOB = {"id": "bob"}

@@ -10,7 +10,6 @@ from datasette_test import actor_cookie
 
 from .support import TOKEN_CSRF, make_ds, with_csrf_token
 
-
 # The old listing DTO: the seven required fields, lineage null.
 DTO = {
     "canonical_model": "L40S",

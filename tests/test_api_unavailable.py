@@ -14,9 +14,9 @@ from datasette_glyph.engine import migrator
 from datasette_glyph.engine.sqlite import connect
 
 from .conftest import build_legacy_database
+from .hand_market import A_ID, insert_market
 from .locks import lock_held_elsewhere, wait_until_waiting_for_a_lock
 from .server import running_server
-from .hand_market import A_ID, insert_market
 from .support import FULL_DISK_PLUGIN, error_message
 
 NEWEST = migrator.load_migrations()[-1].id
@@ -91,7 +91,7 @@ REQUESTS = [
         ("old store", "0001", "0001"),
         (PREVIOUS, PREVIOUS, PREVIOUS),
     ],
-    ids=["created", "someone else's", "old store", "previous"],
+    ids=["created", "old store", "previous"],
 )
 def unmigrated(request, tmp_path_factory):
     """A server on a database in each state that is not the newest schema: (server, path, state, found, label)."""

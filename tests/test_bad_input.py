@@ -11,9 +11,9 @@ import pytest
 from datasette_glyph.engine import migrator
 from datasette_glyph.engine.sqlite import connect
 
-from .support import database_checksum
 from .bad_input_corpus import GOOD_CSV, MAX_UPLOAD_BYTES, Case, all_cases, csv_bytes, row
 from .server import start_server
+from .support import database_checksum
 
 CASES = all_cases()
 
@@ -74,7 +74,7 @@ def test_bad_input_is_refused_and_changes_nothing(server, case):
         else:
             assert body["ok"] is False
             assert [e["message"] if isinstance(e, dict) else e for e in body["errors"]] == case.messages
-    assert sorted(p.name for p in server.upload_dir.rglob('*') if p.is_file()) == []
+    assert sorted(p.name for p in server.upload_dir.rglob("*") if p.is_file()) == []
 
 
 # Spreadsheet formulas are valid text in the optional text columns: stored verbatim, and never evaluated (the
@@ -122,4 +122,4 @@ def test_path_tricks_in_file_names_stay_names(server, tmp_path, filename, stored
     batch = server.get(f"/api/imports/{body['import_id']}").json()
     assert batch["filename"] == stored
     # The file went to the upload folder under the server's own name, and is gone
-    assert sorted(p.name for p in server.upload_dir.rglob('*') if p.is_file()) == []
+    assert sorted(p.name for p in server.upload_dir.rglob("*") if p.is_file()) == []

@@ -327,7 +327,8 @@ def test_anonymous_visitor_sees_no_import_link_and_gets_403(anonymous_page, serv
     assert page.locator("a", has_text="Import listings").count() == 0
     response = page.goto("/-/glyph/import")
     assert (response.status, error_message(page.content())) == (
-        403, "You do not have permission to import listings (glyph-import)"
+        403,
+        "You do not have permission to import listings (glyph-import)",
     )
     page.screenshot(path=shots / "09-anonymous-forbidden.png")
     assert page.goto("/-/glyph/imports").status == 200

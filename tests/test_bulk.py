@@ -78,7 +78,8 @@ def test_the_bulk_path_writes_what_the_row_by_row_path_writes(tmp_path, small_th
         result = import_csv(conn, paths[1])
         assert len(index_statements(statements)) == (22 if bulk_min == 1_000 else 0)  # 2 x 7, then 2 x 4
         columns = [
-            r[1] for r in conn.execute("PRAGMA table_info(scored_listings)")
+            r[1]
+            for r in conn.execute("PRAGMA table_info(scored_listings)")
             if r[1] not in ("created_at", "updated_at", "import_id")  # the moment and the batch's own id
         ]
         rows = conn.execute(f"SELECT {', '.join(columns)} FROM scored_listings ORDER BY id").fetchall()
@@ -97,8 +98,12 @@ def test_a_small_batch_into_a_large_table_keeps_the_indexes(conn, tmp_path, smal
     assert index_statements(statements)[0].startswith("DROP INDEX")
 
 
-RANDOM_ORDER = ["idx_scored_listings_price", "idx_scored_listings_score", "idx_scored_listings_seen_at",
-                "idx_scored_listings_source_url"]
+RANDOM_ORDER = [
+    "idx_scored_listings_price",
+    "idx_scored_listings_score",
+    "idx_scored_listings_seen_at",
+    "idx_scored_listings_source_url",
+]
 
 
 def test_a_bulk_batch_into_a_table_with_rows_keeps_the_indexes_of_few_values_up_to_date(
@@ -164,9 +169,11 @@ def test_readers_keep_the_indexes_while_a_bulk_batch_is_written(db_path, tmp_pat
 
     def look(_bytes_read):
         seen.append(secondary_indexes(reader))
-        seen.append(reader.execute(
-            "SELECT COUNT(*) FROM scored_listings INDEXED BY idx_scored_listings_score WHERE score >= 0"
-        ).fetchone())
+        seen.append(
+            reader.execute(
+                "SELECT COUNT(*) FROM scored_listings INDEXED BY idx_scored_listings_score WHERE score >= 0"
+            ).fetchone()
+        )
 
     import_csv(writer, path, progress=look)
     assert len(seen) > 2
@@ -200,8 +207,10 @@ def test_a_failure_while_reading_or_writing_leaves_the_file_as_it_was(conn, tmp_
     with pytest.raises(Exploding):
         import_csv(conn, good, progress=explode)
     assert database_checksum(conn) == before
-    conn.execute("CREATE TRIGGER no_more AFTER INSERT ON scored_listings WHEN NEW.import_index = 600 "
-                 "BEGIN SELECT RAISE(ABORT, 'refused by a trigger'); END")
+    conn.execute(
+        "CREATE TRIGGER no_more AFTER INSERT ON scored_listings WHEN NEW.import_index = 600 "
+        "BEGIN SELECT RAISE(ABORT, 'refused by a trigger'); END"
+    )
     before = database_checksum(conn)
     with pytest.raises(Exception, match="refused by a trigger"):
         import_csv(conn, good)
@@ -242,7 +251,7 @@ def test_a_default_moment_is_evaluated_as_the_file_defines_it():
     conn = sqlite3.connect(":memory:")
     conn.execute(
         "CREATE TABLE scored_listings (price REAL, created_at TEXT DEFAULT (strftime('%Y-%m-%dT%H:%M:%fZ', 'now')), "
-        "updated_at DEFAULT CURRENT_DATE, \"odd \"\"name\" DEFAULT (datetime('now')), "
+        'updated_at DEFAULT CURRENT_DATE, "odd ""name" DEFAULT (datetime(\'now\')), '
         "note TEXT DEFAULT 'now and then', seen_at TEXT)"
     )
     found = batch.moment_defaults(conn, ["price"])

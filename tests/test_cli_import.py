@@ -15,10 +15,10 @@ from datasette_glyph import cli as glyph_cli
 from datasette_glyph.engine import importer, migrator
 from datasette_glyph.engine.sqlite import BUSY_TIMEOUT_MS, connect
 
-from .support import run_cli
 from .conftest import build_legacy_database
 from .locks import lock_held_elsewhere, wait_until_waiting_for_a_lock
 from .server import datasette_command
+from .support import run_cli
 
 SAMPLE = Path(__file__).resolve().parent.parent / "sample" / "scored_sample.csv"
 HEADER = "canonical_model,vram_gb,mig_support,nvlink,tdp_watts,price,score"
@@ -327,7 +327,9 @@ def test_waits_for_a_write_lock_held_by_another_process_and_then_imports(db_path
     with lock_held_elsewhere(db_path, "write"):
         process = subprocess.Popen(
             [datasette_command(), "glyph-import", str(db_path), str(files["good.csv"]), "--quiet"],
-            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
         )
         wait_until_waiting_for_a_lock(process)
         assert batches(db_path) == []

@@ -11,10 +11,9 @@ from datasette_glyph.engine import lineage
 from datasette_glyph.engine.sqlite import connect
 from datasette_glyph.formats import utc_z
 
-from .support import run_cli
-from .snapshots import insert_snapshot
 from .hand_market import A_ID, B_ID, C_ID, DIFF_AB, insert_market
-from .support import database_checksum
+from .snapshots import insert_snapshot
+from .support import database_checksum, run_cli
 
 
 @pytest.fixture

@@ -12,9 +12,9 @@ from datasette_glyph.engine import migrator
 from datasette_glyph.engine.sqlite import connect
 from datasette_glyph.formats import utc_z
 
-from .support import run_cli
-from .locks import lock_held_elsewhere, wait_until_waiting_for_a_lock
 from .conftest import build_legacy_database
+from .locks import lock_held_elsewhere, wait_until_waiting_for_a_lock
+from .support import run_cli
 
 APPLIED_AT = "2025-01-02T03:04:05+00:00"
 DESCRIPTIONS = {m.id: m.description for m in migrator.load_migrations()}
@@ -159,7 +159,10 @@ def test_status_of_a_legacy_database(path):
         f"{path}: at 0001_inherited_schema (made by the old store; glyph-migrate adopts it), "
         f"{len(LABELS) - 1} pending\n\n"
         + status_lines(
-            [("0001_inherited_schema", "applied", "by the old store"), *[(label, "pending", "") for label in LABELS[1:]]]
+            [
+                ("0001_inherited_schema", "applied", "by the old store"),
+                *[(label, "pending", "") for label in LABELS[1:]],
+            ]
         ),
     )
     assert (
@@ -238,24 +241,24 @@ def test_dry_run_on_a_legacy_database_prints_the_sql_and_changes_nothing(path):
     assert in_order(
         [
             "ALTER TABLE import_batches ADD COLUMN filename TEXT",
-            "DROP INDEX \"idx_scored_listings_import_id\"",
-            "ALTER TABLE \"scored_listings\" ADD COLUMN import_index INTEGER",
+            'DROP INDEX "idx_scored_listings_import_id"',
+            'ALTER TABLE "scored_listings" ADD COLUMN import_index INTEGER',
             # (each batch's rows are consecutive rowids here: a row's number is its distance from the batch's first)
-            "UPDATE \"scored_listings\" SET import_id = COALESCE(\"scored_listings\".import_id, "
+            'UPDATE "scored_listings" SET import_id = COALESCE("scored_listings".import_id, '
             "'dbaea5cd-0a4d-52ca-88af-4737290a1213'), import_index = \"scored_listings\".rowid - (SELECT f.first FROM "
-            "temp._glyph_first AS f WHERE f.batch = COALESCE(\"scored_listings\".import_id, "
+            'temp._glyph_first AS f WHERE f.batch = COALESCE("scored_listings".import_id, '
             "'dbaea5cd-0a4d-52ca-88af-4737290a1213')) + 1",
             "PRAGMA writable_schema = ON",
             "PRAGMA writable_schema = OFF",
             "CREATE TRIGGER update_scored_listings_timestamp AFTER UPDATE ON scored_listings FOR EACH ROW\n"
             "BEGIN UPDATE scored_listings SET updated_at = CURRENT_TIMESTAMP WHERE id = NEW.id; END",
-            "CREATE UNIQUE INDEX idx_scored_listings_import ON \"scored_listings\"(import_id, import_index)",
+            'CREATE UNIQUE INDEX idx_scored_listings_import ON "scored_listings"(import_id, import_index)',
         ],
         lineage,
     )
     # (the trigger is set aside while the rows get their numbers: they are not updates the old store made)
-    assert lineage.index("DROP TRIGGER \"update_scored_listings_timestamp\"") < lineage.index(
-        "ALTER TABLE \"scored_listings\" ADD COLUMN import_index INTEGER"
+    assert lineage.index('DROP TRIGGER "update_scored_listings_timestamp"') < lineage.index(
+        'ALTER TABLE "scored_listings" ADD COLUMN import_index INTEGER'
     )
     assert [s for s in lineage if "idx_scored_listings_score" in s and not s.startswith("INSERT")] == []
     assert title[0] == "ALTER TABLE scored_listings ADD COLUMN title TEXT"
@@ -352,7 +355,9 @@ def test_a_failing_migration_stops_the_run_and_exits_1(path, tmp_path, monkeypat
     for f in resources.files("datasette_glyph.migrations").iterdir():
         if f.name.endswith(".sql") or (f.name.endswith(".py") and f.name[:1].isdigit()):
             (folder / f.name).write_text(f.read_text(encoding="utf-8"), encoding="utf-8")
-    (folder / "0005_scored_listings_condition_index.up.sql").write_text("-- Broken\nALTER TABLE nowhere ADD COLUMN x;\n")
+    (folder / "0005_scored_listings_condition_index.up.sql").write_text(
+        "-- Broken\nALTER TABLE nowhere ADD COLUMN x;\n"
+    )
     broken = migrator.load_migrations(files=sorted(folder.iterdir()))
     monkeypatch.setattr(migrator, "load_migrations", lambda files=None: broken)
     result = run(path)

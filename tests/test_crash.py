@@ -54,7 +54,8 @@ def build_large_legacy_database(path: Path, rows: int) -> None:
     )
     conn.execute(
         "INSERT INTO models (model, vram_gb, tdp_watts, nvlink, import_id) VALUES "
-        "('A100_40GB_PCIE', 40, 250, 1, 'batch-a'), ('H100_PCIE_80GB', 80, 350, 1, NULL), ('RTX_4090', 24, 450, 0, 'batch-b')"
+        "('A100_40GB_PCIE', 40, 250, 1, 'batch-a'), ('H100_PCIE_80GB', 80, 350, 1, NULL), "
+        "('RTX_4090', 24, 450, 0, 'batch-b')"
     )
     conn.execute(
         """
@@ -74,7 +75,8 @@ def build_large_legacy_database(path: Path, rows: int) -> None:
     )
     conn.execute(
         "INSERT INTO listings (title, price, canonical_model, match_type, match_score, import_id) "
-        "SELECT 'Listing ' || id, price, canonical_model, 'exact', 1.0, import_id FROM scored_listings WHERE id % 10 = 0"
+        "SELECT 'Listing ' || id, price, canonical_model, 'exact', 1.0, import_id "
+        "FROM scored_listings WHERE id % 10 = 0"
     )
     conn.execute(
         "INSERT INTO quantized_listings (scored_listing_id, model_7b, model_13b, model_70b, import_id) "
@@ -242,9 +244,9 @@ def check_whole_version(path: Path, signatures: Dict[tuple, str], expected_conte
         assert lineage_problems(conn) == []
         broken = broken_keys(conn)
         assert {parent for _, _, parent in broken} <= {"import_batches"}
-        assert {conn.execute(f"SELECT import_id FROM {t} WHERE rowid = ?", [r]).fetchone()[0] for t, r, _ in broken} <= {
-            "batch-missing"
-        }
+        assert {
+            conn.execute(f"SELECT import_id FROM {t} WHERE rowid = ?", [r]).fetchone()[0] for t, r, _ in broken
+        } <= {"batch-missing"}
         assert (version == "0001") == bool(broken)
         return version
     finally:
@@ -287,7 +289,7 @@ def migration_crash_runs(work_dir: Path, rows: int, points: int, seed: int, log:
     ):
         for i, fraction in enumerate(kill_fractions(points, seed + (direction == "down"))):
             argv = [datasette_command(), "glyph-migrate", str(work)] + args
-            for attempt in range(4):  # on a busy machine a run can beat its kill time: aim earlier
+            for _ in range(4):  # on a busy machine a run can beat its kill time: aim earlier
                 copy_database(start, work)
                 killed, elapsed = kill_migrate_part_way(work, argv, fraction * seconds)
                 version = check_whole_version(work, signatures, content)
@@ -296,7 +298,8 @@ def migration_crash_runs(work_dir: Path, rows: int, points: int, seed: int, log:
                 fraction /= 2
             kills.append(MigrationKill(direction, fraction, killed, round(elapsed, 3), version))
             log(
-                f"  {direction} kill {i + 1}: {elapsed:.2f}s into writing ({fraction:.0%}), killed={killed}, at {version}"
+                f"  {direction} kill {i + 1}: {elapsed:.2f}s into writing ({fraction:.0%}), killed={killed},"
+                f" at {version}"
             )
             # The next run finishes the job from wherever the kill left it
             conn = connect(work)
@@ -608,7 +611,7 @@ def import_crash_runs(
             if phase == "upload":
                 kill = harness.kill_during_upload(big, fraction)
             else:
-                for attempt in range(4):
+                for _ in range(4):
                     kill = harness.kill_after_upload(big, phase, fraction)
                     if kill.killed:
                         break
@@ -617,7 +620,8 @@ def import_crash_runs(
                     finished_first += 1
             kills.append(kill)
             log(
-                f"  kill in {phase} at {fraction:.0%}: killed={kill.killed} after {kill.seconds:.2f}s, batch {kill.outcome}, "
+                f"  kill in {phase} at {fraction:.0%}: killed={kill.killed} after {kill.seconds:.2f}s, "
+                f"batch {kill.outcome}, "
                 f"{kill.temp_files_at_kill} temp file(s) at the kill, unfinished records {kill.unfinished_batches}"
             )
             harness.import_file(small)  # the next import works

@@ -26,6 +26,7 @@ from .support import FULL_DISK_PLUGIN
 
 CSV = b"canonical_model,vram_gb,mig_support,nvlink,tdp_watts,price,score\nA10,24,0,False,150,2397.01,0.6504\n"
 
+
 @pytest.fixture(params=["wal", "delete"])
 def db(request, tmp_path) -> Path:
     """A migrated database in WAL mode, or its VACUUM INTO copy, which is in rollback-journal mode."""
@@ -251,7 +252,8 @@ def test_glyph_import_on_a_full_disk_reports_each_file_on_one_line_and_goes_on(t
     (tmp_path / "small.csv").write_bytes(CSV)
     script = f"""
         mkdir disk
-        mount -t tmpfs -o size=2m tmpfs disk  # room for the migrated file and its WAL; not for big.csv (about 5 MB as rows)
+        # room for the migrated file and its WAL; not for big.csv (about 5 MB as rows)
+        mount -t tmpfs -o size=2m tmpfs disk
         {datasette_script()} glyph-migrate disk/glyph.db > /dev/null
         {datasette_script()} glyph-import disk/glyph.db big.csv small.csv {options} && echo "exit 0" || echo "exit $?"
         {sys.executable} -c "{CHECK}"

@@ -509,7 +509,10 @@ async def test_rollback_then_reimport_over_http(db_path):
     rolled_back = await ds.client.delete(f"/api/imports/{first['import_id']}")
     answer = rolled_back.json()
     assert (rolled_back.status_code, answer["import_id"], answer["status"], answer["removed"]) == (
-        200, first["import_id"], "rolled_back", {"scored_listings": 3, "listings": 0, "quantized_listings": 0, "models": 3}
+        200,
+        first["import_id"],
+        "rolled_back",
+        {"scored_listings": 3, "listings": 0, "quantized_listings": 0, "models": 3},
     )
     assert listing_rows(conn, first["import_id"]) == []
     # the rolled-back batch's file is still there to download

@@ -52,11 +52,12 @@ def test_ten_hostile_bodies_are_refused_and_leave_memory_flat(tmp_path, db_path)
         assert server.get("/api/imports").status == 200
         before = released(server)
         statuses = []
-        for name, make, expected in BODIES:
+        for name, make, _ in BODIES:
             made = make(size)
             body, content_type = made if isinstance(made, tuple) else (made, JSON)
-            answer = server.request("POST", "/api/import", body=body, headers={"Content-Type": content_type},
-                                    timeout=600)
+            answer = server.request(
+                "POST", "/api/import", body=body, headers={"Content-Type": content_type}, timeout=600
+            )
             statuses.append((name, answer.status, answer.json()["ok"]))
         growth = released(server) - before
         imports = server.get("/api/imports").json()["total"]

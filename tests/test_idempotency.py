@@ -13,7 +13,6 @@ from datasette_glyph.engine import migrator
 from datasette_glyph.engine.sqlite import connect
 
 from .support import (
-    with_csrf_token,
     CSV,
     MULTIPART,
     UPLOAD,
@@ -23,6 +22,7 @@ from .support import (
     part,
     table_counts,
     temp_files,
+    with_csrf_token,
 )
 
 KEY = "7c3e7a52-1c0e-4c8a-9a57-2d1c2b6f0b11"
@@ -57,7 +57,9 @@ async def test_the_same_request_again_answers_the_first_result_and_imports_nothi
     assert (await post(ds, key=None)).json()["previous_import_id"] == first.json()["import_id"]
     another = await post(ds, key="another")
     assert (another.status_code, another.json()["record_count"], "idempotency-replayed" in another.headers) == (
-        200, 3, False
+        200,
+        3,
+        False,
     )
     assert table_counts(db_path)[0] == 3
     assert temp_files(upload_folder) == []
@@ -165,7 +167,14 @@ async def test_a_refused_import_keeps_nothing_so_its_key_serves_the_corrected_re
         422,
         {
             "ok": False,
-            "errors": [{"line": 2, "column": "price", "value": "lots", "message": "Line 2, column price: 'lots' is not a number"}],
+            "errors": [
+                {
+                    "line": 2,
+                    "column": "price",
+                    "value": "lots",
+                    "message": "Line 2, column price: 'lots' is not a number",
+                }
+            ],
             "more": 0,
         },
     )
@@ -242,7 +251,6 @@ def test_two_requests_racing_with_one_key_import_once(db_path, tmp_path, upload_
     csv_path.write_bytes(make_csv(10_000))
     answers = []
     with running_server(db_path, plugin_config={"allow_import": True, "upload_dir": str(upload_folder)}) as server:
-
         # All three have sent the whole file before any sends the multipart's closing boundary: no request can be
         # imported (nor its key kept) before the other two are in flight
         all_sent = threading.Barrier(3, timeout=120)

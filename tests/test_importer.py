@@ -13,12 +13,12 @@ from pathlib import Path
 
 import pytest
 
-from datasette_glyph.engine.sqlite import connect
+from datasette_glyph.engine import columns, csv_source, importer, json_source
 from datasette_glyph.engine.errors import ImportFailed
 from datasette_glyph.engine.importer import import_csv, import_records
+from datasette_glyph.engine.sqlite import connect
+
 from .support import HEADER, data, database_checksum
-from datasette_glyph.engine import columns, csv_source, importer
-from datasette_glyph.engine import json_source
 
 SAMPLE = Path(__file__).resolve().parent.parent / "sample" / "scored_sample.csv"
 ROW = "A10,24,0,False,150,2397.01,0.6504"

@@ -8,8 +8,6 @@ import pytest
 from datasette_glyph.engine import lineage
 from datasette_glyph.engine.importer import import_csv
 
-from .snapshots import insert_snapshot, iter_market, market_snapshots, write_csv
-from .support import database_checksum
 from .hand_market import (
     A_ID,
     ADDED_U6,
@@ -18,17 +16,19 @@ from .hand_market import (
     BATCH_B,
     BATCH_C,
     C_ID,
-    change,
     CHANGED_U1,
     CHANGED_U5,
-    table_checksum,
     DATA_TABLES,
+    REMOVED_U3,
+    URL,
+    change,
     insert_market,
     point,
-    REMOVED_U3,
     row,
-    URL,
+    table_checksum,
 )
+from .snapshots import insert_snapshot, iter_market, market_snapshots, write_csv
+from .support import database_checksum
 
 
 @pytest.fixture

@@ -19,10 +19,9 @@ from datasette_glyph.engine import migrator
 from datasette_glyph.engine.sqlite import connect
 
 from .locks import running
-from .support import wait_until
 from .server import make_scored_csv, readme_settings, running_server, start_server
 from .snapshots import insert_snapshot, market_snapshots
-from .support import integrity
+from .support import integrity, wait_until
 
 # What readers ask for, in turn: the plugin's API and Datasette's own JSON views of the same tables.
 READ_PATHS = (

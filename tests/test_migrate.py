@@ -9,9 +9,9 @@ import pytest
 from datasette_glyph.engine import lineage, migrator
 from datasette_glyph.engine.sqlite import connect
 
-from .locks import lock_held_elsewhere, wait_until_waiting_for_a_lock
 from . import legacy_store
 from .conftest import build_legacy_database
+from .locks import lock_held_elsewhere, wait_until_waiting_for_a_lock
 
 # The migrations this package ships, in order, and the newest: the version a fully migrated database is at.
 IDS = [m.id for m in migrator.load_migrations()]
@@ -175,8 +175,7 @@ def test_migrations_are_numbered_pairs_described_by_their_first_comment():
         ),
         (
             "0006_import_deltas",
-            "Keep what changed between consecutive imports of a source, so diffs and listing histories read a "
-            "few rows",
+            "Keep what changed between consecutive imports of a source, so diffs and listing histories read a few rows",
         ),
         ("0007_kept_files", "Record the original file each import read, kept compressed beside the database"),
         (
@@ -199,12 +198,18 @@ def test_migrations_are_numbered_pairs_described_by_their_first_comment():
     "changes,message",
     [
         ({"9001_extra.up.sql": "-- no pair\nSELECT 1;\n"}, "Migration 9001_extra has no down script"),
-        ({"0005_scored_listings_condition_index.up.sql": None}, "Migration 0005_scored_listings_condition_index has no up script"),
+        (
+            {"0005_scored_listings_condition_index.up.sql": None},
+            "Migration 0005_scored_listings_condition_index has no up script",
+        ),
         (
             {"0003_scored_listings_title.up.sql": "SELECT 1;"},
             "Migration 0003_scored_listings_title is both a Python file and SQL scripts",
         ),
-        ({"9001_extra.py": '"""Extra"""\ndef up(conn):\n    pass\n'}, "Migration 9001_extra.py has no down(conn) function"),
+        (
+            {"9001_extra.py": '"""Extra"""\ndef up(conn):\n    pass\n'},
+            "Migration 9001_extra.py has no down(conn) function",
+        ),
         ({"0003_Title.up.sql": "SELECT 1;"}, "Unexpected file in migrations: 0003_Title.up.sql"),
         ({"README.sql": "SELECT 1;"}, "Unexpected file in migrations: README.sql"),
         (
@@ -368,7 +373,9 @@ def test_each_migration_round_trips_on_a_database_holding_data(tmp_path, migrati
     migrator.migrate(conn, target=migration_id)
     assert [(s.migration.id, s.direction) for s in migrator.migrate(conn, rollback=1)] == [(migration_id, "down")]
     assert snapshot(conn) == before[IDS[IDS.index(migration_id) - 1]]
-    assert [(s.migration.id, s.direction) for s in migrator.migrate(conn, target=migration_id)] == [(migration_id, "up")]
+    assert [(s.migration.id, s.direction) for s in migrator.migrate(conn, target=migration_id)] == [
+        (migration_id, "up")
+    ]
     assert snapshot(conn) == before[migration_id]
 
 
@@ -392,7 +399,9 @@ def test_0001_round_trips_on_an_empty_database(tmp_path):
 
 def without_applied_at(snap):
     rows = dict(snap["rows"])
-    rows["schema_version"] = [(rowid, id_, version, description) for rowid, id_, version, _, description in rows["schema_version"]]
+    rows["schema_version"] = [
+        (rowid, id_, version, description) for rowid, id_, version, _, description in rows["schema_version"]
+    ]
     return {"schema": snap["schema"], "rows": rows}
 
 
@@ -434,7 +443,10 @@ def test_rolling_back_a_batch_0002_made_does_not_block_going_down_and_up(tmp_pat
     kept_models = conn.execute("SELECT id, import_id, import_index FROM models ORDER BY id").fetchall()
     migrator.migrate(conn, target="0001")
     # The records 0002 made go, rolled back or not (kept aside for the next up), and rows lose the legacy id
-    assert [r[1] for r in conn.execute("SELECT id, import_id FROM import_batches ORDER BY id")] == ["batch-a", "batch-b"]
+    assert [r[1] for r in conn.execute("SELECT id, import_id FROM import_batches ORDER BY id")] == [
+        "batch-a",
+        "batch-b",
+    ]
     migrator.migrate(conn)
     assert conn.execute("SELECT id, import_id, import_index FROM models ORDER BY id").fetchall() == kept_models
     # The rolled-back record comes back as it was, with who rolled it back and when.
@@ -452,7 +464,8 @@ def test_rolling_back_a_batch_0002_made_does_not_block_going_down_and_up(tmp_pat
     [
         # each batch's rows are consecutive rowids (as imports append them), with gaps between batches
         ([(10, "batch-a"), (11, "batch-a"), (12, "batch-a"), (20, None), (21, None), (30, "batch-b")],
-         [(10, "batch-a", 1), (11, "batch-a", 2), (12, "batch-a", 3), (20, LEGACY, 1), (21, LEGACY, 2), (30, "batch-b", 1)]),
+         [(10, "batch-a", 1), (11, "batch-a", 2), (12, "batch-a", 3), (20, LEGACY, 1), (21, LEGACY, 2),
+          (30, "batch-b", 1)]),
         # a row deleted inside batch-a, and batch-b's rows between two of batch-a's
         ([(10, "batch-a"), (12, "batch-a"), (13, "batch-b"), (14, "batch-a"), (15, "batch-b")],
          [(10, "batch-a", 1), (12, "batch-a", 2), (13, "batch-b", 1), (14, "batch-a", 3), (15, "batch-b", 2)]),
@@ -467,7 +480,9 @@ def test_0002_numbers_each_batch_in_rowid_order(tmp_path, rows, expected):
         rows,
     )
     migrator.migrate(conn, target="0002")
-    assert conn.execute("SELECT rowid, import_id, import_index FROM scored_listings ORDER BY rowid").fetchall() == expected
+    assert (
+        conn.execute("SELECT rowid, import_id, import_index FROM scored_listings ORDER BY rowid").fetchall() == expected
+    )
 
 
 # What the window-function statement that 0004 ran when it was a SQL script gave: the reference its two
@@ -492,7 +507,8 @@ def test_0004_summarises_the_batches_already_stored(tmp_path):
     # batch-b gets an even count with a tie, an integer price and a price the old store wrote as text
     conn.executemany(
         "INSERT INTO scored_listings (canonical_model, price, vram_gb, tdp_watts, score, created_at, updated_at, "
-        "import_id, import_index) VALUES (?, ?, 24, 450, ?, '2025-01-03 00:00:00', '2025-01-03 00:00:00', 'batch-b', ?)",
+        "import_id, import_index) "
+        "VALUES (?, ?, 24, 450, ?, '2025-01-03 00:00:00', '2025-01-03 00:00:00', 'batch-b', ?)",
         [
             ("RTX_4090", 1800.0, 0.5, 1),
             ("RTX_4090", 1500, 0.25, 2),
@@ -700,7 +716,8 @@ def test_failure_part_way_keeps_the_steps_before_it(tmp_path):
 def test_failing_lineage_migration_leaves_the_legacy_database_as_it_was(tmp_path):
     up = package_sql("0002_import_lineage.py")
     broken = up.replace(
-        "    _restore_kept_sequences(conn)\n", "    _restore_kept_sequences(conn)\n    conn.execute('INSERT INTO no_such_table VALUES (1)')\n"
+        "    _restore_kept_sequences(conn)\n",
+        "    _restore_kept_sequences(conn)\n    conn.execute('INSERT INTO no_such_table VALUES (1)')\n",
     )
     files = migration_files(tmp_path, {"0002_import_lineage.py": broken})
     conn = legacy_database(tmp_path / "legacy.db")

@@ -15,8 +15,8 @@ from datasette_glyph import formats
 from datasette_glyph.engine import lineage
 from datasette_glyph.web import charts, imports
 
-from .snapshots import insert_snapshot
 from . import support
+from .snapshots import insert_snapshot
 from .support import error_message, title
 
 OPERATOR = {"id": "operator"}  # granted glyph-import by the plugin config below
@@ -35,7 +35,8 @@ def add_batch(conn, import_id, imported_at, rows=(), **fields):
     """A batch record and its scored_listings rows ((model, price, score), ...), numbered 1..n in order."""
     record = {"filename": None, "source": None, "description": None, "status": "complete", "actor": None, **fields}
     conn.execute(
-        "INSERT INTO import_batches (import_id, imported_at, record_count, filename, source, description, status, actor)"
+        "INSERT INTO import_batches "
+        "(import_id, imported_at, record_count, filename, source, description, status, actor)"
         " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
         [import_id, imported_at, len(rows), *record.values()],
     )
@@ -168,13 +169,25 @@ def rows_link(import_id, **filters):
         ("/-/glyph/imports?page=2", None, 404, "There is no page 2 of imports; there are 1"),
         ("/-/glyph/imports?page=0", None, 400, "page must be a whole number from 1 up, not '0'"),
         ("/-/glyph/imports?page=two", None, 400, "page must be a whole number from 1 up, not 'two'"),
-        ("/-/glyph/imports?page=%C2%B2", None, 400, "page must be a whole number from 1 up, not '²'"),  # ² is a digit to str.isdigit, not to int()
+        (
+            "/-/glyph/imports?page=%C2%B2",
+            None,
+            400,
+            "page must be a whole number from 1 up, not '²'",
+        ),  # ² is a digit to str.isdigit, not to int()
         ("/-/glyph/imports?page=%D9%A3", None, 400, "page must be a whole number from 1 up, not '٣'"),  # Arabic-Indic 3
         (
-            "/-/glyph/imports?page=99999999999999999999", None, 404,
+            "/-/glyph/imports?page=99999999999999999999",
+            None,
+            404,
             "There is no page 99999999999999999999 of imports",
         ),
-        ("/-/glyph/imports?page=184467440737095517", None, 404, "There is no page 184467440737095517 of imports"),  # its offset just past 64 bits
+        (
+            "/-/glyph/imports?page=184467440737095517",
+            None,
+            404,
+            "There is no page 184467440737095517 of imports",
+        ),  # its offset just past 64 bits
         (f"/-/glyph/imports/{A}", None, 200, "Import: monday.csv"),
         (f"/-/glyph/imports/{C}", None, 200, "Import: <script>alert(1)</script>.csv"),
         (f"/-/glyph/imports/{UNKNOWN}", None, 404, f"No import with id {UNKNOWN}"),
@@ -337,10 +350,13 @@ async def test_batch_page(db_path, batches):
     ]
     # The exact moment, in the form a point-in-time restore takes, as /api/imports/<id> gives it
     restore_point = re.search(r'<p id="glyph-restore-point">(.*?)</p>', html, re.S).group(1)
-    assert re.sub(r"<[^>]+>|\s+", " ", restore_point).split() == (
-        "To restore the database as it was just before this import: "
-        "litestream restore -timestamp 2025-05-02T08:00:00Z"
-    ).split()
+    assert (
+        re.sub(r"<[^>]+>|\s+", " ", restore_point).split()
+        == (
+            "To restore the database as it was just before this import: "
+            "litestream restore -timestamp 2025-05-02T08:00:00Z"
+        ).split()
+    )
     assert (await get(ds, f"/api/imports/{B}")).json()["imported_at"] == "2025-05-02T08:00:00Z"
     assert Extract(html, class_="glyph-links").links == [
         (rows_link(B), "Browse its 4 rows"),
@@ -715,7 +731,9 @@ async def test_rows_of_one_import_link_back_to_it(db_path, batches, query, expec
     titles = {
         f"/-/glyph/imports/{A}": "Import: monday.csv",
         f"/-/glyph/imports/{B}": "Import: tuesday.csv",
-        f"/-/glyph/imports/{A}/diff/{B}": "Diff: monday.csv 2025-05-01 08:00 UTC \u2192 tuesday.csv 2025-05-02 08:00 UTC",
+        f"/-/glyph/imports/{A}/diff/{B}": (
+            "Diff: monday.csv 2025-05-01 08:00 UTC \u2192 tuesday.csv 2025-05-02 08:00 UTC"
+        ),
         "/-/glyph/imports": "Imports",
         "/-/glyph/history": "Listing history",
     }
@@ -751,7 +769,8 @@ async def test_compare_with_any_import(db_path, batches):
     assert (response.status_code, response.headers["location"]) == (302, f"/-/glyph/imports/{C}/diff/{B}")
     response = await get(ds, f"/-/glyph/imports/{C}/diff/{B}")
     assert (response.status_code, title(response.text)) == (
-        200, "Diff: <script>alert(1)</script>.csv 2025-05-03 08:00 UTC \u2192 tuesday.csv 2025-05-02 08:00 UTC"
+        200,
+        "Diff: <script>alert(1)</script>.csv 2025-05-03 08:00 UTC \u2192 tuesday.csv 2025-05-02 08:00 UTC",
     )
 
 
@@ -761,7 +780,8 @@ async def test_compare_needs_two_imports(db_path, batches, query):
     ds = await make_ds(db_path)
     response = await get(ds, "/-/glyph/compare" + query)
     assert (response.status_code, error_message(response.text)) == (
-        400, "Choose two imports to compare: a (before) and b (after)"
+        400,
+        "Choose two imports to compare: a (before) and b (after)",
     )
 
 
@@ -770,7 +790,8 @@ async def test_compare_needs_view_permission(db_path, batches):
     ds = await make_ds(db_path, metadata={"databases": {"glyph": {"allow": {"id": "operator"}}}})
     response = await get(ds, f"/-/glyph/compare?a={A}&b={B}")
     assert (response.status_code, error_message(response.text)) == (
-        403, "You do not have permission to view the imports of glyph"
+        403,
+        "You do not have permission to view the imports of glyph",
     )
     response = await get(ds, f"/-/glyph/compare?a={A}&b={B}", OPERATOR)
     assert (response.status_code, response.headers["location"]) == (302, f"/-/glyph/imports/{A}/diff/{B}")
@@ -929,7 +950,8 @@ async def test_diff_page_refuses_an_unknown_order(db_path, priced):
     ds = await make_ds(db_path)
     response = await get(ds, f"/-/glyph/imports/{A}/diff/{B}?sort=biggest")
     assert (response.status_code, error_message(response.text)) == (
-        400, "sort: must be one of file, change (got 'biggest')"
+        400,
+        "sort: must be one of file, change (got 'biggest')",
     )
 
 

@@ -71,21 +71,32 @@ def outcome(db_path, path, **options):
 CASES = {
     "valid": ("imported", lambda p: rows_file(p, good_lines(1_234))),
     "market file": ("imported", lambda p: make_scored_csv(p, 2_000, seed=4)),
-    "BOM and CRLF, a quoted field over two lines": ("imported", lambda p: rows_file(
-        p, good_lines(700) + ['A10,24,0,False,150,9,0.5,"https://example.com/a\nb"'] + good_lines(600, 700),
-        newline="\r\n", prefix=b"\xef\xbb\xbf",
-    )),
-    "bad values in several chunks, more than max_errors": ("refused", lambda p: rows_file(
-        p, [line if n % 97 else line.replace(",150,", ",hot,") for n, line in enumerate(good_lines(6_000))]
-    )),
+    "BOM and CRLF, a quoted field over two lines": (
+        "imported",
+        lambda p: rows_file(
+            p,
+            good_lines(700) + ['A10,24,0,False,150,9,0.5,"https://example.com/a\nb"'] + good_lines(600, 700),
+            newline="\r\n",
+            prefix=b"\xef\xbb\xbf",
+        ),
+    ),
+    "bad values in several chunks, more than max_errors": (
+        "refused",
+        lambda p: rows_file(
+            p, [line if n % 97 else line.replace(",150,", ",hot,") for n, line in enumerate(good_lines(6_000))]
+        ),
+    ),
     "a short row": ("refused", lambda p: rows_file(p, good_lines(800) + ["A10,24,0"] + good_lines(10, 800))),
-    "broken UTF-8 after two chunks": ("refused", lambda p: p.write_bytes(
-        data(HEADER + ",source_url", *good_lines(1_100)) + b"A10,24,0,False,150,1,0.5,https://\xff\n"
-        + data(*good_lines(5))
-    ) and p),
-    "a quote left open": ("refused", lambda p: rows_file(
-        p, good_lines(900) + ['A10,24,0,False,150,1,0.5,"https://x']
-    )),
+    "broken UTF-8 after two chunks": (
+        "refused",
+        lambda p: p.write_bytes(
+            data(HEADER + ",source_url", *good_lines(1_100))
+            + b"A10,24,0,False,150,1,0.5,https://\xff\n"
+            + data(*good_lines(5))
+        )
+        and p,
+    ),
+    "a quote left open": ("refused", lambda p: rows_file(p, good_lines(900) + ['A10,24,0,False,150,1,0.5,"https://x'])),
 }
 
 
@@ -186,7 +197,9 @@ def test_glyph_import_of_a_file_past_the_threshold(tmp_path, db_path):
     assert big.stat().st_size > reading.PARALLEL_MIN_BYTES
     run = subprocess.run(
         [datasette_command(), "glyph-import", str(db), str(big), "--source", "nightly"],
-        capture_output=True, text=True, timeout=300,
+        capture_output=True,
+        text=True,
+        timeout=300,
     )
     assert run.returncode == 0, run.stderr
     conn = connect(db)
@@ -209,8 +222,12 @@ async def test_an_upload_is_read_by_the_second_process_and_answered_as_before(tm
     response = await ds.client.post("/api/import", files={"file": ("bad.csv", bad, "text/csv")})
     assert (response.status_code, len(readers)) == (422, 2)
     assert response.json()["errors"] == [
-        {"line": 2, "column": "tdp_watts", "value": "hot",
-         "message": "Line 2, column tdp_watts: 'hot' is not an integer"}
+        {
+            "line": 2,
+            "column": "tdp_watts",
+            "value": "hot",
+            "message": "Line 2, column tdp_watts: 'hot' is not an integer",
+        }
     ]
     assert [p for p in folder.rglob("*") if p.is_file()] == []  # no temp file left
 

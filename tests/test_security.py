@@ -19,10 +19,9 @@ import datasette_glyph
 from datasette_glyph.engine import migrator
 from datasette_glyph.engine.sqlite import connect
 
-from .support import TOKEN_CSRF
 from .bad_input_corpus import GOOD_CSV, csv_bytes, multipart_envelope, row
 from .server import datasette_command, start_server
-from .support import database_checksum
+from .support import TOKEN_CSRF, database_checksum
 
 # 0.65 protects POSTs with asgi-csrf tokens; 1.0a with the Origin / Sec-Fetch-Site headers
 SECRET = "glyph-security-secret"

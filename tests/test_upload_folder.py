@@ -28,7 +28,7 @@ from datasette_glyph.engine.sqlite import StorageError, connect
 from datasette_glyph.web import uploads
 
 from .locks import lock_held_elsewhere, wait_until_waiting_for_a_lock
-from .server import spawn, datasette_command, free_port, make_scored_csv, running_server, write_config_file
+from .server import datasette_command, free_port, make_scored_csv, running_server, spawn, write_config_file
 from .support import wait_until
 
 CSV = b"canonical_model,vram_gb,mig_support,nvlink,tdp_watts,price,score\nA10,24,0,False,150,2397.01,0.6504\n"
