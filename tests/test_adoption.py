@@ -481,7 +481,7 @@ def test_a_batch_whose_values_include_both_infinities_is_adopted_and_shown(tmp_p
         assert response.status_code == 200, (page, response.text[-500:])
 
 
-@pytest.mark.parametrize("move", [["--to", "0"], ["--rollback", "9"]])
+@pytest.mark.parametrize("move", [["--to", "0"], ["--rollback", "10"]])
 def test_a_plan_that_would_go_below_an_adopted_0001_changes_nothing(tmp_path, move):
     path = build(tmp_path, "forecasting")
     conn = connect(path)

@@ -477,7 +477,7 @@ def test_every_time_the_commands_print_is_iso_8601_utc_with_z_and_counts_agree_w
     ]
     text = "\n".join(outputs)
     times = re.findall(r"\d{4}-\d\d-\d\d[T ]\d\d:\d\d[^\s,;]*", text)
-    assert (len(times), [t for t in times if not re.fullmatch(ISO_Z, t)]) == (16, [])
+    assert (len(times), [t for t in times if not re.fullmatch(ISO_Z, t)]) == (17, [])
     assert re.findall(r"\b1 (?:rows|errors|imports|steps|files|migrations)\b|\(s\)", text) == []
     rolled_back = outputs[4].splitlines()
     assert (

@@ -287,7 +287,10 @@ async def test_keys_survive_a_migration_round_trip(db_path, upload_folder):
     previous = migrations[migrations.index("0008") - 1]
     migrator.migrate(conn, target=previous)
     assert "import_idempotency_keys" not in [r[0] for r in conn.execute("SELECT name FROM sqlite_master")]
-    assert migrator.kept_aside(conn) == [("glyph_kept_0008_import_idempotency_keys", 1)]
+    assert migrator.kept_aside(conn) == [
+        ("glyph_kept_0008_import_idempotency_keys", 1),
+        ("glyph_kept_0010_import_files_store", 1),
+    ]
     migrator.migrate(conn)
     assert conn.execute("SELECT rowid, * FROM import_idempotency_keys").fetchall() == kept_before
     assert migrator.kept_aside(conn) == []

@@ -427,8 +427,11 @@ def test_a_restore_holds_every_kept_original(tmp_path, litestream):
     restored = tmp_path / "restored.db"
 
     def restored_and_verified():
-        restore(config_path, primary_db, restored)
-        restore(config_path, Path(f"{primary_db}-files.db"), Path(f"{restored}-files.db"))
+        try:
+            restore(config_path, primary_db, restored)
+            restore(config_path, Path(f"{primary_db}-files.db"), Path(f"{restored}-files.db"))
+        except subprocess.CalledProcessError:  # nothing replicated yet
+            return False
         return import_ids(restored) == ids and verify_files(restored).returncode == 0
 
     wait_for(restored_and_verified, "a restore holding both imports and their files")
