@@ -15,7 +15,7 @@ from pathlib import Path
 
 import click
 
-from .engine import deltas, files, importer, lineage, migrator, sample
+from .engine import deltas, file_upkeep, files, importer, lineage, migrator, sample
 from .engine.sqlite import StorageError, connect, open_read_only, unwritable
 from .formats import diff_body, diff_next_path, plural, score, signed, utc_z, with_utc_z
 
@@ -985,7 +985,7 @@ def glyph_files(path, verify, prune, older_than, keep_last, keep_ids, release_id
     problems = []
     try:
         if move_from:
-            moved = files.move_folder_in(conn, store, Path(move_from))
+            moved = file_upkeep.move_folder_in(conn, store, Path(move_from))
             click.echo(
                 f"Moved {len(moved.moved)} kept file(s) from {move_from} into {store.path}"
                 + (f"; left {len(moved.left)} file(s) that no import of {path} names" if moved.left else "")
@@ -993,8 +993,8 @@ def glyph_files(path, verify, prune, older_than, keep_last, keep_ids, release_id
         for text in delete_ids:
             import_id = _resolve(conn, path, text)
             try:
-                deleted = files.delete(conn, store, import_id, actor=_os_user())
-            except files.NotDeletable as e:
+                deleted = file_upkeep.delete(conn, store, import_id, actor=_os_user())
+            except file_upkeep.NotDeletable as e:
                 raise click.ClickException(f"{e} ({path}); nothing was deleted") from None
             if deleted.still_named_by:
                 others = ", ".join(deleted.still_named_by)
@@ -1010,19 +1010,19 @@ def glyph_files(path, verify, prune, older_than, keep_last, keep_ids, release_id
         for ids, mark in ((keep_ids, True), (release_ids, False)):
             for text in ids:
                 import_id = _resolve(conn, path, text)
-                if not files.set_keep(conn, import_id, mark):
+                if not file_upkeep.set_keep(conn, import_id, mark):
                     raise click.ClickException(f"Import {import_id} has no kept file in {path}")
                 click.echo(f"{'Marked' if mark else 'Released'} the file of {import_id}" + (" as kept" if mark else ""))
         if prune:
-            files.sweep(conn, store)
-            result = files.prune(conn, store, older_than=older_than, keep_last=keep_last)
+            file_upkeep.sweep(conn, store)
+            result = file_upkeep.prune(conn, store, older_than=older_than, keep_last=keep_last)
             imports = len(result.batches)
             click.echo(
                 f"Pruned {len(result.removed_files)} file(s) of {imports} import{'s' if imports != 1 else ''}, "
                 f"freeing {result.bytes_freed:,} bytes"
             )
         if verify:
-            checked, problems = files.verify(conn, store)
+            checked, problems = file_upkeep.verify(conn, store)
             for problem in problems:
                 click.echo(
                     f"{problem.kind}: {problem.sha256} of import{'s' if len(problem.import_ids) > 1 else ''} "

@@ -11,7 +11,8 @@ table when there is none) for the next up.
 
 import os
 
-from datasette_glyph.engine import files, schema
+from datasette_glyph.engine import file_upkeep, files, schema
+
 
 KEPT_STORE = "glyph_kept_0010_import_files_store"
 KEPT_REMOVALS = "glyph_kept_0010_import_files"
@@ -39,7 +40,7 @@ def up(conn):
         conn.execute(f"INSERT INTO import_files_store (store_id, files_db) SELECT store_id, files_db FROM {KEPT_STORE}")
         conn.execute(f"DROP TABLE {KEPT_STORE}")
     elif db_path:
-        owner = files.files_db_owner(files.default_files_db(db_path))
+        owner = file_upkeep.files_db_owner(files.default_files_db(db_path))
         if owner is not None and os.path.abspath(owner[1]) == os.path.abspath(db_path):
             # an earlier up moved files in, and its transaction did not commit: the same store
             conn.execute("INSERT INTO import_files_store (store_id) VALUES (?)", [owner[0]])
@@ -52,7 +53,7 @@ def up(conn):
         conn.execute(f"DROP TABLE {KEPT_REMOVALS}")
     if db_path and files.old_folder(db_path).is_dir():
         store = files.open_store(conn, db_path)
-        files.move_folder_in(conn, store, files.old_folder(db_path))
+        file_upkeep.move_folder_in(conn, store, files.old_folder(db_path))
 
 
 def down(conn):
@@ -60,11 +61,11 @@ def down(conn):
     record = conn.execute("SELECT store_id, files_db FROM import_files_store").fetchone()
     if db_path and record is not None:
         files_db = record[1] or files.default_files_db(db_path)
-        owner = files.files_db_owner(files_db)
+        owner = file_upkeep.files_db_owner(files_db)
         # Only the store's own files database, and only from the store itself (never from a copy of it)
         if owner is not None and owner[0] == record[0] and os.path.abspath(owner[1]) == os.path.abspath(db_path):
-            files.write_folder_out(files_db, files.old_folder(db_path))
-            files.remove_files_db(files_db)
+            file_upkeep.write_folder_out(files_db, files.old_folder(db_path))
+            file_upkeep.remove_files_db(files_db)
     for table in (KEPT_STORE, KEPT_REMOVALS):
         conn.execute(f"DROP TABLE IF EXISTS {table}")
     if record is not None:

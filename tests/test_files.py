@@ -19,7 +19,7 @@ from click.testing import CliRunner
 from datasette.cli import cli
 from datasette_test import actor_cookie
 
-from datasette_glyph.engine import errors, files, importer, lineage, migrator
+from datasette_glyph.engine import errors, file_upkeep, files, importer, lineage, migrator
 from datasette_glyph.engine.sqlite import connect
 
 from . import support
@@ -326,7 +326,7 @@ def prune_setup(conn, db_path, marked=()):
         conn.execute("UPDATE import_batches SET imported_at = ? WHERE import_id = ?", [when, result.import_id])
         ids[label] = result.import_id
     for label in marked:
-        files.set_keep(conn, ids[label], True)
+        file_upkeep.set_keep(conn, ids[label], True)
     return ids
 
 
@@ -346,12 +346,12 @@ def prune_setup(conn, db_path, marked=()):
 def test_prune_rules(conn, db_path, options, marked, gone):
     ids = prune_setup(conn, db_path, marked)
     labels = {v: k for k, v in ids.items()}
-    files.prune(conn, the_store(conn, db_path), now=NOW, **options)
+    file_upkeep.prune(conn, the_store(conn, db_path), now=NOW, **options)
     removed = [labels[i] for i, *_, removed_at in file_records(conn) if removed_at is not None]
     assert removed == gone
     live = {sha for _, sha, *_rest, removed_at in file_records(conn) if removed_at is None}
     assert kept_shas(db_path) == sorted(live)
-    assert files.verify(conn, the_store(conn, db_path)) == (len(live), [])
+    assert file_upkeep.verify(conn, the_store(conn, db_path)) == (len(live), [])
 
 
 def test_prune_command_and_the_keep_mark(conn, db_path):
@@ -399,7 +399,7 @@ def test_sweep_removes_only_old_files_no_batch_names(conn, db_path):
         files_conn.execute("UPDATE kept_files SET written_at = ?", [old])
         for sha, when in [("a" * 64, old), ("b" * 64, time.time()), (None, old), (None, time.time())]:
             files_conn.execute("INSERT INTO kept_files (sha256, written_at) VALUES (?, ?)", [sha, when])
-    assert files.sweep(conn, the_store(conn, db_path)) == sorted([files.TEMP_PREFIX + "4", "a" * 64])
+    assert file_upkeep.sweep(conn, the_store(conn, db_path)) == sorted([files.TEMP_PREFIX + "4", "a" * 64])
     assert kept_shas(db_path) == [None, CSV_SHA, "b" * 64]
     assert file_records(conn)[0][0] == named.import_id
 
@@ -613,8 +613,8 @@ def test_0007_round_trips_with_kept_files(conn, db_path):
     first = keep(conn, db_path)
     files.reimport(conn, the_store(conn, db_path), first.import_id, actor="ops")
     keep(conn, db_path, content=CSV.replace(b"1500.0", b"1400.0"))
-    files.set_keep(conn, first.import_id, True)
-    files.prune(conn, the_store(conn, db_path), keep_last=1)
+    file_upkeep.set_keep(conn, first.import_id, True)
+    file_upkeep.prune(conn, the_store(conn, db_path), keep_last=1)
     records = file_records(conn)
     top = conn.execute("SELECT rowid, * FROM import_files ORDER BY rowid").fetchall()
     schema = conn.execute("SELECT type, name, sql FROM sqlite_master ORDER BY name").fetchall()
@@ -697,10 +697,10 @@ async def test_sigkill_between_keeping_the_file_and_committing_leaves_no_orphan(
     await make_ds(db_path)
     assert kept_shas(db_path) == [CSV_SHA]
     assert file_records(conn) == [(earlier.import_id, CSV_SHA, len(CSV), "text/csv", 0, None, None)]
-    assert files.verify(conn, the_store(conn, db_path)) == (1, [])
+    assert file_upkeep.verify(conn, the_store(conn, db_path)) == (1, [])
     # and the next import of the same file works
     assert run("glyph-import", db_path, csv_path, "--quiet").exit_code == 0
-    assert files.verify(conn, the_store(conn, db_path)) == (2, [])
+    assert file_upkeep.verify(conn, the_store(conn, db_path)) == (2, [])
 
 
 def test_an_original_that_cannot_be_kept_refuses_the_import(tmp_path, conn, db_path):

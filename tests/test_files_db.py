@@ -14,7 +14,7 @@ from click.testing import CliRunner
 from datasette.cli import cli
 from datasette_test import Datasette, actor_cookie
 
-from datasette_glyph.engine import files, lineage, migrator
+from datasette_glyph.engine import file_upkeep, files, lineage, migrator
 from datasette_glyph.engine.sqlite import connect
 
 from .server import running_server
@@ -236,7 +236,7 @@ def test_the_migration_moves_a_folder_of_gz_files_in_and_back(tmp_path):
     migrator.migrate(conn)
     assert os.listdir(folder) == [f"{'f' * 64}.gz"]
     store = files.open_store(conn, db, create=False)
-    assert files.verify(conn, store) == (1, [])
+    assert file_upkeep.verify(conn, store) == (1, [])
     reader = files.open_verified(store, files.file_row(conn, batch), batch)
     assert b"".join(reader.pieces()) == CSV
     reader.close()

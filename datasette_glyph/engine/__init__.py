@@ -6,7 +6,8 @@ names the rest of the package and its users call; each module below holds the re
 
 from .batch import ImportResult
 from .errors import ImportFailed
-from .files import Original, kept_files, prune, reimport, verify
+from .file_upkeep import prune, verify
+from .files import Original, kept_files, reimport
 from .importer import import_csv, import_json, import_records
 from .json_source import InvalidJson, scan_json
 from .lineage import (

@@ -6,7 +6,7 @@ from __future__ import annotations
 import sqlite3
 import sys
 
-from ..engine import files, migrator
+from ..engine import file_upkeep, files, migrator
 from . import uploads
 from .bridge import run_write
 from .files import files_store
@@ -41,7 +41,7 @@ async def sweep_at_startup(datasette, db) -> None:
 
     def sweep(conn):
         store = files_store(datasette, conn, create=False)
-        return store, files.sweep(conn, store)
+        return store, file_upkeep.sweep(conn, store)
 
     try:
         store, removed = await run_write(db, sweep)
