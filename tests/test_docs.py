@@ -95,8 +95,7 @@ def relative_links(text: str) -> list:
 
 @pytest.mark.parametrize("page", PAGES, ids=lambda p: str(p.relative_to(REPO)))
 def test_every_relative_link_leads_somewhere(page):
-    if not page.exists():
-        pytest.skip(f"{page.name} does not exist")
+    assert page.exists(), f"{page.name} does not exist"
     broken = []
     for number, target in relative_links(page.read_text(encoding="utf-8")):
         path, _, anchor = target.partition("#")
